@@ -1,0 +1,617 @@
+"""The catalog on SQLite or PostgreSQL through SQLAlchemy Core: the source of truth the index is rebuilt from."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from facetrace.catalog import blobs
+from facetrace.catalog.database import WRITE_TRANSACTION, create_catalog_engine, describe
+from facetrace.catalog.records import (
+    FINAL_RUN_STATUSES,
+    INTERRUPTED,
+    RUNNING,
+    CatalogStats,
+    IngestErrorRecord,
+    RunRecord,
+)
+from facetrace.catalog.schema import upgrade_to_head
+from facetrace.catalog.tables import assets, ingest_errors, ingest_runs, people, sources
+from facetrace.catalog.tables import faces as faces_table
+from facetrace.core.errors import CatalogError, ModelMismatchError
+from facetrace.core.ports import IdArray
+from facetrace.core.types import AnalyzedFace, BoundingBox, FaceRecord, FloatArray, MediaAsset
+
+logger = logging.getLogger(__name__)
+
+# Ids per IN (...) clause: well under SQLite's bound-parameter limit and PostgreSQL's, on every version.
+_IN_CHUNK = 500
+_T = TypeVar("_T")
+
+
+def open_catalog(uri: str) -> SqlCatalog:
+    """Open the catalog at uri (sqlite:///path/catalog.db or postgresql://user@host/db), creating it if missing
+    and upgrading its schema to the one this code knows.
+
+    Runs left 'running' by a process of this host that no longer exists are marked interrupted on the way in;
+    their ids are in SqlCatalog.interrupted_at_open.
+    Raises CatalogError for an unusable URI, an unreachable server, or a schema newer than this facetrace.
+    """
+    engine = create_catalog_engine(uri)
+    try:
+        upgrade_to_head(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    catalog = SqlCatalog(engine)
+    catalog.interrupted_at_open = tuple(catalog.mark_abandoned_runs())
+    if catalog.interrupted_at_open:
+        logger.warning(
+            "ingest runs %s were left running by processes that no longer exist; marked interrupted",
+            ", ".join(map(str, catalog.interrupted_at_open)),
+        )
+    return catalog
+
+
+class SqlCatalog:
+    """Implements the Catalog port. Build it with open_catalog(); the engine must already be at the schema head."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._run_models: dict[int, str] = {}
+        self._model_dims: dict[str, int] = {}
+        self.interrupted_at_open: tuple[int, ...] = ()
+
+    @property
+    def url(self) -> str:
+        """Where the catalog lives, without any password."""
+        return describe(self._engine.url)
+
+    @property
+    def dialect(self) -> str:
+        """'sqlite' or 'postgresql'."""
+        return self._engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"SqlCatalog({self.url!r})"
+
+    def __enter__(self) -> SqlCatalog:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # Runs and errors
+
+    def start_run(self, description: str, model_id: str) -> int:
+        with self._write() as connection:
+            run_id = connection.execute(
+                sa.insert(ingest_runs)
+                .values(
+                    started_at=_now(),
+                    status=RUNNING,
+                    description=description,
+                    model_id=model_id,
+                    stats={},
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                )
+                .returning(ingest_runs.c.id)
+            ).scalar_one()
+        self._run_models[int(run_id)] = model_id
+        return int(run_id)
+
+    def finish_run(self, run_id: int, status: str, stats: dict[str, int]) -> None:
+        if status not in FINAL_RUN_STATUSES:
+            raise CatalogError(f"a run finishes as one of {sorted(FINAL_RUN_STATUSES)}, not {status!r}")
+        with self._write() as connection:
+            updated = connection.execute(
+                sa.update(ingest_runs)
+                .where(ingest_runs.c.id == run_id)
+                .values(status=status, finished_at=_now(), stats={key: int(value) for key, value in stats.items()})
+            ).rowcount
+        if updated != 1:
+            raise CatalogError(f"no ingest run {run_id} in the catalog at {self.url}")
+
+    def runs(self, status: str | None = None) -> list[RunRecord]:
+        """Ingest runs, newest first, optionally only those with this status."""
+        query = sa.select(ingest_runs).order_by(ingest_runs.c.id.desc())
+        if status is not None:
+            query = query.where(ingest_runs.c.status == status)
+        with self._read() as connection:
+            return [_run_record(row) for row in connection.execute(query)]
+
+    def mark_abandoned_runs(self) -> list[int]:
+        """Mark interrupted the runs still 'running' whose process on this host is gone; returns their ids.
+
+        Runs started on other hosts are left alone: whether their process lives cannot be known from here.
+        """
+        host = socket.gethostname()
+        with self._read() as connection:
+            candidates = connection.execute(
+                sa.select(ingest_runs.c.id, ingest_runs.c.pid).where(
+                    ingest_runs.c.status == RUNNING, ingest_runs.c.host == host
+                )
+            ).all()
+        abandoned = [int(run_id) for run_id, pid in candidates if pid is not None and not _process_alive(int(pid))]
+        if abandoned:
+            with self._write() as connection:
+                connection.execute(
+                    sa.update(ingest_runs)
+                    .where(ingest_runs.c.id.in_(abandoned), ingest_runs.c.status == RUNNING)
+                    .values(status=INTERRUPTED)
+                )
+        return abandoned
+
+    def record_error(self, run_id: int, uri: str, message: str) -> None:
+        with self._write() as connection:
+            connection.execute(sa.insert(ingest_errors).values(run_id=run_id, uri=uri, message=message, at=_now()))
+
+    def ingest_errors(self, run_id: int | None = None, limit: int | None = None) -> list[IngestErrorRecord]:
+        """Recorded ingest errors, oldest first, optionally of one run."""
+        query = sa.select(ingest_errors).order_by(ingest_errors.c.id)
+        if run_id is not None:
+            query = query.where(ingest_errors.c.run_id == run_id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as connection:
+            return [
+                IngestErrorRecord(run_id=row.run_id, uri=row.uri, message=row.message, at=row.at)
+                for row in connection.execute(query)
+            ]
+
+    # Assets and faces
+
+    def known_sha256(self, sha256s: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        with self._read() as connection:
+            for chunk in _chunks(sorted(set(sha256s)), _IN_CHUNK):
+                known.update(connection.execute(sa.select(assets.c.sha256).where(assets.c.sha256.in_(chunk))).scalars())
+        return known
+
+    def add_asset_with_faces(
+        self,
+        run_id: int,
+        asset: MediaAsset,
+        faces: Sequence[AnalyzedFace],
+        model_id: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> tuple[int, list[int]]:
+        """Store an asset and its faces in one transaction; returns (asset_id, face_ids).
+
+        An asset whose sha256 is already stored is not stored again: its existing id comes back with no face ids.
+        The asset's label is kept as provenance and shown as each face's label. Only on an asset with exactly one
+        face does it also assign that face to the person (get_or_create_person): with several faces which one is
+        the person is unknown (assign_person can say so later).
+        """
+        self._check_run_model(run_id, model_id)
+        face_rows = [self._face_row(face, model_id, asset.uri) for face in faces]
+        captured_at = _aware(asset.captured_at, f"{asset.uri}: captured_at")
+        try:
+            with self._write() as connection:
+                existing = _asset_id(connection, asset.sha256)
+                if existing is not None:
+                    return existing, []
+                source_id = None
+                if asset.source_name:
+                    source_id = _get_or_create_source(connection, asset.source_name, asset.legal_basis, None)
+                person_id = None
+                person_name = (asset.label or "").strip()
+                if person_name and len(face_rows) == 1:
+                    person_id = _get_or_create_person(connection, person_name)
+                asset_id = int(
+                    connection.execute(
+                        sa.insert(assets)
+                        .values(
+                            sha256=asset.sha256,
+                            uri=asset.uri,
+                            source_page=asset.source_page,
+                            captured_at=captured_at,
+                            ingested_at=_now(),
+                            source_id=source_id,
+                            run_id=run_id,
+                            label=asset.label,
+                            width=width,
+                            height=height,
+                            extra=dict(asset.extra) or None,
+                        )
+                        .returning(assets.c.id)
+                    ).scalar_one()
+                )
+                face_ids: list[int] = []
+                if face_rows:
+                    rows = [{**row, "asset_id": asset_id, "person_id": person_id} for row in face_rows]
+                    face_ids = [
+                        int(face_id)
+                        for face_id in connection.execute(
+                            sa.insert(faces_table).returning(faces_table.c.id, sort_by_parameter_order=True), rows
+                        ).scalars()
+                    ]
+        except IntegrityError as exc:
+            # Another process stored the same image between our lookup and insert (PostgreSQL; SQLite writers
+            # are serialised): the outcome is the same as finding it stored.
+            with self._read() as connection:
+                existing = _asset_id(connection, asset.sha256)
+            if existing is None:
+                raise CatalogError(f"{asset.uri}: the catalog refused the asset: {exc.orig}") from exc
+            return existing, []
+        return asset_id, face_ids
+
+    def set_thumbnail_paths(self, paths: dict[int, str]) -> None:
+        if not paths:
+            return
+        statement = (
+            sa.update(faces_table)
+            .where(faces_table.c.id == sa.bindparam("face_id"))
+            .values(thumbnail_path=sa.bindparam("path"))
+        )
+        with self._write() as connection:
+            connection.execute(statement, [{"face_id": face_id, "path": path} for face_id, path in paths.items()])
+
+    def faces_by_id(self, face_ids: Sequence[int]) -> dict[int, FaceRecord]:
+        """The stored faces among face_ids with their assets' provenance; absent ids are simply not in the result.
+
+        FaceRecord.label is the name of the person assigned to the face, or else the label of its asset.
+        """
+        query = (
+            sa.select(
+                faces_table,
+                assets.c.uri,
+                assets.c.sha256,
+                assets.c.source_page,
+                assets.c.captured_at,
+                assets.c.ingested_at,
+                assets.c.label.label("asset_label"),
+                people.c.name.label("person_name"),
+            )
+            .join(assets, faces_table.c.asset_id == assets.c.id)
+            .outerjoin(people, faces_table.c.person_id == people.c.id)
+        )
+        records: dict[int, FaceRecord] = {}
+        with self._read() as connection:
+            for chunk in _chunks(_unique_ints(face_ids), _IN_CHUNK):
+                for row in connection.execute(query.where(faces_table.c.id.in_(chunk))):
+                    records[int(row.id)] = _face_record(row)
+        return records
+
+    def embeddings_by_id(self, face_ids: Sequence[int], model_id: str | None = None) -> tuple[IdArray, FloatArray]:
+        """(ids, vectors) of the stored faces among face_ids, in the order asked; absent ids are left out.
+
+        Raises CatalogError if the faces found have embeddings of different dimensions (different models).
+        """
+        wanted = _unique_ints(face_ids)
+        found: dict[int, tuple[bytes, int]] = {}
+        query = sa.select(faces_table.c.id, faces_table.c.embedding, faces_table.c.dim)
+        if model_id is not None:
+            query = query.where(faces_table.c.model_id == model_id)
+        with self._read() as connection:
+            for chunk in _chunks(wanted, _IN_CHUNK):
+                for face_id, embedding, dim in connection.execute(query.where(faces_table.c.id.in_(chunk))):
+                    found[int(face_id)] = (bytes(embedding), int(dim))
+        ids = [face_id for face_id in wanted if face_id in found]
+        dims = {found[face_id][1] for face_id in ids}
+        if len(dims) > 1:
+            raise CatalogError(f"faces {ids[:10]} hold embeddings of dimensions {sorted(dims)}; ask for one model")
+        dim = dims.pop() if dims else 0
+        matrix = blobs.decode_matrix([found[face_id][0] for face_id in ids], dim)
+        return np.asarray(ids, dtype=np.int64), matrix
+
+    def iter_embeddings(self, model_id: str, batch_size: int = 10_000) -> Iterator[tuple[IdArray, FloatArray]]:
+        if batch_size < 1:
+            raise CatalogError(f"batch_size must be at least 1, got {batch_size}")
+        last_id = -1
+        while True:
+            # Keyset paging by id: each batch is its own short read, so a slow consumer holds no transaction open.
+            with self._read() as connection:
+                rows = connection.execute(
+                    sa.select(faces_table.c.id, faces_table.c.embedding, faces_table.c.dim)
+                    .where(faces_table.c.model_id == model_id, faces_table.c.id > last_id)
+                    .order_by(faces_table.c.id)
+                    .limit(batch_size)
+                ).all()
+            if not rows:
+                return
+            dims = {int(row.dim) for row in rows}
+            if len(dims) != 1:
+                raise CatalogError(f"model {model_id!r} has embeddings of dimensions {sorted(dims)} in the catalog")
+            ids = np.fromiter((row.id for row in rows), dtype=np.int64, count=len(rows))
+            yield ids, blobs.decode_matrix([bytes(row.embedding) for row in rows], dims.pop())
+            last_id = int(ids[-1])
+
+    def face_ids(self, model_id: str) -> IdArray:
+        """Every face id of one model, ascending: what a consistent index of that model must hold."""
+        with self._read() as connection:
+            ids = connection.execute(
+                sa.select(faces_table.c.id).where(faces_table.c.model_id == model_id).order_by(faces_table.c.id)
+            ).scalars()
+            return np.fromiter(ids, dtype=np.int64)
+
+    def count_faces(self, model_id: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(faces_table)
+        if model_id is not None:
+            query = query.where(faces_table.c.model_id == model_id)
+        with self._read() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def fingerprint(self, model_id: str) -> str:
+        """A cheap summary of one model's face ids (count, min, max, sum) to store beside an index and compare later.
+
+        Equal fingerprints do not prove equal contents, but any add or delete since the index was saved changes
+        the fingerprint in practice, which is what a staleness warning needs.
+        """
+        with self._read() as connection:
+            count, low, high, total = connection.execute(
+                sa.select(
+                    sa.func.count(faces_table.c.id),
+                    sa.func.min(faces_table.c.id),
+                    sa.func.max(faces_table.c.id),
+                    sa.func.sum(faces_table.c.id),
+                ).where(faces_table.c.model_id == model_id)
+            ).one()
+        return f"faces:{int(count)}:{int(low or 0)}:{int(high or 0)}:{int(total or 0)}"
+
+    # People and sources
+
+    def get_or_create_person(self, name: str) -> int:
+        name = _nonblank(name, "a person's name")
+        with self._write() as connection:
+            return _get_or_create_person(connection, name)
+
+    def assign_person(self, face_ids: Sequence[int], person_id: int | None) -> int:
+        """Set (or with None, clear) the person of these faces; returns how many faces changed."""
+        changed = 0
+        with self._write() as connection:
+            for chunk in _chunks(_unique_ints(face_ids), _IN_CHUNK):
+                changed += connection.execute(
+                    sa.update(faces_table).where(faces_table.c.id.in_(chunk)).values(person_id=person_id)
+                ).rowcount
+        return changed
+
+    def get_or_create_source(self, name: str, legal_basis: str | None = None, retention_days: int | None = None) -> int:
+        name = _nonblank(name, "a source's name")
+        with self._write() as connection:
+            return _get_or_create_source(connection, name, legal_basis, retention_days)
+
+    # Health
+
+    def stats(self) -> CatalogStats:
+        with self._read() as connection:
+            asset_count = connection.execute(sa.select(sa.func.count()).select_from(assets)).scalar_one()
+            by_model = connection.execute(
+                sa.select(faces_table.c.model_id, sa.func.count())
+                .group_by(faces_table.c.model_id)
+                .order_by(faces_table.c.model_id)
+            ).all()
+            by_status = connection.execute(
+                sa.select(ingest_runs.c.status, sa.func.count()).group_by(ingest_runs.c.status)
+            ).all()
+            error_count = connection.execute(sa.select(sa.func.count()).select_from(ingest_errors)).scalar_one()
+            people_count = connection.execute(sa.select(sa.func.count()).select_from(people)).scalar_one()
+        return CatalogStats(
+            assets=int(asset_count),
+            faces_by_model={str(model): int(count) for model, count in by_model},
+            runs_by_status={str(status): int(count) for status, count in by_status},
+            errors=int(error_count),
+            people=int(people_count),
+        )
+
+    # Internals
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._operational_errors(), self._engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with (
+            self._operational_errors(),
+            self._engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as connection,
+            connection.begin(),
+        ):
+            yield connection
+
+    @contextmanager
+    def _operational_errors(self) -> Iterator[None]:
+        """Report a database that is down, locked for too long or out of space as a CatalogError naming it."""
+        try:
+            yield
+        except OperationalError as exc:
+            raise CatalogError(f"the catalog at {self.url} failed: {exc.orig}") from exc
+
+    def _check_run_model(self, run_id: int, model_id: str) -> None:
+        run_model = self._run_models.get(run_id)
+        if run_model is None:
+            with self._read() as connection:
+                stored = connection.execute(
+                    sa.select(ingest_runs.c.model_id).where(ingest_runs.c.id == run_id)
+                ).scalar_one_or_none()
+            if stored is None:
+                raise CatalogError(f"no ingest run {run_id} in the catalog at {self.url}; start one with start_run()")
+            run_model = self._run_models[run_id] = str(stored)
+        if run_model != model_id:
+            raise ModelMismatchError(expected=run_model, actual=model_id, where=f"ingest run {run_id}")
+
+    def _face_row(self, face: AnalyzedFace, model_id: str, uri: str) -> dict[str, Any]:
+        if face.embedding.model_id != model_id:
+            raise ModelMismatchError(expected=model_id, actual=face.embedding.model_id, where=f"{uri}: this asset")
+        vector = np.asarray(face.embedding.vector)
+        if vector.ndim != 1 or vector.dtype != np.float32 or not np.isfinite(vector).all():
+            raise CatalogError(
+                f"{uri}: an embedding must be a finite 1-D float32 vector, got {vector.dtype} {vector.shape}"
+            )
+        self._check_dim(model_id, int(vector.shape[0]))
+        landmarks = np.asarray(face.detection.landmarks, dtype=np.float32)
+        if landmarks.shape != blobs.LANDMARK_SHAPE:
+            raise CatalogError(f"{uri}: landmarks must have shape {blobs.LANDMARK_SHAPE}, got {landmarks.shape}")
+        box = face.detection.box
+        try:
+            flags = blobs.encode_flags(face.quality.flags)
+        except ValueError as exc:
+            raise CatalogError(f"{uri}: {exc}") from exc
+        return {
+            "x1": float(box.x1),
+            "y1": float(box.y1),
+            "x2": float(box.x2),
+            "y2": float(box.y2),
+            "landmarks": blobs.encode_floats(landmarks),
+            "detection_score": float(face.detection.score),
+            "quality_score": float(face.quality.score),
+            "quality_flags": flags,
+            "model_id": model_id,
+            "embedding": blobs.encode_floats(vector),
+            "dim": int(vector.shape[0]),
+        }
+
+    def _check_dim(self, model_id: str, dim: int) -> None:
+        known = self._model_dims.get(model_id)
+        if known is None:
+            with self._read() as connection:
+                stored = connection.execute(
+                    sa.select(faces_table.c.dim).where(faces_table.c.model_id == model_id).limit(1)
+                ).scalar_one_or_none()
+            if stored is None:
+                return
+            known = self._model_dims[model_id] = int(stored)
+        if known != dim:
+            raise CatalogError(f"model {model_id!r} makes {known}-dimensional embeddings in this catalog, not {dim}")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None, what: str) -> datetime | None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise CatalogError(
+            f"{what} {value.isoformat()} has no time zone; give it one (UTC if unknown is a choice the caller makes)"
+        )
+    return value
+
+
+def _nonblank(value: str, what: str) -> str:
+    stripped = value.strip()
+    if not stripped:
+        raise CatalogError(f"{what} cannot be blank")
+    return stripped
+
+
+def _asset_id(connection: Connection, sha256: str) -> int | None:
+    found = connection.execute(sa.select(assets.c.id).where(assets.c.sha256 == sha256)).scalar_one_or_none()
+    return None if found is None else int(found)
+
+
+def _get_or_create_person(connection: Connection, name: str) -> int:
+    return _get_or_create(connection, people, name, {"created_at": _now()})
+
+
+def _get_or_create_source(
+    connection: Connection, name: str, legal_basis: str | None, retention_days: int | None
+) -> int:
+    source_id = _get_or_create(
+        connection,
+        sources,
+        name,
+        {"legal_basis": legal_basis, "retention_days": retention_days, "created_at": _now()},
+    )
+    if legal_basis is not None:
+        # A source first seen without its legal basis gets it from the first asset that states one.
+        connection.execute(
+            sa.update(sources)
+            .where(sources.c.id == source_id, sources.c.legal_basis.is_(None))
+            .values(legal_basis=legal_basis)
+        )
+    return source_id
+
+
+def _get_or_create(connection: Connection, table: sa.Table, name: str, values: Mapping[str, Any]) -> int:
+    lookup = sa.select(table.c.id).where(table.c.name == name)
+    found = connection.execute(lookup).scalar_one_or_none()
+    if found is not None:
+        return int(found)
+    try:
+        # A savepoint, so that losing a race to another writer does not abort the caller's transaction.
+        with connection.begin_nested():
+            return int(
+                connection.execute(sa.insert(table).values(name=name, **values).returning(table.c.id)).scalar_one()
+            )
+    except IntegrityError:
+        return int(connection.execute(lookup).scalar_one())
+
+
+def _run_record(row: Row[Any]) -> RunRecord:
+    return RunRecord(
+        run_id=int(row.id),
+        status=row.status,
+        description=row.description,
+        model_id=row.model_id,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        stats=dict(row.stats or {}),
+        host=row.host,
+        pid=row.pid,
+    )
+
+
+def _face_record(row: Row[Any]) -> FaceRecord:
+    return FaceRecord(
+        face_id=int(row.id),
+        asset_id=int(row.asset_id),
+        box=BoundingBox(row.x1, row.y1, row.x2, row.y2),
+        landmarks=blobs.decode_landmarks(bytes(row.landmarks)),
+        detection_score=float(row.detection_score),
+        quality_score=float(row.quality_score),
+        quality_flags=blobs.decode_flags(row.quality_flags),
+        model_id=row.model_id,
+        asset_uri=row.uri,
+        asset_sha256=row.sha256,
+        source_page=row.source_page,
+        captured_at=row.captured_at,
+        ingested_at=row.ingested_at,
+        # The face's own person when one is assigned, else what the operator said the photo shows.
+        label=row.person_name if row.person_name is not None else row.asset_label,
+        thumbnail_path=row.thumbnail_path,
+    )
+
+
+def _unique_ints(values: Sequence[int]) -> list[int]:
+    """Distinct ints in first-seen order (accepts numpy integers and arrays)."""
+    return list(dict.fromkeys(int(value) for value in values))
+
+
+def _chunks(values: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":
+        # os.kill on Windows terminates the process instead of probing it; assume alive rather than guess.
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by another user
+    return True

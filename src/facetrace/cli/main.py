@@ -1,0 +1,213 @@
+"""The command line: thin commands over Engine verbs. Errors are translated here, once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from facetrace.cli.render import format_comparison, format_probe_result, jsonable, probe_result_json
+from facetrace.core.errors import FacetraceError
+from facetrace.engine import Engine, open_engine
+from facetrace.ingest.runner import IngestProgress
+
+app = typer.Typer(
+    help="facetrace: self-hosted, accountable face search. Ingest photos you lawfully hold, search them with a "
+    "probe photo, and read every score as a false-match rate for your gallery's size.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+index_app = typer.Typer(help="The vector index (derived from the catalog, rebuildable).", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Model packs: which weights embed faces, their licences and checks.", no_args_is_help=True
+)
+eval_app = typer.Typer(
+    help="Accuracy on public benchmarks, through the same code path users run.", no_args_is_help=True
+)
+app.add_typer(index_app, name="index")
+app.add_typer(models_app, name="models")
+app.add_typer(eval_app, name="eval")
+
+DataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data", envvar="FACETRACE_DATA", help="Data directory (catalog, index, thumbnails).", show_default=False
+    ),
+]
+PackOpt = Annotated[
+    str | None, typer.Option("--pack", envvar="FACETRACE_PACK", help="Model pack id or folder (default: built-in).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details to stderr.")]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _engine(data: Path | None, pack: str | None, verbose: bool = False, **overrides: Any) -> Iterator[Engine]:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if pack:
+        overrides["pack"] = pack
+    try:
+        engine = open_engine(data, **{k: v for k, v in overrides.items() if v is not None})
+    except FacetraceError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        yield engine
+    except FacetraceError as exc:
+        raise _fail(str(exc)) from exc
+    finally:
+        engine.close()
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def ingest(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Folders (recursive), image files, or @list.txt files.")
+    ] = None,
+    manifest: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--manifest",
+            "-m",
+            help="CSV/JSONL manifest with uri, source_page, captured_at, label, legal_basis and any extra columns.",
+        ),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Inference threads per worker.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch (one catalog transaction).")] = None,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Add photos to the catalog and index. Re-running is safe: images already ingested (same content hash) are
+    skipped, so an interrupted ingest resumes where it stopped. Unreadable files are reported and skipped."""
+    if not paths and not manifest:
+        raise _fail("give at least one folder, file, @list or --manifest")
+    with _engine(data, pack, verbose, workers=workers, threads=threads, batch_size=batch_size) as engine:
+        summary = engine.ingest(paths or [], manifests=manifest or [], progress=_progress_printer(as_json))
+    if as_json:
+        _print_json(jsonable(summary))
+        return
+    typer.echo(
+        f"run {summary.run_id}: {summary.images_seen} images seen, {summary.images_added} added, "
+        f"{summary.images_skipped} already known, {summary.faces_added} faces, {summary.errors} errors"
+    )
+    for message in summary.error_messages[:20]:
+        typer.echo(f"  skipped: {message}", err=True)
+    if summary.errors > 20:
+        typer.echo(f"  … and {summary.errors - 20} more (see the catalog's ingest_errors)", err=True)
+
+
+def _progress_printer(quiet: bool) -> Callable[[IngestProgress], None] | None:
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def show(p: IngestProgress) -> None:
+        sys.stderr.write(
+            f"\r{p.images_seen} seen, {p.images_added} added, {p.images_skipped} known, "
+            f"{p.faces_added} faces, {p.errors} errors"
+        )
+        sys.stderr.flush()
+
+    return show
+
+
+@app.command()
+def search(
+    probes: Annotated[list[Path], typer.Argument(help="Probe photo(s).")],
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="Candidates per probe face.")] = None,
+    face: Annotated[int | None, typer.Option("--face", help="Search only face N of the probe (0-based).")] = None,
+    fuse: Annotated[
+        bool, typer.Option("--fuse", help="Fuse all probe photos into one template of one person.")
+    ] = False,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Search the gallery with every face of each probe photo. Each candidate comes with its false-match rate for
+    this gallery's size: a high similarity in a large gallery can still be a stranger."""
+    with _engine(data, pack, verbose, workers=1) as engine:
+        if fuse:
+            results = [engine.search_fused(probes, top_k=top_k)]
+        else:
+            results = [r for p in probes for r in engine.search_file(p, top_k=top_k, face_index=face)]
+    if as_json:
+        _print_json({"results": [probe_result_json(r) for r in results]})
+    else:
+        typer.echo("\n\n".join(format_probe_result(r) for r in results))
+
+
+@app.command()
+def compare(
+    a: Annotated[Path, typer.Argument(help="First photo (its largest face).")],
+    b: Annotated[Path, typer.Argument(help="Second photo (its largest face).")],
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """1:1 verification: are these the same person? Prints similarity and the false-match rate of that score."""
+    with _engine(data, pack, workers=1) as engine:
+        result = engine.compare_files(a, b)
+    if as_json:
+        _print_json(jsonable(result))
+    else:
+        typer.echo(format_comparison(result))
+
+
+@app.command()
+def check(
+    repair: Annotated[bool, typer.Option("--repair", help="Add faces missing from the index, drop orphans.")] = False,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check that the catalog and the index agree (exit code 1 if they do not and --repair was not given)."""
+    with _engine(data, pack, workers=1) as engine:
+        report = engine.check(repair=repair)
+    if as_json:
+        _print_json(jsonable(report) | {"consistent": report.consistent})
+    else:
+        typer.echo(
+            f"model {report.model_id}: {report.catalog_faces} faces in catalog, {report.index_entries} in index, "
+            f"{report.missing_from_index} missing from index, {report.orphaned_in_index} orphaned"
+            + (" (repaired)" if report.repaired else "")
+        )
+    if not report.consistent and not repair:
+        raise typer.Exit(1)
+
+
+@app.command()
+def stats(data: DataOpt = None, pack: PackOpt = None) -> None:
+    """What the data directory holds."""
+    with _engine(data, pack, workers=1) as engine:
+        _print_json(jsonable(engine.stats()))
+
+
+@index_app.command("rebuild")
+def index_rebuild(data: DataOpt = None, pack: PackOpt = None) -> None:
+    """Recreate the index from the catalog's stored embeddings (after corruption, or to change structure)."""
+    with _engine(data, pack, workers=1) as engine:
+        count = engine.rebuild_index()
+    typer.echo(f"index rebuilt: {count} faces")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,81 @@
+"""The typed error tree. The CLI and the server translate these once, at the edge."""
+
+from __future__ import annotations
+
+
+class FacetraceError(Exception):
+    """Base of every error facetrace raises on purpose."""
+
+
+class ImageDecodeError(FacetraceError):
+    """A file is not a readable image (corrupt, truncated, not an image, or unsupported)."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: cannot read as an image: {reason}")
+        self.source = source
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Exceptions cross process boundaries in parallel ingest; the default pickling would call
+        # __init__ with the formatted message only.
+        return (ImageDecodeError, (self.source, self.reason))
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """An image declares more pixels than the configured limit (a decompression-bomb guard)."""
+
+    def __init__(self, source: str, pixels: int, max_pixels: int) -> None:
+        super().__init__(source, f"{pixels:,} pixels exceeds the limit of {max_pixels:,} (max_image_pixels)")
+        self.pixels = pixels
+        self.max_pixels = max_pixels
+
+    def __reduce__(self) -> tuple[type, tuple[str, int, int]]:  # type: ignore[override]
+        return (ImageTooLargeError, (self.source, self.pixels, self.max_pixels))
+
+
+class ModelPackError(FacetraceError):
+    """A model pack's manifest or files do not match what they must be."""
+
+
+class ModelMismatchError(FacetraceError):
+    """Embeddings from two different models would be mixed (in an index or a comparison)."""
+
+    def __init__(self, expected: str, actual: str, where: str) -> None:
+        super().__init__(f"{where} holds embeddings of model {expected!r}, not {actual!r}; two models never mix")
+        self.expected = expected
+        self.actual = actual
+        self.where = where
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return (ModelMismatchError, (self.expected, self.actual, self.where))
+
+
+class NoFaceError(FacetraceError):
+    """A probe or comparison image contains no detectable face."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(f"{source}: no face found")
+        self.source = source
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return (NoFaceError, (self.source,))
+
+
+class FaceSelectionError(FacetraceError):
+    """A face index asked for does not exist in the image."""
+
+
+class CatalogError(FacetraceError):
+    """The catalog cannot do what was asked (missing row, bad URI, schema too new)."""
+
+
+class VectorIndexError(FacetraceError):
+    """The vector index is unusable (missing, corrupt, or disagrees with the catalog)."""
+
+
+class ManifestError(FacetraceError):
+    """An ingest manifest (CSV/JSONL) is malformed; the message names the line."""
+
+
+class ConfigError(FacetraceError):
+    """A setting has a value facetrace cannot use."""

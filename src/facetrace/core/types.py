@@ -1,0 +1,212 @@
+"""Value types. One convention, written once:
+
+- boxes are (x1, y1, x2, y2) in float pixels of the decoded, EXIF-upright image;
+- landmarks are five (x, y) points in the same pixels, in the order: subject's right eye (image left),
+  left eye, nose tip, right mouth corner, left mouth corner (the ArcFace / InsightFace order);
+- similarity is cosine similarity of L2-normalised embeddings, in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class BoundingBox:
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    @property
+    def width(self) -> float:
+        return max(0.0, self.x2 - self.x1)
+
+    @property
+    def height(self) -> float:
+        return max(0.0, self.y2 - self.y1)
+
+    @property
+    def area(self) -> float:
+        return self.width * self.height
+
+    def iou(self, other: BoundingBox) -> float:
+        ix = max(0.0, min(self.x2, other.x2) - max(self.x1, other.x1))
+        iy = max(0.0, min(self.y2, other.y2) - max(self.y1, other.y1))
+        inter = ix * iy
+        union = self.area + other.area - inter
+        return inter / union if union > 0 else 0.0
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        return (self.x1, self.y1, self.x2, self.y2)
+
+
+@dataclass(frozen=True, eq=False)
+class Detection:
+    """One face found by a detector."""
+
+    box: BoundingBox
+    landmarks: FloatArray  # shape (5, 2), see the module docstring for the order
+    score: float  # detector confidence in [0, 1]
+
+
+@dataclass(frozen=True)
+class FaceQuality:
+    """How much a comparison with this face can be trusted, and why.
+
+    score is in [0, 1] (1 = large, sharp, frontal, confidently detected). flags name the reasons a face is weak
+    (e.g. "small", "blurry", "profile", "low_detection_score"); a face with flags is reported as weak evidence.
+    """
+
+    score: float
+    face_size_px: float
+    sharpness: float
+    detection_score: float
+    yaw_deg: float
+    roll_deg: float
+    flags: tuple[str, ...] = ()
+
+    @property
+    def is_weak(self) -> bool:
+        return bool(self.flags)
+
+
+@dataclass(frozen=True, eq=False)
+class Embedding:
+    """An L2-normalised face embedding tagged with the model pack that made it."""
+
+    model_id: str
+    vector: FloatArray  # shape (dim,), float32, unit length
+
+
+@dataclass(frozen=True, eq=False)
+class AnalyzedFace:
+    """A detected face with its quality, embedding and a small JPEG crop for display."""
+
+    detection: Detection
+    quality: FaceQuality
+    embedding: Embedding
+    thumbnail_jpeg: bytes = b""
+
+
+@dataclass(frozen=True, eq=False)
+class AnalyzedImage:
+    """Everything the vision layer learned from one image."""
+
+    source: str
+    width: int
+    height: int
+    faces: tuple[AnalyzedFace, ...]
+
+
+@dataclass(frozen=True)
+class MediaAsset:
+    """One image and where it came from (provenance)."""
+
+    sha256: str
+    uri: str  # file path or URL of the image itself
+    source_page: str | None = None  # page that showed or linked the image
+    captured_at: datetime | None = None
+    label: str | None = None  # a person's name or id supplied by the operator
+    source_name: str | None = None  # the collection the asset came from
+    legal_basis: str | None = None  # why the operator may hold it
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class FaceRecord:
+    """A face as stored in the catalog, joined with its asset's provenance."""
+
+    face_id: int
+    asset_id: int
+    box: BoundingBox
+    landmarks: FloatArray
+    detection_score: float
+    quality_score: float
+    quality_flags: tuple[str, ...]
+    model_id: str
+    asset_uri: str
+    asset_sha256: str
+    source_page: str | None
+    captured_at: datetime | None
+    ingested_at: datetime | None
+    label: str | None
+    thumbnail_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a similarity score means for this gallery and this probe: never a bare percentage.
+
+    false_match_rate: chance that one comparison with a stranger scores at least this high (FMR(s)).
+    gallery_false_match_probability: chance that at least one stranger in a gallery of gallery_size faces
+    scores at least this high, 1 - (1 - FMR(s))^N.
+    """
+
+    similarity: float
+    false_match_rate: float
+    gallery_size: int
+    gallery_false_match_probability: float
+    probe_quality: float
+    weak_probe: bool
+    weak_candidate: bool
+    verdict: str  # a short sentence a reviewer can read
+    # True when the similarity lies beyond the calibration's resolution: false_match_rate is then an upper bound.
+    false_match_rate_is_upper_bound: bool = False
+    calibrated: bool = True
+
+    @property
+    def expected_strangers_at_or_above(self) -> float:
+        return self.false_match_rate * self.gallery_size
+
+
+@dataclass(frozen=True, eq=False)
+class SearchHit:
+    rank: int
+    similarity: float
+    face: FaceRecord
+    evidence: Evidence
+
+
+@dataclass(frozen=True, eq=False)
+class ProbeResult:
+    """The hits for one probe face (or one fused template of several photos)."""
+
+    probe_source: str
+    probe_face_index: int | None  # None for a fused template
+    probe_box: BoundingBox | None
+    probe_quality: FaceQuality | None
+    hits: tuple[SearchHit, ...]
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    run_id: int
+    images_seen: int
+    images_added: int
+    images_skipped: int
+    faces_added: int
+    errors: int
+    error_messages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScoreCalibration:
+    """A model's impostor (different-person) score distribution, as a table of false-match rates.
+
+    similarities ascend; false_match_rates[i] is the share of impostor comparisons scoring >= similarities[i]
+    (so it descends). Measured on a public benchmark (measured_on says which, with how many impostor pairs), it lets
+    a hit at similarity s be reported as FMR(s) instead of a bare percentage.
+    """
+
+    model_id: str
+    similarities: tuple[float, ...]
+    false_match_rates: tuple[float, ...]
+    impostor_pairs: int
+    measured_on: str

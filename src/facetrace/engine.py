@@ -1,0 +1,215 @@
+"""The composition root and Python front door: reads Settings, wires adapters into the use cases.
+
+from facetrace.engine import open_engine
+with open_engine("~/faces") as engine:
+    engine.ingest(["photos/"])
+    for result in engine.search_file("probe.jpg"):
+        ...
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from facetrace.catalog import open_catalog
+from facetrace.catalog.sql_catalog import SqlCatalog
+from facetrace.config import Settings
+from facetrace.core.ports import FaceAnalyzer, VectorIndex
+from facetrace.core.types import IngestSummary, ProbeResult
+from facetrace.index import open_index
+from facetrace.ingest.runner import IngestProgress, IngestRunner
+from facetrace.ingest.sources import SourceItem, iter_manifest, iter_paths, read_uri
+from facetrace.search.calibration import ScoreCalibrator
+from facetrace.search.service import Comparison, SearchService
+from facetrace.vision.analyzer import open_analyzer
+from facetrace.vision.packs import ModelPack, load_pack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsistencyReport:
+    """How the catalog (source of truth) and the index (derived) agree for the active model."""
+
+    model_id: str
+    catalog_faces: int
+    index_entries: int
+    missing_from_index: int
+    orphaned_in_index: int
+    repaired: bool
+
+    @property
+    def consistent(self) -> bool:
+        return self.missing_from_index == 0 and self.orphaned_in_index == 0
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data.mkdir(parents=True, exist_ok=True)
+        self.pack: ModelPack = load_pack(settings.pack, data_dir=settings.data)
+        self.catalog: SqlCatalog = open_catalog(settings.resolved_catalog_uri)
+        self._analyzer: FaceAnalyzer | None = None
+        self._index: VectorIndex | None = None
+
+    # -- wiring -------------------------------------------------------------------------------------------------
+
+    @property
+    def model_id(self) -> str:
+        return self.pack.model_id
+
+    def analyzer_factory(self) -> Callable[[], FaceAnalyzer]:
+        """A picklable recipe for an analyzer, so each worker process builds its own."""
+        s = self.settings
+        return functools.partial(
+            open_analyzer,
+            s.pack,
+            data_dir=s.data,
+            threads=s.threads,
+            runtime=s.runtime,
+            flip_tta=s.flip_tta,
+            max_image_pixels=s.max_image_pixels,
+            min_detection_score=s.min_detection_score,
+        )
+
+    @property
+    def analyzer(self) -> FaceAnalyzer:
+        if self._analyzer is None:
+            self._analyzer = self.analyzer_factory()()
+        return self._analyzer
+
+    @property
+    def index(self) -> VectorIndex:
+        if self._index is None:
+            self._index = open_index(self.settings.resolved_index_uri, self.model_id, self.pack.embedding_dim)
+            report = self.check(repair=True)
+            if not report.consistent:
+                log.warning("index and catalog disagreed; reconciled: %s", report)
+        return self._index
+
+    def search_service(self) -> SearchService:
+        return SearchService(
+            self.analyzer,
+            self.catalog,
+            self.index,
+            ScoreCalibrator(self.pack.calibration),
+            thumbnails_dir=self.settings.thumbnails_dir,
+        )
+
+    # -- verbs --------------------------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Iterable[str | Path] = (),
+        *,
+        manifests: Iterable[str | Path] = (),
+        items: Iterable[SourceItem] = (),
+        progress: Callable[[IngestProgress], None] | None = None,
+        description: str | None = None,
+    ) -> IngestSummary:
+        path_list = [Path(p) for p in paths]
+        manifest_list = [Path(m) for m in manifests]
+
+        def all_items() -> Iterable[SourceItem]:
+            yield from iter_paths(path_list)
+            for manifest in manifest_list:
+                yield from iter_manifest(manifest)
+            yield from items
+
+        runner = IngestRunner(
+            self.analyzer_factory(),
+            self.catalog,
+            self.index,
+            self.settings.thumbnails_dir,
+            model_id=self.model_id,
+            workers=self.settings.workers,
+            batch_size=self.settings.batch_size,
+            progress=progress,
+        )
+        what = description or "ingest " + " ".join(str(p) for p in [*path_list, *manifest_list])
+        return runner.run(all_items(), what)
+
+    def search_file(
+        self, probe: str | Path, *, top_k: int | None = None, face_index: int | None = None
+    ) -> list[ProbeResult]:
+        uri = str(probe)
+        return self.search_service().search(
+            read_uri(uri), uri, top_k=top_k or self.settings.top_k, face_index=face_index
+        )
+
+    def search_fused(self, probes: Sequence[str | Path], *, top_k: int | None = None) -> ProbeResult:
+        loaded = [(read_uri(str(p)), str(p)) for p in probes]
+        return self.search_service().search_fused(loaded, top_k=top_k or self.settings.top_k)
+
+    def compare_files(self, a: str | Path, b: str | Path) -> Comparison:
+        return self.search_service().compare((read_uri(str(a)), str(a)), (read_uri(str(b)), str(b)))
+
+    def rebuild_index(self) -> int:
+        """Recreate the index from the catalog's stored embeddings (the index is derived data)."""
+        index = open_index(self.settings.resolved_index_uri, self.model_id, self.pack.embedding_dim, fresh=True)
+        for ids, vectors in self.catalog.iter_embeddings(self.model_id):
+            index.add(ids, vectors)
+        index.save()
+        self._index = index
+        return len(index)
+
+    def check(self, *, repair: bool = False) -> ConsistencyReport:
+        """Compare catalog face ids with index ids; with repair, add what the index lacks and drop orphans."""
+        index = self._index if self._index is not None else self.index
+        catalog_ids = self.catalog.face_ids(self.model_id)
+        index_ids = index.ids()
+        missing = np.setdiff1d(catalog_ids, index_ids, assume_unique=True)
+        orphaned = np.setdiff1d(index_ids, catalog_ids, assume_unique=True)
+        if repair and (missing.size or orphaned.size):
+            if orphaned.size:
+                index.remove(orphaned)
+            if missing.size:
+                ids, vectors = self.catalog.embeddings_by_id(missing.tolist())
+                index.add(ids, vectors)
+            index.save()
+        return ConsistencyReport(
+            model_id=self.model_id,
+            catalog_faces=int(catalog_ids.size),
+            index_entries=int(index_ids.size),
+            missing_from_index=int(missing.size),
+            orphaned_in_index=int(orphaned.size),
+            repaired=repair and bool(missing.size or orphaned.size),
+        )
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "data_dir": str(self.settings.data),
+            "model_pack": self.pack.id,
+            "model_id": self.model_id,
+            "catalog": self.catalog.stats(),
+            "index_entries": len(self.index),
+        }
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.save()
+        self.catalog.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def open_engine(data: str | Path | None = None, **overrides: Any) -> Engine:
+    """An engine over one data directory (default: FACETRACE_DATA or the user's data dir); overrides are Settings
+    fields, e.g. workers=1, catalog_uri="postgresql://…"."""
+    if data is not None:
+        overrides["data"] = Path(data).expanduser()
+    return Engine(Settings(**overrides))

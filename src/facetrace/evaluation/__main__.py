@@ -1,0 +1,169 @@
+"""python -m facetrace.evaluation verify|identify|calibrate: run the accuracy harness from a shell.
+
+The CLI's `facetrace eval ...` commands call the same functions; this entry exists so the harness runs on its own.
+Reports go to stdout (JSON with --json), progress and diagnostics to stderr through logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from facetrace.core.errors import FacetraceError
+from facetrace.core.ports import FaceAnalyzer
+from facetrace.evaluation.calibration import fit_impostor_calibration, read_calibration_json, write_calibration_json
+from facetrace.evaluation.datasets import read_manifest, read_pairs, require_files
+from facetrace.evaluation.embeddings import ProgressCallback, embed_images
+from facetrace.evaluation.identify import evaluate_identification
+from facetrace.evaluation.verify import evaluate_verification
+
+logger = logging.getLogger("facetrace.evaluation")
+
+
+def _progress_logger(label: str) -> ProgressCallback:
+    """Log every ~5% so a 10-minute run shows it is alive without flooding the log."""
+    last_logged = [-1]
+
+    def report(done: int, total: int) -> None:
+        step = max(1, total // 20)
+        if done // step != last_logged[0] or done == total:
+            last_logged[0] = done // step
+            logger.info("%s: %d/%d images", label, done, total)
+
+    return report
+
+
+def _open_analyzer(args: argparse.Namespace) -> FaceAnalyzer:
+    # Imported here: the vision layer loads ONNX models, which the argument parsing and --help never need.
+    from facetrace.vision.analyzer import open_analyzer
+
+    analyzer: FaceAnalyzer = open_analyzer(
+        args.pack, data_dir=args.data_dir, threads=args.threads, flip_tta=args.flip_tta
+    )
+    return analyzer
+
+
+def _cache_key(analyzer: FaceAnalyzer, flip_tta: bool) -> str:
+    # Flip TTA changes the embeddings; keep its cache apart even if the model id does not mention it.
+    return analyzer.model_id + ("+flip_tta" if flip_tta and "flip" not in analyzer.model_id else "")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, required=True, help="dataset folder the CSV paths are relative to")
+    parser.add_argument("--pack", default=None, help="model pack id (default: the default pack)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="facetrace data directory (extra model packs)")
+    parser.add_argument("--threads", type=int, default=2, help="inference threads")
+    parser.add_argument("--flip-tta", action="store_true", help="average each face's embedding with its mirror image")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="keep embeddings here (one .npz per model) so verify, identify and calibrate embed each photo once",
+    )
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m facetrace.evaluation", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    verify = commands.add_parser("verify", help="1:1 verification accuracy on a pairs CSV (path_a,path_b,same,fold)")
+    verify.add_argument("--pairs", type=Path, required=True)
+    verify.add_argument("--limit", type=int, default=None, help="only the first N pairs (a quick smoke run)")
+    verify.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="an impostor calibration.json of the same model: also report TAR at the FARs it resolves",
+    )
+    _add_common(verify)
+
+    identify = commands.add_parser("identify", help="1:N identification on a manifest CSV (path,identity)")
+    identify.add_argument("--manifest", type=Path, required=True)
+    identify.add_argument("--hold-out-every", type=int, default=10, help="hold out every Nth multi-photo person")
+    _add_common(identify)
+
+    calibrate = commands.add_parser("calibrate", help="fit similarity -> false-match rate on all impostor pairs")
+    calibrate.add_argument("--manifest", type=Path, required=True)
+    calibrate.add_argument("--out", type=Path, required=True, help="calibration.json to write")
+    calibrate.add_argument("--measured-on", default="", help="dataset description stored in the table")
+    _add_common(calibrate)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> str:
+    if args.command == "verify":
+        pairs = read_pairs(args.pairs)
+        if args.limit is not None:
+            pairs = pairs[: args.limit]
+        analyzer = _open_analyzer(args)
+        verification = evaluate_verification(
+            analyzer,
+            pairs,
+            args.root,
+            progress=_progress_logger("verify"),
+            cache_dir=args.cache_dir,
+            cache_key=_cache_key(analyzer, args.flip_tta),
+            calibration=read_calibration_json(args.calibration) if args.calibration else None,
+        )
+        return verification.to_json() if args.json else verification.summary()
+    if args.command == "identify":
+        manifest = read_manifest(args.manifest)
+        analyzer = _open_analyzer(args)
+        identification = evaluate_identification(
+            analyzer,
+            manifest,
+            args.root,
+            hold_out_every=args.hold_out_every,
+            progress=_progress_logger("identify"),
+            cache_dir=args.cache_dir,
+            cache_key=_cache_key(analyzer, args.flip_tta),
+        )
+        return identification.to_json() if args.json else identification.summary()
+    # calibrate
+    manifest = read_manifest(args.manifest)
+    require_files([image.path for image in manifest], args.root)
+    analyzer = _open_analyzer(args)
+    embedded = embed_images(
+        analyzer,
+        args.root,
+        [image.path for image in manifest],
+        cache_dir=args.cache_dir,
+        cache_key=_cache_key(analyzer, args.flip_tta),
+        progress=_progress_logger("calibrate"),
+    )
+    identity_of = {image.path: image.identity for image in manifest}
+    found = embedded.has_face
+    identities = [identity_of[path] for path, has_face in zip(embedded.paths, found, strict=True) if has_face]
+    measured_on = args.measured_on or (
+        f"{args.manifest.resolve().parent.name}/{args.manifest.name}: all cross-identity pairs of "
+        f"{len(identities)} photos with a detected face "
+        f"({len(set(identities))} identities; {len(manifest) - len(identities)} photos without a face left out)"
+    )
+    calibration = fit_impostor_calibration(
+        embedded.vectors[found], identities, analyzer.model_id, measured_on=measured_on
+    )
+    write_calibration_json(calibration, args.out)
+    return (
+        f"wrote {args.out}: {len(calibration.similarities)} points, {calibration.impostor_pairs} impostor pairs, "
+        f"smallest FMR {calibration.false_match_rates[-1]:.2e} at similarity {calibration.similarities[-1]:.3f}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        output = _run(args)
+    except FacetraceError as exc:
+        logger.error("%s", exc)
+        return 1
+    sys.stdout.write(output + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""Vector indexes over one model's embeddings, derived from the catalog and rebuildable from it.
+
+open_index() picks the backend from a URI:
+    memory://                      ExactMemoryIndex (exact, in-process, nothing persisted)
+    faiss:///abs/path/faces.faiss  FaissIndex in that file (plus faces.faiss.meta.json beside it)
+    faiss://relative/faces.faiss   the same, relative to the working directory
+    /any/path/faces.faiss          a plain path means FAISS
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from facetrace.core.errors import VectorIndexError
+from facetrace.core.ports import VectorIndex
+from facetrace.index.memory_backend import ExactMemoryIndex
+from facetrace.index.vectors import MISSING_ID, MISSING_SIMILARITY, VectorShapeError
+
+__all__ = [
+    "MISSING_ID",
+    "MISSING_SIMILARITY",
+    "ExactMemoryIndex",
+    "VectorShapeError",
+    "open_index",
+]
+
+
+def open_index(uri_or_path: str | os.PathLike[str], model_id: str, dim: int, *, fresh: bool = False) -> VectorIndex:
+    """Open (or start empty) the index the URI names, for embeddings of model_id with dimension dim.
+
+    fresh=True ignores what is stored and starts empty; the next save() replaces it (for rebuilding).
+    Raises ModelMismatchError if a stored index holds another model's vectors, and VectorIndexError for an
+    unknown scheme or an unusable file.
+    """
+    if isinstance(uri_or_path, os.PathLike):
+        return _open_faiss(Path(uri_or_path), model_id, dim, fresh)
+    uri = str(uri_or_path)
+    scheme, separator, rest = uri.partition("://")
+    if not separator:
+        return _open_faiss(Path(uri), model_id, dim, fresh)
+    scheme = scheme.lower()
+    if scheme == "memory":
+        return ExactMemoryIndex(model_id, dim)
+    if scheme == "faiss":
+        if not rest:
+            raise VectorIndexError(f"{uri}: a faiss URI needs a file path, e.g. faiss:///data/faces.faiss")
+        return _open_faiss(Path(rest), model_id, dim, fresh)
+    raise VectorIndexError(f"{uri}: unknown index scheme {scheme!r}; use memory://, faiss:///path or a file path")
+
+
+def _open_faiss(path: Path, model_id: str, dim: int, fresh: bool) -> VectorIndex:
+    # Imported here so that importing facetrace.index (or using the memory backend) does not load faiss.
+    from facetrace.index.faiss_backend import FaissIndex
+
+    return FaissIndex(path, model_id, dim, fresh=fresh)

@@ -1,0 +1,253 @@
+"""The ingest use case: hash, skip known, analyse in parallel, store, index — resumable and batched.
+
+Order of writes for each image: thumbnails (files named by content hash, harmless if orphaned), then the catalog in
+one transaction (the source of truth), then the index (derived). A process killed at any point leaves at worst
+faces in the catalog that the index lacks; the engine reconciles the two when it opens, and a re-run skips every
+image whose content hash the catalog already holds, so nothing is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from facetrace.core.errors import FacetraceError
+from facetrace.core.ports import Catalog, FaceAnalyzer, VectorIndex
+from facetrace.core.types import AnalyzedImage, IngestSummary, MediaAsset
+from facetrace.ingest.sources import SourceItem
+
+log = logging.getLogger(__name__)
+
+AnalyzerFactory = Callable[[], FaceAnalyzer]
+INDEX_CHECKPOINT_INTERVAL_S = 60.0
+MAX_ERROR_MESSAGES_KEPT = 200
+
+
+@dataclass
+class IngestProgress:
+    """Counts so far; passed to the progress callback after every batch."""
+
+    images_seen: int = 0
+    images_added: int = 0
+    images_skipped: int = 0
+    faces_added: int = 0
+    errors: int = 0
+    error_messages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    item: SourceItem
+    sha256: str
+    data: bytes
+
+
+def thumbnail_relpath(sha256: str, face_number: int) -> str:
+    """Where a face crop lives under the thumbnails folder: derived from content, so a re-run rewrites, not adds."""
+    return f"{sha256[:2]}/{sha256}_{face_number}.jpg"
+
+
+# One analyzer per worker process, built once by the pool's initializer.
+_worker_analyzer: FaceAnalyzer | None = None
+
+
+def _init_worker(factory: AnalyzerFactory) -> None:
+    global _worker_analyzer
+    _worker_analyzer = factory()
+
+
+def _analyze_in_worker(items: Sequence[tuple[bytes, str]]) -> list[AnalyzedImage | Exception]:
+    assert _worker_analyzer is not None, "worker initializer did not run"
+    return _worker_analyzer.analyze_batch(items)
+
+
+class IngestRunner:
+    def __init__(
+        self,
+        analyzer_factory: AnalyzerFactory,
+        catalog: Catalog,
+        index: VectorIndex,
+        thumbnails_dir: Path,
+        *,
+        model_id: str,
+        workers: int = 1,
+        batch_size: int = 32,
+        progress: Callable[[IngestProgress], None] | None = None,
+    ) -> None:
+        self._factory = analyzer_factory
+        self._catalog = catalog
+        self._index = index
+        self._thumbnails_dir = thumbnails_dir
+        self._model_id = model_id
+        self._workers = max(1, workers)
+        self._batch_size = max(1, batch_size)
+        self._progress = progress
+        self._local_analyzer: FaceAnalyzer | None = None
+
+    def run(self, items: Iterable[SourceItem], description: str) -> IngestSummary:
+        run_id = self._catalog.start_run(description, self._model_id)
+        state = IngestProgress()
+        status = "interrupted"
+        try:
+            self._run_batches(run_id, items, state)
+            status = "finished"
+        finally:
+            self._index.save()
+            self._catalog.finish_run(
+                run_id,
+                status,
+                {
+                    "images_seen": state.images_seen,
+                    "images_added": state.images_added,
+                    "images_skipped": state.images_skipped,
+                    "faces_added": state.faces_added,
+                    "errors": state.errors,
+                },
+            )
+        return IngestSummary(
+            run_id=run_id,
+            images_seen=state.images_seen,
+            images_added=state.images_added,
+            images_skipped=state.images_skipped,
+            faces_added=state.faces_added,
+            errors=state.errors,
+            error_messages=tuple(state.error_messages),
+        )
+
+    def _run_batches(self, run_id: int, items: Iterable[SourceItem], state: IngestProgress) -> None:
+        last_checkpoint = time.monotonic()
+        batches = self._pending_batches(run_id, iter(items), state)
+        if self._workers == 1:
+            for batch in batches:
+                results = self._analyzer().analyze_batch([(p.data, p.item.uri) for p in batch])
+                self._store(run_id, batch, results, state)
+                last_checkpoint = self._checkpoint(last_checkpoint)
+            return
+        # spawn, not fork: inference runtimes keep thread pools that do not survive a fork.
+        context = get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=self._workers, mp_context=context, initializer=_init_worker, initargs=(self._factory,)
+        ) as pool:
+            in_flight: deque[tuple[list[_Pending], Future[list[AnalyzedImage | Exception]]]] = deque()
+            for batch in batches:
+                in_flight.append((batch, pool.submit(_analyze_in_worker, [(p.data, p.item.uri) for p in batch])))
+                # Back-pressure: at most two batches per worker in flight bounds memory whatever the source size.
+                while len(in_flight) >= 2 * self._workers:
+                    done_batch, future = in_flight.popleft()
+                    self._store(run_id, done_batch, future.result(), state)
+                    last_checkpoint = self._checkpoint(last_checkpoint)
+            while in_flight:
+                done_batch, future = in_flight.popleft()
+                self._store(run_id, done_batch, future.result(), state)
+
+    def _analyzer(self) -> FaceAnalyzer:
+        if self._local_analyzer is None:
+            self._local_analyzer = self._factory()
+        return self._local_analyzer
+
+    def _checkpoint(self, last: float) -> float:
+        now = time.monotonic()
+        if now - last < INDEX_CHECKPOINT_INTERVAL_S:
+            return last
+        self._index.save()
+        return now
+
+    def _pending_batches(
+        self, run_id: int, items: Iterator[SourceItem], state: IngestProgress
+    ) -> Iterator[list[_Pending]]:
+        """Read and hash images, dropping those the catalog (or this batch) already has."""
+        pending: list[_Pending] = []
+        while chunk := list(islice(items, self._batch_size)):
+            read: list[_Pending] = []
+            for item in chunk:
+                state.images_seen += 1
+                try:
+                    data = item.read()
+                except FacetraceError as exc:
+                    self._error(run_id, item.uri, str(exc), state)
+                    continue
+                read.append(_Pending(item, hashlib.sha256(data).hexdigest(), data))
+            known = self._catalog.known_sha256([p.sha256 for p in read])
+            seen_here = {p.sha256 for p in pending}
+            for p in read:
+                if p.sha256 in known or p.sha256 in seen_here:
+                    state.images_skipped += 1
+                    continue
+                seen_here.add(p.sha256)
+                pending.append(p)
+            if len(pending) >= self._batch_size:
+                yield pending
+                pending = []
+            elif self._progress:
+                self._progress(state)  # skipped and unreadable images count as progress too
+        if pending:
+            yield pending
+
+    def _store(
+        self,
+        run_id: int,
+        batch: Sequence[_Pending],
+        results: Sequence[AnalyzedImage | Exception],
+        state: IngestProgress,
+    ) -> None:
+        new_ids: list[int] = []
+        new_vectors: list[np.ndarray] = []
+        for pending, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                self._error(run_id, pending.item.uri, str(result), state)
+                continue
+            thumbs: dict[int, str] = {}
+            for number, face in enumerate(result.faces):
+                if face.thumbnail_jpeg:
+                    rel = thumbnail_relpath(pending.sha256, number)
+                    _write_atomic(self._thumbnails_dir / rel, face.thumbnail_jpeg)
+                    thumbs[number] = rel
+            item = pending.item
+            asset = MediaAsset(
+                sha256=pending.sha256,
+                uri=item.uri,
+                source_page=item.source_page,
+                captured_at=item.captured_at,
+                label=item.label,
+                legal_basis=item.legal_basis,
+                extra=dict(item.extra),
+            )
+            _, face_ids = self._catalog.add_asset_with_faces(
+                run_id, asset, result.faces, self._model_id, width=result.width, height=result.height
+            )
+            if thumbs and face_ids:
+                self._catalog.set_thumbnail_paths({face_ids[n]: rel for n, rel in thumbs.items()})
+            for face_id, face in zip(face_ids, result.faces, strict=True):
+                new_ids.append(face_id)
+                new_vectors.append(face.embedding.vector)
+            state.images_added += 1
+            state.faces_added += len(face_ids)
+        if new_ids:
+            self._index.add(np.asarray(new_ids, dtype=np.int64), np.vstack(new_vectors).astype(np.float32))
+        if self._progress:
+            self._progress(state)
+
+    def _error(self, run_id: int, uri: str, message: str, state: IngestProgress) -> None:
+        state.errors += 1
+        if len(state.error_messages) < MAX_ERROR_MESSAGES_KEPT:
+            state.error_messages.append(message)
+        log.warning("skipped %s", message)
+        self._catalog.record_error(run_id, uri, message)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,0 +1,161 @@
+"""Where images come from: folders, file lists and manifests (CSV/JSONL) with provenance.
+
+Sources yield SourceItems lazily, so a manifest of millions of lines is never held in memory. Reading the bytes is
+deferred to SourceItem.read(), which the runner calls in batches.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from facetrace.core.errors import ImageDecodeError, ManifestError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"})
+MANIFEST_URI_KEYS = ("uri", "url", "path", "file")
+MANIFEST_KNOWN_KEYS = frozenset({*MANIFEST_URI_KEYS, "source_page", "captured_at", "label", "identity", "legal_basis"})
+MAX_FETCH_BYTES = 64 * 1024 * 1024
+FETCH_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One image to ingest and what is known of where it came from."""
+
+    uri: str
+    source_page: str | None = None
+    captured_at: datetime | None = None
+    label: str | None = None
+    legal_basis: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def read(self, max_bytes: int = MAX_FETCH_BYTES) -> bytes:
+        """The encoded image. Raises ImageDecodeError naming the uri if it cannot be read."""
+        return read_uri(self.uri, max_bytes)
+
+
+def read_uri(uri: str, max_bytes: int = MAX_FETCH_BYTES) -> bytes:
+    parsed = urllib.parse.urlparse(uri)
+    try:
+        if parsed.scheme in ("http", "https"):
+            with urllib.request.urlopen(uri, timeout=FETCH_TIMEOUT_S) as response:
+                data: bytes = response.read(max_bytes + 1)
+        else:
+            path = Path(urllib.parse.unquote(parsed.path)) if parsed.scheme == "file" else Path(uri)
+            if path.stat().st_size > max_bytes:
+                raise ImageDecodeError(uri, f"file is larger than {max_bytes:,} bytes")
+            data = path.read_bytes()
+    except ImageDecodeError:
+        raise
+    except OSError as exc:  # missing file, permission, network failure (URLError is an OSError)
+        raise ImageDecodeError(uri, f"cannot read: {exc}") from exc
+    if len(data) > max_bytes:
+        raise ImageDecodeError(uri, f"larger than {max_bytes:,} bytes")
+    return data
+
+
+def iter_paths(paths: Iterable[Path]) -> Iterator[SourceItem]:
+    """Image files under folders (recursively, sorted for a stable order), single files, and @lists of paths."""
+    for path in paths:
+        if str(path).startswith("@"):
+            yield from _iter_file_list(Path(str(path)[1:]))
+        elif path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                    yield SourceItem(uri=str(child.resolve()))
+        elif path.exists():
+            yield SourceItem(uri=str(path.resolve()))
+        else:
+            raise ManifestError(f"{path}: no such file or folder")
+
+
+def _iter_file_list(list_path: Path) -> Iterator[SourceItem]:
+    base = list_path.parent
+    with list_path.open(encoding="utf-8") as lines:
+        for line in lines:
+            entry = line.strip()
+            if entry and not entry.startswith("#"):
+                yield _item(entry, base)
+
+
+def iter_manifest(manifest: Path) -> Iterator[SourceItem]:
+    """Rows of a CSV (with a header) or JSONL manifest: uri (or url/path/file), source_page, captured_at (ISO 8601),
+    label (or identity), legal_basis; any other column is kept as extra metadata. Relative paths are relative to the
+    manifest's folder. A malformed row raises ManifestError naming the line."""
+    base = manifest.parent
+    suffix = manifest.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        yield from _iter_jsonl(manifest, base)
+    elif suffix in (".csv", ".tsv"):
+        yield from _iter_csv(manifest, base, delimiter="\t" if suffix == ".tsv" else ",")
+    else:
+        raise ManifestError(f"{manifest}: a manifest must end in .csv, .tsv or .jsonl")
+
+
+def _iter_csv(manifest: Path, base: Path, delimiter: str) -> Iterator[SourceItem]:
+    with manifest.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        fields = [f.strip().lower() for f in reader.fieldnames or []]
+        if not any(k in fields for k in MANIFEST_URI_KEYS):
+            raise ManifestError(f"{manifest}: the header needs a column named one of {', '.join(MANIFEST_URI_KEYS)}")
+        for row in reader:
+            clean = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
+            yield _row_item(clean, base, f"{manifest}:{reader.line_num}")
+
+
+def _iter_jsonl(manifest: Path, base: Path) -> Iterator[SourceItem]:
+    with manifest.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ManifestError(f"{manifest}:{number}: not valid JSON: {exc.msg}") from exc
+            if not isinstance(row, dict):
+                raise ManifestError(f"{manifest}:{number}: each line must be a JSON object")
+            clean = {str(k).lower(): "" if v is None else str(v) for k, v in row.items()}
+            yield _row_item(clean, base, f"{manifest}:{number}")
+
+
+def _row_item(row: dict[str, str], base: Path, where: str) -> SourceItem:
+    uri = next((row[k] for k in MANIFEST_URI_KEYS if row.get(k)), "")
+    if not uri:
+        raise ManifestError(f"{where}: no uri")
+    captured_at = None
+    if row.get("captured_at"):
+        try:
+            captured_at = parse_timestamp(row["captured_at"])
+        except ValueError as exc:
+            raise ManifestError(f"{where}: captured_at {row['captured_at']!r} is not an ISO 8601 date") from exc
+    template = _item(uri, base)
+    return SourceItem(
+        uri=template.uri,
+        source_page=row.get("source_page") or None,
+        captured_at=captured_at,
+        label=row.get("label") or row.get("identity") or None,
+        legal_basis=row.get("legal_basis") or None,
+        extra={k: v for k, v in row.items() if k not in MANIFEST_KNOWN_KEYS and v},
+    )
+
+
+def _item(entry: str, base: Path) -> SourceItem:
+    if "://" in entry:
+        return SourceItem(uri=entry)
+    path = Path(entry)
+    return SourceItem(uri=str((path if path.is_absolute() else base / path).resolve()))
+
+
+def parse_timestamp(text: str) -> datetime:
+    """ISO 8601 date or datetime; naive values are taken as UTC."""
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

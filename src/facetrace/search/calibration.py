@@ -1,0 +1,104 @@
+"""From a similarity score to what it means: the false-match rate for this gallery size and this probe.
+
+FMR(s) is read from the pack's impostor score table (interpolated in log space, since FMR spans many decades).
+In a gallery of N faces of strangers, the chance that at least one of them scores >= s is 1 - (1 - FMR(s))^N,
+computed as -expm1(N * log1p(-FMR)) so that tiny rates stay exact.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from facetrace.core.types import Evidence, ScoreCalibration
+
+STRONG_GALLERY_FMP = 0.01
+MODERATE_GALLERY_FMP = 0.2
+
+
+class ScoreCalibrator:
+    def __init__(self, calibration: ScoreCalibration | None) -> None:
+        self._cal = calibration
+        if calibration is not None:
+            sims = np.asarray(calibration.similarities, dtype=np.float64)
+            fmrs = np.asarray(calibration.false_match_rates, dtype=np.float64)
+            if sims.size < 2 or sims.size != fmrs.size or np.any(np.diff(sims) <= 0):
+                raise ValueError(f"calibration of {calibration.model_id}: similarities must ascend and match rates")
+            keep = fmrs > 0
+            self._sims = sims[keep]
+            self._log_fmr = np.log10(fmrs[keep])
+            # The smallest rate the measurement can resolve: one impostor pair in all those measured.
+            self._floor = 1.0 / max(1, calibration.impostor_pairs)
+
+    @property
+    def calibrated(self) -> bool:
+        return self._cal is not None
+
+    def false_match_rate(self, similarity: float) -> tuple[float, bool]:
+        """(FMR(s), is_upper_bound). Beyond the highest measured impostor score FMR is only known to be below
+        the measurement's resolution, so that bound is returned and flagged."""
+        if self._cal is None:
+            return (math.nan, False)
+        if similarity <= self._sims[0]:
+            return (float(10 ** self._log_fmr[0]), False)
+        if similarity > self._sims[-1]:
+            return (min(self._floor, float(10 ** self._log_fmr[-1])), True)
+        return (float(10 ** np.interp(similarity, self._sims, self._log_fmr)), False)
+
+    def evidence(
+        self,
+        similarity: float,
+        gallery_size: int,
+        *,
+        probe_quality: float,
+        weak_probe: bool,
+        weak_candidate: bool,
+    ) -> Evidence:
+        fmr, upper = self.false_match_rate(similarity)
+        if math.isnan(fmr):
+            gallery_fmp = math.nan
+        else:
+            n = max(1, gallery_size)
+            gallery_fmp = 1.0 if fmr >= 1.0 else -math.expm1(n * math.log1p(-fmr))
+        return Evidence(
+            similarity=similarity,
+            false_match_rate=fmr,
+            gallery_size=gallery_size,
+            gallery_false_match_probability=gallery_fmp,
+            probe_quality=probe_quality,
+            weak_probe=weak_probe,
+            weak_candidate=weak_candidate,
+            verdict=_verdict(fmr, gallery_fmp, upper, weak_probe, weak_candidate, gallery_size),
+            false_match_rate_is_upper_bound=upper,
+            calibrated=self.calibrated,
+        )
+
+
+def _one_in(rate: float) -> str:
+    if rate <= 0:
+        return "never"
+    return f"1 in {1 / rate:,.0f}" if rate < 0.5 else f"{rate:.0%}"
+
+
+def _verdict(
+    fmr: float, gallery_fmp: float, upper: bool, weak_probe: bool, weak_candidate: bool, gallery_size: int
+) -> str:
+    if math.isnan(fmr):
+        return "uncalibrated model pack: this score has no measured false-match rate; treat as a lead only"
+    bound = "below " if upper else ""
+    rate = f"a stranger scores this high {bound}{_one_in(fmr)} comparisons"
+    if gallery_fmp < STRONG_GALLERY_FMP:
+        strength = "strong lead"
+    elif gallery_fmp < MODERATE_GALLERY_FMP:
+        strength = "moderate lead"
+    else:
+        strength = "weak: strangers this similar are expected"
+    sentence = (
+        f"{strength}: {rate}; in this gallery of {gallery_size:,} faces, chance that some stranger does: "
+        f"{bound}{gallery_fmp:.2g}"
+    )
+    weak = [w for w, flag in (("probe", weak_probe), ("candidate", weak_candidate)) if flag]
+    if weak:
+        sentence += f"; low-quality {' and '.join(weak)} face: rates measured on good photos may understate the risk"
+    return sentence

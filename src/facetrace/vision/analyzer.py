@@ -1,0 +1,269 @@
+"""The vision pipeline behind core.ports.FaceAnalyzer: decode -> detect -> quality -> align -> embed -> thumbnail."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from facetrace.core.errors import ConfigError
+from facetrace.core.types import AnalyzedFace, AnalyzedImage, Detection, Embedding, FaceQuality, FloatArray
+from facetrace.vision.alignment import align_face, crop_thumbnail
+from facetrace.vision.detectors.yunet import (
+    DEFAULT_MAX_DETECTION_SIDE_PX,
+    DEFAULT_MIN_DETECTION_SIDE_PX,
+    YuNetDetector,
+)
+from facetrace.vision.embedders.manifest_embedder import DEFAULT_MAX_BATCH, ManifestEmbedder
+from facetrace.vision.images import DEFAULT_MAX_IMAGE_PIXELS, as_bgr, decode_image, encode_jpeg
+from facetrace.vision.packs import ModelPack, load_pack
+from facetrace.vision.quality import assess_quality
+from facetrace.vision.sessions import RUNTIMES, open_session
+
+log = logging.getLogger(__name__)
+
+BgrImage = npt.NDArray[np.uint8]
+THUMBNAIL_JPEG_QUALITY = 85
+
+
+@dataclass(frozen=True)
+class _Models:
+    detector: YuNetDetector
+    embedder: ManifestEmbedder
+
+
+@dataclass(frozen=True)
+class _PendingImage:
+    """An image detected and aligned, waiting for its faces' embeddings (analyze_batch embeds all at once)."""
+
+    source: str
+    width: int
+    height: int
+    detections: tuple[Detection, ...]
+    qualities: tuple[FaceQuality, ...]
+    crops: tuple[BgrImage, ...]
+    thumbnails: tuple[bytes, ...]
+
+
+class OnnxFaceAnalyzer:
+    """Implements core.ports.FaceAnalyzer with a model pack's detector and embedder.
+
+    Models load on first use, once, under a lock; analyze calls are then safe from several threads.
+    """
+
+    def __init__(
+        self,
+        pack: ModelPack,
+        *,
+        threads: int = 1,
+        runtime: str = "auto",
+        flip_tta: bool = False,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        min_detection_score: float | None = None,
+        max_detection_side_px: int = DEFAULT_MAX_DETECTION_SIDE_PX,
+        min_detection_side_px: int = DEFAULT_MIN_DETECTION_SIDE_PX,
+        embed_batch_size: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        if threads < 1:
+            raise ConfigError(f"threads must be at least 1, not {threads}")
+        if min_detection_score is not None and not 0.0 <= min_detection_score <= 1.0:
+            raise ConfigError(f"min_detection_score must be in [0, 1], not {min_detection_score}")
+        self.pack = pack
+        self.threads = threads
+        self.runtime = runtime
+        self.flip_tta = flip_tta
+        self.max_image_pixels = max_image_pixels
+        self.min_detection_score = (
+            pack.detector.score_threshold if min_detection_score is None else float(min_detection_score)
+        )
+        self.max_detection_side_px = max_detection_side_px
+        self.min_detection_side_px = min_detection_side_px
+        self.embed_batch_size = embed_batch_size
+        self._lock = threading.Lock()
+        self._models: _Models | None = None
+
+    # -- FaceAnalyzer -------------------------------------------------------------------------------------------------
+
+    @property
+    def model_id(self) -> str:
+        return self.pack.model_id
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.pack.embedding_dim
+
+    def analyze(self, data: bytes, source: str) -> AnalyzedImage:
+        """Every face in an encoded image. Raises ImageDecodeError (naming source) for unreadable input."""
+        return self.analyze_array(decode_image(data, source, max_pixels=self.max_image_pixels), source)
+
+    def analyze_array(self, bgr: BgrImage, source: str) -> AnalyzedImage:
+        """Every face in an already decoded HxWx3 BGR uint8 image (e.g. a deliberately degraded copy)."""
+        pending = self._prepare(as_bgr(bgr, source), source)
+        vectors = self.embed_aligned(pending.crops)
+        return self._finish(pending, vectors)
+
+    def analyze_batch(self, items: Sequence[tuple[bytes, str]]) -> list[AnalyzedImage | Exception]:
+        """Several images; all their faces are embedded together. A failing image yields its exception in place."""
+        self._load()  # a model that cannot load fails the whole call, not each image
+        prepared: list[_PendingImage | Exception] = []
+        for data, source in items:
+            try:
+                bgr = decode_image(data, source, max_pixels=self.max_image_pixels)
+                prepared.append(self._prepare(bgr, source))
+            except Exception as exc:  # an ingest run reports bad files and carries on; the error names the file
+                log.debug("%s: %s", source, exc)
+                prepared.append(exc)
+        crops = [crop for p in prepared if isinstance(p, _PendingImage) for crop in p.crops]
+        vectors = self.embed_aligned(crops)
+        results: list[AnalyzedImage | Exception] = []
+        offset = 0
+        for p in prepared:
+            if isinstance(p, Exception):
+                results.append(p)
+                continue
+            count = len(p.crops)
+            results.append(self._finish(p, vectors[offset : offset + count]))
+            offset += count
+        return results
+
+    # -- finer-grained steps (evaluation and tests use them) ----------------------------------------------------------
+
+    def detect(self, bgr: BgrImage) -> list[Detection]:
+        """Faces scoring at least min_detection_score, largest first."""
+        return self._load().detector.detect(bgr)
+
+    def align(self, bgr: BgrImage, detection: Detection) -> BgrImage:
+        spec = self.pack.embedder
+        return align_face(bgr, detection.landmarks, spec.input_width, spec.input_height)
+
+    def embed_aligned(self, crops: Sequence[BgrImage]) -> FloatArray:
+        """L2-normalised embeddings of aligned crops, (n, embedding_dim)."""
+        if not crops:
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        return self._load().embedder.embed(np.stack(crops))
+
+    def warmup(self) -> None:
+        """Load both models now rather than on the first image."""
+        self._load()
+
+    # -- internals ----------------------------------------------------------------------------------------------------
+
+    def _load(self) -> _Models:
+        models = self._models
+        if models is not None:
+            return models
+        with self._lock:
+            if self._models is None:
+                self._models = self._build()
+            return self._models
+
+    def _build(self) -> _Models:
+        pack = self.pack
+        detector_spec = pack.detector
+        detector_session = open_session(
+            detector_spec.model.read_verified(),
+            self.runtime,
+            self.threads,
+            preferred_runtime=detector_spec.preferred_runtime,
+            label=f"{pack.id} detector ({detector_spec.model.location})",
+            dynamic_spatial=True,
+        )
+        embedder_spec = pack.embedder
+        embedder_session = open_session(
+            embedder_spec.model.read_verified(),
+            self.runtime,
+            self.threads,
+            preferred_runtime=embedder_spec.preferred_runtime,
+            label=f"{pack.id} embedder ({embedder_spec.model.location})",
+        )
+        log.info(
+            "pack %s loaded: detector on %s, embedder on %s, %d thread(s), flip TTA %s, min detection score %.2f",
+            pack.id,
+            detector_session.runtime,
+            embedder_session.runtime,
+            self.threads,
+            "on" if self.flip_tta else "off",
+            self.min_detection_score,
+        )
+        return _Models(
+            detector=YuNetDetector(
+                detector_session,
+                score_threshold=self.min_detection_score,
+                nms_iou=detector_spec.nms_iou,
+                colour_order=detector_spec.colour_order,
+                max_side_px=self.max_detection_side_px,
+                min_side_px=self.min_detection_side_px,
+            ),
+            embedder=ManifestEmbedder(
+                embedder_session,
+                input_width=embedder_spec.input_width,
+                input_height=embedder_spec.input_height,
+                colour_order=embedder_spec.colour_order,
+                mean=embedder_spec.mean,
+                std=embedder_spec.std,
+                embedding_dim=embedder_spec.embedding_dim,
+                flip_tta=self.flip_tta,
+                max_batch=self.embed_batch_size,
+                label=f"{pack.id} embedder",
+            ),
+        )
+
+    def _prepare(self, bgr: BgrImage, source: str) -> _PendingImage:
+        detections = tuple(self.detect(bgr))
+        crops = tuple(self.align(bgr, d) for d in detections)
+        qualities = tuple(assess_quality(d, crop) for d, crop in zip(detections, crops, strict=True))
+        thumbnails = tuple(encode_jpeg(crop_thumbnail(bgr, d.box), THUMBNAIL_JPEG_QUALITY) for d in detections)
+        return _PendingImage(
+            source=source,
+            width=int(bgr.shape[1]),
+            height=int(bgr.shape[0]),
+            detections=detections,
+            qualities=qualities,
+            crops=crops,
+            thumbnails=thumbnails,
+        )
+
+    def _finish(self, pending: _PendingImage, vectors: FloatArray) -> AnalyzedImage:
+        faces = tuple(
+            AnalyzedFace(
+                detection=detection,
+                quality=quality,
+                embedding=Embedding(model_id=self.model_id, vector=np.ascontiguousarray(vector, dtype=np.float32)),
+                thumbnail_jpeg=thumbnail,
+            )
+            for detection, quality, vector, thumbnail in zip(
+                pending.detections, pending.qualities, vectors, pending.thumbnails, strict=True
+            )
+        )
+        return AnalyzedImage(source=pending.source, width=pending.width, height=pending.height, faces=faces)
+
+
+def open_analyzer(
+    pack: str | None = None,
+    *,
+    data_dir: Path | None = None,
+    threads: int = 1,
+    runtime: str = "auto",
+    flip_tta: bool = False,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    min_detection_score: float | None = None,
+) -> OnnxFaceAnalyzer:
+    """An analyzer for a pack (None: the built-in default; an id; or a pack folder). Models load on first use.
+
+    min_detection_score None uses the pack's recommended threshold (0.6 for the default pack).
+    """
+    return OnnxFaceAnalyzer(
+        load_pack(pack, data_dir),
+        threads=threads,
+        runtime=runtime,
+        flip_tta=flip_tta,
+        max_image_pixels=max_image_pixels,
+        min_detection_score=min_detection_score,
+    )

@@ -1,0 +1,181 @@
+"""YuNet (libfacedetection, 2023mar) face detection: the network runs in a ModelSession, the decoding here in numpy.
+
+The decoding follows OpenCV's FaceDetectorYN (modules/objdetect/src/face_detect.cpp): anchor-free heads at strides
+8, 16 and 32; per cell a class and an objectness score, a box as centre offset and log size, and five landmarks as
+offsets, all in units of the stride. Input is the raw 0..255 image (no mean, no scaling), padded at the bottom and
+right to a multiple of 32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from facetrace.core.types import BoundingBox, Detection
+from facetrace.vision.geometry import nms
+from facetrace.vision.sessions import ModelSession
+
+FloatArray = npt.NDArray[np.float32]
+
+STRIDES = (8, 16, 32)
+# The network's downsampling: input height and width must be multiples of the largest stride.
+INPUT_DIVISOR_PX = 32
+YUNET_OUTPUT_NAMES = tuple(f"{head}_{stride}" for head in ("cls", "obj", "bbox", "kps") for stride in STRIDES)
+# Photos larger than this (longest side) are shrunk for detection: YuNet was trained at 640 px, faces in a 1280 px
+# view are still ~10 px at the smallest, and the cost grows with the pixel count. Boxes are mapped back to full size.
+DEFAULT_MAX_DETECTION_SIDE_PX = 1280
+# Smaller images are enlarged first: faces below ~20 px fall under the smallest anchors (stride 8).
+DEFAULT_MIN_DETECTION_SIDE_PX = 320
+MAX_UPSCALE = 4.0
+# Candidates kept before NMS and faces kept after it (OpenCV's FaceDetectorYN uses 5000 before NMS).
+PRE_NMS_TOP_K = 5000
+MAX_FACES = 750
+
+
+def decode_yunet(
+    outputs: Mapping[str, FloatArray], input_height: int, input_width: int, score_threshold: float
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Decode raw YuNet outputs for an input of input_height x input_width pixels (already padded).
+
+    Returns (boxes (n, 4) as x1, y1, x2, y2; landmarks (n, 5, 2); scores (n,)) in input pixels, before NMS.
+    """
+    all_boxes: list[FloatArray] = []
+    all_kps: list[FloatArray] = []
+    all_scores: list[FloatArray] = []
+    for stride in STRIDES:
+        rows = input_height // stride
+        cols = input_width // stride
+        cls = np.clip(outputs[f"cls_{stride}"].reshape(-1), 0.0, 1.0)
+        obj = np.clip(outputs[f"obj_{stride}"].reshape(-1), 0.0, 1.0)
+        if cls.size != rows * cols:
+            raise ValueError(f"stride {stride}: expected {rows}x{cols} cells, the model returned {cls.size}")
+        scores = np.sqrt(cls * obj)
+        chosen = np.nonzero(scores >= score_threshold)[0]
+        if chosen.size == 0:
+            continue
+        bbox = outputs[f"bbox_{stride}"].reshape(-1, 4)[chosen]
+        kps = outputs[f"kps_{stride}"].reshape(-1, 10)[chosen].reshape(-1, 5, 2)
+        col = (chosen % cols).astype(np.float32)
+        row = (chosen // cols).astype(np.float32)
+        cx = (col + bbox[:, 0]) * stride
+        cy = (row + bbox[:, 1]) * stride
+        w = np.exp(bbox[:, 2]) * stride
+        h = np.exp(bbox[:, 3]) * stride
+        all_boxes.append(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1))
+        landmarks = np.empty_like(kps)
+        landmarks[:, :, 0] = (kps[:, :, 0] + col[:, None]) * stride
+        landmarks[:, :, 1] = (kps[:, :, 1] + row[:, None]) * stride
+        all_kps.append(landmarks)
+        all_scores.append(scores[chosen])
+    if not all_scores:
+        return (np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros((0,), np.float32))
+    return (
+        np.concatenate(all_boxes).astype(np.float32),
+        np.concatenate(all_kps).astype(np.float32),
+        np.concatenate(all_scores).astype(np.float32),
+    )
+
+
+class YuNetDetector:
+    """Finds faces in a BGR image: boxes, five landmarks in the core order (image-left eye first), scores."""
+
+    def __init__(
+        self,
+        session: ModelSession,
+        *,
+        score_threshold: float,
+        nms_iou: float,
+        colour_order: str = "BGR",
+        max_side_px: int = DEFAULT_MAX_DETECTION_SIDE_PX,
+        min_side_px: int = DEFAULT_MIN_DETECTION_SIDE_PX,
+    ) -> None:
+        missing = set(YUNET_OUTPUT_NAMES) - set(session.output_names)
+        if missing:
+            raise ValueError(f"not a YuNet model: outputs {sorted(missing)} are missing")
+        self._session = session
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self._swap_rb = colour_order == "RGB"
+        self.max_side_px = max_side_px
+        self.min_side_px = min_side_px
+
+    def detect(self, bgr: npt.NDArray[np.uint8]) -> list[Detection]:
+        """Every face scoring at least score_threshold, largest first, in the pixels of bgr."""
+        height, width = bgr.shape[:2]
+        scale = detection_scale(width, height, self.max_side_px, self.min_side_px)
+        work = bgr
+        if scale != 1.0:
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+            work = np.asarray(cv2.resize(bgr, size, interpolation=interpolation), dtype=np.uint8)
+        blob, padded_h, padded_w = _to_blob(work, swap_rb=self._swap_rb)
+        outputs = dict(zip(self._session.output_names, self._session.run(blob), strict=True))
+        boxes, landmarks, scores = decode_yunet(outputs, padded_h, padded_w, self.score_threshold)
+        if scores.size == 0:
+            return []
+        if scores.size > PRE_NMS_TOP_K:
+            top = np.argsort(-scores, kind="stable")[:PRE_NMS_TOP_K]
+            boxes, landmarks, scores = boxes[top], landmarks[top], scores[top]
+        keep = nms(boxes, scores, self.nms_iou, max_keep=MAX_FACES)
+        # Back to the caller's pixels, per axis: rounding the resized size makes the two factors differ slightly.
+        factors = np.array([width / work.shape[1], height / work.shape[0]], dtype=np.float32)
+        boxes = boxes[keep] * np.tile(factors, 2)
+        landmarks = landmarks[keep] * factors
+        scores = scores[keep]
+        return _to_detections(boxes, landmarks, scores, width, height)
+
+
+def detection_scale(width: int, height: int, max_side_px: int, min_side_px: int) -> float:
+    """The factor applied to an image before detection (1.0 when it already fits)."""
+    longest = max(width, height)
+    if longest > max_side_px:
+        return max_side_px / longest
+    if longest < min_side_px:
+        return min(min_side_px / longest, MAX_UPSCALE)
+    return 1.0
+
+
+def _to_blob(bgr: npt.NDArray[np.uint8], *, swap_rb: bool) -> tuple[FloatArray, int, int]:
+    height, width = bgr.shape[:2]
+    padded_h = -(-height // INPUT_DIVISOR_PX) * INPUT_DIVISOR_PX
+    padded_w = -(-width // INPUT_DIVISOR_PX) * INPUT_DIVISOR_PX
+    # Zero padding at the bottom and right, as FaceDetectorYN does, so coordinates need no offset.
+    blob = np.zeros((1, 3, padded_h, padded_w), dtype=np.float32)
+    channels = bgr[:, :, ::-1] if swap_rb else bgr
+    blob[0, :, :height, :width] = channels.transpose(2, 0, 1)
+    return blob, padded_h, padded_w
+
+
+def _to_detections(
+    boxes: FloatArray, landmarks: FloatArray, scores: FloatArray, width: int, height: int
+) -> list[Detection]:
+    detections: list[Detection] = []
+    for box, points, score in zip(boxes, landmarks, scores, strict=True):
+        # Boxes of faces cut by the frame are clipped to it; landmarks are left as predicted (alignment needs them).
+        x1, y1 = float(np.clip(box[0], 0, width)), float(np.clip(box[1], 0, height))
+        x2, y2 = float(np.clip(box[2], 0, width)), float(np.clip(box[3], 0, height))
+        if x2 - x1 < 1.0 or y2 - y1 < 1.0:
+            continue
+        detections.append(
+            Detection(
+                box=BoundingBox(x1, y1, x2, y2),
+                landmarks=np.ascontiguousarray(points, dtype=np.float32),
+                score=float(score),
+            )
+        )
+    detections.sort(key=lambda d: d.box.area, reverse=True)
+    return detections
+
+
+def detections_as_arrays(detections: Sequence[Detection]) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """(boxes (n, 4), landmarks (n, 5, 2), scores (n,)) for comparisons and tests."""
+    if not detections:
+        return (np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros((0,), np.float32))
+    return (
+        np.array([d.box.as_tuple() for d in detections], dtype=np.float32),
+        np.stack([d.landmarks for d in detections]).astype(np.float32),
+        np.array([d.score for d in detections], dtype=np.float32),
+    )

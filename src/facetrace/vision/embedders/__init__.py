@@ -1,0 +1,1 @@
+"""Face embedders: aligned crops in, L2-normalised vectors out."""

@@ -1,0 +1,136 @@
+"""Safe image decoding: untrusted bytes in, an upright BGR uint8 array out, or a typed error naming the file.
+
+Pillow reads every format (JPEG, PNG, WebP, GIF, BMP, TIFF); OpenCV is used only to encode JPEG thumbnails.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facetrace.core.errors import ImageDecodeError, ImageTooLargeError
+
+log = logging.getLogger(__name__)
+
+BgrImage = npt.NDArray[np.uint8]
+
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+# Transparent pixels are shown on white, the way a browser or photo viewer would show them.
+TRANSPARENCY_BACKGROUND_RGB = (255, 255, 255)
+_PILLOW_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
+def decode_image(data: bytes, source: str, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> BgrImage:
+    """Decode an encoded image into an upright (EXIF orientation applied) HxWx3 BGR uint8 array.
+
+    Only the first frame of animated or multi-page files is read. Raises ImageTooLargeError when the header declares
+    more than max_pixels pixels (checked before any pixel is decoded) and ImageDecodeError for anything unreadable:
+    empty, not an image, truncated or corrupt. Both name source.
+    """
+    if not data:
+        raise ImageDecodeError(source, "the file is empty (0 bytes)")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        # Pillow's own guard (2x Image.MAX_IMAGE_PIXELS) fires inside open(), before ours can look at the header.
+        match = _PILLOW_BOMB_PIXELS.search(str(exc))
+        raise ImageTooLargeError(source, int(match.group(1)) if match else 0, max_pixels) from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError(source, "not a recognised image format") from None
+    except Exception as exc:  # Pillow's format plugins raise many exception types on malformed headers.
+        raise ImageDecodeError(source, f"unreadable header ({exc})") from None
+
+    with image:
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise ImageDecodeError(source, f"the header declares an empty {width}x{height} image")
+        if width * height > max_pixels:
+            raise ImageTooLargeError(source, width * height, max_pixels)
+        try:
+            # LOAD_TRUNCATED_IMAGES stays False (Pillow's default), so a cut-off file raises here instead of
+            # silently coming back half grey.
+            image.load()
+        except Image.DecompressionBombError as exc:
+            match = _PILLOW_BOMB_PIXELS.search(str(exc))
+            raise ImageTooLargeError(source, int(match.group(1)) if match else 0, max_pixels) from None
+        except Exception as exc:  # truncated data, bad Huffman tables, CRC errors... all mean "cannot read"
+            raise ImageDecodeError(source, f"corrupt or truncated image data ({exc})") from None
+        upright = _apply_exif_orientation(image, source)
+        rgb = _to_rgb_array(upright, source)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    return bgr
+
+
+def encode_jpeg(bgr: BgrImage, quality: int = 85) -> bytes:
+    """Encode a BGR uint8 image as JPEG bytes."""
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be 1..100, got {quality}")
+    ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {bgr.shape} {bgr.dtype} array as JPEG")
+    return bytes(buffer.tobytes())
+
+
+def as_bgr(image: npt.NDArray[np.generic], source: str) -> BgrImage:
+    """Check (and if needed adapt) an already-decoded array: HxW grey, HxWx3 BGR or HxWx4 BGRA, uint8."""
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise ImageDecodeError(source, f"expected a uint8 image array, got dtype {array.dtype}")
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    elif array.ndim == 3 and array.shape[2] == 4:
+        array = array[:, :, :3]
+    elif array.ndim != 3 or array.shape[2] != 3:
+        raise ImageDecodeError(source, f"expected an HxWx3 BGR array, got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageDecodeError(source, f"the array is empty (shape {array.shape})")
+    return np.ascontiguousarray(array)
+
+
+def _apply_exif_orientation(image: Image.Image, source: str) -> Image.Image:
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except Exception as exc:
+        # A malformed EXIF block should not cost the whole photo: keep the pixels as stored.
+        log.warning("%s: ignoring unreadable EXIF orientation (%s)", source, exc)
+        return image
+    return upright if upright is not None else image
+
+
+def _to_rgb_array(image: Image.Image, source: str) -> npt.NDArray[np.uint8]:
+    mode = image.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return _high_depth_grey_to_rgb(image)
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*TRANSPARENCY_BACKGROUND_RGB, 255))
+        image = Image.alpha_composite(background, rgba)
+    if image.mode != "RGB":
+        try:
+            # CMYK, YCbCr, LAB, HSV, L and 1 all have a direct conversion in Pillow.
+            image = image.convert("RGB")
+        except Exception as exc:
+            raise ImageDecodeError(source, f"cannot convert colour mode {mode} to RGB ({exc})") from None
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _high_depth_grey_to_rgb(image: Image.Image) -> npt.NDArray[np.uint8]:
+    # Pillow's convert("L") clips 16-bit values at 255 (an almost white image), so scale by the depth instead.
+    values = np.asarray(image).astype(np.float64)
+    if image.mode == "F":
+        peak = float(values.max()) if values.size else 0.0
+        scaled = values * 255.0 if peak <= 1.0 else values
+    else:
+        peak = float(values.max()) if values.size else 0.0
+        scaled = values / 257.0 if peak > 255 else values
+    grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
