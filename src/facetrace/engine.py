@@ -30,7 +30,7 @@ from facetrace.ingest.sources import SourceItem, iter_manifest, iter_paths, read
 from facetrace.search.calibration import ScoreCalibrator
 from facetrace.search.service import Comparison, SearchService
 from facetrace.vision.analyzer import open_analyzer
-from facetrace.vision.packs import ModelPack, load_pack
+from facetrace.vision.packs import ModelPack, PackInfo, add_pack, list_packs, load_pack, verify_pack
 
 log = logging.getLogger(__name__)
 
@@ -213,3 +213,27 @@ def open_engine(data: str | Path | None = None, **overrides: Any) -> Engine:
     if data is not None:
         overrides["data"] = Path(data).expanduser()
     return Engine(Settings(**overrides))
+
+
+# -- model packs: no catalog needed, so these are functions of the data directory alone ------------------------------
+
+
+def _data_dir(data: str | Path | None) -> Path:
+    return Path(data).expanduser() if data is not None else Settings().data
+
+
+def list_model_packs(data: str | Path | None = None) -> list[PackInfo]:
+    """Built-in packs, then packs added to the data directory (a broken one is listed with its problem)."""
+    return list_packs(_data_dir(data))
+
+
+def verify_model_pack(name_or_path: str | None = None, data: str | Path | None = None) -> ModelPack:
+    """Check a pack's files (sha256, graph shapes) and run each model once; raises ModelPackError naming the fault."""
+    return verify_pack(name_or_path, _data_dir(data))
+
+
+def add_model_pack(path: str | Path, data: str | Path | None = None) -> ModelPack:
+    """Validate a pack folder and copy it into the data directory, where --pack ID then finds it."""
+    directory = _data_dir(data)
+    directory.mkdir(parents=True, exist_ok=True)
+    return add_pack(Path(path), directory)

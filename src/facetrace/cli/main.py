@@ -14,7 +14,7 @@ import typer
 
 from facetrace.cli.render import format_comparison, format_probe_result, jsonable, probe_result_json
 from facetrace.core.errors import FacetraceError
-from facetrace.engine import Engine, open_engine
+from facetrace.engine import Engine, add_model_pack, list_model_packs, open_engine, verify_model_pack
 from facetrace.ingest.runner import IngestProgress
 
 app = typer.Typer(
@@ -207,6 +207,76 @@ def index_rebuild(data: DataOpt = None, pack: PackOpt = None) -> None:
     with _engine(data, pack, workers=1) as engine:
         count = engine.rebuild_index()
     typer.echo(f"index rebuilt: {count} faces")
+
+
+@models_app.command("list")
+def models_list(data: DataOpt = None, as_json: JsonOpt = False) -> None:
+    """Installed model packs with their licences. Packs not cleared for commercial use say so."""
+    packs = list_model_packs(data)
+    if as_json:
+        _print_json(jsonable(packs))
+        return
+    for info in packs:
+        use = "" if info.commercial_use else "  [NON-COMMERCIAL USE ONLY]"
+        where = "built-in" if info.builtin else info.location
+        typer.echo(f"{info.id}  ({info.embedding_dim}-d, {info.licence_spdx}){use}  {where}")
+        typer.echo(f"    {info.name} {info.version}: {info.licence_summary} {info.licence_url}")
+        if info.problem:
+            typer.echo(f"    PROBLEM: {info.problem}")
+
+
+@models_app.command("verify")
+def models_verify(
+    pack: Annotated[str | None, typer.Argument(help="Pack id or folder (default: the default pack).")] = None,
+    data: DataOpt = None,
+) -> None:
+    """Check every file of a pack (sha256, graph shapes) and run each model once."""
+    try:
+        loaded = verify_model_pack(pack, data)
+    except FacetraceError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"{loaded.id}: ok ({loaded.embedding_dim}-d embeddings, licence {loaded.licence.spdx})")
+
+
+@models_app.command("add")
+def models_add(
+    path: Annotated[Path, typer.Argument(help="A pack folder: manifest.json and the ONNX files it names.")],
+    data: DataOpt = None,
+) -> None:
+    """Validate a model pack and copy it into the data directory; use it with --pack ID."""
+    try:
+        loaded = add_model_pack(path, data)
+    except FacetraceError as exc:
+        raise _fail(str(exc)) from exc
+    note = "" if loaded.commercial_use else f" — licence {loaded.licence.spdx}: NOT for commercial use"
+    typer.echo(f"added {loaded.id}{note}")
+
+
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+
+def _run_evaluation(command: str, ctx: typer.Context) -> None:
+    from facetrace.evaluation.__main__ import main as evaluation_main
+
+    raise typer.Exit(evaluation_main([command, *ctx.args]))
+
+
+@eval_app.command("verify", context_settings=_PASS_THROUGH, add_help_option=False)
+def eval_verify(ctx: typer.Context) -> None:
+    """1:1 accuracy on a pairs CSV (path_a,path_b,same,fold): 10-fold accuracy, TAR@FAR, ROC. --help for options."""
+    _run_evaluation("verify", ctx)
+
+
+@eval_app.command("identify", context_settings=_PASS_THROUGH, add_help_option=False)
+def eval_identify(ctx: typer.Context) -> None:
+    """1:N on a manifest CSV (path,identity): rank-1, rank-10, FNIR at FPIR 1%. --help for options."""
+    _run_evaluation("identify", ctx)
+
+
+@eval_app.command("calibrate", context_settings=_PASS_THROUGH, add_help_option=False)
+def eval_calibrate(ctx: typer.Context) -> None:
+    """Measure a pack's impostor score distribution on a labelled manifest (writes calibration.json)."""
+    _run_evaluation("calibrate", ctx)
 
 
 def main() -> None:  # pragma: no cover - console entry point
