@@ -18,7 +18,7 @@ def default_data_dir() -> Path:
     """FACETRACE_DATA, else the user's data directory (XDG_DATA_HOME/facetrace or ~/.local/share/facetrace)."""
     env = os.environ.get("FACETRACE_DATA")
     if env:
-        return Path(env).expanduser()
+        return Path(env).expanduser().resolve()
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "facetrace"
 

@@ -211,7 +211,7 @@ def open_engine(data: str | Path | None = None, **overrides: Any) -> Engine:
     """An engine over one data directory (default: FACETRACE_DATA or the user's data dir); overrides are Settings
     fields, e.g. workers=1, catalog_uri="postgresql://…"."""
     if data is not None:
-        overrides["data"] = Path(data).expanduser()
+        overrides["data"] = Path(data).expanduser().resolve()
     return Engine(Settings(**overrides))
 
 
