@@ -76,3 +76,27 @@ class Settings(BaseSettings):
     @property
     def thumbnails_dir(self) -> Path:
         return self.data / "thumbnails"
+
+
+def settings_markdown() -> str:
+    """The configuration reference (docs/configuration.md is generated from this; a test keeps them equal)."""
+    lines = [
+        "# Configuration",
+        "",
+        "Generated from `facetrace.config.Settings` by `python -m facetrace.config > docs/configuration.md`.",
+        "Every setting is an environment variable with the `FACETRACE_` prefix; the CLI's options override them.",
+        "",
+        "| setting | environment variable | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, info in Settings.model_fields.items():
+        if info.default_factory is not None:
+            default = "(computed)"
+        else:
+            default = "(none)" if info.default is None else f"`{info.default}`"
+        lines.append(f"| {name} | FACETRACE_{name.upper()} | {default} | {info.description} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_markdown(), end="")

@@ -18,10 +18,12 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from facetrace.catalog import open_catalog
 from facetrace.catalog.sql_catalog import SqlCatalog
 from facetrace.config import Settings
+from facetrace.core.errors import ConfigError
 from facetrace.core.ports import FaceAnalyzer, VectorIndex
 from facetrace.core.types import IngestSummary, ProbeResult
 from facetrace.index import open_index
@@ -212,7 +214,12 @@ def open_engine(data: str | Path | None = None, **overrides: Any) -> Engine:
     fields, e.g. workers=1, catalog_uri="postgresql://…"."""
     if data is not None:
         overrides["data"] = Path(data).expanduser().resolve()
-    return Engine(Settings(**overrides))
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings: {problems}") from exc
+    return Engine(settings)
 
 
 # -- model packs: no catalog needed, so these are functions of the data directory alone ------------------------------

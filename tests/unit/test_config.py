@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facetrace.config import Settings, settings_markdown
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_every_setting_is_documented_and_the_reference_is_current() -> None:
+    for name, info in Settings.model_fields.items():
+        assert info.description and len(info.description) > 15, f"setting {name} needs help text"
+    assert (REPO / "docs" / "configuration.md").read_text() == settings_markdown(), (
+        "docs/configuration.md is stale: run `python -m facetrace.config > docs/configuration.md`"
+    )
+
+
+def test_environment_variables_configure_and_paths_resolve(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FACETRACE_DATA", str(tmp_path / "d"))
+    monkeypatch.setenv("FACETRACE_WORKERS", "3")
+    settings = Settings()
+    assert settings.data == (tmp_path / "d").resolve()
+    assert settings.workers == 3
+    assert settings.resolved_catalog_uri == f"sqlite:///{(tmp_path / 'd' / 'catalog.db').resolve()}"
+    assert settings.resolved_index_uri.endswith("/d/faces.faiss")
+
+
+def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FACETRACE_MIN_DETECTION_SCORE", "1.5")
+    with pytest.raises(ValueError, match="min_detection_score"):
+        Settings()
+
+
+def test_the_engine_turns_bad_settings_into_a_config_error(tmp_path: Path) -> None:
+    from facetrace.core.errors import ConfigError
+    from facetrace.engine import open_engine
+
+    with pytest.raises(ConfigError, match="workers"):
+        open_engine(tmp_path, workers=0)
