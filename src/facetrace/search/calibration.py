@@ -46,6 +46,14 @@ class ScoreCalibrator:
             return (min(self._floor, float(10 ** self._log_fmr[-1])), True)
         return (float(10 ** np.interp(similarity, self._sims, self._log_fmr)), False)
 
+    def similarity_at(self, false_match_rate: float) -> float:
+        """The similarity at which a stranger's comparison scores this high with this rate (the inverse of FMR)."""
+        if self._cal is None:
+            raise ValueError("an uncalibrated pack has no similarity for a false-match rate")
+        target = np.log10(max(false_match_rate, 1e-300))
+        # log FMR descends as similarity ascends: interpolate on the reversed arrays.
+        return float(np.interp(target, self._log_fmr[::-1], self._sims[::-1]))
+
     def evidence(
         self,
         similarity: float,
