@@ -9,8 +9,10 @@ with open_engine("~/faces") as engine:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +29,10 @@ from facetrace.core.errors import ConfigError
 from facetrace.core.ports import FaceAnalyzer, VectorIndex
 from facetrace.core.types import IngestSummary, ProbeResult
 from facetrace.index import open_index
+from facetrace.ingest.opt_out import OptOutList, skip_opted_out
 from facetrace.ingest.runner import IngestProgress, IngestRunner
-from facetrace.ingest.sources import SourceItem, iter_manifest, iter_paths, read_uri
+from facetrace.ingest.sources import MAX_FETCH_BYTES, SourceItem, iter_manifest, iter_paths, read_uri
+from facetrace.ingest.warc import iter_warc
 from facetrace.search.calibration import ScoreCalibrator
 from facetrace.search.service import Comparison, SearchService
 from facetrace.vision.analyzer import open_analyzer
@@ -61,6 +65,8 @@ class Engine:
         self.catalog: SqlCatalog = open_catalog(settings.resolved_catalog_uri)
         self._analyzer: FaceAnalyzer | None = None
         self._index: VectorIndex | None = None
+        # Whether the open index has been compared with the catalog (and repaired) since it was opened.
+        self._index_reconciled = False
 
     # -- wiring -------------------------------------------------------------------------------------------------
 
@@ -90,11 +96,17 @@ class Engine:
 
     @property
     def index(self) -> VectorIndex:
-        if self._index is None:
-            self._index = open_index(self.settings.resolved_index_uri, self.model_id, self.pack.embedding_dim)
+        """The index, reconciled with the catalog the first time it is used (see docs/decisions/0001)."""
+        if not self._index_reconciled:
             report = self.check(repair=True)
             if not report.consistent:
                 log.warning("index and catalog disagreed; reconciled: %s", report)
+        return self._stored_index()
+
+    def _stored_index(self) -> VectorIndex:
+        """The index as stored, opened once and not yet reconciled: what check() must look at."""
+        if self._index is None:
+            self._index = open_index(self.settings.resolved_index_uri, self.model_id, self.pack.embedding_dim)
         return self._index
 
     def search_service(self) -> SearchService:
@@ -114,17 +126,36 @@ class Engine:
         *,
         manifests: Iterable[str | Path] = (),
         items: Iterable[SourceItem] = (),
+        warcs: Iterable[str | Path] = (),
+        opt_out: str | Path | None = None,
         progress: Callable[[IngestProgress], None] | None = None,
         description: str | None = None,
     ) -> IngestSummary:
+        """Ingest folders/files/@lists, manifests, SourceItems and WARC web archives, in that order.
+
+        opt_out is a list file of domains and URL prefixes (see facetrace.ingest.opt_out) whose images are skipped
+        unread, from every source. The summary's source_counts say what the sources counted on the way: "opted_out"
+        and, for WARC files, the warc_* counts of facetrace.ingest.warc (pages read, images handed on, revisits and
+        non-image responses skipped, ...).
+        """
         path_list = [Path(p) for p in paths]
         manifest_list = [Path(m) for m in manifests]
+        warc_list = [Path(w) for w in warcs]
+        counts: Counter[str] = Counter()
+        blocked = OptOutList.load(opt_out) if opt_out is not None else None
+        # Checked before the run starts: a missing or non-WARC file is a usage error, not an interrupted run.
+        archives = [iter_warc(w, max_bytes=MAX_FETCH_BYTES, opt_out=blocked, counts=counts) for w in warc_list]
 
-        def all_items() -> Iterable[SourceItem]:
+        def local_items() -> Iterable[SourceItem]:
             yield from iter_paths(path_list)
             for manifest in manifest_list:
                 yield from iter_manifest(manifest)
             yield from items
+
+        def all_items() -> Iterable[SourceItem]:
+            yield from local_items() if blocked is None else skip_opted_out(local_items(), blocked, counts)
+            for archive in archives:
+                yield from archive  # opted-out images are skipped inside, before their bodies are read
 
         runner = IngestRunner(
             self.analyzer_factory(),
@@ -136,8 +167,11 @@ class Engine:
             batch_size=self.settings.batch_size,
             progress=progress,
         )
-        what = description or "ingest " + " ".join(str(p) for p in [*path_list, *manifest_list])
-        return runner.run(all_items(), what)
+        what = description or "ingest " + " ".join(str(p) for p in [*path_list, *manifest_list, *warc_list])
+        summary = runner.run(all_items(), what)
+        if counts:
+            log.info("left out by the sources: %s", ", ".join(f"{n} {key}" for key, n in sorted(counts.items())))
+        return dataclasses.replace(summary, source_counts=dict(sorted(counts.items())))
 
     def search_file(
         self, probe: str | Path, *, top_k: int | None = None, face_index: int | None = None
@@ -161,11 +195,16 @@ class Engine:
             index.add(ids, vectors)
         index.save()
         self._index = index
+        self._index_reconciled = True
         return len(index)
 
     def check(self, *, repair: bool = False) -> ConsistencyReport:
-        """Compare catalog face ids with index ids; with repair, add what the index lacks and drop orphans."""
-        index = self._index if self._index is not None else self.index
+        """Compare catalog face ids with index ids; with repair, add what the index lacks and drop orphans.
+
+        Without repair nothing is changed, so the report shows the index as it was stored (the index property
+        repairs on first use; going through it here would always report agreement).
+        """
+        index = self._stored_index()
         catalog_ids = self.catalog.face_ids(self.model_id)
         index_ids = index.ids()
         missing = np.setdiff1d(catalog_ids, index_ids, assume_unique=True)
@@ -177,6 +216,8 @@ class Engine:
                 ids, vectors = self.catalog.embeddings_by_id(missing.tolist())
                 index.add(ids, vectors)
             index.save()
+        if repair or not (missing.size or orphaned.size):
+            self._index_reconciled = True
         return ConsistencyReport(
             model_id=self.model_id,
             catalog_faces=int(catalog_ids.size),

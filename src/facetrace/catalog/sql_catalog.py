@@ -194,8 +194,12 @@ class SqlCatalog:
         *,
         width: int | None = None,
         height: int | None = None,
+        thumbnail_paths: Sequence[str | None] | None = None,
     ) -> tuple[int, list[int]]:
         """Store an asset and its faces in one transaction; returns (asset_id, face_ids).
+
+        thumbnail_paths, when given, has one entry per face (None for a face without a crop); storing them in the
+        same transaction means a crash can never leave a face without its thumbnail.
 
         An asset whose sha256 is already stored is not stored again: its existing id comes back with no face ids.
         The asset's label is kept as provenance and shown as each face's label. Only on an asset with exactly one
@@ -204,6 +208,11 @@ class SqlCatalog:
         """
         self._check_run_model(run_id, model_id)
         face_rows = [self._face_row(face, model_id, asset.uri) for face in faces]
+        if thumbnail_paths is not None:
+            if len(thumbnail_paths) != len(face_rows):
+                raise CatalogError(f"{asset.uri}: {len(thumbnail_paths)} thumbnail paths for {len(face_rows)} faces")
+            for row, thumbnail in zip(face_rows, thumbnail_paths, strict=True):
+                row["thumbnail_path"] = thumbnail
         captured_at = _aware(asset.captured_at, f"{asset.uri}: captured_at")
         try:
             with self._write() as connection:

@@ -88,9 +88,25 @@ def ingest(
             help="CSV/JSONL manifest with uri, source_page, captured_at, label, legal_basis and any extra columns.",
         ),
     ] = None,
+    warc: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--warc",
+            help="A web archive (.warc or .warc.gz; repeatable). Its images are ingested with their URL, crawl date "
+            "and the archived page that showed them; nothing is fetched from the web.",
+        ),
+    ] = None,
+    opt_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--opt-out",
+            help="A file of domains and URL prefixes (one a line, # comments) whose images are never ingested: an "
+            "image is skipped unread if its URL or a page that showed it matches. Applies to every source.",
+        ),
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
     threads: Annotated[int | None, typer.Option(help="Inference threads per worker.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per batch (one catalog transaction).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images analysed together per model call.")] = None,
     data: DataOpt = None,
     pack: PackOpt = None,
     as_json: JsonOpt = False,
@@ -98,10 +114,16 @@ def ingest(
 ) -> None:
     """Add photos to the catalog and index. Re-running is safe: images already ingested (same content hash) are
     skipped, so an interrupted ingest resumes where it stopped. Unreadable files are reported and skipped."""
-    if not paths and not manifest:
-        raise _fail("give at least one folder, file, @list or --manifest")
+    if not paths and not manifest and not warc:
+        raise _fail("give at least one folder, file, @list, --manifest or --warc")
     with _engine(data, pack, verbose, workers=workers, threads=threads, batch_size=batch_size) as engine:
-        summary = engine.ingest(paths or [], manifests=manifest or [], progress=_progress_printer(as_json))
+        summary = engine.ingest(
+            paths or [],
+            manifests=manifest or [],
+            warcs=warc or [],
+            opt_out=opt_out,
+            progress=_progress_printer(as_json),
+        )
     if as_json:
         _print_json(jsonable(summary))
         return
@@ -109,6 +131,8 @@ def ingest(
         f"run {summary.run_id}: {summary.images_seen} images seen, {summary.images_added} added, "
         f"{summary.images_skipped} already known, {summary.faces_added} faces, {summary.errors} errors"
     )
+    if summary.source_counts:
+        typer.echo("  sources: " + ", ".join(f"{n} {reason}" for reason, n in summary.source_counts.items()))
     for message in summary.error_messages[:20]:
         typer.echo(f"  skipped: {message}", err=True)
     if summary.errors > 20:

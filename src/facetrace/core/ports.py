@@ -52,8 +52,10 @@ class Catalog(Protocol):
         *,
         width: int | None = None,
         height: int | None = None,
+        thumbnail_paths: Sequence[str | None] | None = None,
     ) -> tuple[int, list[int]]:
-        """Store an asset and its faces in one transaction; returns (asset_id, face_ids)."""
+        """Store an asset and its faces (with their thumbnail paths, one per face) in one transaction;
+        returns (asset_id, face_ids). A known sha256 returns the existing asset id and no face ids."""
         ...
 
     def set_thumbnail_paths(self, paths: dict[int, str]) -> None: ...

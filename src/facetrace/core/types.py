@@ -194,6 +194,8 @@ class IngestSummary:
     faces_added: int
     errors: int
     error_messages: tuple[str, ...] = ()
+    # What the sources left out before analysis, by reason ("opted_out", WARC "warc_revisits_skipped", ...).
+    source_counts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

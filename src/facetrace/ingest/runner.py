@@ -207,12 +207,14 @@ class IngestRunner:
             if isinstance(result, Exception):
                 self._error(run_id, pending.item.uri, str(result), state)
                 continue
-            thumbs: dict[int, str] = {}
+            thumbnails: list[str | None] = []
             for number, face in enumerate(result.faces):
-                if face.thumbnail_jpeg:
-                    rel = thumbnail_relpath(pending.sha256, number)
-                    _write_atomic(self._thumbnails_dir / rel, face.thumbnail_jpeg)
-                    thumbs[number] = rel
+                if not face.thumbnail_jpeg:
+                    thumbnails.append(None)
+                    continue
+                rel = thumbnail_relpath(pending.sha256, number)
+                _write_atomic(self._thumbnails_dir / rel, face.thumbnail_jpeg)
+                thumbnails.append(rel)
             item = pending.item
             asset = MediaAsset(
                 sha256=pending.sha256,
@@ -224,10 +226,18 @@ class IngestRunner:
                 extra=dict(item.extra),
             )
             _, face_ids = self._catalog.add_asset_with_faces(
-                run_id, asset, result.faces, self._model_id, width=result.width, height=result.height
+                run_id,
+                asset,
+                result.faces,
+                self._model_id,
+                width=result.width,
+                height=result.height,
+                thumbnail_paths=thumbnails,
             )
-            if thumbs and face_ids:
-                self._catalog.set_thumbnail_paths({face_ids[n]: rel for n, rel in thumbs.items()})
+            if result.faces and not face_ids:
+                # Another process stored the same image first: it is known now, not added by this run.
+                state.images_skipped += 1
+                continue
             for face_id, face in zip(face_ids, result.faces, strict=True):
                 new_ids.append(face_id)
                 new_vectors.append(face.embedding.vector)

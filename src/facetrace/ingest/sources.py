@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator
@@ -37,9 +38,16 @@ class SourceItem:
     label: str | None = None
     legal_basis: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # The bytes themselves when the source already holds them (a WARC record's body): uri is then provenance only
+    # and is never fetched.
+    payload: bytes | None = field(default=None, repr=False, compare=False)
 
     def read(self, max_bytes: int = MAX_FETCH_BYTES) -> bytes:
         """The encoded image. Raises ImageDecodeError naming the uri if it cannot be read."""
+        if self.payload is not None:
+            if len(self.payload) > max_bytes:
+                raise ImageDecodeError(self.uri, f"larger than {max_bytes:,} bytes")
+            return self.payload
         return read_uri(self.uri, max_bytes)
 
 
@@ -153,6 +161,34 @@ def _item(entry: str, base: Path) -> SourceItem:
         return SourceItem(uri=entry)
     path = Path(entry)
     return SourceItem(uri=str((path if path.is_absolute() else base / path).resolve()))
+
+
+def normalize_url(url: str) -> str:
+    """One spelling of a web URL, so that a link in a page and a crawler's record of the same image compare equal:
+    surrounding whitespace and embedded tabs/newlines removed (as browsers do), no fragment, lower-case scheme and
+    host, no default port, "/" for an empty path, and the characters a browser would percent-encode encoded
+    (existing %XX escapes are kept, in upper case). Anything without a scheme and host is returned stripped."""
+    text = _URL_NOISE.sub("", url.strip())
+    parts = urllib.parse.urlsplit(text)
+    if not parts.scheme or not parts.netloc:
+        return text
+    scheme = parts.scheme.lower()
+    netloc = parts.netloc.lower()
+    default_port = {"http": ":80", "https": ":443"}.get(scheme)
+    if default_port and netloc.endswith(default_port):
+        netloc = netloc[: -len(default_port)]
+    path = _quote_component(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    query = _quote_component(parts.query, safe="/?%:@!$&'()*+,;=-._~")
+    return urllib.parse.urlunsplit((scheme, netloc, path, query, ""))
+
+
+_URL_NOISE = re.compile(r"[\t\n\r]")
+_PERCENT_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
+
+
+def _quote_component(text: str, safe: str) -> str:
+    quoted = urllib.parse.quote(text, safe=safe)
+    return _PERCENT_ESCAPE.sub(lambda match: match.group(0).upper(), quoted)
 
 
 def parse_timestamp(text: str) -> datetime:
