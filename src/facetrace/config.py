@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     )
     index_uri: str | None = Field(
         default=None,
-        description="Vector index location (faiss:///path.faiss or memory://). Default: faces.faiss in the data dir.",
+        description="Vector index: faiss:///path.faiss, milvus:///path.db (Milvus Lite), milvus://host:19530 (server) "
+        "or memory://. Default: faces.faiss in the data dir.",
     )
     pack: str | None = Field(
         default=None, description="Model pack id or directory. Default: the built-in freely licensed pack."

@@ -5,6 +5,8 @@ open_index() picks the backend from a URI:
     faiss:///abs/path/faces.faiss  FaissIndex in that file (plus faces.faiss.meta.json beside it)
     faiss://relative/faces.faiss   the same, relative to the working directory
     /any/path/faces.faiss          a plain path means FAISS
+    milvus:///abs/path/faces.db    Milvus Lite, embedded in that local directory (needs facetrace[milvus])
+    milvus://host:19530[/db]       a Milvus server or cluster (milvus+https:// for TLS)
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from facetrace.core.errors import VectorIndexError
 from facetrace.core.ports import VectorIndex
 from facetrace.index.memory_backend import ExactMemoryIndex
 from facetrace.index.vectors import MISSING_ID, MISSING_SIMILARITY, VectorShapeError
+
+MILVUS_SCHEMES = frozenset({"milvus", "milvus+http", "milvus+https"})
 
 __all__ = [
     "MISSING_ID",
@@ -46,7 +50,12 @@ def open_index(uri_or_path: str | os.PathLike[str], model_id: str, dim: int, *, 
         if not rest:
             raise VectorIndexError(f"{uri}: a faiss URI needs a file path, e.g. faiss:///data/faces.faiss")
         return _open_faiss(Path(rest), model_id, dim, fresh)
-    raise VectorIndexError(f"{uri}: unknown index scheme {scheme!r}; use memory://, faiss:///path or a file path")
+    if scheme in MILVUS_SCHEMES:
+        return _open_milvus(uri, model_id, dim, fresh)
+    raise VectorIndexError(
+        f"{uri}: unknown index scheme {scheme!r}; use memory://, faiss:///path, milvus:///path.db, "
+        "milvus://host:19530 or a file path"
+    )
 
 
 def _open_faiss(path: Path, model_id: str, dim: int, fresh: bool) -> VectorIndex:
@@ -54,3 +63,14 @@ def _open_faiss(path: Path, model_id: str, dim: int, fresh: bool) -> VectorIndex
     from facetrace.index.faiss_backend import FaissIndex
 
     return FaissIndex(path, model_id, dim, fresh=fresh)
+
+
+def _open_milvus(uri: str, model_id: str, dim: int, fresh: bool) -> VectorIndex:
+    # Imported here for the same reason as faiss, and because pymilvus is an optional extra.
+    try:
+        from facetrace.index.milvus_backend import MilvusIndex, parse_milvus_uri
+    except ImportError as exc:
+        raise VectorIndexError(
+            f"{uri}: the Milvus backend needs pymilvus and milvus-lite: pip install 'facetrace[milvus]' ({exc})"
+        ) from exc
+    return MilvusIndex(parse_milvus_uri(uri), model_id, dim, fresh=fresh)
