@@ -27,18 +27,30 @@ from facetrace.catalog.sql_catalog import SqlCatalog
 from facetrace.config import Settings
 from facetrace.core.errors import ConfigError
 from facetrace.core.ports import FaceAnalyzer, VectorIndex
-from facetrace.core.types import IngestSummary, ProbeResult
+from facetrace.core.types import BoundingBox, IngestSummary, ProbeResult
 from facetrace.index import open_index
 from facetrace.ingest.opt_out import OptOutList, skip_opted_out
 from facetrace.ingest.runner import IngestProgress, IngestRunner
 from facetrace.ingest.sources import MAX_FETCH_BYTES, SourceItem, iter_manifest, iter_paths, read_uri
 from facetrace.ingest.warc import iter_warc
 from facetrace.search.calibration import ScoreCalibrator
+from facetrace.search.clustering import Clustering, ClusteringThresholds, cluster, thresholds_for
 from facetrace.search.service import Comparison, SearchService
 from facetrace.vision.analyzer import open_analyzer
 from facetrace.vision.packs import ModelPack, PackInfo, add_pack, list_packs, load_pack, verify_pack
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClusteredFace:
+    """One face that was clustered, and where it came from."""
+
+    source: str  # the image's path or URI
+    face_id: int | None  # catalog id, when clustering the catalog
+    box: BoundingBox
+    main_face: bool  # the largest face of its image (the one an image-level label names)
+    label: str | None = None  # the catalog's label for it, if any
 
 
 @dataclass(frozen=True)
@@ -187,6 +199,45 @@ class Engine:
 
     def compare_files(self, a: str | Path, b: str | Path) -> Comparison:
         return self.search_service().compare((read_uri(str(a)), str(a)), (read_uri(str(b)), str(b)))
+
+    def clustering_thresholds(self) -> ClusteringThresholds:
+        """The default conservative thresholds, as false-match rates of this pack's calibration."""
+        if self.pack.calibration is None:
+            raise ConfigError(f"pack {self.pack.id} has no calibration: clustering thresholds cannot be derived")
+        return thresholds_for(ScoreCalibrator(self.pack.calibration))
+
+    def cluster(
+        self, paths: Sequence[str | Path] = (), *, thresholds: ClusteringThresholds | None = None
+    ) -> tuple[list[ClusteredFace], Clustering]:
+        """Group faces into identities, conservatively. With paths, every face in those photos (analysed, not
+        stored); without, every face in the catalog."""
+        chosen = thresholds or self.clustering_thresholds()
+        faces: list[ClusteredFace] = []
+        vectors: list[np.ndarray] = []
+        if paths:
+            for item in iter_paths([Path(p) for p in paths]):
+                image = self.analyzer.analyze(item.read(), item.uri)
+                largest = max((f.detection.box.area for f in image.faces), default=0.0)
+                for face in image.faces:
+                    box = face.detection.box
+                    faces.append(ClusteredFace(item.uri, None, box, box.area == largest))
+                    vectors.append(face.embedding.vector)
+        else:
+            ids = self.catalog.face_ids(self.model_id)
+            records = self.catalog.faces_by_id(ids.tolist())
+            largest_by_asset: dict[int, float] = {}
+            for record in records.values():
+                largest_by_asset[record.asset_id] = max(largest_by_asset.get(record.asset_id, 0.0), record.box.area)
+            stored_ids, stored = self.catalog.embeddings_by_id(ids.tolist(), self.model_id)
+            for face_id, vector in zip(stored_ids.tolist(), stored, strict=True):
+                record = records[face_id]
+                main = record.box.area == largest_by_asset[record.asset_id]
+                faces.append(ClusteredFace(record.asset_uri, face_id, record.box, main, record.label))
+                vectors.append(vector)
+        matrix = (
+            np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, self.pack.embedding_dim), np.float32)
+        )
+        return faces, cluster(matrix, chosen)
 
     def rebuild_index(self) -> int:
         """Recreate the index from the catalog's stored embeddings (the index is derived data)."""

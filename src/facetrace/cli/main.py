@@ -225,6 +225,83 @@ def stats(data: DataOpt = None, pack: PackOpt = None) -> None:
         _print_json(jsonable(engine.stats()))
 
 
+@app.command("cluster")
+def cluster_command(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Photos or folders to cluster (default: every face in the catalog).")
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="CSV path,identity (paths relative to the CSV): score the clustering of each image's largest face.",
+        ),
+    ] = None,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Group unknown faces into identities, conservatively: two people wrongly merged is worse than one person
+    split, so a merge needs the whole of both groups to agree, at false-match rates of 1e-4 to 1e-5."""
+    from facetrace.evaluation.clustering import score_clustering
+
+    with _engine(data, pack, verbose, workers=1) as engine:
+        faces, result = engine.cluster(paths or [])
+    groups: dict[int, list[int]] = {}
+    for position, label in enumerate(result.labels.tolist()):
+        groups.setdefault(label, []).append(position)
+    ordered = sorted(groups.values(), key=lambda members: (-len(members), members[0]))
+    report = None
+    if labels is not None:
+        truth = _identities_by_path(labels)
+        scored = [
+            (i, truth[str(Path(f.source).resolve())])
+            for i, f in enumerate(faces)
+            if f.main_face and str(Path(f.source).resolve()) in truth
+        ]
+        if not scored:
+            raise _fail(f"{labels}: none of its paths matches a clustered image")
+        positions, identities = zip(*scored, strict=True)
+        report = score_clustering(result.labels[list(positions)], list(identities), len(result.merges))
+    if as_json:
+        payload: dict[str, Any] = {
+            "thresholds": jsonable(result.thresholds),
+            "faces": len(faces),
+            "clusters": [[jsonable(faces[i]) for i in members] for members in ordered],
+            "merges": jsonable(result.merges),
+        }
+        if report is not None:
+            payload["evaluation"] = report.to_dict()
+        _print_json(payload)
+        return
+    typer.echo(f"{len(faces)} faces in {len(ordered)} clusters ({sum(len(m) > 1 for m in ordered)} with 2+ faces)")
+    for number, members in enumerate(ordered[:50]):
+        if len(members) < 2:
+            break
+        typer.echo(f"  cluster {number}: {len(members)} faces")
+        for i in members[:5]:
+            face = faces[i]
+            typer.echo(f"    {face.source}" + (f"  face {face.face_id}" if face.face_id is not None else ""))
+        if len(members) > 5:
+            typer.echo(f"    … and {len(members) - 5} more")
+    if report is not None:
+        typer.echo(
+            f"against {labels}: pairwise precision {report.pairwise_precision:.4f}, "
+            f"pairwise recall {report.pairwise_recall:.4f}, BCubed F1 {report.bcubed_f1:.4f}"
+        )
+
+
+def _identities_by_path(manifest: Path) -> dict[str, str]:
+    import csv
+
+    with manifest.open(newline="", encoding="utf-8-sig") as handle:
+        rows = csv.DictReader(handle)
+        if not rows.fieldnames or not {"path", "identity"} <= set(rows.fieldnames):
+            raise _fail(f"{manifest}: the header must name the columns path and identity")
+        return {str((manifest.parent / row["path"]).resolve()): row["identity"] for row in rows}
+
+
 @index_app.command("rebuild")
 def index_rebuild(data: DataOpt = None, pack: PackOpt = None) -> None:
     """Recreate the index from the catalog's stored embeddings (after corruption, or to change structure)."""
