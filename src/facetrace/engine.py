@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import getpass
+import hashlib
 import logging
+import math
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,11 +27,16 @@ import numpy as np
 from pydantic import ValidationError
 
 from facetrace.catalog import open_catalog
+from facetrace.catalog.governance_store import SqlGovernanceStore
 from facetrace.catalog.sql_catalog import SqlCatalog
 from facetrace.config import Settings
-from facetrace.core.errors import ConfigError
+from facetrace.core.errors import ConfigError, NoFaceError, NotFoundError
 from facetrace.core.ports import FaceAnalyzer, VectorIndex
-from facetrace.core.types import BoundingBox, IngestSummary, ProbeResult
+from facetrace.core.types import BoundingBox, ErasureReceipt, FaceRecord, IngestSummary, ProbeResult, SearchRecord, User
+from facetrace.governance.audit import AuditLog
+from facetrace.governance.cases import CaseService
+from facetrace.governance.erasure import ERASURE_FALSE_MATCH_RATE, ErasureService, SuppressionList
+from facetrace.governance.users import UserService
 from facetrace.index import open_index
 from facetrace.ingest.opt_out import OptOutList, skip_opted_out
 from facetrace.ingest.runner import IngestProgress, IngestRunner
@@ -35,7 +44,7 @@ from facetrace.ingest.sources import MAX_FETCH_BYTES, SourceItem, iter_manifest,
 from facetrace.ingest.warc import iter_warc
 from facetrace.search.calibration import ScoreCalibrator
 from facetrace.search.clustering import Clustering, ClusteringThresholds, cluster, thresholds_for
-from facetrace.search.service import Comparison, SearchService
+from facetrace.search.service import Comparison, SearchService, main_face
 from facetrace.vision.analyzer import open_analyzer
 from facetrace.vision.packs import ModelPack, PackInfo, add_pack, list_packs, load_pack, verify_pack
 
@@ -79,6 +88,11 @@ class Engine:
         self._index: VectorIndex | None = None
         # Whether the open index has been compared with the catalog (and repaired) since it was opened.
         self._index_reconciled = False
+        self.governance_store: SqlGovernanceStore = self.catalog.governance_store()
+        self.audit = AuditLog(self.governance_store)
+        self.users = UserService(self.governance_store, self.audit)
+        # One engine may serve several threads (the HTTP server); the index and the analyzer are opened once.
+        self._open_lock = threading.RLock()
 
     # -- wiring -------------------------------------------------------------------------------------------------
 
@@ -103,16 +117,20 @@ class Engine:
     @property
     def analyzer(self) -> FaceAnalyzer:
         if self._analyzer is None:
-            self._analyzer = self.analyzer_factory()()
+            with self._open_lock:
+                if self._analyzer is None:
+                    self._analyzer = self.analyzer_factory()()
         return self._analyzer
 
     @property
     def index(self) -> VectorIndex:
         """The index, reconciled with the catalog the first time it is used (see docs/decisions/0001)."""
         if not self._index_reconciled:
-            report = self.check(repair=True)
-            if not report.consistent:
-                log.warning("index and catalog disagreed; reconciled: %s", report)
+            with self._open_lock:
+                if not self._index_reconciled:
+                    report = self.check(repair=True)
+                    if not report.consistent:
+                        log.warning("index and catalog disagreed; reconciled: %s", report)
         return self._stored_index()
 
     def _stored_index(self) -> VectorIndex:
@@ -128,7 +146,116 @@ class Engine:
             self.index,
             ScoreCalibrator(self.pack.calibration),
             thumbnails_dir=self.settings.thumbnails_dir,
+            suppression=self.suppression(),
         )
+
+    # -- governance wiring --------------------------------------------------------------------------------------
+
+    @property
+    def strict_similarity(self) -> float:
+        """The similarity at a false-match rate of 1e-6 for this pack: erasure and suppression match at or above
+        it, and a probe this close to an earlier one counts as the same person searched again."""
+        if self.pack.calibration is None:
+            raise ConfigError(f"pack {self.pack.id} has no calibration: erasure by photo needs a strict threshold")
+        return ScoreCalibrator(self.pack.calibration).similarity_at(ERASURE_FALSE_MATCH_RATE)
+
+    def suppression(self) -> SuppressionList | None:
+        """The erased people's embeddings (None for an uncalibrated pack, which cannot erase by similarity)."""
+        if self.pack.calibration is None:
+            return None
+        return SuppressionList(self.governance_store, self.model_id, self.strict_similarity)
+
+    @property
+    def cases(self) -> CaseService:
+        repeat = self.strict_similarity if self.pack.calibration is not None else math.inf
+        return CaseService(self.governance_store, self.audit, repeat)
+
+    @property
+    def erasure(self) -> ErasureService:
+        return ErasureService(
+            self.catalog,
+            self.index,
+            self.governance_store,
+            self.audit,
+            self.settings.thumbnails_dir,
+            model_id=self.model_id,
+            min_similarity=self.strict_similarity,
+        )
+
+    # -- governed verbs: every one belongs to a user, most to a case, and each leaves an audit entry -------------
+
+    def search_in_case(
+        self,
+        user: User,
+        case_id: int,
+        purpose: str,
+        data: bytes,
+        probe_name: str,
+        *,
+        top_k: int | None = None,
+        face_index: int | None = None,
+    ) -> tuple[SearchRecord, list[ProbeResult]]:
+        """A search that states its case and purpose, stored with the case (hits, similarities, evidence)."""
+        cases = self.cases
+        case, purpose = cases.check_search_allowed(case_id, purpose)
+        image = self.analyzer.analyze(data, probe_name)
+        top_k = top_k or self.settings.top_k
+        results = self.search_service().search_analyzed(image, top_k=top_k, face_index=face_index)
+        probe = image.faces[face_index] if face_index is not None else main_face(image)
+        record = cases.record_search(
+            user,
+            case,
+            purpose,
+            hashlib.sha256(data).hexdigest(),
+            probe_name,
+            self.model_id,
+            probe.embedding.vector,
+            results,
+        )
+        return record, results
+
+    def compare_in_case(
+        self, user: User, case_id: int, purpose: str, a: tuple[bytes, str], b: tuple[bytes, str]
+    ) -> Comparison:
+        case, purpose = self.cases.check_search_allowed(case_id, purpose)
+        comparison = self.search_service().compare(a, b)
+        self.audit.record(
+            user.name,
+            "compare",
+            f"case:{case.case_id}",
+            purpose=purpose,
+            sha256_a=hashlib.sha256(a[0]).hexdigest(),
+            sha256_b=hashlib.sha256(b[0]).hexdigest(),
+            similarity=round(comparison.similarity, 6),
+        )
+        return comparison
+
+    def view_face(self, user: User, face_id: int) -> FaceRecord:
+        record = self.catalog.faces_by_id([face_id]).get(face_id)
+        if record is None:
+            raise NotFoundError(f"no face {face_id}")
+        self.audit.record(user.name, "view_face", f"face:{face_id}")
+        return record
+
+    def face_thumbnail(self, user: User, face_id: int) -> bytes:
+        record = self.catalog.faces_by_id([face_id]).get(face_id)
+        if record is None or not record.thumbnail_path:
+            raise NotFoundError(f"face {face_id} has no thumbnail")
+        path = self.settings.thumbnails_dir / record.thumbnail_path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"face {face_id}: its thumbnail file is missing") from exc
+        self.audit.record(user.name, "view_thumbnail", f"face:{face_id}")
+        return data
+
+    def erase_by_photo(self, actor: str, data: bytes, probe_name: str, reason: str) -> ErasureReceipt:
+        """'Remove me': every face of the requester's photo is matched at the strict threshold and erased."""
+        image = self.analyzer.analyze(data, probe_name)
+        if not image.faces:
+            raise NoFaceError(probe_name)
+        vectors = np.vstack([face.embedding.vector for face in image.faces]).astype(np.float32)
+        return self.erasure.erase_matching(actor, vectors, probe_name, reason)
 
     # -- verbs --------------------------------------------------------------------------------------------------
 
@@ -178,11 +305,13 @@ class Engine:
             workers=self.settings.workers,
             batch_size=self.settings.batch_size,
             progress=progress,
+            suppression=self.suppression(),
         )
         what = description or "ingest " + " ".join(str(p) for p in [*path_list, *manifest_list, *warc_list])
         summary = runner.run(all_items(), what)
         if counts:
             log.info("left out by the sources: %s", ", ".join(f"{n} {key}" for key, n in sorted(counts.items())))
+        counts.update(summary.source_counts)  # what the runner left out: faces of erased people
         return dataclasses.replace(summary, source_counts=dict(sorted(counts.items())))
 
     def search_file(
@@ -336,3 +465,11 @@ def add_model_pack(path: str | Path, data: str | Path | None = None) -> ModelPac
     directory = _data_dir(data)
     directory.mkdir(parents=True, exist_ok=True)
     return add_pack(Path(path), directory)
+
+
+def cli_actor() -> str:
+    """Who an audit entry names for a command run on the host (trusted as the operator of the data directory)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"

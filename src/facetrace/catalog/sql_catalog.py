@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from facetrace.catalog import blobs
 from facetrace.catalog.database import WRITE_TRANSACTION, create_catalog_engine, describe
+from facetrace.catalog.governance_store import SqlGovernanceStore
 from facetrace.catalog.records import (
     FINAL_RUN_STATUSES,
     INTERRUPTED,
@@ -31,7 +32,7 @@ from facetrace.catalog.tables import assets, ingest_errors, ingest_runs, people,
 from facetrace.catalog.tables import faces as faces_table
 from facetrace.core.errors import CatalogError, ModelMismatchError
 from facetrace.core.ports import IdArray
-from facetrace.core.types import AnalyzedFace, BoundingBox, FaceRecord, FloatArray, MediaAsset
+from facetrace.core.types import AnalyzedFace, BoundingBox, DeletedFaces, FaceRecord, FloatArray, MediaAsset
 
 logger = logging.getLogger(__name__)
 
@@ -376,6 +377,70 @@ class SqlCatalog:
                 ).where(faces_table.c.model_id == model_id)
             ).one()
         return f"faces:{int(count)}:{int(low or 0)}:{int(high or 0)}:{int(total or 0)}"
+
+    # Erasure (implements the FaceEraser port)
+
+    def face_ids_labelled(self, label: str) -> list[int]:
+        """Faces whose shown label (FaceRecord.label: the assigned person's name, else the asset's label) is label."""
+        shown = sa.func.coalesce(people.c.name, assets.c.label)
+        query = (
+            sa.select(faces_table.c.id)
+            .join(assets, faces_table.c.asset_id == assets.c.id)
+            .outerjoin(people, faces_table.c.person_id == people.c.id)
+            .where(shown == label)
+            .order_by(faces_table.c.id)
+        )
+        with self._read() as connection:
+            return [int(face_id) for face_id in connection.execute(query).scalars()]
+
+    def delete_faces(self, face_ids: Sequence[int]) -> DeletedFaces:
+        """Delete these faces and every asset left without faces, in one transaction; absent ids are ignored."""
+        wanted = _unique_ints(face_ids)
+        rows: list[Any] = []
+        deleted_assets: list[tuple[int, str]] = []
+        with self._write() as connection:
+            for chunk in _chunks(wanted, _IN_CHUNK):
+                rows.extend(
+                    connection.execute(
+                        sa.select(
+                            faces_table.c.id,
+                            faces_table.c.asset_id,
+                            faces_table.c.thumbnail_path,
+                            faces_table.c.model_id,
+                            faces_table.c.embedding,
+                            faces_table.c.dim,
+                        ).where(faces_table.c.id.in_(chunk))
+                    ).all()
+                )
+            dims = {int(row.dim) for row in rows}
+            if len(dims) > 1:
+                # Checked before deleting anything: the caller gets one model's embeddings or nothing changes.
+                raise CatalogError(f"faces {wanted[:10]} hold embeddings of dimensions {sorted(dims)}; erase one model")
+            for chunk in _chunks(wanted, _IN_CHUNK):
+                connection.execute(sa.delete(faces_table).where(faces_table.c.id.in_(chunk)))
+            touched = sorted({int(row.asset_id) for row in rows})
+            for chunk in _chunks(touched, _IN_CHUNK):
+                remaining = sa.select(faces_table.c.id).where(faces_table.c.asset_id == assets.c.id).exists()
+                empty = connection.execute(
+                    sa.select(assets.c.id, assets.c.uri).where(assets.c.id.in_(chunk), ~remaining)
+                ).all()
+                if empty:
+                    connection.execute(sa.delete(assets).where(assets.c.id.in_([int(a.id) for a in empty])))
+                    deleted_assets.extend((int(a.id), str(a.uri)) for a in empty)
+        rows.sort(key=lambda row: int(row.id))
+        embeddings = blobs.decode_matrix([bytes(row.embedding) for row in rows], dims.pop() if dims else 0)
+        return DeletedFaces(
+            face_ids=tuple(int(row.id) for row in rows),
+            asset_ids=tuple(asset_id for asset_id, _ in deleted_assets),
+            asset_uris=tuple(uri for _, uri in deleted_assets),
+            thumbnail_paths=tuple(str(row.thumbnail_path) for row in rows if row.thumbnail_path),
+            model_ids=tuple(str(row.model_id) for row in rows),
+            embeddings=embeddings,
+        )
+
+    def governance_store(self) -> SqlGovernanceStore:
+        """Users, cases, audit chain, suppressions and receipts, in this catalog's database."""
+        return SqlGovernanceStore(self._engine)
 
     # People and sources
 

@@ -146,3 +146,126 @@ ingest_errors = sa.Table(
     sa.Column("at", UtcDateTime, nullable=False),
     sa.Index(None, "run_id"),
 )
+
+# Governance (revision 0002): users and keys, cases and their searches, reviews, the audit chain, erasure.
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("password_hash", sa.Text),  # argon2 (or bcrypt) encoded hash; NULL for key-only users
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("key_sha256", sa.String(64), nullable=False),  # keys are random and long: a plain hash is enough
+    sa.Column("prefix", sa.String(16), nullable=False),  # shown in listings to tell keys apart
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("revoked_at", UtcDateTime),
+    sa.Index(None, "key_sha256", unique=True),
+)
+
+cases = sa.Table(
+    "cases",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("purpose", sa.Text, nullable=False),
+    sa.Column("legal_basis", sa.Text, nullable=False),
+    sa.Column("requires_independent_review", sa.Boolean, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+)
+
+searches = sa.Table(
+    "searches",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("case_id", sa.Integer, sa.ForeignKey("cases.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("user_name", sa.String(255), nullable=False),
+    sa.Column("purpose", sa.Text, nullable=False),
+    sa.Column("probe_sha256", sa.String(64), nullable=False),
+    sa.Column("probe_name", sa.Text, nullable=False),
+    sa.Column("model_id", sa.String(255), nullable=False),
+    sa.Column("probe_embedding", sa.LargeBinary),  # float32 little-endian, the main probe face
+    sa.Column("dim", sa.Integer),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Index(None, "case_id"),
+    sa.Index(None, "probe_sha256"),
+)
+
+search_hits = sa.Table(
+    "search_hits",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("search_id", BigId, sa.ForeignKey("searches.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("probe_face_index", sa.Integer),
+    sa.Column("rank", sa.Integer, nullable=False),
+    # No foreign key: the record of what was seen outlives an erased face.
+    sa.Column("face_id", sa.BigInteger, nullable=False),
+    sa.Column("similarity", sa.Float, nullable=False),
+    sa.Column("false_match_rate", sa.Float),  # NULL when the pack is uncalibrated
+    sa.Column("gallery_false_match_probability", sa.Float),
+    sa.Column("gallery_size", sa.Integer, nullable=False),
+    sa.Column("verdict", sa.Text, nullable=False),
+    sa.Index(None, "search_id"),
+)
+
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("search_id", BigId, sa.ForeignKey("searches.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("face_id", sa.BigInteger, nullable=False),
+    sa.Column("reviewer", sa.String(255), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Index(None, "search_id"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("details", sa.Text, nullable=False),  # canonical JSON, hashed as stored
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("model_id", sa.String(255), nullable=False),
+    sa.Column("dim", sa.Integer, nullable=False),
+    sa.Column("embedding", sa.LargeBinary, nullable=False),  # embeddings only: never a photo
+    sa.Column("receipt_id", sa.String(64), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index(None, "model_id"),
+)
+
+erasure_receipts = sa.Table(
+    "erasure_receipts",
+    metadata,
+    sa.Column("receipt_id", sa.String(64), primary_key=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("requested_by", sa.String(255), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),  # face and asset ids, uris, counts
+    sa.Column("audit_seq", sa.BigInteger, nullable=False),
+)

@@ -14,8 +14,9 @@ import typer
 
 from facetrace.cli.render import format_comparison, format_probe_result, jsonable, probe_result_json
 from facetrace.core.errors import FacetraceError
-from facetrace.engine import Engine, add_model_pack, list_model_packs, open_engine, verify_model_pack
+from facetrace.engine import Engine, add_model_pack, cli_actor, list_model_packs, open_engine, verify_model_pack
 from facetrace.ingest.runner import IngestProgress
+from facetrace.ingest.sources import read_uri
 
 app = typer.Typer(
     help="facetrace: self-hosted, accountable face search. Ingest photos you lawfully hold, search them with a "
@@ -33,6 +34,12 @@ eval_app = typer.Typer(
 app.add_typer(index_app, name="index")
 app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
+users_app = typer.Typer(
+    help="Users, roles (admin, investigator, reviewer, auditor) and API keys.", no_args_is_help=True
+)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
 
 DataOpt = Annotated[
     Path | None,
@@ -378,6 +385,160 @@ def eval_identify(ctx: typer.Context) -> None:
 def eval_calibrate(ctx: typer.Context) -> None:
     """Measure a pack's impostor score distribution on a labelled manifest (writes calibration.json)."""
     _run_evaluation("calibrate", ctx)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    get: Annotated[
+        str | None,
+        typer.Option(
+            "--get",
+            help="Answer one GET request for this path in-process (no port opened), print the status and body, "
+            "and exit: e.g. --get /api/v1/health.",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="FACETRACE_API_KEY", help="API key sent with --get.")
+    ] = None,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the HTTP API (OpenAPI docs at /docs). Every route but /api/v1/health needs an API key: create the first
+    administrator with `facetrace users create-admin NAME`."""
+    try:
+        from facetrace.server import serving
+    except ImportError as exc:
+        raise _fail(f"the server needs its extra: pip install 'facetrace[server]' ({exc})") from exc
+    with _engine(data, pack, verbose, workers=1) as engine:
+        if get is not None:
+            response = serving.get_once(engine, get, api_key)
+            typer.echo(f"{response.status_code} {response.reason}")
+            typer.echo(response.body)
+            if response.status_code >= 400:
+                raise typer.Exit(1)
+            return
+        serving.serve(engine, host, port, log_level="info" if verbose else "warning")
+
+
+@users_app.command("create-admin")
+def users_create_admin(
+    name: Annotated[str, typer.Argument(help="The administrator's user name.")],
+    data: DataOpt = None,
+    pack: PackOpt = None,
+) -> None:
+    """Create an administrator and print their API key, once: it is stored only as a hash. Whoever can run this
+    command on the data directory is trusted as its operator (the action is audited as cli:<login>)."""
+    with _engine(data, pack, workers=1) as engine:
+        issued = engine.users.create_admin(name, cli_actor())
+    typer.echo(f"created admin {issued.user.name}; API key (shown once, keep it safe):")
+    typer.echo(issued.api_key)
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[str, typer.Option("--role", help="admin, investigator, reviewer or auditor.")],
+    data: DataOpt = None,
+    pack: PackOpt = None,
+) -> None:
+    """Add a user with a role and print their API key, once."""
+    with _engine(data, pack, workers=1) as engine:
+        issued = engine.users.add_user(name, role, cli_actor())
+    typer.echo(f"added {issued.user.role} {issued.user.name}; API key (shown once, keep it safe):")
+    typer.echo(issued.api_key)
+
+
+@users_app.command("deactivate")
+def users_deactivate(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    data: DataOpt = None,
+    pack: PackOpt = None,
+) -> None:
+    """Revoke every API key of a user and refuse their password; their cases, searches and reviews stay."""
+    with _engine(data, pack, workers=1) as engine:
+        engine.users.deactivate(name, cli_actor())
+    typer.echo(f"deactivated {name}; all their API keys are revoked")
+
+
+@users_app.command("list")
+def users_list(data: DataOpt = None, pack: PackOpt = None, as_json: JsonOpt = False) -> None:
+    """Users and their roles (never their keys)."""
+    with _engine(data, pack, workers=1) as engine:
+        found = engine.users.users()
+    if as_json:
+        _print_json(jsonable(found))
+        return
+    for user in found:
+        typer.echo(f"{user.name}  {user.role}" + ("" if user.active else "  (inactive)"))
+
+
+@audit_app.command("verify")
+def audit_verify(data: DataOpt = None, pack: PackOpt = None, as_json: JsonOpt = False) -> None:
+    """Recompute the audit log's hash chain. Exits 1 naming the first entry (seq) that was edited, deleted or
+    reordered. Keep the printed head hash elsewhere: deleting the newest entries can only be seen against it."""
+    with _engine(data, pack, workers=1) as engine:
+        report = engine.audit.verify()
+    if as_json:
+        _print_json(jsonable(report) | {"ok": report.ok})
+    elif report.ok:
+        typer.echo(f"audit log intact: {report.entries} entries, head hash {report.head_hash}")
+    else:
+        typer.echo(f"audit log BROKEN at seq {report.first_bad_seq}: {report.problem}", err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("list")
+def audit_list(
+    after: Annotated[int, typer.Option("--after", help="Show entries after this seq.")] = 0,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many entries.")] = 100,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+) -> None:
+    """Audit entries in order, as JSON lines."""
+    with _engine(data, pack, workers=1) as engine:
+        entries = engine.audit.entries(after, limit)
+    for entry in entries:
+        typer.echo(json.dumps(jsonable(entry), ensure_ascii=False))
+
+
+@app.command()
+def erase(
+    face: Annotated[list[int] | None, typer.Option("--face", help="Erase this face id (repeatable).")] = None,
+    label: Annotated[str | None, typer.Option("--label", help="Erase every face shown with this label.")] = None,
+    photo: Annotated[
+        Path | None,
+        typer.Option(
+            "--photo",
+            help="The requester's photo: erase every gallery face matching one of its faces at the strict "
+            "threshold (false-match rate 1e-6).",
+        ),
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", help="The request this erasure answers (required).")] = "",
+    data: DataOpt = None,
+    pack: PackOpt = None,
+) -> None:
+    """Erase a person: faces, assets left without faces, embeddings, index entries and thumbnails are deleted, and
+    the erased embeddings are kept on a suppression list (embeddings only) so ingest never stores them again.
+    Prints the receipt as JSON."""
+    chosen = [bool(face), label is not None, photo is not None]
+    if sum(chosen) != 1:
+        raise _fail("give exactly one of --face, --label or --photo")
+    if not reason.strip():
+        raise _fail("--reason is required: say which request this erasure answers")
+    with _engine(data, pack, workers=1) as engine:
+        if face:
+            receipt = engine.erasure.erase_faces(cli_actor(), face, reason)
+        elif label is not None:
+            receipt = engine.erasure.erase_person(cli_actor(), label, reason)
+        elif photo is not None:
+            receipt = engine.erase_by_photo(cli_actor(), read_uri(str(photo)), str(photo), reason)
+        else:  # unreachable: exactly one was checked above
+            raise _fail("give exactly one of --face, --label or --photo")
+    _print_json(jsonable(receipt))
 
 
 def main() -> None:  # pragma: no cover - console entry point

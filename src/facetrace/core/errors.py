@@ -79,3 +79,23 @@ class ManifestError(FacetraceError):
 
 class ConfigError(FacetraceError):
     """A setting has a value facetrace cannot use."""
+
+
+class AuthenticationError(FacetraceError):
+    """No credentials, or credentials that match no active user (HTTP 401)."""
+
+
+class PermissionDeniedError(FacetraceError):
+    """The user is known but their role (or the four-eyes rule) does not allow this (HTTP 403)."""
+
+
+class NotFoundError(FacetraceError):
+    """A case, search, face, user or receipt asked for does not exist (HTTP 404)."""
+
+
+class InvalidRequestError(FacetraceError):
+    """A request is well-formed but cannot be done as asked: a blank purpose, an unknown role (HTTP 422)."""
+
+
+class ConflictError(FacetraceError):
+    """The request clashes with what is stored: a user name taken, a candidate already reviewed (HTTP 409)."""

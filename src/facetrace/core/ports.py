@@ -2,15 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.core.types import AnalyzedFace, AnalyzedImage, FaceRecord, FloatArray, MediaAsset
+from facetrace.core.types import (
+    AnalyzedFace,
+    AnalyzedImage,
+    AuditEntry,
+    Case,
+    DeletedFaces,
+    ErasureReceipt,
+    FaceRecord,
+    FloatArray,
+    MediaAsset,
+    Review,
+    SearchRecord,
+    StoredHit,
+    User,
+)
 
 IdArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+# seal(seq, at, prev_hash) -> the entry's hash; the store calls it inside the transaction that appends the entry.
+AuditSeal = Callable[[int, datetime, str], str]
 
 
 @runtime_checkable
@@ -108,3 +126,106 @@ class VectorIndex(Protocol):
     def save(self) -> None:
         """Persist atomically (temp file then os.replace). A no-op for stores that persist on write."""
         ...
+
+
+# -- governance ports (implemented by catalog/governance_store.py) ---------------------------------------------------
+
+
+class SuppressionCheck(Protocol):
+    """Whether faces match an erased person's embedding: such faces are never stored or shown again."""
+
+    def suppressed(self, vectors: FloatArray) -> BoolArray:
+        """One flag per row of vectors (n, dim)."""
+        ...
+
+
+class FaceEraser(Protocol):
+    """The catalog side of erasure."""
+
+    def face_ids_labelled(self, label: str) -> list[int]:
+        """Faces shown with this label: their person's name, or else their asset's label."""
+        ...
+
+    def embeddings_by_id(self, ids: Sequence[int], model_id: str | None = None) -> tuple[IdArray, FloatArray]: ...
+
+    def delete_faces(self, face_ids: Sequence[int]) -> DeletedFaces:
+        """Delete these faces, and every asset left without faces, in one transaction."""
+        ...
+
+
+class UserStore(Protocol):
+    def add_user(self, name: str, role: str, password_hash: str | None = None) -> User: ...
+
+    def user(self, name: str) -> User | None: ...
+
+    def users(self) -> list[User]: ...
+
+    def password_hash(self, name: str) -> str | None: ...
+
+    def add_api_key(self, user_id: int, key_sha256: str, prefix: str) -> None: ...
+
+    def user_by_key(self, key_sha256: str) -> User | None:
+        """The active user owning this (unrevoked) key."""
+        ...
+
+    def deactivate_user(self, name: str) -> int:
+        """Mark the user inactive and revoke all their keys; returns how many keys were revoked."""
+        ...
+
+
+class AuditStore(Protocol):
+    def append_audit(
+        self, actor: str, action: str, target: str, details: dict[str, object], seal: AuditSeal
+    ) -> AuditEntry:
+        """Append one entry after the last, atomically with respect to other appenders."""
+        ...
+
+    def audit_entries(self, after_seq: int = 0, limit: int | None = None) -> list[AuditEntry]:
+        """Entries in seq order (as stored: a verifier must see edits, not hide them)."""
+        ...
+
+
+class CaseStore(Protocol):
+    def add_case(
+        self, title: str, purpose: str, legal_basis: str, requires_independent_review: bool, created_by: str
+    ) -> Case: ...
+
+    def case(self, case_id: int) -> Case | None: ...
+
+    def cases(self) -> list[Case]: ...
+
+    def add_search(
+        self,
+        case_id: int,
+        user: str,
+        purpose: str,
+        probe_sha256: str,
+        probe_name: str,
+        model_id: str,
+        probe_embedding: FloatArray | None,
+        hits: Sequence[StoredHit],
+    ) -> SearchRecord: ...
+
+    def search(self, search_id: int) -> SearchRecord | None: ...
+
+    def searches(self, case_id: int | None = None) -> list[SearchRecord]: ...
+
+    def add_review(self, search_id: int, face_id: int, reviewer: str, decision: str, note: str) -> Review: ...
+
+    def reviews(self, search_id: int) -> list[Review]: ...
+
+
+class SuppressionStore(Protocol):
+    def add_suppressions(self, model_id: str, vectors: FloatArray, receipt_id: str) -> int: ...
+
+    def suppressed_vectors(self, model_id: str) -> FloatArray:
+        """Every suppressed embedding of one model, (n, dim); (0, 0) when there is none."""
+        ...
+
+    def add_receipt(self, receipt: ErasureReceipt) -> None: ...
+
+    def receipt(self, receipt_id: str) -> ErasureReceipt | None: ...
+
+
+class GovernanceStore(UserStore, AuditStore, CaseStore, SuppressionStore, Protocol):
+    """Everything governance keeps, in the catalog's database."""

@@ -212,3 +212,116 @@ class ScoreCalibration:
     false_match_rates: tuple[float, ...]
     impostor_pairs: int
     measured_on: str
+
+
+# -- governance: who may search, why, what they did, and what was erased ---------------------------------------------
+
+ROLES = ("admin", "investigator", "reviewer", "auditor")
+REVIEW_DECISIONS = ("confirmed", "rejected")
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: int
+    name: str
+    role: str  # one of ROLES
+    created_at: datetime
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of the tamper-evident audit log. hash = sha256(prev_hash + canonical JSON of the other fields but
+    prev_hash and hash); see facetrace.governance.audit."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, object]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Case:
+    """An investigation: every search belongs to one and states why it is done."""
+
+    case_id: int
+    title: str
+    purpose: str
+    legal_basis: str
+    requires_independent_review: bool  # the reviewer of a candidate must not be the user who searched
+    created_by: str
+    created_at: datetime
+    status: str = "open"
+
+
+@dataclass(frozen=True)
+class StoredHit:
+    """A search hit as kept with its case: enough to show later what the investigator saw."""
+
+    probe_face_index: int | None
+    rank: int
+    face_id: int
+    similarity: float
+    false_match_rate: float
+    gallery_false_match_probability: float
+    gallery_size: int
+    verdict: str
+
+
+@dataclass(frozen=True, eq=False)
+class SearchRecord:
+    search_id: int
+    case_id: int
+    user: str
+    purpose: str
+    probe_sha256: str
+    probe_name: str
+    at: datetime
+    model_id: str
+    probe_embedding: FloatArray | None  # the main probe face, to spot the same person searched again
+    hits: tuple[StoredHit, ...] = ()
+
+
+@dataclass(frozen=True)
+class Review:
+    review_id: int
+    search_id: int
+    face_id: int
+    reviewer: str
+    decision: str  # one of REVIEW_DECISIONS
+    note: str
+    at: datetime
+
+
+@dataclass(frozen=True, eq=False)
+class DeletedFaces:
+    """What the catalog removed for an erasure: ids, and what the caller must clean up outside the catalog."""
+
+    face_ids: tuple[int, ...]
+    asset_ids: tuple[int, ...]  # assets deleted because none of their faces remained
+    asset_uris: tuple[str, ...]
+    thumbnail_paths: tuple[str, ...]  # relative to the thumbnails folder
+    model_ids: tuple[str, ...]  # one per face id
+    embeddings: FloatArray  # (n, dim), one per face id (all faces must be of one model)
+
+
+@dataclass(frozen=True)
+class ErasureReceipt:
+    """What the person who asked for erasure gets back: what was removed, when, and where the audit log says so."""
+
+    receipt_id: str
+    at: datetime
+    requested_by: str
+    mode: str  # "faces", "person" or "probe"
+    subject: str
+    reason: str
+    face_ids: tuple[int, ...]
+    asset_ids: tuple[int, ...]
+    asset_uris: tuple[str, ...]
+    thumbnails_removed: int
+    suppressed_embeddings: int
+    audit_seq: int

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from facetrace.core.errors import FacetraceError
-from facetrace.core.ports import Catalog, FaceAnalyzer, VectorIndex
-from facetrace.core.types import AnalyzedImage, IngestSummary, MediaAsset
+from facetrace.core.ports import Catalog, FaceAnalyzer, SuppressionCheck, VectorIndex
+from facetrace.core.types import AnalyzedFace, AnalyzedImage, IngestSummary, MediaAsset
 from facetrace.ingest.sources import SourceItem
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,8 @@ class IngestProgress:
     faces_added: int = 0
     errors: int = 0
     error_messages: list[str] = field(default_factory=list)
+    faces_suppressed: int = 0  # matched an erased person's embedding: not stored
+    images_suppressed: int = 0  # every face of the image was suppressed: the image was not stored
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class IngestRunner:
         workers: int = 1,
         batch_size: int = 32,
         progress: Callable[[IngestProgress], None] | None = None,
+        suppression: SuppressionCheck | None = None,
     ) -> None:
         self._factory = analyzer_factory
         self._catalog = catalog
@@ -94,6 +97,8 @@ class IngestRunner:
         self._batch_size = max(1, batch_size)
         self._progress = progress
         self._local_analyzer: FaceAnalyzer | None = None
+        # Erased people's embeddings: a matching face is dropped before anything of it is written.
+        self._suppression = suppression
 
     def run(self, items: Iterable[SourceItem], description: str) -> IngestSummary:
         run_id = self._catalog.start_run(description, self._model_id)
@@ -123,6 +128,14 @@ class IngestRunner:
             faces_added=state.faces_added,
             errors=state.errors,
             error_messages=tuple(state.error_messages),
+            source_counts={
+                key: value
+                for key, value in (
+                    ("suppressed_faces", state.faces_suppressed),
+                    ("suppressed_images", state.images_suppressed),
+                )
+                if value
+            },
         )
 
     def _run_batches(self, run_id: int, items: Iterable[SourceItem], state: IngestProgress) -> None:
@@ -207,8 +220,12 @@ class IngestRunner:
             if isinstance(result, Exception):
                 self._error(run_id, pending.item.uri, str(result), state)
                 continue
+            kept = self._unsuppressed(result, state)
+            if result.faces and not kept:
+                state.images_suppressed += 1
+                continue
             thumbnails: list[str | None] = []
-            for number, face in enumerate(result.faces):
+            for number, face in kept:
                 if not face.thumbnail_jpeg:
                     thumbnails.append(None)
                     continue
@@ -225,20 +242,21 @@ class IngestRunner:
                 legal_basis=item.legal_basis,
                 extra=dict(item.extra),
             )
+            faces = [face for _, face in kept]
             _, face_ids = self._catalog.add_asset_with_faces(
                 run_id,
                 asset,
-                result.faces,
+                faces,
                 self._model_id,
                 width=result.width,
                 height=result.height,
                 thumbnail_paths=thumbnails,
             )
-            if result.faces and not face_ids:
+            if faces and not face_ids:
                 # Another process stored the same image first: it is known now, not added by this run.
                 state.images_skipped += 1
                 continue
-            for face_id, face in zip(face_ids, result.faces, strict=True):
+            for face_id, face in zip(face_ids, faces, strict=True):
                 new_ids.append(face_id)
                 new_vectors.append(face.embedding.vector)
             state.images_added += 1
@@ -247,6 +265,18 @@ class IngestRunner:
             self._index.add(np.asarray(new_ids, dtype=np.int64), np.vstack(new_vectors).astype(np.float32))
         if self._progress:
             self._progress(state)
+
+    def _unsuppressed(self, image: AnalyzedImage, state: IngestProgress) -> list[tuple[int, AnalyzedFace]]:
+        """The faces to store, numbered as the detector found them, without those of erased people."""
+        numbered = list(enumerate(image.faces))
+        if self._suppression is None or not numbered:
+            return numbered
+        flags = self._suppression.suppressed(np.vstack([f.embedding.vector for f in image.faces]).astype(np.float32))
+        suppressed = int(np.count_nonzero(flags))
+        if suppressed:
+            state.faces_suppressed += suppressed
+            log.info("%s: %d face(s) match erased people and are not stored", image.source, suppressed)
+        return [(number, face) for number, face in numbered if not flags[number]]
 
     def _error(self, run_id: int, uri: str, message: str, state: IngestProgress) -> None:
         state.errors += 1

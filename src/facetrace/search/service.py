@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrace.core.errors import FaceSelectionError, NoFaceError
-from facetrace.core.ports import Catalog, FaceAnalyzer, VectorIndex
+from facetrace.core.ports import Catalog, FaceAnalyzer, SuppressionCheck, VectorIndex
 from facetrace.core.types import (
     AnalyzedFace,
     AnalyzedImage,
@@ -66,7 +66,9 @@ class SearchService:
         index: VectorIndex,
         calibrator: ScoreCalibrator,
         thumbnails_dir: Path | None = None,
+        suppression: SuppressionCheck | None = None,
     ) -> None:
+        self._suppression = suppression
         self._analyzer = analyzer
         self._catalog = catalog
         self._index = index
@@ -75,7 +77,13 @@ class SearchService:
 
     def search(self, data: bytes, source: str, *, top_k: int = 10, face_index: int | None = None) -> list[ProbeResult]:
         """Hits for every face in the probe photo, or only face number face_index (0-based, in detector order)."""
-        image = self._analyzer.analyze(data, source)
+        return self.search_analyzed(self._analyzer.analyze(data, source), top_k=top_k, face_index=face_index)
+
+    def search_analyzed(
+        self, image: AnalyzedImage, *, top_k: int = 10, face_index: int | None = None
+    ) -> list[ProbeResult]:
+        """search() for a probe the caller has analysed already (to keep its embedding, say)."""
+        source = image.source
         if not image.faces:
             raise NoFaceError(source)
         if face_index is not None:
@@ -149,6 +157,12 @@ class SearchService:
         missing = set(wanted) - set(records)
         if missing:
             log.warning("%d index entries have no catalog row (run `facetrace check --repair`)", len(missing))
+        if self._suppression is not None and records:
+            stored_ids, vectors = self._catalog.embeddings_by_id(sorted(records))
+            flags = self._suppression.suppressed(vectors)
+            for face_id in stored_ids[flags].tolist():
+                # An erased person's face that got in before the erasure finished: never shown.
+                records.pop(int(face_id), None)
         results: list[tuple[SearchHit, ...]] = []
         for row_scores, row_ids, quality in zip(scores, ids, qualities, strict=True):
             hits: list[SearchHit] = []

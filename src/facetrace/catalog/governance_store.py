@@ -1,0 +1,446 @@
+"""The governance ports on the catalog's database: users and keys, cases and searches, the audit chain,
+suppressions and erasure receipts (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from facetrace.catalog import blobs
+from facetrace.catalog.database import WRITE_TRANSACTION, describe
+from facetrace.catalog.tables import (
+    api_keys,
+    audit_log,
+    cases,
+    erasure_receipts,
+    reviews,
+    search_hits,
+    searches,
+    suppressions,
+    users,
+)
+from facetrace.core.errors import CatalogError, ConflictError
+from facetrace.core.ports import AuditSeal
+from facetrace.core.types import (
+    AuditEntry,
+    Case,
+    ErasureReceipt,
+    FloatArray,
+    Review,
+    SearchRecord,
+    StoredHit,
+    User,
+)
+
+# Serialises audit appenders on PostgreSQL (SQLite writers are serialised by BEGIN IMMEDIATE already).
+_AUDIT_LOCK = 0x61756469_745F6C6F & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class SqlGovernanceStore:
+    """Implements GovernanceStore. Shares the catalog's engine: get it from SqlCatalog.governance_store()."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    # Users and keys
+
+    def add_user(self, name: str, role: str, password_hash: str | None = None) -> User:
+        now = _now()
+        try:
+            with self._write() as connection:
+                user_id = connection.execute(
+                    sa.insert(users)
+                    .values(name=name, role=role, password_hash=password_hash, active=True, created_at=now)
+                    .returning(users.c.id)
+                ).scalar_one()
+        except IntegrityError as exc:
+            raise ConflictError(f"a user named {name!r} already exists") from exc
+        return User(int(user_id), name, role, now, True)
+
+    def user(self, name: str) -> User | None:
+        with self._read() as connection:
+            row = connection.execute(sa.select(users).where(users.c.name == name)).first()
+        return None if row is None else _user(row)
+
+    def users(self) -> list[User]:
+        with self._read() as connection:
+            return [_user(row) for row in connection.execute(sa.select(users).order_by(users.c.id))]
+
+    def password_hash(self, name: str) -> str | None:
+        with self._read() as connection:
+            found = connection.execute(sa.select(users.c.password_hash).where(users.c.name == name)).scalar()
+        return None if found is None else str(found)
+
+    def add_api_key(self, user_id: int, key_sha256: str, prefix: str) -> None:
+        with self._write() as connection:
+            connection.execute(
+                sa.insert(api_keys).values(user_id=user_id, key_sha256=key_sha256, prefix=prefix, created_at=_now())
+            )
+
+    def user_by_key(self, key_sha256: str) -> User | None:
+        query = (
+            sa.select(users)
+            .join(api_keys, api_keys.c.user_id == users.c.id)
+            .where(api_keys.c.key_sha256 == key_sha256, api_keys.c.revoked_at.is_(None))
+        )
+        with self._read() as connection:
+            row = connection.execute(query).first()
+        return None if row is None else _user(row)
+
+    def deactivate_user(self, name: str) -> int:
+        now = _now()
+        with self._write() as connection:
+            user_id = connection.execute(sa.select(users.c.id).where(users.c.name == name)).scalar_one_or_none()
+            if user_id is None:
+                return 0
+            connection.execute(sa.update(users).where(users.c.id == user_id).values(active=False))
+            revoked = connection.execute(
+                sa.update(api_keys)
+                .where(api_keys.c.user_id == user_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            ).rowcount
+        return int(revoked)
+
+    # Audit
+
+    def append_audit(
+        self, actor: str, action: str, target: str, details: dict[str, object], seal: AuditSeal
+    ) -> AuditEntry:
+        with self._write() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK})
+            last = connection.execute(
+                sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+            ).first()
+            seq = 1 if last is None else int(last.seq) + 1
+            prev_hash = "0" * 64 if last is None else str(last.hash)
+            at = _now()
+            entry_hash = seal(seq, at, prev_hash)
+            connection.execute(
+                sa.insert(audit_log).values(
+                    seq=seq,
+                    at=at,
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    details=json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+                    prev_hash=prev_hash,
+                    hash=entry_hash,
+                )
+            )
+        return AuditEntry(seq, at, actor, action, target, dict(details), prev_hash, entry_hash)
+
+    def audit_entries(self, after_seq: int = 0, limit: int | None = None) -> list[AuditEntry]:
+        query = sa.select(audit_log).where(audit_log.c.seq > after_seq).order_by(audit_log.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as connection:
+            return [_audit_entry(row) for row in connection.execute(query)]
+
+    # Cases, searches, reviews
+
+    def add_case(
+        self, title: str, purpose: str, legal_basis: str, requires_independent_review: bool, created_by: str
+    ) -> Case:
+        now = _now()
+        with self._write() as connection:
+            case_id = connection.execute(
+                sa.insert(cases)
+                .values(
+                    title=title,
+                    purpose=purpose,
+                    legal_basis=legal_basis,
+                    requires_independent_review=requires_independent_review,
+                    created_by=created_by,
+                    created_at=now,
+                    status="open",
+                )
+                .returning(cases.c.id)
+            ).scalar_one()
+        return Case(int(case_id), title, purpose, legal_basis, requires_independent_review, created_by, now)
+
+    def case(self, case_id: int) -> Case | None:
+        with self._read() as connection:
+            row = connection.execute(sa.select(cases).where(cases.c.id == case_id)).first()
+        return None if row is None else _case(row)
+
+    def cases(self) -> list[Case]:
+        with self._read() as connection:
+            return [_case(row) for row in connection.execute(sa.select(cases).order_by(cases.c.id))]
+
+    def add_search(
+        self,
+        case_id: int,
+        user: str,
+        purpose: str,
+        probe_sha256: str,
+        probe_name: str,
+        model_id: str,
+        probe_embedding: FloatArray | None,
+        hits: Sequence[StoredHit],
+    ) -> SearchRecord:
+        now = _now()
+        embedding = None if probe_embedding is None else np.asarray(probe_embedding, dtype=np.float32)
+        with self._write() as connection:
+            search_id = int(
+                connection.execute(
+                    sa.insert(searches)
+                    .values(
+                        case_id=case_id,
+                        user_name=user,
+                        purpose=purpose,
+                        probe_sha256=probe_sha256,
+                        probe_name=probe_name,
+                        model_id=model_id,
+                        probe_embedding=None if embedding is None else blobs.encode_floats(embedding),
+                        dim=None if embedding is None else int(embedding.shape[0]),
+                        at=now,
+                    )
+                    .returning(searches.c.id)
+                ).scalar_one()
+            )
+            if hits:
+                connection.execute(sa.insert(search_hits), [_hit_row(search_id, hit) for hit in hits])
+        return SearchRecord(
+            search_id, case_id, user, purpose, probe_sha256, probe_name, now, model_id, embedding, tuple(hits)
+        )
+
+    def search(self, search_id: int) -> SearchRecord | None:
+        found = self._searches(searches.c.id == search_id)
+        return found[0] if found else None
+
+    def searches(self, case_id: int | None = None) -> list[SearchRecord]:
+        return self._searches(None if case_id is None else searches.c.case_id == case_id)
+
+    def _searches(self, where: sa.ColumnElement[bool] | None) -> list[SearchRecord]:
+        query = sa.select(searches).order_by(searches.c.id)
+        if where is not None:
+            query = query.where(where)
+        with self._read() as connection:
+            rows = connection.execute(query).all()
+            ids = [int(row.id) for row in rows]
+            hits: dict[int, list[StoredHit]] = {search_id: [] for search_id in ids}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                for hit in connection.execute(
+                    sa.select(search_hits)
+                    .where(search_hits.c.search_id.in_(chunk))
+                    .order_by(search_hits.c.search_id, search_hits.c.id)
+                ):
+                    hits[int(hit.search_id)].append(_stored_hit(hit))
+        return [_search_record(row, tuple(hits[int(row.id)])) for row in rows]
+
+    def add_review(self, search_id: int, face_id: int, reviewer: str, decision: str, note: str) -> Review:
+        now = _now()
+        with self._write() as connection:
+            review_id = connection.execute(
+                sa.insert(reviews)
+                .values(search_id=search_id, face_id=face_id, reviewer=reviewer, decision=decision, note=note, at=now)
+                .returning(reviews.c.id)
+            ).scalar_one()
+        return Review(int(review_id), search_id, face_id, reviewer, decision, note, now)
+
+    def reviews(self, search_id: int) -> list[Review]:
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(reviews).where(reviews.c.search_id == search_id).order_by(reviews.c.id)
+            ).all()
+        return [Review(int(r.id), int(r.search_id), int(r.face_id), r.reviewer, r.decision, r.note, r.at) for r in rows]
+
+    # Suppressions and receipts
+
+    def add_suppressions(self, model_id: str, vectors: FloatArray, receipt_id: str) -> int:
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if matrix.ndim != 2:
+            raise CatalogError(f"suppressed embeddings must be an (n, dim) matrix, got shape {matrix.shape}")
+        if matrix.shape[0] == 0:
+            return 0
+        now = _now()
+        rows = [
+            {
+                "model_id": model_id,
+                "dim": int(matrix.shape[1]),
+                "embedding": blobs.encode_floats(vector),
+                "receipt_id": receipt_id,
+                "created_at": now,
+            }
+            for vector in matrix
+        ]
+        with self._write() as connection:
+            connection.execute(sa.insert(suppressions), rows)
+        return len(rows)
+
+    def suppressed_vectors(self, model_id: str) -> FloatArray:
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(suppressions.c.embedding, suppressions.c.dim)
+                .where(suppressions.c.model_id == model_id)
+                .order_by(suppressions.c.id)
+            ).all()
+        if not rows:
+            return np.zeros((0, 0), dtype=np.float32)
+        dims = {int(row.dim) for row in rows}
+        if len(dims) != 1:
+            raise CatalogError(f"suppressed embeddings of model {model_id!r} have dimensions {sorted(dims)}")
+        return blobs.decode_matrix([bytes(row.embedding) for row in rows], dims.pop())
+
+    def add_receipt(self, receipt: ErasureReceipt) -> None:
+        body = {
+            "face_ids": list(receipt.face_ids),
+            "asset_ids": list(receipt.asset_ids),
+            "asset_uris": list(receipt.asset_uris),
+            "thumbnails_removed": receipt.thumbnails_removed,
+            "suppressed_embeddings": receipt.suppressed_embeddings,
+        }
+        with self._write() as connection:
+            connection.execute(
+                sa.insert(erasure_receipts).values(
+                    receipt_id=receipt.receipt_id,
+                    at=receipt.at,
+                    requested_by=receipt.requested_by,
+                    mode=receipt.mode,
+                    subject=receipt.subject,
+                    reason=receipt.reason,
+                    body=body,
+                    audit_seq=receipt.audit_seq,
+                )
+            )
+
+    def receipt(self, receipt_id: str) -> ErasureReceipt | None:
+        with self._read() as connection:
+            row = connection.execute(
+                sa.select(erasure_receipts).where(erasure_receipts.c.receipt_id == receipt_id)
+            ).first()
+        if row is None:
+            return None
+        body = dict(row.body)
+        return ErasureReceipt(
+            receipt_id=row.receipt_id,
+            at=row.at,
+            requested_by=row.requested_by,
+            mode=row.mode,
+            subject=row.subject,
+            reason=row.reason,
+            face_ids=tuple(int(i) for i in body.get("face_ids", [])),
+            asset_ids=tuple(int(i) for i in body.get("asset_ids", [])),
+            asset_uris=tuple(str(u) for u in body.get("asset_uris", [])),
+            thumbnails_removed=int(body.get("thumbnails_removed", 0)),
+            suppressed_embeddings=int(body.get("suppressed_embeddings", 0)),
+            audit_seq=int(row.audit_seq),
+        )
+
+    # Internals
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._operational_errors(), self._engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with (
+            self._operational_errors(),
+            self._engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as connection,
+            connection.begin(),
+        ):
+            yield connection
+
+    @contextmanager
+    def _operational_errors(self) -> Iterator[None]:
+        try:
+            yield
+        except OperationalError as exc:
+            raise CatalogError(f"the catalog at {describe(self._engine.url)} failed: {exc.orig}") from exc
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _user(row: Row[Any]) -> User:
+    return User(int(row.id), row.name, row.role, row.created_at, bool(row.active))
+
+
+def _case(row: Row[Any]) -> Case:
+    return Case(
+        case_id=int(row.id),
+        title=row.title,
+        purpose=row.purpose,
+        legal_basis=row.legal_basis,
+        requires_independent_review=bool(row.requires_independent_review),
+        created_by=row.created_by,
+        created_at=row.created_at,
+        status=row.status,
+    )
+
+
+def _audit_entry(row: Row[Any]) -> AuditEntry:
+    try:
+        details = json.loads(row.details)
+    except ValueError:
+        details = {"unreadable": str(row.details)}  # an edited row: the verifier reports its hash mismatch
+    if not isinstance(details, dict):
+        details = {"unreadable": str(row.details)}
+    return AuditEntry(int(row.seq), row.at, row.actor, row.action, row.target, details, row.prev_hash, row.hash)
+
+
+def _hit_row(search_id: int, hit: StoredHit) -> dict[str, Any]:
+    return {
+        "search_id": search_id,
+        "probe_face_index": hit.probe_face_index,
+        "rank": hit.rank,
+        "face_id": hit.face_id,
+        "similarity": hit.similarity,
+        "false_match_rate": _finite_or_none(hit.false_match_rate),
+        "gallery_false_match_probability": _finite_or_none(hit.gallery_false_match_probability),
+        "gallery_size": hit.gallery_size,
+        "verdict": hit.verdict,
+    }
+
+
+def _stored_hit(row: Row[Any]) -> StoredHit:
+    return StoredHit(
+        probe_face_index=row.probe_face_index,
+        rank=int(row.rank),
+        face_id=int(row.face_id),
+        similarity=float(row.similarity),
+        false_match_rate=_or_nan(row.false_match_rate),
+        gallery_false_match_probability=_or_nan(row.gallery_false_match_probability),
+        gallery_size=int(row.gallery_size),
+        verdict=row.verdict,
+    )
+
+
+def _search_record(row: Row[Any], hits: tuple[StoredHit, ...]) -> SearchRecord:
+    embedding = None
+    if row.probe_embedding is not None and row.dim is not None:
+        embedding = blobs.decode_vector(bytes(row.probe_embedding), int(row.dim))
+    return SearchRecord(
+        search_id=int(row.id),
+        case_id=int(row.case_id),
+        user=row.user_name,
+        purpose=row.purpose,
+        probe_sha256=row.probe_sha256,
+        probe_name=row.probe_name,
+        at=row.at,
+        model_id=row.model_id,
+        probe_embedding=embedding,
+        hits=hits,
+    )

@@ -1,0 +1,1 @@
+"""Governance use cases: users and roles, cases and purposes, the audit chain, erasure. Stdlib and numpy only."""

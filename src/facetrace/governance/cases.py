@@ -1,0 +1,204 @@
+"""Cases and purposes: every search belongs to a case, states why it is done, and is kept with what it found.
+
+A reviewer confirms or rejects each candidate; a case that requires independent review (the default) refuses a
+review by the user who ran the search (four eyes). Searches of the same probe across different cases, by identical
+photo or by a probe face within a high similarity of an earlier one, are listed for auditors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from facetrace.core.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
+from facetrace.core.ports import CaseStore
+from facetrace.core.types import REVIEW_DECISIONS, Case, FloatArray, ProbeResult, Review, SearchRecord, StoredHit, User
+from facetrace.governance.audit import AuditLog
+
+
+@dataclass(frozen=True)
+class RepeatedProbe:
+    """Two searches, in different cases, of what is probably the same probe."""
+
+    earlier_search_id: int
+    later_search_id: int
+    earlier_case_id: int
+    later_case_id: int
+    earlier_user: str
+    later_user: str
+    same_photo: bool  # identical probe bytes (sha256)
+    similarity: float | None  # of the two main probe faces, when both have one
+
+
+def stored_hits(results: Sequence[ProbeResult]) -> list[StoredHit]:
+    return [
+        StoredHit(
+            probe_face_index=result.probe_face_index,
+            rank=hit.rank,
+            face_id=hit.face.face_id,
+            similarity=hit.similarity,
+            false_match_rate=hit.evidence.false_match_rate,
+            gallery_false_match_probability=hit.evidence.gallery_false_match_probability,
+            gallery_size=hit.evidence.gallery_size,
+            verdict=hit.evidence.verdict,
+        )
+        for result in results
+        for hit in result.hits
+    ]
+
+
+def _required(value: str, what: str) -> str:
+    stripped = value.strip()
+    if not stripped:
+        raise InvalidRequestError(f"{what} is required and cannot be blank")
+    return stripped
+
+
+class CaseService:
+    def __init__(self, store: CaseStore, audit: AuditLog, repeat_similarity: float) -> None:
+        self._store = store
+        self._audit = audit
+        self._repeat_similarity = repeat_similarity
+
+    def open_case(
+        self, user: User, title: str, purpose: str, legal_basis: str, *, requires_independent_review: bool = True
+    ) -> Case:
+        case = self._store.add_case(
+            _required(title, "a case title"),
+            _required(purpose, "a case's purpose"),
+            _required(legal_basis, "a case's legal basis"),
+            requires_independent_review,
+            user.name,
+        )
+        self._audit.record(
+            user.name,
+            "open_case",
+            f"case:{case.case_id}",
+            title=case.title,
+            purpose=case.purpose,
+            legal_basis=case.legal_basis,
+            requires_independent_review=requires_independent_review,
+        )
+        return case
+
+    def case(self, case_id: int) -> Case:
+        case = self._store.case(case_id)
+        if case is None:
+            raise NotFoundError(f"no case {case_id}")
+        return case
+
+    def cases(self) -> list[Case]:
+        return self._store.cases()
+
+    def check_search_allowed(self, case_id: int, purpose: str) -> tuple[Case, str]:
+        """Before a search runs: the case exists and is open, and the search states its purpose."""
+        case = self.case(case_id)
+        if case.status != "open":
+            raise ConflictError(f"case {case_id} is {case.status}; searches need an open case")
+        return case, _required(purpose, "a search's purpose")
+
+    def record_search(
+        self,
+        user: User,
+        case: Case,
+        purpose: str,
+        probe_sha256: str,
+        probe_name: str,
+        model_id: str,
+        probe_embedding: FloatArray | None,
+        results: Sequence[ProbeResult],
+        action: str = "search",
+    ) -> SearchRecord:
+        hits = stored_hits(results)
+        record = self._store.add_search(
+            case.case_id, user.name, purpose, probe_sha256, probe_name, model_id, probe_embedding, hits
+        )
+        self._audit.record(
+            user.name,
+            action,
+            f"search:{record.search_id}",
+            case_id=case.case_id,
+            purpose=purpose,
+            probe_sha256=probe_sha256,
+            hit_face_ids=[hit.face_id for hit in hits],
+        )
+        return record
+
+    def search(self, search_id: int) -> SearchRecord:
+        record = self._store.search(search_id)
+        if record is None:
+            raise NotFoundError(f"no search {search_id}")
+        return record
+
+    def searches(self, case_id: int | None = None) -> list[SearchRecord]:
+        return self._store.searches(case_id)
+
+    def review(self, reviewer: User, search_id: int, face_id: int, decision: str, note: str = "") -> Review:
+        if decision not in REVIEW_DECISIONS:
+            raise InvalidRequestError(f"a decision is one of {', '.join(REVIEW_DECISIONS)}, not {decision!r}")
+        record = self.search(search_id)
+        if face_id not in {hit.face_id for hit in record.hits}:
+            raise NotFoundError(f"face {face_id} is not a candidate of search {search_id}")
+        case = self.case(record.case_id)
+        if case.requires_independent_review and reviewer.name == record.user:
+            raise PermissionDeniedError(
+                f"case {case.case_id} requires independent review: {reviewer.name!r} ran search {search_id} and "
+                "cannot review its candidates"
+            )
+        review = self._store.add_review(search_id, face_id, reviewer.name, decision, note.strip())
+        self._audit.record(
+            reviewer.name,
+            "review",
+            f"search:{search_id}",
+            case_id=case.case_id,
+            face_id=face_id,
+            decision=decision,
+            note=review.note,
+        )
+        return review
+
+    def reviews(self, search_id: int) -> list[Review]:
+        self.search(search_id)
+        return self._store.reviews(search_id)
+
+    def repeated_probes(self) -> list[RepeatedProbe]:
+        """Pairs of searches in different cases of the same photo or of faces above the repeat similarity.
+
+        Compares every search with every earlier one of the same model: fine for the thousands of searches an
+        accountable deployment runs, not for millions.
+        """
+        searches = sorted(self._store.searches(), key=lambda s: s.search_id)
+        found: list[RepeatedProbe] = []
+        for later_pos, later in enumerate(searches):
+            for earlier in searches[:later_pos]:
+                if earlier.case_id == later.case_id:
+                    continue
+                same_photo = earlier.probe_sha256 == later.probe_sha256
+                similarity = _similarity(earlier, later)
+                close = similarity is not None and similarity >= self._repeat_similarity
+                if same_photo or close:
+                    found.append(
+                        RepeatedProbe(
+                            earlier.search_id,
+                            later.search_id,
+                            earlier.case_id,
+                            later.case_id,
+                            earlier.user,
+                            later.user,
+                            same_photo,
+                            similarity,
+                        )
+                    )
+        return found
+
+
+def _similarity(a: SearchRecord, b: SearchRecord) -> float | None:
+    if a.probe_embedding is None or b.probe_embedding is None or a.model_id != b.model_id:
+        return None
+    if a.probe_embedding.shape != b.probe_embedding.shape:
+        return None
+    value = float(np.dot(a.probe_embedding, b.probe_embedding))
+    return value if math.isfinite(value) else None

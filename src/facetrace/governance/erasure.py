@@ -1,0 +1,194 @@
+"""Erasure ("remove me"): delete a person's faces everywhere and keep them from coming back.
+
+Erase by face ids, by person (label), or by probe photo: every gallery face at or above a strict similarity to the
+requester's face (the pack's similarity at a false-match rate of 1e-6 by default). For each erased face the catalog
+rows go (faces, then assets left without faces), then index entries and thumbnail files. Their embeddings, and the
+requester's own probe embeddings, join the suppression list first: embeddings only, never photos. Ingest checks it
+and does not store a matching face; search never shows one. The requester gets a receipt naming what was removed,
+when, and the audit entry that records it.
+
+Order of writes: suppression list, catalog (source of truth), index (derived), files, audit, receipt. A crash
+after the suppression list keeps the person from reappearing; a repeated request finishes the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from facetrace.core.errors import InvalidRequestError, NotFoundError
+from facetrace.core.ports import BoolArray, FaceEraser, SuppressionStore, VectorIndex
+from facetrace.core.types import ErasureReceipt, FloatArray
+from facetrace.governance.audit import AuditLog
+
+log = logging.getLogger(__name__)
+
+ERASURE_FALSE_MATCH_RATE = 1e-6
+# How long a suppression list trusts what it read: a long ingest sees an erasure made meanwhile within this time.
+SUPPRESSION_REFRESH_S = 10.0
+_SEARCH_STEP = 256
+
+
+class SuppressionList:
+    """Implements SuppressionCheck: a face is suppressed if it matches an erased embedding at min_similarity."""
+
+    def __init__(self, store: SuppressionStore, model_id: str, min_similarity: float) -> None:
+        self._store = store
+        self._model_id = model_id
+        self.min_similarity = min_similarity
+        self._erased: FloatArray | None = None
+        self._read_at = 0.0
+
+    def suppressed(self, vectors: FloatArray) -> BoolArray:
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[0] == 0:
+            return np.zeros(matrix.shape[0] if matrix.ndim == 2 else 0, dtype=bool)
+        now = time.monotonic()
+        if self._erased is None or now - self._read_at > SUPPRESSION_REFRESH_S:
+            self._erased = self._store.suppressed_vectors(self._model_id)
+            self._read_at = now
+        erased = self._erased
+        if erased.shape[0] == 0 or erased.shape[1] != matrix.shape[1]:
+            return np.zeros(matrix.shape[0], dtype=bool)
+        flags: BoolArray = (matrix @ erased.T).max(axis=1) >= self.min_similarity
+        return flags
+
+
+class ErasureService:
+    def __init__(
+        self,
+        eraser: FaceEraser,
+        index: VectorIndex,
+        suppressions: SuppressionStore,
+        audit: AuditLog,
+        thumbnails_dir: Path,
+        *,
+        model_id: str,
+        min_similarity: float,
+    ) -> None:
+        self._eraser = eraser
+        self._index = index
+        self._suppressions = suppressions
+        self._audit = audit
+        self._thumbnails_dir = thumbnails_dir
+        self._model_id = model_id
+        self.min_similarity = min_similarity
+
+    def erase_faces(self, actor: str, face_ids: Sequence[int], reason: str) -> ErasureReceipt:
+        ids = sorted({int(face_id) for face_id in face_ids})
+        if not ids:
+            raise InvalidRequestError("name at least one face id to erase")
+        return self._erase(actor, "faces", ",".join(map(str, ids)), reason, ids, None)
+
+    def erase_person(self, actor: str, label: str, reason: str) -> ErasureReceipt:
+        label = label.strip()
+        if not label:
+            raise InvalidRequestError("a person's label cannot be blank")
+        ids = self._eraser.face_ids_labelled(label)
+        if not ids:
+            raise NotFoundError(f"no face is labelled {label!r}")
+        return self._erase(actor, "person", label, reason, ids, None)
+
+    def erase_matching(self, actor: str, probe_vectors: FloatArray, probe_name: str, reason: str) -> ErasureReceipt:
+        """Every gallery face at or above min_similarity to any of the requester's faces; the requester's own
+        embeddings are suppressed too, so photos not yet ingested never get in."""
+        probes = np.asarray(probe_vectors, dtype=np.float32)
+        if probes.ndim != 2 or probes.shape[0] == 0:
+            raise InvalidRequestError("the requester's photo has no face to match")
+        return self._erase(actor, "probe", probe_name, reason, self._matching_ids(probes), probes)
+
+    def _matching_ids(self, probes: FloatArray) -> list[int]:
+        total = len(self._index)
+        found: set[int] = set()
+        k = min(_SEARCH_STEP, total)
+        while k > 0:
+            scores, ids = self._index.search(probes, k)
+            above = (scores >= self.min_similarity) & (ids >= 0)
+            found.update(int(i) for i in ids[above])
+            # Widen only while some probe's k-th neighbour is still above the threshold (more may follow).
+            if k >= total or not above[:, -1].any():
+                break
+            k = min(k * 4, total)
+        return sorted(found)
+
+    def _erase(
+        self,
+        actor: str,
+        mode: str,
+        subject: str,
+        reason: str,
+        face_ids: Sequence[int],
+        extra_suppressed: FloatArray | None,
+    ) -> ErasureReceipt:
+        reason = reason.strip()
+        if not reason:
+            raise InvalidRequestError("an erasure states its reason (e.g. the request it answers)")
+        receipt_id = "er_" + secrets.token_hex(12)
+        found_ids, found = self._eraser.embeddings_by_id(list(face_ids), self._model_id)
+        if mode == "faces" and not len(found_ids):
+            raise NotFoundError(f"none of faces {', '.join(map(str, face_ids))} exists")
+        # Suppress first: written before anything is deleted, so a crash part-way can't let the person back in.
+        vectors = [found] if len(found_ids) else []
+        if extra_suppressed is not None:
+            vectors.append(extra_suppressed)
+        suppressed = 0
+        if vectors:
+            suppressed = self._suppressions.add_suppressions(self._model_id, np.vstack(vectors), receipt_id)
+        deleted = self._eraser.delete_faces(face_ids)
+        if deleted.face_ids:
+            self._index.remove(np.asarray(deleted.face_ids, dtype=np.int64))
+            self._index.save()
+        removed = sum(self._remove_thumbnail(rel) for rel in deleted.thumbnail_paths)
+        entry = self._audit.record(
+            actor,
+            "erase",
+            f"erasure:{receipt_id}",
+            mode=mode,
+            subject=subject,
+            reason=reason,
+            face_ids=list(deleted.face_ids),
+            asset_ids=list(deleted.asset_ids),
+            thumbnails_removed=removed,
+            suppressed_embeddings=suppressed,
+        )
+        receipt = ErasureReceipt(
+            receipt_id=receipt_id,
+            at=datetime.now(UTC),
+            requested_by=actor,
+            mode=mode,
+            subject=subject,
+            reason=reason,
+            face_ids=deleted.face_ids,
+            asset_ids=deleted.asset_ids,
+            asset_uris=deleted.asset_uris,
+            thumbnails_removed=removed,
+            suppressed_embeddings=suppressed,
+            audit_seq=entry.seq,
+        )
+        self._suppressions.add_receipt(receipt)
+        log.info("erasure %s: %d faces, %d assets removed", receipt_id, len(deleted.face_ids), len(deleted.asset_ids))
+        return receipt
+
+    def receipt(self, receipt_id: str) -> ErasureReceipt:
+        receipt = self._suppressions.receipt(receipt_id)
+        if receipt is None:
+            raise NotFoundError(f"no erasure receipt {receipt_id!r}")
+        return receipt
+
+    def _remove_thumbnail(self, rel: str) -> bool:
+        root = self._thumbnails_dir.resolve()
+        path = (root / rel).resolve()
+        if not path.is_relative_to(root):
+            log.warning("thumbnail path %s lies outside %s; left alone", rel, root)
+            return False
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True

@@ -1,0 +1,123 @@
+"""Users, roles and API keys.
+
+API keys are random (secrets.token_urlsafe), shown once and stored as their sha256: a key carries 256 bits of
+entropy, so a fast hash cannot be brute-forced the way a password hash can. Passwords go through a slow hasher
+(argon2), which the server supplies through the PasswordHasher protocol: this layer stays stdlib-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from typing import Protocol
+
+from facetrace.core.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from facetrace.core.ports import UserStore
+from facetrace.core.types import ROLES, User
+from facetrace.governance.audit import AuditLog
+
+API_KEY_PREFIX = "ft_"
+API_KEY_BYTES = 32
+
+
+class PasswordHasher(Protocol):
+    def hash(self, password: str) -> str: ...
+
+    def verify(self, encoded: str, password: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A new user's or new key's secret: shown once, never stored in the clear."""
+
+    user: User
+    api_key: str
+
+
+def key_sha256(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def require_role(user: User, *roles: str) -> None:
+    if user.role not in roles:
+        raise PermissionDeniedError(f"user {user.name!r} has role {user.role!r}; this needs {' or '.join(roles)}")
+
+
+class UserService:
+    def __init__(self, store: UserStore, audit: AuditLog) -> None:
+        self._store = store
+        self._audit = audit
+
+    def create_admin(self, name: str, actor: str) -> IssuedKey:
+        """The first administrator (or another one, from the command line, which is trusted as the host's owner)."""
+        return self._add(name, "admin", actor, None)
+
+    def add_user(
+        self, name: str, role: str, actor: str, password: str | None = None, hasher: PasswordHasher | None = None
+    ) -> IssuedKey:
+        if password is not None and hasher is None:
+            raise InvalidRequestError("a password needs a password hasher (the server provides argon2)")
+        encoded = hasher.hash(password) if password is not None and hasher is not None else None
+        return self._add(name, role, actor, encoded)
+
+    def issue_key(self, name: str, actor: str) -> IssuedKey:
+        user = self.user(name)
+        api_key = self._new_key(user)
+        self._audit.record(actor, "issue_api_key", f"user:{user.name}", prefix=api_key[:10])
+        return IssuedKey(user, api_key)
+
+    def deactivate(self, name: str, actor: str) -> User:
+        """Stop a user: their keys are revoked and their password no longer signs in. Their records stay."""
+        user = self.user(name)
+        if user.name == actor:
+            raise ConflictError("users cannot deactivate themselves; ask another administrator")
+        revoked = self._store.deactivate_user(user.name)
+        self._audit.record(actor, "deactivate_user", f"user:{user.name}", keys_revoked=revoked)
+        return self.user(name)
+
+    def user(self, name: str) -> User:
+        user = self._store.user(name)
+        if user is None:
+            raise NotFoundError(f"no user named {name!r}")
+        return user
+
+    def users(self) -> list[User]:
+        return self._store.users()
+
+    def authenticate_key(self, api_key: str) -> User:
+        user = self._store.user_by_key(key_sha256(api_key))
+        if user is None or not user.active:
+            raise AuthenticationError("the API key is unknown or revoked")
+        return user
+
+    def authenticate_password(self, name: str, password: str, hasher: PasswordHasher) -> User:
+        user = self._store.user(name)
+        encoded = self._store.password_hash(name) if user is not None else None
+        if user is None or encoded is None or not user.active or not hasher.verify(encoded, password):
+            raise AuthenticationError("wrong user name or password")
+        return user
+
+    def _add(self, name: str, role: str, actor: str, password_hash: str | None) -> IssuedKey:
+        name = name.strip()
+        if not name:
+            raise InvalidRequestError("a user name cannot be blank")
+        if role not in ROLES:
+            raise InvalidRequestError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        if self._store.user(name) is not None:
+            raise ConflictError(f"a user named {name!r} already exists")
+        user = self._store.add_user(name, role, password_hash)
+        api_key = self._new_key(user)
+        self._audit.record(actor, "add_user", f"user:{name}", role=role, prefix=api_key[:10])
+        return IssuedKey(user, api_key)
+
+    def _new_key(self, user: User) -> str:
+        api_key = API_KEY_PREFIX + secrets.token_urlsafe(API_KEY_BYTES)
+        self._store.add_api_key(user.user_id, key_sha256(api_key), api_key[:10])
+        return api_key

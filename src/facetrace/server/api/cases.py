@@ -1,0 +1,95 @@
+"""Cases, searches within them, reviews of candidates, and 1:1 comparison."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+
+from facetrace.core.types import User
+from facetrace.server.api.common import AUDITOR, INVESTIGATOR, REVIEWER, engine_session, read_upload
+from facetrace.server.auth import engine_of, require
+from facetrace.server.schemas import (
+    CaseDetailOut,
+    CaseIn,
+    CaseOut,
+    ComparisonOut,
+    ProbeResultOut,
+    ReviewIn,
+    ReviewOut,
+    SearchOut,
+    SearchResultOut,
+)
+
+router = APIRouter(tags=["cases"])
+_readers = require(INVESTIGATOR, REVIEWER, AUDITOR)
+
+
+@router.post("/cases", response_model=CaseOut, status_code=201)
+def open_case(body: CaseIn, request: Request, user: Annotated[User, Depends(require(INVESTIGATOR))]) -> CaseOut:
+    """Open a case: its purpose and legal basis are required, and bind every search made in it."""
+    case = engine_of(request).cases.open_case(
+        user, body.title, body.purpose, body.legal_basis, requires_independent_review=body.requires_independent_review
+    )
+    return CaseOut.of(case)
+
+
+@router.get("/cases", response_model=list[CaseOut])
+def list_cases(request: Request, _user: Annotated[User, Depends(_readers)]) -> list[CaseOut]:
+    return [CaseOut.of(case) for case in engine_of(request).cases.cases()]
+
+
+@router.get("/cases/{case_id}", response_model=CaseDetailOut)
+def get_case(case_id: int, request: Request, _user: Annotated[User, Depends(_readers)]) -> CaseDetailOut:
+    cases = engine_of(request).cases
+    case = cases.case(case_id)
+    return CaseDetailOut(case=CaseOut.of(case), searches=[SearchOut.of(s) for s in cases.searches(case_id)])
+
+
+@router.post("/cases/{case_id}/searches", response_model=SearchResultOut, status_code=201)
+def search(
+    case_id: int,
+    request: Request,
+    user: Annotated[User, Depends(require(INVESTIGATOR))],
+    probe: Annotated[UploadFile, File(description="The probe photo.")],
+    purpose: Annotated[str, Form(min_length=1, description="Why this search, within the case's purpose.")],
+    top_k: Annotated[int | None, Form(ge=1, le=1000)] = None,
+    face_index: Annotated[int | None, Form(ge=0, description="Search only this face of the probe (0-based).")] = None,
+) -> SearchResultOut:
+    """Search the gallery with a probe photo. The search, its probe's sha256 and every hit (face id, similarity,
+    evidence) are stored with the case and written to the audit log."""
+    data, name = read_upload(probe, "the probe photo")
+    with engine_session(request) as engine:
+        record, results = engine.search_in_case(user, case_id, purpose, data, name, top_k=top_k, face_index=face_index)
+    return SearchResultOut(search=SearchOut.of(record), results=[ProbeResultOut.of(r) for r in results])
+
+
+@router.get("/searches/{search_id}", response_model=SearchOut)
+def get_search(search_id: int, request: Request, _user: Annotated[User, Depends(_readers)]) -> SearchOut:
+    cases = engine_of(request).cases
+    return SearchOut.of(cases.search(search_id), cases.reviews(search_id))
+
+
+@router.post("/searches/{search_id}/reviews", response_model=ReviewOut, status_code=201)
+def review(
+    search_id: int, body: ReviewIn, request: Request, user: Annotated[User, Depends(require(REVIEWER, INVESTIGATOR))]
+) -> ReviewOut:
+    """Confirm or reject a candidate (reviewers, and investigators on others' searches). In a case that requires
+    independent review, the user who ran the search cannot review it (403)."""
+    return ReviewOut.of(engine_of(request).cases.review(user, search_id, body.face_id, body.decision, body.note))
+
+
+@router.post("/compare", response_model=ComparisonOut)
+def compare(
+    request: Request,
+    user: Annotated[User, Depends(require(INVESTIGATOR))],
+    a: Annotated[UploadFile, File(description="First photo (its largest face).")],
+    b: Annotated[UploadFile, File(description="Second photo (its largest face).")],
+    case_id: Annotated[int, Form()],
+    purpose: Annotated[str, Form(min_length=1)],
+) -> ComparisonOut:
+    """1:1: are these the same person? Belongs to a case like a search, and is audited."""
+    first = read_upload(a, "photo a")
+    second = read_upload(b, "photo b")
+    with engine_session(request) as engine:
+        return ComparisonOut.of(engine.compare_in_case(user, case_id, purpose, first, second))

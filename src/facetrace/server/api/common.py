@@ -1,0 +1,38 @@
+"""What the route modules share: role sets, upload reading, the engine lock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from fastapi import Request, UploadFile
+
+from facetrace.core.errors import ImageTooLargeError, InvalidRequestError
+from facetrace.engine import Engine
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+ADMIN = "admin"
+INVESTIGATOR = "investigator"
+REVIEWER = "reviewer"
+AUDITOR = "auditor"
+
+
+def read_upload(upload: UploadFile, what: str) -> tuple[bytes, str]:
+    data = upload.file.read(MAX_UPLOAD_BYTES + 1)
+    name = upload.filename or what
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ImageTooLargeError(name, len(data), MAX_UPLOAD_BYTES)
+    if not data:
+        raise InvalidRequestError(f"{what} is empty")
+    return data, name
+
+
+@contextmanager
+def engine_session(request: Request) -> Iterator[Engine]:
+    """The engine, one request at a time for work that touches the index (FAISS is not safe for concurrent
+    writes and searches)."""
+    lock: threading.Lock = request.app.state.engine_lock
+    with lock:
+        yield request.app.state.engine

@@ -1,0 +1,47 @@
+"""Users and API keys (admins), and who am I (everyone)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from facetrace.core.types import User
+from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER
+from facetrace.server.auth import engine_of, password_hasher, require
+from facetrace.server.schemas import IssuedKeyOut, NewUserIn, UserOut
+
+router = APIRouter(tags=["users"])
+
+
+@router.get("/me", response_model=UserOut)
+def me(user: Annotated[User, Depends(require(ADMIN, INVESTIGATOR, REVIEWER, AUDITOR))]) -> UserOut:
+    """The calling user and their role."""
+    return UserOut.of(user)
+
+
+@router.get("/users", response_model=list[UserOut])
+def list_users(request: Request, _user: Annotated[User, Depends(require(ADMIN, AUDITOR))]) -> list[UserOut]:
+    return [UserOut.of(user) for user in engine_of(request).users.users()]
+
+
+@router.post("/users", response_model=IssuedKeyOut, status_code=201)
+def add_user(body: NewUserIn, request: Request, user: Annotated[User, Depends(require(ADMIN))]) -> IssuedKeyOut:
+    """Add a user with a role; the response carries their API key, shown this once."""
+    issued = engine_of(request).users.add_user(
+        body.name, body.role, user.name, password=body.password, hasher=password_hasher()
+    )
+    return IssuedKeyOut(user=UserOut.of(issued.user), api_key=issued.api_key)
+
+
+@router.post("/users/{name}/deactivate", response_model=UserOut)
+def deactivate_user(name: str, request: Request, user: Annotated[User, Depends(require(ADMIN))]) -> UserOut:
+    """Revoke every key of a user and refuse their password from now on; what they did stays on record."""
+    return UserOut.of(engine_of(request).users.deactivate(name, user.name))
+
+
+@router.post("/users/{name}/keys", response_model=IssuedKeyOut, status_code=201)
+def issue_key(name: str, request: Request, user: Annotated[User, Depends(require(ADMIN))]) -> IssuedKeyOut:
+    """A further API key for a user (shown this once)."""
+    issued = engine_of(request).users.issue_key(name, user.name)
+    return IssuedKeyOut(user=UserOut.of(issued.user), api_key=issued.api_key)

@@ -1,0 +1,53 @@
+"""create_app(engine): the FastAPI application, versioned under /api/v1, OpenAPI at /docs."""
+
+from __future__ import annotations
+
+import threading
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import APIRouter, FastAPI, Request
+
+from facetrace.engine import Engine
+from facetrace.server.api import audit, cases, erasure, faces, users
+from facetrace.server.errors import install_error_handlers
+from facetrace.server.schemas import ErrorEnvelope, HealthOut
+
+API_PREFIX = "/api/v1"
+
+
+def _version() -> str:
+    try:
+        return version("facetrace")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def create_app(engine: Engine) -> FastAPI:
+    """The API over one engine. The caller owns the engine (and closes it)."""
+    app = FastAPI(
+        title="facetrace",
+        version=_version(),
+        description="Accountable face search: every search belongs to a case and states its purpose, every view "
+        "is audited in a hash chain, candidates are reviewed, and people can be erased.",
+        responses={
+            401: {"model": ErrorEnvelope, "description": "No valid credentials."},
+            403: {"model": ErrorEnvelope, "description": "The user's role does not allow this."},
+        },
+    )
+    app.state.engine = engine
+    app.state.engine_lock = threading.Lock()
+    install_error_handlers(app)
+
+    api = APIRouter(prefix=API_PREFIX)
+
+    @api.get("/health", response_model=HealthOut, tags=["health"])
+    def health(request: Request) -> HealthOut:
+        """Unauthenticated liveness: the catalog answers."""
+        served: Engine = request.app.state.engine
+        served.catalog.count_faces(served.model_id)
+        return HealthOut(status="ok", model_id=served.model_id, version=_version())
+
+    for module in (users, cases, faces, audit, erasure):
+        api.include_router(module.router)
+    app.include_router(api)
+    return app

@@ -1,0 +1,431 @@
+"""Request and response bodies: pydantic models that document the API (OpenAPI at /docs), built from core types."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from facetrace.core.types import (
+    AuditEntry,
+    BoundingBox,
+    Case,
+    ErasureReceipt,
+    Evidence,
+    FaceQuality,
+    FaceRecord,
+    ProbeResult,
+    Review,
+    SearchHit,
+    SearchRecord,
+    StoredHit,
+    User,
+)
+from facetrace.governance.audit import ChainReport
+from facetrace.governance.cases import RepeatedProbe
+from facetrace.search.service import Comparison
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN or infinity: an unknown rate (uncalibrated pack) is null."""
+    return value if math.isfinite(value) else None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+class UserOut(BaseModel):
+    name: str
+    role: str
+    active: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(name=user.name, role=user.role, active=user.active, created_at=user.created_at)
+
+
+class NewUserIn(BaseModel):
+    name: str = Field(min_length=1, max_length=255)
+    role: str = Field(description="admin, investigator, reviewer or auditor")
+    password: str | None = Field(default=None, min_length=12, description="Optional, for HTTP Basic sign-in.")
+
+
+class IssuedKeyOut(BaseModel):
+    user: UserOut
+    api_key: str = Field(description="Shown this once; only its hash is stored.")
+
+
+class CaseIn(BaseModel):
+    title: str = Field(min_length=1)
+    purpose: str = Field(min_length=1, description="Why faces are searched in this case.")
+    legal_basis: str = Field(min_length=1, description="The law, warrant or consent that allows it.")
+    requires_independent_review: bool = Field(
+        default=True, description="A candidate must be reviewed by someone other than the user who searched."
+    )
+
+
+class CaseOut(BaseModel):
+    case_id: int
+    title: str
+    purpose: str
+    legal_basis: str
+    requires_independent_review: bool
+    created_by: str
+    created_at: datetime
+    status: str
+
+    @classmethod
+    def of(cls, case: Case) -> CaseOut:
+        return cls(
+            case_id=case.case_id,
+            title=case.title,
+            purpose=case.purpose,
+            legal_basis=case.legal_basis,
+            requires_independent_review=case.requires_independent_review,
+            created_by=case.created_by,
+            created_at=case.created_at,
+            status=case.status,
+        )
+
+
+class BoxOut(BaseModel):
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    @classmethod
+    def of(cls, box: BoundingBox) -> BoxOut:
+        return cls(x1=box.x1, y1=box.y1, x2=box.x2, y2=box.y2)
+
+
+class QualityOut(BaseModel):
+    score: float
+    face_size_px: float
+    flags: list[str]
+
+    @classmethod
+    def of(cls, quality: FaceQuality) -> QualityOut:
+        return cls(score=quality.score, face_size_px=quality.face_size_px, flags=list(quality.flags))
+
+
+class EvidenceOut(BaseModel):
+    similarity: float
+    false_match_rate: float | None = Field(description="Chance one comparison with a stranger scores this high.")
+    false_match_rate_is_upper_bound: bool
+    gallery_size: int
+    gallery_false_match_probability: float | None = Field(
+        description="Chance at least one stranger in a gallery of this size scores this high."
+    )
+    weak_probe: bool
+    weak_candidate: bool
+    calibrated: bool
+    verdict: str
+
+    @classmethod
+    def of(cls, evidence: Evidence) -> EvidenceOut:
+        return cls(
+            similarity=evidence.similarity,
+            false_match_rate=_finite(evidence.false_match_rate),
+            false_match_rate_is_upper_bound=evidence.false_match_rate_is_upper_bound,
+            gallery_size=evidence.gallery_size,
+            gallery_false_match_probability=_finite(evidence.gallery_false_match_probability),
+            weak_probe=evidence.weak_probe,
+            weak_candidate=evidence.weak_candidate,
+            calibrated=evidence.calibrated,
+            verdict=evidence.verdict,
+        )
+
+
+class FaceOut(BaseModel):
+    """A stored face with its provenance: where the photo came from, when, and what it was labelled."""
+
+    face_id: int
+    asset_id: int
+    box: BoxOut
+    detection_score: float
+    quality_score: float
+    quality_flags: list[str]
+    model_id: str
+    asset_uri: str
+    asset_sha256: str
+    source_page: str | None
+    captured_at: datetime | None
+    ingested_at: datetime | None
+    label: str | None
+    thumbnail_url: str | None
+
+    @classmethod
+    def of(cls, face: FaceRecord) -> FaceOut:
+        return cls(
+            face_id=face.face_id,
+            asset_id=face.asset_id,
+            box=BoxOut.of(face.box),
+            detection_score=face.detection_score,
+            quality_score=face.quality_score,
+            quality_flags=list(face.quality_flags),
+            model_id=face.model_id,
+            asset_uri=face.asset_uri,
+            asset_sha256=face.asset_sha256,
+            source_page=face.source_page,
+            captured_at=face.captured_at,
+            ingested_at=face.ingested_at,
+            label=face.label,
+            thumbnail_url=f"/api/v1/faces/{face.face_id}/thumbnail" if face.thumbnail_path else None,
+        )
+
+
+class HitOut(BaseModel):
+    rank: int
+    similarity: float
+    face: FaceOut
+    evidence: EvidenceOut
+
+    @classmethod
+    def of(cls, hit: SearchHit) -> HitOut:
+        return cls(
+            rank=hit.rank, similarity=hit.similarity, face=FaceOut.of(hit.face), evidence=EvidenceOut.of(hit.evidence)
+        )
+
+
+class ProbeResultOut(BaseModel):
+    probe_face_index: int | None
+    probe_box: BoxOut | None
+    probe_quality: QualityOut | None
+    hits: list[HitOut]
+
+    @classmethod
+    def of(cls, result: ProbeResult) -> ProbeResultOut:
+        return cls(
+            probe_face_index=result.probe_face_index,
+            probe_box=BoxOut.of(result.probe_box) if result.probe_box else None,
+            probe_quality=QualityOut.of(result.probe_quality) if result.probe_quality else None,
+            hits=[HitOut.of(hit) for hit in result.hits],
+        )
+
+
+class StoredHitOut(BaseModel):
+    probe_face_index: int | None
+    rank: int
+    face_id: int
+    similarity: float
+    false_match_rate: float | None
+    gallery_false_match_probability: float | None
+    gallery_size: int
+    verdict: str
+
+    @classmethod
+    def of(cls, hit: StoredHit) -> StoredHitOut:
+        return cls(
+            probe_face_index=hit.probe_face_index,
+            rank=hit.rank,
+            face_id=hit.face_id,
+            similarity=hit.similarity,
+            false_match_rate=_finite(hit.false_match_rate),
+            gallery_false_match_probability=_finite(hit.gallery_false_match_probability),
+            gallery_size=hit.gallery_size,
+            verdict=hit.verdict,
+        )
+
+
+class ReviewIn(BaseModel):
+    face_id: int
+    decision: str = Field(description="confirmed or rejected")
+    note: str = ""
+
+
+class ReviewOut(BaseModel):
+    review_id: int
+    search_id: int
+    face_id: int
+    reviewer: str
+    decision: str
+    note: str
+    at: datetime
+
+    @classmethod
+    def of(cls, review: Review) -> ReviewOut:
+        return cls(
+            review_id=review.review_id,
+            search_id=review.search_id,
+            face_id=review.face_id,
+            reviewer=review.reviewer,
+            decision=review.decision,
+            note=review.note,
+            at=review.at,
+        )
+
+
+class SearchOut(BaseModel):
+    """A search as stored with its case."""
+
+    search_id: int
+    case_id: int
+    user: str
+    purpose: str
+    probe_sha256: str
+    probe_name: str
+    at: datetime
+    model_id: str
+    hits: list[StoredHitOut]
+    reviews: list[ReviewOut] = []
+
+    @classmethod
+    def of(cls, record: SearchRecord, reviews: list[Review] | None = None) -> SearchOut:
+        return cls(
+            search_id=record.search_id,
+            case_id=record.case_id,
+            user=record.user,
+            purpose=record.purpose,
+            probe_sha256=record.probe_sha256,
+            probe_name=record.probe_name,
+            at=record.at,
+            model_id=record.model_id,
+            hits=[StoredHitOut.of(hit) for hit in record.hits],
+            reviews=[ReviewOut.of(review) for review in reviews or []],
+        )
+
+
+class SearchResultOut(BaseModel):
+    """A new search: its stored record, and the hits with full provenance and evidence."""
+
+    search: SearchOut
+    results: list[ProbeResultOut]
+
+
+class CaseDetailOut(BaseModel):
+    case: CaseOut
+    searches: list[SearchOut]
+
+
+class ComparisonOut(BaseModel):
+    box_a: BoxOut
+    box_b: BoxOut
+    quality_a: QualityOut
+    quality_b: QualityOut
+    similarity: float
+    evidence: EvidenceOut
+
+    @classmethod
+    def of(cls, comparison: Comparison) -> ComparisonOut:
+        return cls(
+            box_a=BoxOut.of(comparison.box_a),
+            box_b=BoxOut.of(comparison.box_b),
+            quality_a=QualityOut.of(comparison.quality_a),
+            quality_b=QualityOut.of(comparison.quality_b),
+            similarity=comparison.similarity,
+            evidence=EvidenceOut.of(comparison.evidence),
+        )
+
+
+class AuditEntryOut(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, object]
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def of(cls, entry: AuditEntry) -> AuditEntryOut:
+        return cls(
+            seq=entry.seq,
+            at=entry.at,
+            actor=entry.actor,
+            action=entry.action,
+            target=entry.target,
+            details=entry.details,
+            prev_hash=entry.prev_hash,
+            hash=entry.hash,
+        )
+
+
+class ChainReportOut(BaseModel):
+    ok: bool
+    entries: int
+    head_hash: str
+    first_bad_seq: int | None
+    problem: str
+
+    @classmethod
+    def of(cls, report: ChainReport) -> ChainReportOut:
+        return cls(
+            ok=report.ok,
+            entries=report.entries,
+            head_hash=report.head_hash,
+            first_bad_seq=report.first_bad_seq,
+            problem=report.problem,
+        )
+
+
+class RepeatedProbeOut(BaseModel):
+    earlier_search_id: int
+    later_search_id: int
+    earlier_case_id: int
+    later_case_id: int
+    earlier_user: str
+    later_user: str
+    same_photo: bool
+    similarity: float | None
+
+    @classmethod
+    def of(cls, repeat: RepeatedProbe) -> RepeatedProbeOut:
+        return cls(**{name: getattr(repeat, name) for name in cls.model_fields})
+
+
+class EraseFacesIn(BaseModel):
+    face_ids: list[int] = Field(min_length=1)
+    reason: str = Field(min_length=1, description="The request this erasure answers.")
+
+
+class ErasePersonIn(BaseModel):
+    label: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+
+
+class ReceiptOut(BaseModel):
+    receipt_id: str
+    at: datetime
+    requested_by: str
+    mode: str
+    subject: str
+    reason: str
+    face_ids: list[int]
+    asset_ids: list[int]
+    asset_uris: list[str]
+    thumbnails_removed: int
+    suppressed_embeddings: int
+    audit_seq: int
+
+    @classmethod
+    def of(cls, receipt: ErasureReceipt) -> ReceiptOut:
+        return cls(
+            receipt_id=receipt.receipt_id,
+            at=receipt.at,
+            requested_by=receipt.requested_by,
+            mode=receipt.mode,
+            subject=receipt.subject,
+            reason=receipt.reason,
+            face_ids=list(receipt.face_ids),
+            asset_ids=list(receipt.asset_ids),
+            asset_uris=list(receipt.asset_uris),
+            thumbnails_removed=receipt.thumbnails_removed,
+            suppressed_embeddings=receipt.suppressed_embeddings,
+            audit_seq=receipt.audit_seq,
+        )
+
+
+class HealthOut(BaseModel):
+    status: str
+    model_id: str
+    version: str

@@ -1,0 +1,161 @@
+"""The governance store (users, keys, cases, searches, reviews, audit chain, suppressions, receipts) and the
+catalog's erasure methods, on SQLite and on PostgreSQL (same fixtures as the catalog contract)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from test_catalog_contract import (  # noqa: F401  (fixtures, used by name)
+    DIM,
+    MODEL,
+    catalog,
+    catalog_uri,
+    make_asset,
+    make_face,
+    postgres_database,
+    postgres_server,
+    postgres_uri,
+    raw_engine,
+    unit_vector,
+)
+
+from facetrace.catalog import SqlCatalog
+from facetrace.catalog.governance_store import SqlGovernanceStore
+from facetrace.core.errors import AuthenticationError, ConflictError, NotFoundError, PermissionDeniedError
+from facetrace.core.types import ErasureReceipt, StoredHit, User
+from facetrace.governance.audit import AuditLog
+from facetrace.governance.cases import CaseService
+from facetrace.governance.users import UserService, key_sha256
+
+
+@pytest.fixture
+def store(catalog: SqlCatalog) -> Iterator[SqlGovernanceStore]:  # noqa: F811
+    yield catalog.governance_store()
+
+
+def _hit(face_id: int, rank: int, similarity: float, fmr: float = 1e-5) -> StoredHit:
+    return StoredHit(0, rank, face_id, similarity, fmr, fmr * 10, 10, f"verdict {face_id}")
+
+
+def test_users_and_keys(store: SqlGovernanceStore) -> None:
+    users = UserService(store, AuditLog(store))
+    issued = users.create_admin("alice", "cli:root")
+    assert issued.api_key.startswith("ft_") and len(issued.api_key) > 40
+    assert users.authenticate_key(issued.api_key).name == "alice"
+    assert store.user_by_key(key_sha256("ft_wrong")) is None
+    with pytest.raises(ConflictError):
+        users.add_user("alice", "auditor", "alice")
+    bob = users.add_user("bob", "investigator", "alice", password="p" * 12, hasher=_PlainHasher())
+    assert store.password_hash("bob") == "plain:" + "p" * 12
+    assert [(u.name, u.role) for u in store.users()] == [("alice", "admin"), ("bob", "investigator")]
+    assert users.authenticate_password("bob", "p" * 12, _PlainHasher()).user_id == bob.user.user_id
+    second = users.issue_key("bob", "alice")
+    assert users.authenticate_key(second.api_key).name == "bob"
+    # Only hashes are stored.
+    with store._read() as connection:
+        stored = connection.exec_driver_sql("SELECT key_sha256 FROM api_keys").scalars().all()
+    assert issued.api_key not in stored and key_sha256(issued.api_key) in stored
+    assert users.deactivate("bob", "alice").active is False
+    with pytest.raises(AuthenticationError):
+        users.authenticate_key(second.api_key)
+    with pytest.raises(AuthenticationError):
+        users.authenticate_password("bob", "p" * 12, _PlainHasher())
+    assert store.deactivate_user("nobody") == 0
+
+
+class _PlainHasher:
+    def hash(self, password: str) -> str:
+        return "plain:" + password
+
+    def verify(self, encoded: str, password: str) -> bool:
+        return encoded == "plain:" + password
+
+
+def test_audit_chain_survives_the_database_and_catches_an_edit(
+    store: SqlGovernanceStore,
+    raw_engine: sa.Engine,  # noqa: F811
+) -> None:
+    log = AuditLog(store)
+    for number in range(5):
+        log.record("alice", "view_face", f"face:{number}", note="é", ratio=number / 3)
+    report = log.verify()
+    assert report.ok and report.entries == 5
+    assert [e.seq for e in log.entries(2, 2)] == [3, 4]
+    with raw_engine.begin() as connection:
+        connection.execute(sa.text("UPDATE audit_log SET target = 'face:99' WHERE seq = 3"))
+    report = log.verify()
+    assert report.first_bad_seq == 3
+    with raw_engine.begin() as connection:
+        connection.execute(sa.text("UPDATE audit_log SET target = 'face:2' WHERE seq = 3"))
+        connection.execute(sa.text("DELETE FROM audit_log WHERE seq = 2"))
+    assert log.verify().first_bad_seq == 3
+
+
+def test_cases_searches_reviews_and_repeats(store: SqlGovernanceStore) -> None:
+    log = AuditLog(store)
+    cases = CaseService(store, log, repeat_similarity=0.9)
+    investigator = User(1, "ivan", "investigator", datetime.now(UTC))
+    reviewer = User(2, "rita", "reviewer", datetime.now(UTC))
+    first = cases.open_case(investigator, "Case A", "find the thief", "warrant 12", requires_independent_review=True)
+    second = cases.open_case(investigator, "Case B", "missing person", "consent", requires_independent_review=False)
+    probe = unit_vector(1)
+    record = cases.record_search(investigator, first, "who is this", "a" * 64, "probe.jpg", MODEL, probe, [])
+    store_hits = [_hit(7, 1, 0.71), StoredHit(0, 2, 8, 0.2, math.nan, math.nan, 10, "uncalibrated")]
+    stored = store.add_search(second.case_id, "ivan", "again", "b" * 64, "other.jpg", MODEL, probe * 1.0, store_hits)
+    again = store.search(stored.search_id)
+    assert again is not None and again.hits[0] == store_hits[0]
+    assert math.isnan(again.hits[1].false_match_rate) and again.probe_embedding is not None
+    np.testing.assert_array_equal(again.probe_embedding, probe)
+    assert [s.search_id for s in cases.searches(first.case_id)] == [record.search_id]
+    # Four eyes: case A requires independent review, case B does not.
+    store.add_search(first.case_id, "ivan", "more", "c" * 64, "c.jpg", MODEL, None, [_hit(7, 1, 0.7)])
+    searches_a = cases.searches(first.case_id)
+    with pytest.raises(PermissionDeniedError):
+        cases.review(investigator, searches_a[-1].search_id, 7, "confirmed")
+    review = cases.review(reviewer, searches_a[-1].search_id, 7, "rejected", " not him ")
+    assert review.note == "not him" and cases.reviews(searches_a[-1].search_id) == [review]
+    assert cases.review(investigator, stored.search_id, 7, "confirmed").reviewer == "ivan"
+    with pytest.raises(NotFoundError):
+        cases.review(reviewer, stored.search_id, 999, "confirmed")
+    repeats = cases.repeated_probes()
+    assert [(r.earlier_search_id, r.later_search_id, r.same_photo) for r in repeats] == [
+        (record.search_id, stored.search_id, False)
+    ]
+    assert repeats[0].similarity == pytest.approx(1.0)
+    assert log.verify().ok
+
+
+def test_suppressions_and_receipts(store: SqlGovernanceStore) -> None:
+    assert store.suppressed_vectors(MODEL).shape == (0, 0)
+    vectors = np.vstack([unit_vector(1), unit_vector(2)])
+    assert store.add_suppressions(MODEL, vectors, "er_1") == 2
+    np.testing.assert_array_equal(store.suppressed_vectors(MODEL), vectors)
+    assert store.suppressed_vectors("other").shape == (0, 0)
+    receipt = ErasureReceipt("er_1", datetime.now(UTC), "alice", "person", "bob", "request 5", (1, 2), (3,),
+                             ("/p/3.jpg",), 2, 2, 17)  # fmt: skip
+    store.add_receipt(receipt)
+    assert store.receipt("er_1") == receipt
+    assert store.receipt("er_2") is None
+
+
+def test_delete_faces_removes_faces_and_emptied_assets(catalog: SqlCatalog) -> None:  # noqa: F811
+    run = catalog.start_run("test", MODEL)
+    _, solo = catalog.add_asset_with_faces(run, make_asset(1, label="bob"), [make_face(1)], MODEL,
+                                           thumbnail_paths=["ab/1_0.jpg"])  # fmt: skip
+    _, group = catalog.add_asset_with_faces(run, make_asset(2, label="team"), [make_face(2), make_face(3)], MODEL)
+    assert catalog.face_ids_labelled("bob") == solo
+    assert catalog.face_ids_labelled("team") == group
+    deleted = catalog.delete_faces([solo[0], group[0], 12345])
+    assert deleted.face_ids == (solo[0], group[0])
+    assert len(deleted.asset_ids) == 1  # the group photo keeps a face
+    assert deleted.asset_uris == ("/photos/1.jpg",)
+    assert deleted.thumbnail_paths == ("ab/1_0.jpg",)
+    assert deleted.embeddings.shape == (2, DIM)
+    np.testing.assert_array_equal(deleted.embeddings[0], unit_vector(1))
+    assert catalog.count_faces() == 1 and catalog.known_sha256([f"{1:064x}", f"{2:064x}"]) == {f"{2:064x}"}
+    assert catalog.delete_faces([]).face_ids == ()

@@ -1,0 +1,45 @@
+"""A small real gallery for the service tests: face_recognition's example people, one probe held out."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+GALLERY = [
+    ("examples/knn_examples/train/obama/obama.jpg", "obama"),
+    ("examples/knn_examples/train/obama/obama2.jpg", "obama"),
+    ("tests/test_images/obama3.jpg", "obama"),
+    ("examples/knn_examples/train/biden/biden.jpg", "biden"),
+    ("examples/knn_examples/train/biden/biden2.jpg", "biden"),
+    ("examples/knn_examples/train/alex_lacamoire/img1.jpg", "alex_lacamoire"),
+    ("examples/knn_examples/train/kit_harington/john1.jpeg", "kit_harington"),
+    ("examples/knn_examples/train/rose_leslie/img1.jpg", "rose_leslie"),
+    ("examples/lin-manuel-miranda.png", "lin_manuel_miranda"),
+]
+PROBE = "examples/knn_examples/test/obama1.jpg"
+OTHER_PROBE = "examples/knn_examples/test/johnsnow_test1.jpg"
+
+
+@dataclass(frozen=True)
+class SmallGallery:
+    root: Path
+    manifest: Path
+    probe: Path  # obama, not in the gallery
+    other_probe: Path  # kit_harington, not in the gallery
+
+    def paths_of(self, identity: str) -> list[Path]:
+        return [self.root / path for path, who in GALLERY if who == identity]
+
+
+@pytest.fixture(scope="session")
+def small_gallery(fr_examples: Path, tmp_path_factory: pytest.TempPathFactory) -> SmallGallery:
+    manifest = tmp_path_factory.mktemp("gallery") / "gallery.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["uri", "label", "source_page", "captured_at"])
+        for path, identity in GALLERY:
+            writer.writerow([fr_examples / path, identity, f"https://example.org/{identity}", "2020-05-01"])
+    return SmallGallery(fr_examples, manifest, fr_examples / PROBE, fr_examples / OTHER_PROBE)
