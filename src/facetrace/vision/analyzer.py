@@ -13,7 +13,9 @@ import numpy.typing as npt
 
 from facetrace.core.errors import ConfigError
 from facetrace.core.types import AnalyzedFace, AnalyzedImage, Detection, Embedding, FaceQuality, FloatArray
+from facetrace.vision import graph_fixes
 from facetrace.vision.alignment import align_face, crop_thumbnail
+from facetrace.vision.detectors.scrfd import ScrfdDetector
 from facetrace.vision.detectors.yunet import (
     DEFAULT_MAX_DETECTION_SIDE_PX,
     DEFAULT_MIN_DETECTION_SIDE_PX,
@@ -33,7 +35,7 @@ THUMBNAIL_JPEG_QUALITY = 85
 
 @dataclass(frozen=True)
 class _Models:
-    detector: YuNetDetector
+    detector: YuNetDetector | ScrfdDetector
     embedder: ManifestEmbedder
 
 
@@ -167,12 +169,14 @@ class OnnxFaceAnalyzer:
     def _build(self) -> _Models:
         pack = self.pack
         detector_spec = pack.detector
+        detector_label = f"{pack.id} detector ({detector_spec.model.location})"
         detector_session = open_session(
-            detector_spec.model.read_verified(),
+            # Detectors run at each image's padded size, on either runtime: sizes fixed in the graph become scales.
+            graph_fixes.scale_fixed_resizes(detector_spec.model.read_verified(), detector_label),
             self.runtime,
             self.threads,
             preferred_runtime=detector_spec.preferred_runtime,
-            label=f"{pack.id} detector ({detector_spec.model.location})",
+            label=detector_label,
             dynamic_spatial=True,
         )
         embedder_spec = pack.embedder
@@ -192,8 +196,9 @@ class OnnxFaceAnalyzer:
             "on" if self.flip_tta else "off",
             self.min_detection_score,
         )
+        detector_class = ScrfdDetector if detector_spec.kind == "scrfd" else YuNetDetector
         return _Models(
-            detector=YuNetDetector(
+            detector=detector_class(
                 detector_session,
                 score_threshold=self.min_detection_score,
                 nms_iou=detector_spec.nms_iou,

@@ -5,12 +5,18 @@ The default pack's files are OpenCV Zoo's int8 block-quantised builds. ONNX Runt
 - both files carry DequantizeLinear nodes with a block_size attribute on per-tensor scales, which ORT rejects
   ("block_size must be 0 for per-tensor quantization").
 Folding each constant DequantizeLinear into an fp32 initializer, dropping the inputs no node reads, and declaring the
-batch (and for detectors the spatial) dimensions dynamic gives an equivalent fp32 graph ORT accepts. The repair is
-applied to the bytes whose sha256 the pack verified, never to a copy on disk.
+batch (and for detectors the spatial) dimensions dynamic gives an equivalent fp32 graph ORT accepts.
+
+Detectors exported at one input size can also carry that size inside the graph: SCRFD's FPN upsamples with Resize
+nodes given fixed output `sizes` (40x40 and 80x80 for its 640x640 export), so any other input breaks the lateral Add.
+For a detector those become the equivalent `scales` (1, 1, 2, 2), which hold at every input size.
+
+The repair is applied to the bytes whose sha256 the pack verified, never to a copy on disk.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -21,6 +27,8 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from facetrace.core.errors import ModelPackError
+
+log = logging.getLogger(__name__)
 
 Dim = int | str | None  # a fixed size, a symbolic name, or unknown
 
@@ -119,6 +127,63 @@ def make_dims_dynamic(model: onnx.ModelProto, *, spatial: bool) -> None:
     del graph.value_info[:]
 
 
+def resize_sizes_to_scales(model: onnx.ModelProto) -> int:
+    """Give every Resize with a constant `sizes` input the equivalent constant `scales` instead; returns the count.
+
+    The factors are the fixed sizes divided by the Resize's input shape at the graph's declared input size (from ONNX
+    shape inference), so this must run before the input dimensions are made dynamic. A Resize whose input shape
+    cannot be inferred is left alone.
+    """
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    candidates = [
+        node
+        for node in graph.node
+        if node.op_type == "Resize" and len(node.input) >= 4 and node.input[3] in initializers
+    ]
+    if not candidates:
+        return 0
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is best effort; without shapes nothing is changed
+        return 0
+    shapes = {value.name: _tensor_spec(value).shape for value in inferred.graph.value_info}
+    shapes.update({value.name: _tensor_spec(value).shape for value in inferred.graph.input})
+    changed = 0
+    for node in candidates:
+        sizes = numpy_helper.to_array(initializers[node.input[3]]).astype(np.float64)
+        shape = shapes.get(node.input[0])
+        if shape is None or len(shape) != sizes.size or not all(isinstance(d, int) and d > 0 for d in shape):
+            continue
+        scales = (sizes / np.asarray(shape, dtype=np.float64)).astype(np.float32)
+        scales_name = f"{node.name or node.output[0]}_scales"
+        graph.initializer.append(numpy_helper.from_array(scales, scales_name))
+        roi = node.input[1]
+        # Opset 11 requires the roi and scales inputs; sizes must then be absent (at most one of the two is given).
+        del node.input[1:]
+        node.input.extend([roi, scales_name])
+        changed += 1
+    if changed:
+        _drop_unused_initializers(model)
+    return changed
+
+
+def scale_fixed_resizes(model_bytes: bytes, label: str) -> bytes:
+    """The model with resize_sizes_to_scales applied, or the same bytes when it has no fixed-size Resize.
+
+    For detectors on either runtime: OpenCV's dnn reads such a graph at any input size without complaint but keeps
+    part of the fixed geometry, so its outputs are silently wrong at any other size (SCRFD at 320x480: box distances
+    off by up to 1.5 strides); with scales it matches ONNX Runtime to 1e-5.
+    """
+    model = parse_model(model_bytes, label)
+    changed = resize_sizes_to_scales(model)
+    if not changed:
+        return model_bytes
+    log.info("%s: replaced the fixed output sizes of %d Resize nodes by scale factors (in memory)", label, changed)
+    fixed: bytes = model.SerializeToString()
+    return fixed
+
+
 def prepare_for_onnxruntime(model_bytes: bytes, *, label: str, dynamic_spatial: bool) -> tuple[bytes, list[str]]:
     """The in-memory repair described in the module docstring; returns (bytes to load, what was changed)."""
     model = parse_model(model_bytes, label)
@@ -129,6 +194,10 @@ def prepare_for_onnxruntime(model_bytes: bytes, *, label: str, dynamic_spatial: 
     dropped = drop_unused_inputs(model)
     if dropped:
         changes.append(f"dropped {dropped} graph inputs no node reads or that are initializers")
+    if dynamic_spatial:
+        resized = resize_sizes_to_scales(model)
+        if resized:
+            changes.append(f"replaced the fixed output sizes of {resized} Resize nodes by scale factors")
     make_dims_dynamic(model, spatial=dynamic_spatial)
     changes.append("made the batch dimension dynamic" + (" (and height, width)" if dynamic_spatial else ""))
     return model.SerializeToString(), changes

@@ -29,6 +29,7 @@ import numpy as np
 from facetrace.core.errors import ModelPackError
 from facetrace.core.types import ScoreCalibration
 from facetrace.vision import graph_fixes
+from facetrace.vision.detectors.scrfd import HEAD_WIDTHS, scrfd_output_roles
 from facetrace.vision.detectors.yunet import YUNET_OUTPUT_NAMES
 from facetrace.vision.sessions import CONCRETE_RUNTIMES, open_session
 
@@ -39,7 +40,9 @@ MANIFEST_NAME = "manifest.json"
 PACKS_SUBDIR = "packs"
 MANIFEST_FORMAT = 1
 PACK_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._+-]{0,99}$")
-DETECTOR_KINDS = ("yunet",)
+DETECTOR_KINDS = ("yunet", "scrfd")
+# Detectors a user pack can reuse with {"builtin": ...}: the default pack's.
+BUILTIN_DETECTORS = ("yunet",)
 ALIGNMENTS = ("arcface-5point",)
 COLOUR_ORDERS = ("RGB", "BGR")
 
@@ -119,7 +122,7 @@ class ModelFile:
 @dataclass(frozen=True)
 class DetectorSpec:
     model: ModelFile
-    kind: str  # "yunet"
+    kind: str  # one of DETECTOR_KINDS: how the outputs are decoded and the input prepared
     colour_order: str  # channel order the network reads: "BGR" or "RGB"
     score_threshold: float  # the pack's recommended minimum detection score
     nms_iou: float  # boxes overlapping a better one by more than this IoU are dropped
@@ -385,8 +388,10 @@ def _load_detector(data: Mapping[str, Any], base: Path, where: str) -> DetectorS
     if "builtin" in data:
         _check_keys(data, _BUILTIN_DETECTOR_KEYS, where)
         name = _str(data, "builtin", where)
-        if name not in DETECTOR_KINDS:
-            raise ModelPackError(f"{where}: builtin detector {name!r} is unknown; expected one of {DETECTOR_KINDS}")
+        if name not in BUILTIN_DETECTORS:
+            raise ModelPackError(
+                f"{where}: builtin detector {name!r} is unknown; expected one of {', '.join(BUILTIN_DETECTORS)}"
+            )
         default = _builtin_manifests()[DEFAULT_PACK_ID]
         reused = _load_detector(
             _section(_read_manifest(default), "detector", str(default)), default.parent, f"{default} detector"
@@ -413,6 +418,9 @@ def _load_detector(data: Mapping[str, Any], base: Path, where: str) -> DetectorS
     )
     summary = _summarize_file(spec.model)
     _check_single_image_input(summary, spec.model.location, channels=3)
+    if kind == "scrfd":
+        _check_scrfd_outputs(summary, spec.model.location)
+        return spec
     names = {o.name for o in summary.outputs}
     if names != set(YUNET_OUTPUT_NAMES):
         missing = sorted(set(YUNET_OUTPUT_NAMES) - names)
@@ -421,6 +429,21 @@ def _load_detector(data: Mapping[str, Any], base: Path, where: str) -> DetectorS
             f"this file has {', '.join(sorted(names))} (missing: {', '.join(missing) or 'none'})"
         )
     return spec
+
+
+def _check_scrfd_outputs(summary: graph_fixes.GraphSummary, location: str) -> None:
+    try:
+        roles = scrfd_output_roles([o.name for o in summary.outputs])
+    except ValueError as exc:
+        raise ModelPackError(f"{location}: {exc}") from None
+    for output, role in zip(summary.outputs, roles, strict=True):
+        width = HEAD_WIDTHS[role.split("_")[0]]
+        last = output.shape[-1] if output.shape else None
+        if isinstance(last, int) and last != width:
+            raise ModelPackError(
+                f"{location}: SCRFD output {output.name!r} ({role}) should give {width} numbers per anchor, "
+                f"its shape is {_fmt_shape(output.shape)}"
+            )
 
 
 def _load_embedder(data: Mapping[str, Any], base: Path, where: str) -> EmbedderSpec:

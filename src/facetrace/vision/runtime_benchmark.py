@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrace.core.errors import ModelPackError
+from facetrace.vision import graph_fixes
 from facetrace.vision.packs import load_pack
 from facetrace.vision.sessions import CONCRETE_RUNTIMES, open_session
 
@@ -77,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     pack = load_pack(args.pack, args.data_dir)
     detector = time_model(
-        pack.detector.model.read_verified(),
+        # The analyzer's repair: detector graphs with fixed Resize sizes run wrong, or fail, at other input sizes.
+        graph_fixes.scale_fixed_resizes(pack.detector.model.read_verified(), f"{pack.id} detector"),
         "detector",
         DETECTOR_SHAPES,
         threads=args.threads,

@@ -125,7 +125,7 @@ class YuNetDetector:
         boxes = boxes[keep] * np.tile(factors, 2)
         landmarks = landmarks[keep] * factors
         scores = scores[keep]
-        return _to_detections(boxes, landmarks, scores, width, height)
+        return to_detections(boxes, landmarks, scores, width, height)
 
 
 def detection_scale(width: int, height: int, max_side_px: int, min_side_px: int) -> float:
@@ -149,9 +149,10 @@ def _to_blob(bgr: npt.NDArray[np.uint8], *, swap_rb: bool) -> tuple[FloatArray, 
     return blob, padded_h, padded_w
 
 
-def _to_detections(
+def to_detections(
     boxes: FloatArray, landmarks: FloatArray, scores: FloatArray, width: int, height: int
 ) -> list[Detection]:
+    """Decoded boxes (n, 4), landmarks (n, 5, 2) and scores in image pixels as Detections, largest first."""
     detections: list[Detection] = []
     for box, points, score in zip(boxes, landmarks, scores, strict=True):
         # Boxes of faces cut by the frame are clipped to it; landmarks are left as predicted (alignment needs them).
