@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from facetrace.config import Settings
 from facetrace.core.errors import FacetraceError
 from facetrace.core.ports import FaceAnalyzer
 from facetrace.evaluation.calibration import fit_impostor_calibration, read_calibration_json, write_calibration_json
@@ -41,14 +42,19 @@ def _open_analyzer(args: argparse.Namespace) -> FaceAnalyzer:
     from facetrace.vision.analyzer import open_analyzer
 
     analyzer: FaceAnalyzer = open_analyzer(
-        args.pack, data_dir=args.data_dir, threads=args.threads, flip_tta=args.flip_tta
+        args.pack,
+        data_dir=args.data_dir,
+        threads=args.threads,
+        flip_tta=args.flip_tta,
+        min_detection_score=args.min_detection_score,
     )
     return analyzer
 
 
-def _cache_key(analyzer: FaceAnalyzer, flip_tta: bool) -> str:
-    # Flip TTA changes the embeddings; keep its cache apart even if the model id does not mention it.
-    return analyzer.model_id + ("+flip_tta" if flip_tta and "flip" not in analyzer.model_id else "")
+def _cache_key(analyzer: FaceAnalyzer, args: argparse.Namespace) -> str:
+    # Both settings change which faces are found or their embeddings, but not the model id: keep their caches apart.
+    key = f"{analyzer.model_id}+min_det={args.min_detection_score:g}"
+    return key + ("+flip_tta" if args.flip_tta else "")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +63,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="facetrace data directory (extra model packs)")
     parser.add_argument("--threads", type=int, default=2, help="inference threads")
     parser.add_argument("--flip-tta", action="store_true", help="average each face's embedding with its mirror image")
+    parser.add_argument(
+        "--min-detection-score",
+        type=float,
+        default=None,
+        help="ignore faces the detector is less sure of (default: the engine's setting, FACETRACE_MIN_DETECTION_SCORE)",
+    )
     parser.add_argument(
         "--cache-dir",
         type=Path,
@@ -106,7 +118,7 @@ def _run(args: argparse.Namespace) -> str:
             args.root,
             progress=_progress_logger("verify"),
             cache_dir=args.cache_dir,
-            cache_key=_cache_key(analyzer, args.flip_tta),
+            cache_key=_cache_key(analyzer, args),
             calibration=read_calibration_json(args.calibration) if args.calibration else None,
         )
         return verification.to_json() if args.json else verification.summary()
@@ -120,7 +132,7 @@ def _run(args: argparse.Namespace) -> str:
             hold_out_every=args.hold_out_every,
             progress=_progress_logger("identify"),
             cache_dir=args.cache_dir,
-            cache_key=_cache_key(analyzer, args.flip_tta),
+            cache_key=_cache_key(analyzer, args),
         )
         return identification.to_json() if args.json else identification.summary()
     # calibrate
@@ -132,7 +144,7 @@ def _run(args: argparse.Namespace) -> str:
         args.root,
         [image.path for image in manifest],
         cache_dir=args.cache_dir,
-        cache_key=_cache_key(analyzer, args.flip_tta),
+        cache_key=_cache_key(analyzer, args),
         progress=_progress_logger("calibrate"),
     )
     identity_of = {image.path: image.identity for image in manifest}
@@ -155,6 +167,9 @@ def _run(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.min_detection_score is None:
+        # Measure what the engine ingests and searches with, not a different operating point.
+        args.min_detection_score = Settings().min_detection_score
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         output = _run(args)
