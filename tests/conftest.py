@@ -16,7 +16,8 @@ def datasets_root() -> Path | None:
     candidates = [Path(env)] if env else [REPO_ROOT.parent / "shared" / "datasets"]
     for candidate in candidates:
         if (candidate / "README.md").exists() or candidate.is_dir():
-            return candidate
+            # Resolved, as ingest resolves the paths it stores: a symlinked datasets folder must compare equal.
+            return candidate.resolve()
     return None
 
 
