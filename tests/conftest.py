@@ -43,3 +43,9 @@ def fr_examples(datasets: Path) -> Path:
     if not (root / "manifest.csv").exists():
         pytest.skip(f"face_recognition examples not found under {root}")
     return root
+
+
+@pytest.fixture(autouse=True)
+def _no_default_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command run without --data must never touch the real user's data directory."""
+    monkeypatch.setenv("FACETRACE_DATA", str(tmp_path_factory.getbasetemp() / "default-data"))

@@ -315,19 +315,65 @@ class Engine:
         return dataclasses.replace(summary, source_counts=dict(sorted(counts.items())))
 
     def search_file(
-        self, probe: str | Path, *, top_k: int | None = None, face_index: int | None = None
+        self,
+        probe: str | Path,
+        *,
+        top_k: int | None = None,
+        face_index: int | None = None,
+        actor: str | None = None,
+        purpose: str | None = None,
     ) -> list[ProbeResult]:
+        """Search with a probe file outside any case (the operator's own use); it is still audited."""
         uri = str(probe)
-        return self.search_service().search(
-            read_uri(uri), uri, top_k=top_k or self.settings.top_k, face_index=face_index
-        )
+        data = read_uri(uri)
+        results = self.search_service().search(data, uri, top_k=top_k or self.settings.top_k, face_index=face_index)
+        self._audit_search(actor, purpose, [(data, uri)], results)
+        return results
 
-    def search_fused(self, probes: Sequence[str | Path], *, top_k: int | None = None) -> ProbeResult:
+    def search_fused(
+        self,
+        probes: Sequence[str | Path],
+        *,
+        top_k: int | None = None,
+        actor: str | None = None,
+        purpose: str | None = None,
+    ) -> ProbeResult:
         loaded = [(read_uri(str(p)), str(p)) for p in probes]
-        return self.search_service().search_fused(loaded, top_k=top_k or self.settings.top_k)
+        result = self.search_service().search_fused(loaded, top_k=top_k or self.settings.top_k)
+        self._audit_search(actor, purpose, loaded, [result])
+        return result
 
-    def compare_files(self, a: str | Path, b: str | Path) -> Comparison:
-        return self.search_service().compare((read_uri(str(a)), str(a)), (read_uri(str(b)), str(b)))
+    def compare_files(
+        self, a: str | Path, b: str | Path, *, actor: str | None = None, purpose: str | None = None
+    ) -> Comparison:
+        first, second = (read_uri(str(a)), str(a)), (read_uri(str(b)), str(b))
+        comparison = self.search_service().compare(first, second)
+        self.audit.record(
+            actor or cli_actor(),
+            "compare",
+            f"probes:{hashlib.sha256(first[0]).hexdigest()[:16]},{hashlib.sha256(second[0]).hexdigest()[:16]}",
+            purpose=purpose or "",
+            sources=[first[1], second[1]],
+            similarity=round(comparison.similarity, 6),
+        )
+        return comparison
+
+    def _audit_search(
+        self,
+        actor: str | None,
+        purpose: str | None,
+        probes: Sequence[tuple[bytes, str]],
+        results: Sequence[ProbeResult],
+    ) -> None:
+        self.audit.record(
+            actor or cli_actor(),
+            "search",
+            "probes:" + ",".join(hashlib.sha256(data).hexdigest() for data, _ in probes),
+            purpose=purpose or "",
+            case=None,
+            sources=[source for _, source in probes],
+            hit_face_ids=[hit.face.face_id for result in results for hit in result.hits],
+        )
 
     def clustering_thresholds(self) -> ClusteringThresholds:
         """The default conservative thresholds, as false-match rates of this pack's calibration."""

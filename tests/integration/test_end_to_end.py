@@ -157,13 +157,20 @@ def test_cli_search_compare_check_and_rebuild(tmp_path: Path, fr_examples: Path)
     assert "similarity" in human.stdout and "stranger" in human.stdout
 
     same = runner.invoke(
-        app, ["compare", str(train / "obama" / "obama.jpg"), str(train / "obama" / "obama2.jpg"), "--json"]
+        app,
+        ["compare", str(train / "obama" / "obama.jpg"), str(train / "obama" / "obama2.jpg"), "--data", data, "--json"],
     )
     other = runner.invoke(
-        app, ["compare", str(train / "obama" / "obama.jpg"), str(train / "biden" / "biden.jpg"), "--json"]
+        app,
+        ["compare", str(train / "obama" / "obama.jpg"), str(train / "biden" / "biden.jpg"), "--data", data, "--json"],
     )
     assert same.exit_code == other.exit_code == 0, same.output + other.output
     assert json.loads(same.stdout)["similarity"] > json.loads(other.stdout)["similarity"] + 0.2
+
+    with open_engine(data) as engine:  # every search and comparison left an audit entry, chained
+        actions = [entry.action for entry in engine.audit.entries(0, None)]
+        assert actions.count("search") == 2 and actions.count("compare") == 2
+        assert engine.audit.verify().ok
 
     check = runner.invoke(app, ["check", "--data", data, "--json"])
     assert check.exit_code == 0 and json.loads(check.stdout)["consistent"]

@@ -168,18 +168,22 @@ def search(
     fuse: Annotated[
         bool, typer.Option("--fuse", help="Fuse all probe photos into one template of one person.")
     ] = False,
+    purpose: Annotated[
+        str | None, typer.Option("--purpose", help="Why this search is made; recorded in the audit log.")
+    ] = None,
     data: DataOpt = None,
     pack: PackOpt = None,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Search the gallery with every face of each probe photo. Each candidate comes with its false-match rate for
-    this gallery's size: a high similarity in a large gallery can still be a stranger."""
+    this gallery's size: a high similarity in a large gallery can still be a stranger. Every search is recorded in
+    the audit log under your user name (cases with a stated purpose and review: the API and web UI)."""
     with _engine(data, pack, verbose, workers=1) as engine:
         if fuse:
-            results = [engine.search_fused(probes, top_k=top_k)]
+            results = [engine.search_fused(probes, top_k=top_k, purpose=purpose)]
         else:
-            results = [r for p in probes for r in engine.search_file(p, top_k=top_k, face_index=face)]
+            results = [r for p in probes for r in engine.search_file(p, top_k=top_k, face_index=face, purpose=purpose)]
     if as_json:
         _print_json({"results": [probe_result_json(r) for r in results]})
     else:
