@@ -1,4 +1,4 @@
-"""create_app(engine): the FastAPI application, versioned under /api/v1, OpenAPI at /docs."""
+"""create_app(engine): the FastAPI application, versioned under /api/v1, OpenAPI at /docs; the web UI at /ui."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from facetrace.engine import Engine
 from facetrace.server.api import audit, cases, erasure, faces, users
 from facetrace.server.errors import install_error_handlers
 from facetrace.server.schemas import ErrorEnvelope, HealthOut
+from facetrace.server.ui.routes import UI_PREFIX, create_ui_app
 
 API_PREFIX = "/api/v1"
 
@@ -50,4 +51,5 @@ def create_app(engine: Engine) -> FastAPI:
     for module in (users, cases, faces, audit, erasure):
         api.include_router(module.router)
     app.include_router(api)
+    app.mount(UI_PREFIX, create_ui_app(engine, app.state.engine_lock))
     return app

@@ -1,0 +1,584 @@
+"""The web UI's routes: sign in, cases, searches with their candidates, reviews, side-by-side comparison, the case
+report, and the audit log. Mounted at /ui as its own app, so its errors are pages rather than JSON and it stays out
+of the API's OpenAPI document.
+
+Every route checks the signed-in user's role (the same roles as the API): signed-out visitors are redirected to the
+sign-in page, a wrong role gets a 403 page. Every face, thumbnail and probe crop shown, and every report, is written
+to the audit log through the engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from facetrace.core.errors import (
+    AuthenticationError,
+    FacetraceError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from facetrace.core.types import Case, FaceRecord, Review, SearchRecord, StoredHit, User
+from facetrace.engine import Engine
+from facetrace.governance.users import require_role
+from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER, engine_session, read_upload
+from facetrace.server.auth import password_hasher
+from facetrace.server.errors import status_for
+from facetrace.server.ui.probes import ProbeFace, ProbeStore
+from facetrace.server.ui.sessions import (
+    SESSION_COOKIE,
+    SESSION_MAX_AGE_S,
+    Session,
+    SessionSigner,
+    load_secret,
+    same_token,
+)
+
+log = logging.getLogger(__name__)
+
+UI_PREFIX = "/ui"
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+READERS = (INVESTIGATOR, REVIEWER, AUDITOR)
+VIEWERS = (INVESTIGATOR, REVIEWER)  # may see faces and thumbnails, as in the API
+AUDIT_PAGE_SIZE = 200
+
+# Pages show faces: never cached, never framed, and no referrer leaks a case URL to a provenance link's site.
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+class SignInRequired(Exception):
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+class BadCsrfToken(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Visitor:
+    user: User
+    session: Session
+
+    @property
+    def can_view_faces(self) -> bool:
+        return self.user.role in VIEWERS
+
+
+@dataclass
+class Candidate:
+    hit: StoredHit
+    face: FaceRecord | None  # None: not viewable by this role, or erased since
+    weak_probe: bool
+    reviews: list[Review] = field(default_factory=list)
+
+    @property
+    def weak_candidate(self) -> bool:
+        return self.face is not None and bool(self.face.quality_flags)
+
+    @property
+    def strength(self) -> str:
+        head = self.hit.verdict.split(":", 1)[0]
+        return {"strong lead": "strong", "moderate lead": "moderate"}.get(head, "weak")
+
+
+@dataclass
+class ProbeGroup:
+    face_index: int | None
+    probe: ProbeFace | None
+    candidates: list[Candidate]
+    crop_data_uri: str | None = None  # for the self-contained report
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
+
+
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
+    env.filters["when"] = _when
+    env.globals["prefix"] = UI_PREFIX
+    return env
+
+
+_templates = _environment()
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def _signer(request: Request) -> SessionSigner:
+    signer: SessionSigner = request.app.state.signer
+    return signer
+
+
+def _probes(request: Request) -> ProbeStore:
+    probes: ProbeStore = request.app.state.probes
+    return probes
+
+
+def _session(request: Request) -> Session | None:
+    return _signer(request).load(request.cookies.get(SESSION_COOKIE))
+
+
+def _visitor(request: Request) -> Visitor | None:
+    session = _session(request)
+    if session is None or session.user is None:
+        return None
+    try:
+        user = _engine(request).users.user(session.user)
+    except NotFoundError:
+        return None
+    return Visitor(user, session) if user.active else None
+
+
+def signed_in(*roles: str) -> Callable[[Request], Visitor]:
+    """A dependency: the signed-in visitor if their role is one of roles (else a redirect to sign in, or 403)."""
+
+    def dependency(request: Request) -> Visitor:
+        visitor = _visitor(request)
+        if visitor is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            raise SignInRequired(target)
+        require_role(visitor.user, *roles)
+        return visitor
+
+    dependency.__name__ = "signed_in_" + "_or_".join(roles)
+    return dependency
+
+
+def _check_csrf(visitor: Visitor | Session | None, sent: str) -> None:
+    session = visitor.session if isinstance(visitor, Visitor) else visitor
+    if session is None or not same_token(sent, session.csrf):
+        raise BadCsrfToken()
+
+
+def render(
+    request: Request, template: str, visitor: Visitor | None, status_code: int = 200, **context: Any
+) -> HTMLResponse:
+    html = _templates.get_template(template).render(
+        visitor=visitor, csrf=visitor.session.csrf if visitor else "", **context
+    )
+    return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+def _set_session(request: Request, response: Response, session: Session) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        _signer(request).dump(session),
+        max_age=SESSION_MAX_AGE_S,
+        path=UI_PREFIX,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+
+
+def _redirect(path: str) -> RedirectResponse:
+    return RedirectResponse(UI_PREFIX + path, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+def _safe_next(next_path: str) -> str:
+    """Only paths inside the UI: never another site (open redirect)."""
+    if next_path.startswith(UI_PREFIX + "/") and not next_path.startswith("//") and "\\" not in next_path:
+        return next_path
+    return UI_PREFIX + "/"
+
+
+def _jpeg(data: bytes) -> Response:
+    return Response(content=data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+
+def _data_uri(data: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
+
+
+router = APIRouter()
+_readers = signed_in(*READERS)
+_viewers = signed_in(*VIEWERS)
+_anyone = signed_in(ADMIN, INVESTIGATOR, REVIEWER, AUDITOR)
+
+
+# -- signing in and out -----------------------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "") -> HTMLResponse:
+    session = _session(request) or Session.new(None)
+    response = render(request, "login.html", None, csrf_token=session.csrf, next=_safe_next(next), error=None)
+    _set_session(request, response, session)
+    return response
+
+
+@router.post("/login", response_model=None)
+def login(
+    request: Request,
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    _check_csrf(_session(request), csrf_token)
+    try:
+        user = _engine(request).users.authenticate_password(username.strip(), password, password_hasher())
+    except AuthenticationError:
+        session = _session(request) or Session.new(None)
+        return render(
+            request,
+            "login.html",
+            None,
+            status_code=401,
+            csrf_token=session.csrf,
+            next=_safe_next(next),
+            error="Wrong user name or password.",
+        )
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    _set_session(request, response, Session.new(user.name))
+    return response
+
+
+@router.post("/logout")
+def logout(
+    request: Request, visitor: Annotated[Visitor, Depends(_anyone)], csrf_token: Annotated[str, Form()] = ""
+) -> Response:
+    _check_csrf(visitor, csrf_token)
+    response = _redirect("/login")
+    _set_session(request, response, Session.new(None))
+    return response
+
+
+@router.get("/")
+def home(visitor: Annotated[Visitor, Depends(_anyone)]) -> Response:
+    return _redirect("/audit" if visitor.user.role == ADMIN else "/cases")
+
+
+# -- cases ---------------------------------------------------------------------------------------------------------
+
+
+def _cases_page(request: Request, visitor: Visitor, status_code: int = 200, error: str | None = None) -> HTMLResponse:
+    cases = sorted(_engine(request).cases.cases(), key=lambda c: c.case_id, reverse=True)
+    return render(request, "cases.html", visitor, status_code=status_code, cases=cases, error=error)
+
+
+@router.get("/cases", response_class=HTMLResponse)
+def cases_page(request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
+    return _cases_page(request, visitor)
+
+
+@router.post("/cases", response_model=None)
+def open_case(
+    request: Request,
+    visitor: Annotated[Visitor, Depends(signed_in(INVESTIGATOR))],
+    title: Annotated[str, Form()] = "",
+    purpose: Annotated[str, Form()] = "",
+    legal_basis: Annotated[str, Form()] = "",
+    requires_independent_review: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    _check_csrf(visitor, csrf_token)
+    try:
+        case = _engine(request).cases.open_case(
+            visitor.user, title, purpose, legal_basis, requires_independent_review=bool(requires_independent_review)
+        )
+    except InvalidRequestError as exc:
+        return _cases_page(request, visitor, status_code=422, error=str(exc))
+    return _redirect(f"/cases/{case.case_id}")
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+def case_page(case_id: int, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
+    cases = _engine(request).cases
+    case = cases.case(case_id)
+    searches = sorted(cases.searches(case_id), key=lambda s: s.search_id, reverse=True)
+    return render(request, "case.html", visitor, case=case, searches=searches, error=None)
+
+
+@router.post("/cases/{case_id}/searches", response_model=None)
+def search(
+    case_id: int,
+    request: Request,
+    visitor: Annotated[Visitor, Depends(signed_in(INVESTIGATOR))],
+    probe: Annotated[UploadFile | None, File()] = None,
+    purpose: Annotated[str, Form()] = "",
+    top_k: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """The same governed search as the API's: purpose required, stored with the case, audited."""
+    _check_csrf(visitor, csrf_token)
+    if probe is None:
+        raise InvalidRequestError("choose a probe photo to upload")
+    data, name = read_upload(probe, "the probe photo")
+    limit = int(top_k) if top_k.strip().isdigit() and 0 < int(top_k) <= 100 else None
+    with engine_session(request) as engine:
+        record, results = engine.search_in_case(visitor.user, case_id, purpose, data, name, top_k=limit)
+    _probes(request).save(record.search_id, data, name, results)
+    return _redirect(f"/searches/{record.search_id}")
+
+
+# -- a search's candidates, reviews and comparison -----------------------------------------------------------------
+
+
+def _view_faces(engine: Engine, visitor: Visitor, face_ids: list[int]) -> dict[int, FaceRecord]:
+    """Each face shown is one audited view; auditors see scores and verdicts, not faces (as in the API)."""
+    if not visitor.can_view_faces:
+        return {}
+    shown: dict[int, FaceRecord] = {}
+    for face_id in face_ids:
+        try:
+            shown[face_id] = engine.view_face(visitor.user, face_id)
+        except NotFoundError:
+            continue  # erased since the search: its stored hit stays, the face is gone
+    return shown
+
+
+def _groups(request: Request, visitor: Visitor, record: SearchRecord, reviews: list[Review]) -> list[ProbeGroup]:
+    probes = _probes(request).faces(record.search_id)
+    faces = _view_faces(_engine(request), visitor, sorted({hit.face_id for hit in record.hits}))
+    groups: dict[int | None, ProbeGroup] = {}
+    for hit in sorted(record.hits, key=lambda h: (h.probe_face_index or 0, h.rank)):
+        probe = probes.get(hit.probe_face_index) if hit.probe_face_index is not None else None
+        group = groups.setdefault(hit.probe_face_index, ProbeGroup(hit.probe_face_index, probe, []))
+        weak_probe = probe.weak if probe else "low-quality probe" in hit.verdict
+        group.candidates.append(
+            Candidate(hit, faces.get(hit.face_id), weak_probe, [r for r in reviews if r.face_id == hit.face_id])
+        )
+    return list(groups.values())
+
+
+def _may_review(visitor: Visitor, case: Case, record: SearchRecord) -> bool:
+    if visitor.user.role not in (REVIEWER, INVESTIGATOR):
+        return False
+    return not (case.requires_independent_review and visitor.user.name == record.user)
+
+
+@router.get("/searches/{search_id}", response_class=HTMLResponse)
+def search_page(search_id: int, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
+    cases = _engine(request).cases
+    record = cases.search(search_id)
+    case = cases.case(record.case_id)
+    reviews = cases.reviews(search_id)
+    return render(
+        request,
+        "search.html",
+        visitor,
+        case=case,
+        search=record,
+        groups=_groups(request, visitor, record, reviews),
+        may_review=_may_review(visitor, case, record),
+    )
+
+
+@router.post("/searches/{search_id}/reviews", response_model=None)
+def review(
+    search_id: int,
+    request: Request,
+    visitor: Annotated[Visitor, Depends(signed_in(REVIEWER, INVESTIGATOR))],
+    face_id: Annotated[str, Form()] = "",
+    decision: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Confirm or reject a candidate; the four-eyes rule is the case service's, as for the API."""
+    _check_csrf(visitor, csrf_token)
+    if not face_id.strip().isdigit():
+        raise InvalidRequestError("a review names the candidate's face id")
+    _engine(request).cases.review(visitor.user, search_id, int(face_id), decision, note)
+    return _redirect(f"/searches/{search_id}#face-{int(face_id)}")
+
+
+@router.get("/searches/{search_id}/compare/{face_id}", response_class=HTMLResponse)
+def compare_page(
+    search_id: int, face_id: int, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]
+) -> HTMLResponse:
+    cases = _engine(request).cases
+    record = cases.search(search_id)
+    hits = [hit for hit in record.hits if hit.face_id == face_id]
+    if not hits:
+        raise NotFoundError(f"face {face_id} is not a candidate of search {search_id}")
+    hit = hits[0]
+    probes = _probes(request).faces(search_id)
+    probe = probes.get(hit.probe_face_index) if hit.probe_face_index is not None else None
+    face = _view_faces(_engine(request), visitor, [face_id]).get(face_id)
+    reviews = [r for r in cases.reviews(search_id) if r.face_id == face_id]
+    candidate = Candidate(hit, face, probe.weak if probe else "low-quality probe" in hit.verdict, reviews)
+    case = cases.case(record.case_id)
+    return render(
+        request,
+        "compare.html",
+        visitor,
+        case=case,
+        search=record,
+        probe=probe,
+        candidate=candidate,
+        may_review=_may_review(visitor, case, record),
+    )
+
+
+@router.get("/searches/{search_id}/probe-faces/{face_index}")
+def probe_crop(
+    search_id: int, face_index: int, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]
+) -> Response:
+    engine = _engine(request)
+    engine.cases.search(search_id)
+    data = _probes(request).crop(search_id, face_index)
+    if data is None:
+        raise NotFoundError(f"search {search_id} kept no crop of probe face {face_index}")
+    engine.audit.record(visitor.user.name, "view_probe", f"search:{search_id}", face_index=face_index)
+    return _jpeg(data)
+
+
+@router.get("/faces/{face_id}/thumbnail")
+def thumbnail(face_id: int, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]) -> Response:
+    return _jpeg(_engine(request).face_thumbnail(visitor.user, face_id))
+
+
+# -- the case report -----------------------------------------------------------------------------------------------
+
+
+@router.get("/cases/{case_id}/report", response_class=HTMLResponse)
+def report(
+    case_id: int, request: Request, visitor: Annotated[Visitor, Depends(_viewers)], download: bool = False
+) -> HTMLResponse:
+    """A self-contained printable page (images inline): probe faces, candidates, what each score means,
+    provenance and the reviewers' decisions. Each face in it is an audited view; the export itself is audited."""
+    engine = _engine(request)
+    cases = engine.cases
+    case = cases.case(case_id)
+    searches = sorted(cases.searches(case_id), key=lambda s: s.search_id)
+    sections = []
+    face_ids: set[int] = set()
+    for record in searches:
+        reviews = cases.reviews(record.search_id)
+        groups = _groups(request, visitor, record, reviews)
+        for group in groups:
+            if group.face_index is not None:
+                crop = _probes(request).crop(record.search_id, group.face_index)
+                group.crop_data_uri = _data_uri(crop) if crop else None
+        thumbnails: dict[int, str] = {}
+        for group in groups:
+            for candidate in group.candidates:
+                face_ids.add(candidate.hit.face_id)
+                if candidate.face is not None and candidate.face.thumbnail_path:
+                    with contextlib.suppress(NotFoundError):
+                        thumbnails[candidate.hit.face_id] = _data_uri(
+                            engine.face_thumbnail(visitor.user, candidate.hit.face_id)
+                        )
+        sections.append({"search": record, "groups": groups, "thumbnails": thumbnails, "reviews": reviews})
+    entry = engine.audit.record(
+        visitor.user.name,
+        "export",
+        f"case:{case_id}",
+        format="html",
+        searches=[record.search_id for record in searches],
+        face_ids=sorted(face_ids),
+    )
+    response = render(
+        request, "report.html", visitor, case=case, sections=sections, exported_at=entry.at, audit_seq=entry.seq
+    )
+    if download:
+        response.headers["Content-Disposition"] = f'attachment; filename="facetrace-case-{case_id}-report.html"'
+    return response
+
+
+# -- the audit log -------------------------------------------------------------------------------------------------
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(
+    request: Request, visitor: Annotated[Visitor, Depends(signed_in(AUDITOR, ADMIN))], after_seq: int | None = None
+) -> HTMLResponse:
+    audit = _engine(request).audit
+    chain = audit.verify()
+    start = max(0, chain.entries - AUDIT_PAGE_SIZE) if after_seq is None else max(0, after_seq)
+    entries = list(reversed(audit.entries(start, AUDIT_PAGE_SIZE)))
+    return render(
+        request,
+        "audit.html",
+        visitor,
+        chain=chain,
+        entries=entries,
+        older=max(0, start - AUDIT_PAGE_SIZE) if start > 0 else None,
+    )
+
+
+# -- the app -------------------------------------------------------------------------------------------------------
+
+
+def _error_page(request: Request, status_code: int, title: str, message: str) -> HTMLResponse:
+    return render(request, "error.html", _visitor(request), status_code=status_code, title=title, message=message)
+
+
+def create_ui_app(engine: Engine, engine_lock: threading.Lock) -> FastAPI:
+    """The UI over one engine, sharing the API's engine lock; mount it at UI_PREFIX."""
+    ui = FastAPI(title="facetrace UI", openapi_url=None, docs_url=None, redoc_url=None)
+    ui.state.engine = engine
+    ui.state.engine_lock = engine_lock
+    ui.state.signer = SessionSigner(load_secret(engine.settings.data))
+    ui.state.probes = ProbeStore(engine.settings.data, engine.settings.max_image_pixels)
+
+    @ui.exception_handler(SignInRequired)
+    async def sign_in_required(_request: Request, exc: SignInRequired) -> Response:
+        return RedirectResponse(f"{UI_PREFIX}/login?next={quote(exc.next_path)}", status_code=303)
+
+    @ui.exception_handler(BadCsrfToken)
+    async def bad_csrf(request: Request, _exc: BadCsrfToken) -> Response:
+        return _error_page(
+            request,
+            403,
+            "Form expired",
+            "The form's security token did not match your session. Go back, reload the page and try again.",
+        )
+
+    @ui.exception_handler(PermissionDeniedError)
+    async def forbidden(request: Request, exc: PermissionDeniedError) -> Response:
+        return _error_page(request, 403, "Not allowed", str(exc))
+
+    @ui.exception_handler(FacetraceError)
+    async def facetrace_error(request: Request, exc: FacetraceError) -> Response:
+        status_code, code = status_for(exc)
+        if status_code >= 500:
+            log.error("UI request failed: %s", exc)
+        return _error_page(request, status_code, code.replace("_", " ").capitalize(), str(exc))
+
+    @ui.exception_handler(RequestValidationError)
+    async def invalid(request: Request, _exc: RequestValidationError) -> Response:
+        return _error_page(request, 422, "Invalid request", "The address or form is not valid.")
+
+    @ui.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error_page(request, exc.status_code, str(exc.detail), str(exc.detail))
+
+    @ui.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected UI error", exc_info=exc)
+        return _error_page(
+            request, 500, "Something went wrong", "An unexpected error occurred; the server log has details."
+        )
+
+    ui.include_router(router)
+    return ui

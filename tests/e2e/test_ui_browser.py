@@ -1,0 +1,213 @@
+"""The web UI in headless Chromium, served by uvicorn on a free local port: an investigator signs in, opens a case,
+searches with a probe photo and sees the right person first; a reviewer (someone else) confirms the candidate; the
+report shows the confirmed candidate; an auditor finds the search in the audit log. Screenshots go to tmp_path.
+
+Needs Debian's chromium and chromium-driver (.ci/run installs them). Without them the test skips, unless
+FACETRACE_REQUIRE_BROWSER=1 (CI), where it fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from facetrace.engine import open_engine
+from facetrace.server.app import create_app
+from facetrace.server.passwords import Argon2Hasher
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+PASSWORD = "correct horse battery staple"
+GALLERY = [
+    ("examples/knn_examples/train/obama/obama.jpg", "obama"),
+    ("examples/knn_examples/train/obama/obama2.jpg", "obama"),
+    ("examples/knn_examples/train/biden/biden.jpg", "biden"),
+    ("examples/knn_examples/train/kit_harington/john1.jpeg", "kit_harington"),
+    ("examples/knn_examples/train/rose_leslie/img1.jpg", "rose_leslie"),
+]
+PROBE = "examples/knn_examples/test/obama1.jpg"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("FACETRACE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"FACETRACE_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def base_url(fr_examples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import uvicorn
+
+    root = tmp_path_factory.mktemp("ui-browser")
+    manifest = root / "gallery.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["uri", "label", "source_page", "captured_at"])
+        for path, identity in GALLERY:
+            writer.writerow([fr_examples / path, identity, f"https://example.org/{identity}", "2020-05-01"])
+    engine = open_engine(root / "data", workers=1)
+    assert engine.ingest(manifests=[manifest]).errors == 0
+    hasher = Argon2Hasher()
+    for name, role in [("ines", "investigator"), ("ravi", "reviewer"), ("aude", "auditor")]:
+        engine.users.add_user(name, role, "cli:test", password=PASSWORD, hasher=hasher)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        _unavailable(f"{CHROMIUM} or {CHROMEDRIVER} is missing: apt-get install chromium chromium-driver")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        _unavailable("selenium is not installed (the test extra)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1100",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _screenshot(driver: Any, path: Path) -> None:
+    driver.save_screenshot(str(path))
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, f"{path} looks empty"
+
+
+def _click_and_load(driver: Any, element: Any) -> None:
+    """Click something that submits a form or follows a link, and wait until the next page has loaded."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def _sign_in(driver: Any, base_url: str, name: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(f"{base_url}/ui/login")
+    driver.find_element(By.ID, "username").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    _click_and_load(driver, driver.find_element(By.ID, "sign-in"))
+    assert name in driver.find_element(By.CSS_SELECTOR, "header .who").text
+
+
+def _sign_out(driver: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    _click_and_load(driver, driver.find_element(By.CSS_SELECTOR, "header .who button"))
+    assert "/ui/login" in driver.current_url
+
+
+def test_investigate_review_report_audit(browser: Any, base_url: str, fr_examples: Path, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver = browser
+    driver.get(f"{base_url}/ui/cases")
+    assert "/ui/login" in driver.current_url  # signed out: sent to sign in
+
+    # The investigator opens a case and searches with a probe photo.
+    _sign_in(driver, base_url, "ines")
+    driver.find_element(By.ID, "title").send_keys("Doorbell burglary")
+    driver.find_element(By.ID, "purpose").send_keys("identify the person at the door")
+    driver.find_element(By.ID, "legal_basis").send_keys("warrant 2026/41")
+    _click_and_load(driver, driver.find_element(By.ID, "open-case"))
+    assert "Case 1: Doorbell burglary" in driver.find_element(By.TAG_NAME, "h1").text
+    driver.find_element(By.ID, "probe").send_keys(str(fr_examples / PROBE))
+    driver.find_element(By.ID, "search-purpose").send_keys("who rang the doorbell")
+    _click_and_load(driver, driver.find_element(By.ID, "run-search"))
+    assert driver.find_element(By.TAG_NAME, "h1").text.startswith("Search ")
+    search_url = driver.current_url
+    first = driver.find_element(By.CSS_SELECTOR, 'article.card[data-rank="1"]')
+    assert first.find_element(By.CSS_SELECTOR, ".candidate-label").text == "obama"
+    assert "in this gallery of" in first.find_element(By.CSS_SELECTOR, ".verdict").text
+    assert "https://example.org/obama" in first.text
+    assert driver.execute_script("return arguments[0].naturalWidth", first.find_element(By.TAG_NAME, "img")) > 0
+    assert driver.find_elements(By.ID, "no-review"), "the searcher must not be offered review in a four-eyes case"
+    _screenshot(driver, tmp_path / "01-investigator-search.png")
+    _sign_out(driver)
+
+    # A reviewer compares side by side, then confirms the top candidate.
+    _sign_in(driver, base_url, "ravi")
+    driver.get(search_url)
+    first = driver.find_element(By.CSS_SELECTOR, 'article.card[data-rank="1"]')
+    face_id = first.get_attribute("id").removeprefix("face-")
+    _click_and_load(driver, first.find_element(By.LINK_TEXT, "Compare side by side"))
+    images = driver.find_elements(By.CSS_SELECTOR, ".side-by-side img")
+    assert len(images) == 2 and all(driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images)
+    _screenshot(driver, tmp_path / "02-reviewer-compare.png")
+    driver.get(search_url)
+    first = driver.find_element(By.CSS_SELECTOR, 'article.card[data-rank="1"]')
+    first.find_element(By.NAME, "note").send_keys("ears and hairline match")
+    _click_and_load(driver, first.find_element(By.CSS_SELECTOR, "button.confirm"))
+    decided = driver.find_element(By.ID, f"face-{face_id}").find_element(By.CSS_SELECTOR, ".decisions").text
+    assert "confirmed by ravi" in decided
+
+    # The report shows the confirmed candidate; it prints to PDF.
+    driver.get(f"{base_url}/ui/cases/1/report")
+    row = driver.find_element(By.ID, f"report-face-{face_id}")
+    assert "obama" in row.text and "confirmed by ravi" in row.text and "https://example.org/obama" in row.text
+    assert "What the scores mean" in driver.page_source
+    _screenshot(driver, tmp_path / "03-report.png")
+    pdf = base64.b64decode(driver.print_page())
+    assert pdf[:5] == b"%PDF-" and len(pdf) > 10_000
+    (tmp_path / "03-report.pdf").write_bytes(pdf)
+    _sign_out(driver)
+
+    # The auditor sees the search, the review and the export in a verified chain; faces are not theirs to view.
+    _sign_in(driver, base_url, "aude")
+    driver.get(f"{base_url}/ui/audit")
+    assert "Chain verified" in driver.find_element(By.ID, "chain-status").text
+    table = driver.find_element(By.ID, "audit-entries").text
+    assert "ines search search:1" in table and "ravi review search:1" in table and "ravi export case:1" in table
+    _screenshot(driver, tmp_path / "04-auditor-audit.png")
+    driver.get(f"{base_url}/ui/cases/1/report")
+    assert "Not allowed" in driver.find_element(By.TAG_NAME, "h1").text
+    _sign_out(driver)

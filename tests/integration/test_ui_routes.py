@@ -1,0 +1,259 @@
+"""The web UI with the TestClient on a real engine over the small gallery: every UI route against every role
+(signed out -> sign-in redirect, wrong role -> 403 page), sessions and CSRF, the four-eyes rule, and the audit
+entries that views and exports leave."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from conftest import SmallGallery
+from facetrace.engine import Engine, open_engine
+from facetrace.server.app import create_app
+from facetrace.server.passwords import Argon2Hasher
+from facetrace.server.ui.routes import router as ui_router
+from facetrace.server.ui.sessions import SESSION_COOKIE
+
+pytestmark = pytest.mark.slow
+
+ROLES = ("admin", "investigator", "reviewer", "auditor")
+PASSWORD = "correct horse battery staple"
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Ui:
+    engine: Engine
+    clients: dict[str, TestClient]  # signed in, by user name (named after their role, plus "investigator2")
+    anonymous: TestClient
+    case_id: int
+    search_id: int
+    face_id: int  # the top candidate of the search
+
+    def csrf(self, name: str) -> str:
+        page = self.clients[name].get("/ui/cases" if name != "admin" else "/ui/audit")
+        match = _CSRF.search(page.text)
+        assert match, page.text
+        return match.group(1)
+
+
+def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> Any:
+    page = client.get("/ui/login")
+    token = _CSRF.search(page.text)
+    assert page.status_code == 200 and token
+    return client.post(
+        "/ui/login", data={"username": name, "password": password, "csrf_token": token.group(1), "next": "/ui/cases"}
+    )
+
+
+@pytest.fixture(scope="module")
+def ui(small_gallery: SmallGallery, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
+    engine = open_engine(tmp_path_factory.mktemp("ui") / "data", workers=1)
+    assert engine.ingest(manifests=[small_gallery.manifest]).errors == 0
+    hasher = Argon2Hasher()
+    for name, role in [*((role, role) for role in ROLES), ("investigator2", "investigator")]:
+        engine.users.add_user(name, role, "cli:test", password=PASSWORD, hasher=hasher)
+    app = create_app(engine)
+    clients = {}
+    for name in [*ROLES, "investigator2"]:
+        client = TestClient(app, raise_server_exceptions=False, follow_redirects=False)
+        assert sign_in(client, name).status_code == 303
+        clients[name] = client
+    anonymous = TestClient(app, raise_server_exceptions=False, follow_redirects=False)
+
+    investigator = clients["investigator"]
+    token = _CSRF.search(investigator.get("/ui/cases").text)
+    assert token
+    opened = investigator.post(
+        "/ui/cases",
+        data={
+            "title": "Burglary 17",
+            "purpose": "identify the suspect",
+            "legal_basis": "warrant 2026/17",
+            "requires_independent_review": "1",
+            "csrf_token": token.group(1),
+        },
+    )
+    assert opened.status_code == 303, opened.text
+    case_id = int(opened.headers["location"].rsplit("/", 1)[1])
+    searched = investigator.post(
+        f"/ui/cases/{case_id}/searches",
+        files={"probe": (small_gallery.probe.name, small_gallery.probe.read_bytes(), "image/jpeg")},
+        data={"purpose": "who is on the doorbell camera", "top_k": "3", "csrf_token": token.group(1)},
+    )
+    assert searched.status_code == 303, searched.text
+    search_id = int(searched.headers["location"].rsplit("/", 1)[1])
+    record = engine.cases.search(search_id)
+    yield Ui(engine, clients, anonymous, case_id, search_id, record.hits[0].face_id)
+    for client in [*clients.values(), anonymous]:
+        client.close()
+    engine.close()
+
+
+READERS = {"investigator", "reviewer", "auditor"}
+VIEWERS = {"investigator", "reviewer"}
+# Every UI route (but sign-in and sign-out, tested below), who may use it, and a harmless request when allowed.
+ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
+    ("GET", "/ui/", set(ROLES), {}),
+    ("GET", "/ui/cases", READERS, {}),
+    ("POST", "/ui/cases", {"investigator"}, {"data": {"title": " ", "purpose": "p", "legal_basis": "l"}}),
+    ("GET", "/ui/cases/{case}", READERS, {}),
+    ("POST", "/ui/cases/{case}/searches", {"investigator"}, {"data": {"purpose": "p"}}),
+    ("GET", "/ui/cases/{case}/report", VIEWERS, {}),
+    ("GET", "/ui/searches/{search}", READERS, {}),
+    (
+        "POST",
+        "/ui/searches/{search}/reviews",
+        {"reviewer", "investigator"},
+        {"data": {"face_id": "1", "decision": "x"}},
+    ),
+    ("GET", "/ui/searches/{search}/compare/{face}", VIEWERS, {}),
+    ("GET", "/ui/searches/{search}/probe-faces/0", VIEWERS, {}),
+    ("GET", "/ui/faces/{face}/thumbnail", VIEWERS, {}),
+    ("GET", "/ui/audit", {"auditor", "admin"}, {}),
+]
+
+
+def _concrete(ui: Ui, path: str) -> str:
+    return path.format(case=ui.case_id, search=ui.search_id, face=ui.face_id)
+
+
+@pytest.mark.parametrize(("method", "path", "allowed", "kwargs"), ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES])
+def test_ui_roles_route_by_route(ui: Ui, method: str, path: str, allowed: set[str], kwargs: dict[str, Any]) -> None:
+    url = _concrete(ui, path)
+    anonymous = ui.anonymous.request(method, url, **kwargs)
+    assert anonymous.status_code == 303, anonymous.text
+    assert anonymous.headers["location"].startswith("/ui/login?next=")
+    for role in ROLES:
+        request = dict(kwargs)
+        if method == "POST":
+            request["data"] = {**kwargs.get("data", {}), "csrf_token": ui.csrf(role) if role != "admin" else "x"}
+        response = ui.clients[role].request(method, url, **request)
+        if role in allowed:
+            assert response.status_code not in (401, 403), (role, response.text)
+        else:
+            assert response.status_code == 403, (role, response.text)
+            assert "Not allowed" in response.text
+
+
+def test_the_table_covers_every_ui_route(ui: Ui) -> None:
+    served = {
+        (method, "/ui" + re.sub(r"\{[^}]+\}", "{}", route.path))
+        for route in ui_router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    tabled = {(m, re.sub(r"\{[^}]+\}|/0$", lambda x: "{}" if x.group(0) != "/0" else "/{}", p)) for m, p, *_ in ROUTES}
+    assert served - {("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout")} == tabled
+    openapi = ui.clients["admin"].get("/openapi.json").json()["paths"]
+    assert not [path for path in openapi if path.startswith("/ui")]
+
+
+def test_sign_in_needs_the_right_password_and_a_csrf_token(ui: Ui) -> None:
+    client = TestClient(ui.clients["admin"].app, raise_server_exceptions=False, follow_redirects=False)
+    wrong = sign_in(client, "reviewer", "not the password")
+    assert wrong.status_code == 401 and "Wrong user name or password" in wrong.text
+    no_token = client.post("/ui/login", data={"username": "reviewer", "password": PASSWORD})
+    assert no_token.status_code == 403
+    good = sign_in(client, "reviewer")
+    assert good.status_code == 303 and good.headers["location"] == "/ui/cases"
+    cookie = good.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and "path=/ui" in cookie
+    assert client.get("/ui/cases").status_code == 200
+    signed_out = client.post("/ui/logout", data={"csrf_token": "forged"})
+    assert signed_out.status_code == 403
+    token = _CSRF.search(client.get("/ui/cases").text)
+    assert token
+    assert client.post("/ui/logout", data={"csrf_token": token.group(1)}).status_code == 303
+    assert client.get("/ui/cases").status_code == 303
+
+
+def test_a_forged_cookie_or_an_outside_next_is_refused(ui: Ui) -> None:
+    client = TestClient(ui.clients["admin"].app, raise_server_exceptions=False, follow_redirects=False)
+    client.cookies.set(SESSION_COOKIE, "eyJ1IjoiYWRtaW4ifQ.forged", path="/ui")
+    assert client.get("/ui/audit").status_code == 303
+    client.cookies.clear()
+    page = client.get("/ui/login")
+    token = _CSRF.search(page.text)
+    assert token
+    response = client.post(
+        "/ui/login",
+        data={"username": "auditor", "password": PASSWORD, "csrf_token": token.group(1), "next": "//evil.example/"},
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/ui/"
+
+
+def test_forms_without_the_session_token_change_nothing(ui: Ui) -> None:
+    before = len(ui.engine.cases.cases())
+    response = ui.clients["investigator"].post(
+        "/ui/cases", data={"title": "t", "purpose": "p", "legal_basis": "l", "csrf_token": "stolen"}
+    )
+    assert response.status_code == 403 and "Form expired" in response.text
+    assert len(ui.engine.cases.cases()) == before
+
+
+def test_a_case_needs_purpose_and_legal_basis(ui: Ui) -> None:
+    response = ui.clients["investigator"].post(
+        "/ui/cases", data={"title": "t", "purpose": "p", "legal_basis": " ", "csrf_token": ui.csrf("investigator")}
+    )
+    assert response.status_code == 422 and "legal basis is required" in response.text
+
+
+def test_the_search_page_shows_candidates_with_verdicts_and_provenance(ui: Ui) -> None:
+    page = ui.clients["reviewer"].get(f"/ui/searches/{ui.search_id}")
+    assert page.status_code == 200
+    first = page.text.index('data-rank="1"')
+    assert "obama" in page.text[first : first + 2000]
+    assert "strangers" in page.text or "stranger" in page.text
+    assert "https://example.org/obama" in page.text
+    assert f"/ui/faces/{ui.face_id}/thumbnail" in page.text
+    assert "Confirm" in page.text
+    auditor = ui.clients["auditor"].get(f"/ui/searches/{ui.search_id}")
+    assert auditor.status_code == 200 and "/thumbnail" not in auditor.text and "Confirm" not in auditor.text
+    thumbnail = ui.clients["reviewer"].get(f"/ui/faces/{ui.face_id}/thumbnail")
+    assert thumbnail.status_code == 200 and thumbnail.content[:2] == b"\xff\xd8"
+    probe = ui.clients["reviewer"].get(f"/ui/searches/{ui.search_id}/probe-faces/0")
+    assert probe.status_code == 200 and probe.content[:2] == b"\xff\xd8"
+    actions = [(e.actor, e.action, e.target) for e in ui.engine.audit.entries(0)]
+    assert ("investigator", "search", f"search:{ui.search_id}") in actions
+    assert ("reviewer", "view_face", f"face:{ui.face_id}") in actions
+    assert ("reviewer", "view_thumbnail", f"face:{ui.face_id}") in actions
+    assert ("reviewer", "view_probe", f"search:{ui.search_id}") in actions
+
+
+def test_four_eyes_and_the_report(ui: Ui) -> None:
+    own = ui.clients["investigator"].post(
+        f"/ui/searches/{ui.search_id}/reviews",
+        data={"face_id": str(ui.face_id), "decision": "confirmed", "csrf_token": ui.csrf("investigator")},
+    )
+    assert own.status_code == 403 and "independent review" in own.text
+    other = ui.clients["investigator2"].post(
+        f"/ui/searches/{ui.search_id}/reviews",
+        data={
+            "face_id": str(ui.face_id),
+            "decision": "confirmed",
+            "note": "same ear",
+            "csrf_token": ui.csrf("investigator2"),
+        },
+    )
+    assert other.status_code == 303, other.text
+    report = ui.clients["reviewer"].get(f"/ui/cases/{ui.case_id}/report")
+    assert report.status_code == 200
+    assert "confirmed</span> by investigator2" in report.text and "What the scores mean" in report.text
+    assert "data:image/jpeg;base64," in report.text
+    download = ui.clients["reviewer"].get(f"/ui/cases/{ui.case_id}/report?download=1")
+    assert "attachment" in download.headers["content-disposition"]
+    exports = [e for e in ui.engine.audit.entries(0) if e.action == "export"]
+    assert exports and exports[-1].target == f"case:{ui.case_id}" and ui.face_id in exports[-1].details["face_ids"]  # type: ignore[operator]
+
+
+def test_the_audit_page_verifies_the_chain(ui: Ui) -> None:
+    page = ui.clients["auditor"].get("/ui/audit")
+    assert page.status_code == 200 and "Chain verified" in page.text
+    assert f"search:{ui.search_id}" in page.text
