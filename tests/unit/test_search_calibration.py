@@ -58,3 +58,10 @@ def test_malformed_tables_are_refused() -> None:
     bad = ScoreCalibration("m", (0.2, 0.1), (0.1, 0.01), 10, "x")
     with pytest.raises(ValueError, match="ascend"):
         ScoreCalibrator(bad)
+
+
+def test_a_tiny_gallery_does_not_turn_a_common_score_into_a_lead() -> None:
+    # 1 in 100 strangers score this high: with 5 faces searched the gallery chance is small, but it is no lead.
+    ev = ScoreCalibrator(CAL).evidence(0.2, 5, probe_quality=0.9, weak_probe=False, weak_candidate=False)
+    assert ev.gallery_false_match_probability < 0.2
+    assert ev.verdict.startswith("weak")

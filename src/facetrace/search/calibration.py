@@ -15,6 +15,10 @@ from facetrace.core.types import Evidence, ScoreCalibration
 
 STRONG_GALLERY_FMP = 0.01
 MODERATE_GALLERY_FMP = 0.2
+# A small gallery makes any score look unlikely to be a coincidence; these floors keep a score that strangers reach
+# often (per comparison) from being called a lead however few faces were searched.
+STRONG_MAX_FMR = 1e-5
+MODERATE_MAX_FMR = 1e-3
 
 
 class ScoreCalibrator:
@@ -96,9 +100,9 @@ def _verdict(
         return "uncalibrated model pack: this score has no measured false-match rate; treat as a lead only"
     bound = "below " if upper else ""
     rate = f"a stranger scores this high {bound}{_one_in(fmr)} comparisons"
-    if gallery_fmp < STRONG_GALLERY_FMP:
+    if gallery_fmp < STRONG_GALLERY_FMP and fmr <= STRONG_MAX_FMR:
         strength = "strong lead"
-    elif gallery_fmp < MODERATE_GALLERY_FMP:
+    elif gallery_fmp < MODERATE_GALLERY_FMP and fmr <= MODERATE_MAX_FMR:
         strength = "moderate lead"
     else:
         strength = "weak: strangers this similar are expected"
