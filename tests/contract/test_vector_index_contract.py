@@ -14,6 +14,7 @@ import pytest
 from facetrace.core.errors import ModelMismatchError, VectorIndexError
 from facetrace.core.ports import VectorIndex
 from facetrace.index import ExactMemoryIndex, VectorShapeError, open_index
+from facetrace.index.faiss_backend import FaissIndex
 
 MODEL = "test-model-v1"
 DIM = 32
@@ -40,7 +41,9 @@ def unit_vectors(count: int, dim: int = DIM, seed: int = 0) -> npt.NDArray[np.fl
     return normalised
 
 
-@pytest.fixture(params=["memory", "faiss", milvus_backend()])
+# faiss-ivf forces the approximate structure at contract sizes: 4 lists, all probed, so that training (after 160
+# vectors), the compressed shortlist and its exact re-ranking must together reproduce the oracle.
+@pytest.fixture(params=["memory", "faiss", "faiss-ivf", milvus_backend()])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -56,6 +59,8 @@ def make_index(backend: str, tmp_path: Path) -> IndexFactory:
     }
 
     def make(model_id: str = MODEL, dim: int = DIM) -> VectorIndex:
+        if backend == "faiss-ivf":
+            return FaissIndex(tmp_path / "faces.faiss", model_id, dim, structure="ivf", nlist=4, nprobe=4, rerank=50)
         return open_index(uris[backend], model_id, dim)
 
     return make

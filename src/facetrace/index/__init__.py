@@ -30,26 +30,35 @@ __all__ = [
 ]
 
 
-def open_index(uri_or_path: str | os.PathLike[str], model_id: str, dim: int, *, fresh: bool = False) -> VectorIndex:
+def open_index(
+    uri_or_path: str | os.PathLike[str],
+    model_id: str,
+    dim: int,
+    *,
+    fresh: bool = False,
+    expected_count: int | None = None,
+) -> VectorIndex:
     """Open (or start empty) the index the URI names, for embeddings of model_id with dimension dim.
 
     fresh=True ignores what is stored and starts empty; the next save() replaces it (for rebuilding).
+    expected_count (how many faces a new or fresh index is about to receive, e.g. the catalog's count at a rebuild)
+    lets FAISS pick its structure up front (exact, or IVF with re-ranking for large galleries); others ignore it.
     Raises ModelMismatchError if a stored index holds another model's vectors, and VectorIndexError for an
     unknown scheme or an unusable file.
     """
     if isinstance(uri_or_path, os.PathLike):
-        return _open_faiss(Path(uri_or_path), model_id, dim, fresh)
+        return _open_faiss(Path(uri_or_path), model_id, dim, fresh, expected_count)
     uri = str(uri_or_path)
     scheme, separator, rest = uri.partition("://")
     if not separator:
-        return _open_faiss(Path(uri), model_id, dim, fresh)
+        return _open_faiss(Path(uri), model_id, dim, fresh, expected_count)
     scheme = scheme.lower()
     if scheme == "memory":
         return ExactMemoryIndex(model_id, dim)
     if scheme == "faiss":
         if not rest:
             raise VectorIndexError(f"{uri}: a faiss URI needs a file path, e.g. faiss:///data/faces.faiss")
-        return _open_faiss(Path(rest), model_id, dim, fresh)
+        return _open_faiss(Path(rest), model_id, dim, fresh, expected_count)
     if scheme in MILVUS_SCHEMES:
         return _open_milvus(uri, model_id, dim, fresh)
     raise VectorIndexError(
@@ -58,11 +67,11 @@ def open_index(uri_or_path: str | os.PathLike[str], model_id: str, dim: int, *, 
     )
 
 
-def _open_faiss(path: Path, model_id: str, dim: int, fresh: bool) -> VectorIndex:
+def _open_faiss(path: Path, model_id: str, dim: int, fresh: bool, expected_count: int | None) -> VectorIndex:
     # Imported here so that importing facetrace.index (or using the memory backend) does not load faiss.
     from facetrace.index.faiss_backend import FaissIndex
 
-    return FaissIndex(path, model_id, dim, fresh=fresh)
+    return FaissIndex(path, model_id, dim, fresh=fresh, expected_count=expected_count)
 
 
 def _open_milvus(uri: str, model_id: str, dim: int, fresh: bool) -> VectorIndex:

@@ -1,21 +1,36 @@
-"""A FAISS index in one file plus a JSON sidecar that says which model made its vectors.
+"""A FAISS index in one file plus a JSON sidecar that says which model made its vectors and which structure it holds.
 
-The structure (today an exact IndexIDMap2 over IndexFlatIP: inner product on unit vectors is cosine) is chosen by
-structure_for_size(), so a later change to an approximate structure for large galleries touches one function;
-the sidecar records which structure a file holds.
+Two structures, chosen by structure_for_size() from the gallery size (or forced with structure="exact"/"ivf"):
+
+exact ("IDMap2,Flat")
+    Every vector in one flat inner-product index (inner product on unit vectors is cosine). Exact, one file, all of
+    it in RAM (4 * dim bytes per face). The choice below APPROXIMATE_FROM faces.
+approximate ("IVF{nlist},SQ8" or "IVF{nlist},PQ{m}", plus exact re-ranking)
+    An inverted file with a flat coarse quantizer holds compressed codes (SQ8 for dim <= 128, else PQ with about
+    8 dimensions per byte), searched in nprobe of its nlist lists. The best `rerank` candidates are then re-scored
+    with exact dot products against the full float32 vectors, kept in `<index>.vectors.npy` and memory-mapped on
+    reopen, so similarities are exact and recall stays high while RAM holds only the codes, the coarse centroids and
+    8-byte row labels (about 100 bytes per face at dim 512). Rows of that file are the labels inside the IVF; their
+    face ids live in `<index>.ids.npy`. Until enough vectors have arrived to train the IVF (40 per list), searches
+    scan the full vectors exactly.
+
+A gallery opened with structure="auto" (the default) is restructured at save() when it crosses the threshold
+(either way); `facetrace index rebuild` may pass expected_count to start in the right structure.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import faiss
 import numpy as np
@@ -38,14 +53,83 @@ FORMAT_VERSION = 1
 EXACT_STRUCTURE = "IDMap2,Flat"
 REBUILD_HINT = "run `facetrace index rebuild` to recreate it from the catalog"
 
+StructureChoice = Literal["auto", "exact", "ivf"]
+STRUCTURE_CHOICES: tuple[str, ...] = ("auto", "exact", "ivf")
+# Below this many faces an exact scan is fast enough (a few ms at dim 512) and needs no training.
+APPROXIMATE_FROM = 200_000
+# An approximate gallery that shrinks below this goes back to exact at the next save (hysteresis, so a gallery near
+# the threshold does not flip at every save).
+EXACT_BELOW = APPROXIMATE_FROM // 2
+TRAIN_POINTS_PER_LIST = 40
+MAX_TRAIN_POINTS_PER_LIST = 40
+# PQ codebooks: 64 points per centroid and 10 k-means iterations (faiss's 256 and 25 take minutes at dim 512).
+PQ_TRAIN_POINTS_PER_CENTROID = 64
+PQ_TRAIN_ITERATIONS = 10
+DEFAULT_RERANK = 100
+# Compressed codes per face at most this many bytes (SQ8 up to dim 128, PQ above).
+CODE_BYTES_BUDGET = 128
 
-def structure_for_size(expected_count: int) -> str:
-    """The faiss index_factory string for a gallery of about expected_count vectors.
 
-    Exact search for every size for now; an approximate structure for very large galleries goes here.
-    """
-    del expected_count
-    return EXACT_STRUCTURE
+@dataclass(frozen=True)
+class Structure:
+    """What a FaissIndex holds: exact, or IVF codes with exact re-ranking of a shortlist."""
+
+    kind: Literal["exact", "ivf"]
+    nlist: int = 0
+    code: str = ""
+    nprobe: int = 0
+    rerank: int = 0
+
+    @property
+    def factory(self) -> str:
+        """The faiss index_factory string of the structure (the IVF part for the approximate one)."""
+        if self.kind == "exact":
+            return EXACT_STRUCTURE
+        return f"IVF{self.nlist},{self.code}"
+
+    def describe(self) -> str:
+        if self.kind == "exact":
+            return EXACT_STRUCTURE
+        return f"{self.factory},nprobe={self.nprobe},rerank={self.rerank}"
+
+
+def nlist_for(count: int) -> int:
+    """About 4 * sqrt(n) inverted lists, at least 16 (clamped so that small forced galleries still train)."""
+    return max(16, round(4 * math.sqrt(max(count, 1))))
+
+
+def nprobe_for(nlist: int) -> int:
+    """Lists visited per query: 1/64 of them, at least 8 (tuned on bench/search_scale.py, see docs/backends.md)."""
+    return min(nlist, max(8, nlist // 64))
+
+
+def code_for_dim(dim: int) -> str:
+    """SQ8 (one byte per dimension) while that fits CODE_BYTES_BUDGET, else PQ with about 8 dimensions per byte."""
+    if dim <= CODE_BYTES_BUDGET:
+        return "SQ8"
+    target = max(1, dim // 8)
+    divisors = [m for m in range(1, min(dim, CODE_BYTES_BUDGET) + 1) if dim % m == 0]
+    return f"PQ{min(divisors, key=lambda m: (abs(m - target), -m))}"
+
+
+def structure_for_size(expected_count: int, dim: int) -> Structure:
+    """The structure for a gallery of about expected_count vectors of dimension dim: exact below APPROXIMATE_FROM."""
+    if expected_count < APPROXIMATE_FROM:
+        return Structure("exact")
+    return approximate_structure(expected_count, dim)
+
+
+def approximate_structure(
+    expected_count: int, dim: int, *, nlist: int | None = None, nprobe: int | None = None, rerank: int | None = None
+) -> Structure:
+    lists = int(nlist) if nlist else nlist_for(expected_count)
+    return Structure(
+        "ivf",
+        nlist=lists,
+        code=code_for_dim(dim),
+        nprobe=int(nprobe) if nprobe else nprobe_for(lists),
+        rerank=int(rerank) if rerank else DEFAULT_RERANK,
+    )
 
 
 def meta_path_for(index_path: Path) -> Path:
@@ -53,27 +137,61 @@ def meta_path_for(index_path: Path) -> Path:
     return index_path.with_name(index_path.name + ".meta.json")
 
 
+def vectors_path_for(index_path: Path) -> Path:
+    """The full vectors (float32 .npy, memory-mapped) of an approximate index, for exact re-ranking."""
+    return index_path.with_name(index_path.name + ".vectors.npy")
+
+
+def row_ids_path_for(index_path: Path) -> Path:
+    """The face id of every row of the vectors file (-1 for a removed row) of an approximate index."""
+    return index_path.with_name(index_path.name + ".ids.npy")
+
+
 class FaissIndex:
     """A persistent index of one model's embeddings. Changes live in memory until save().
 
     fresh=True starts empty without reading the files at path (they are replaced at the next save): how
-    `facetrace index rebuild` recovers from a corrupt index or one made by another model.
+    `facetrace index rebuild` recovers from a corrupt index or one made by another model. expected_count (for a
+    fresh or new index) picks the structure for that many faces up front instead of switching at a later save.
+    structure="exact" or "ivf" forces one structure (nlist, nprobe and rerank tune the approximate one; nprobe and
+    rerank also apply to a stored approximate index when reopened).
     """
 
-    def __init__(self, path: str | os.PathLike[str], model_id: str, dim: int, *, fresh: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        model_id: str,
+        dim: int,
+        *,
+        fresh: bool = False,
+        expected_count: int | None = None,
+        structure: str = "auto",
+        nlist: int | None = None,
+        nprobe: int | None = None,
+        rerank: int | None = None,
+    ) -> None:
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")
+        if structure not in STRUCTURE_CHOICES:
+            raise ValueError(f"structure must be one of {', '.join(STRUCTURE_CHOICES)}, got {structure!r}")
+        for name, value in (("nlist", nlist), ("nprobe", nprobe), ("rerank", rerank)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
         self._path = Path(path)
         self._meta_path = meta_path_for(self._path)
         self._model_id = model_id
         self._dim = int(dim)
         self._lock = threading.RLock()
         self._catalog_fingerprint: str | None = None
-        self._structure = structure_for_size(0)
+        self._choice = structure
+        self._nlist = nlist
+        self._store: _ExactStore | _IvfStore
         if not fresh and (self._path.exists() or self._meta_path.exists()):
-            self._index = self._load()
+            self._store = self._load()
         else:
-            self._index = self._new_index(self._structure)
+            self._store = self._new_store(self._initial_structure(expected_count or 0, nprobe, rerank))
+        if isinstance(self._store, _IvfStore):
+            self._store.tune(nprobe=nprobe, rerank=rerank)
 
     @property
     def model_id(self) -> str:
@@ -88,6 +206,16 @@ class FaissIndex:
         return self._path
 
     @property
+    def structure(self) -> Structure:
+        """What this index holds now (an approximate one reports its lists, probes and re-ranking depth)."""
+        return self._store.structure
+
+    @property
+    def trained(self) -> bool:
+        """False while an approximate index has too few vectors to train (it then searches exactly)."""
+        return self._store.trained
+
+    @property
     def catalog_fingerprint(self) -> str | None:
         """What the catalog looked like when this index was last synchronised (saved in the sidecar)."""
         return self._catalog_fingerprint
@@ -97,10 +225,24 @@ class FaissIndex:
         self._catalog_fingerprint = value
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return len(self._store)
 
     def __repr__(self) -> str:
-        return f"FaissIndex(path={str(self._path)!r}, model_id={self._model_id!r}, dim={self._dim}, count={len(self)})"
+        return (
+            f"FaissIndex(path={str(self._path)!r}, model_id={self._model_id!r}, dim={self._dim}, count={len(self)}, "
+            f"structure={self.structure.describe()!r})"
+        )
+
+    def tune(self, *, nprobe: int | None = None, rerank: int | None = None) -> None:
+        """Change an approximate index's search depth (no effect on an exact one); not persisted unless saved."""
+        with self._lock:
+            if isinstance(self._store, _IvfStore):
+                self._store.tune(nprobe=nprobe, rerank=rerank)
+
+    def memory_bytes(self) -> int:
+        """Estimated RAM held by the index (not counting the memory-mapped vectors file of an approximate index)."""
+        with self._lock:
+            return self._store.memory_bytes()
 
     def add(self, ids: IdArray, vectors: FloatArray) -> None:
         vectors = check_vectors(vectors, self._dim)
@@ -109,24 +251,20 @@ class FaissIndex:
         if ids.size == 0:
             return
         with self._lock:
-            # Removing from a flat index rewrites it, so only pay that when some ids really are replaced
-            # (a rebuild from the catalog adds only new ids).
-            if self._index.ntotal and np.isin(ids, self._stored_ids()).any():
-                self._index.remove_ids(ids)
-            self._index.add_with_ids(vectors, ids)
+            self._store.add(ids, vectors)
 
     def remove(self, ids: IdArray) -> int:
         ids = check_ids(ids)
         if ids.size == 0:
             return 0
         with self._lock:
-            return int(self._index.remove_ids(ids))
+            return self._store.remove(ids)
 
     def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
         queries = check_vectors(queries, self._dim, what="queries")
         k = check_k(k)
         with self._lock:
-            raw_similarities, raw_ids = self._index.search(queries, k)
+            raw_similarities, raw_ids = self._store.search(queries, k)
         similarities = np.asarray(raw_similarities, dtype=np.float32)
         result_ids = np.asarray(raw_ids, dtype=np.int64)
         missing = result_ids < 0
@@ -141,41 +279,122 @@ class FaissIndex:
 
     def ids(self) -> IdArray:
         with self._lock:
-            return np.sort(self._stored_ids())
+            return np.sort(self._store.ids())
+
+    def restructure(self, structure: str | None = None) -> Structure:
+        """Move every vector into the structure for the current size (or the one named: "exact" or "ivf").
+
+        An approximate target is trained on a sample of the vectors at once. Nothing is written until save().
+        """
+        with self._lock:
+            choice = structure or self._choice
+            if choice not in STRUCTURE_CHOICES:
+                raise ValueError(f"structure must be one of {', '.join(STRUCTURE_CHOICES)}, got {choice!r}")
+            target = self._structure_for(choice, len(self))
+            ids, vectors = self._store.export()
+            store = self._new_store(target)
+            if ids.size:
+                store.add(ids, vectors)
+            if isinstance(store, _IvfStore) and not store.trained and len(store) >= store.min_train_points():
+                store.train()
+            self._store = store
+            if structure is not None:
+                self._choice = structure
+            logger.info("restructured %s (%d vectors) to %s", self._path, len(self), store.structure.describe())
+            return store.structure
 
     def save(self) -> None:
-        """Write the index and its sidecar atomically: a crash leaves the previous pair, never a half-written file."""
+        """Write the index files and the sidecar atomically: a crash leaves the previous set, never a half-written one.
+
+        With structure="auto", a gallery that has crossed the size threshold is restructured first.
+        """
         with self._lock:
+            self._switch_if_outgrown()
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            with _temporary_sibling(self._path) as index_tmp:
-                faiss.write_index(self._index, str(index_tmp))
-                _fsync_file(index_tmp)
-                meta = {
+            store = self._store
+            targets = store.files(self._path)
+            with _temporary_siblings([target for target, _ in targets] + [self._meta_path]) as temps:
+                file_bytes: dict[str, int] = {}
+                for (target, write), tmp in zip(targets, temps, strict=False):
+                    write(tmp)
+                    _fsync_file(tmp)
+                    file_bytes[_file_key(self._path, target)] = tmp.stat().st_size
+                meta: dict[str, Any] = {
                     "format_version": FORMAT_VERSION,
                     "model_id": self._model_id,
                     "dim": self._dim,
-                    "count": int(self._index.ntotal),
-                    "structure": self._structure,
-                    "file_bytes": index_tmp.stat().st_size,
+                    "count": len(store),
+                    "structure": store.structure.describe(),
+                    "choice": self._choice,
+                    "file_bytes": file_bytes.get("index", 0),
                     "catalog_fingerprint": self._catalog_fingerprint,
+                    **store.meta(),
                 }
-                with _temporary_sibling(self._meta_path) as meta_tmp:
-                    meta_tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-                    _fsync_file(meta_tmp)
-                    # The index first: if the process dies between the two renames, the old sidecar's count and
-                    # file size no longer match and the next open says to rebuild instead of serving stale ids.
-                    os.replace(index_tmp, self._path)
-                    os.replace(meta_tmp, self._meta_path)
+                for key, size in file_bytes.items():
+                    if key != "index":
+                        meta[f"{key}_file_bytes"] = size
+                if isinstance(store, _IvfStore) and "vectors_file_bytes" not in meta:
+                    # A vectors file kept as it was (nothing appended) is described by its current size.
+                    meta["vectors_file_bytes"] = vectors_path_for(self._path).stat().st_size
+                meta_tmp = temps[-1]
+                meta_tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+                _fsync_file(meta_tmp)
+                # The data files first: if the process dies between the renames, the old sidecar's counts and file
+                # sizes no longer match and the next open says to rebuild instead of serving stale ids.
+                for (target, _), tmp in zip(targets, temps, strict=False):
+                    os.replace(tmp, target)
+                os.replace(meta_tmp, self._meta_path)
+            if isinstance(store, _ExactStore):
+                for leftover in (vectors_path_for(self._path), row_ids_path_for(self._path)):
+                    leftover.unlink(missing_ok=True)
+            else:
+                store.saved(vectors_path_for(self._path))
             _fsync_directory(self._path.parent)
         logger.debug("saved %d vectors of %s to %s", meta["count"], self._model_id, self._path)
 
-    def _stored_ids(self) -> IdArray:
-        return cast(IdArray, faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False))
+    # -- structure ----------------------------------------------------------------------------------------------
 
-    def _new_index(self, structure: str) -> Any:
-        return faiss.index_factory(self._dim, structure, faiss.METRIC_INNER_PRODUCT)
+    def _initial_structure(self, expected_count: int, nprobe: int | None, rerank: int | None) -> Structure:
+        if self._choice == "exact":
+            return Structure("exact")
+        if self._choice == "ivf":
+            # Without a size to go by, nlist is left to training time (4 * sqrt of the count then).
+            lists = self._nlist or (nlist_for(expected_count) if expected_count else 0)
+            return Structure(
+                "ivf",
+                nlist=lists,
+                code=code_for_dim(self._dim),
+                nprobe=nprobe or (nprobe_for(lists) if lists else 0),
+                rerank=rerank or DEFAULT_RERANK,
+            )
+        chosen = structure_for_size(expected_count, self._dim)
+        if chosen.kind == "ivf":
+            return approximate_structure(expected_count, self._dim, nlist=self._nlist, nprobe=nprobe, rerank=rerank)
+        return chosen
 
-    def _load(self) -> Any:
+    def _structure_for(self, choice: str, count: int) -> Structure:
+        current = self._store.structure
+        keep = {"nprobe": current.nprobe or None, "rerank": current.rerank or None} if current.kind == "ivf" else {}
+        if choice == "exact" or (choice == "auto" and count < APPROXIMATE_FROM):
+            return Structure("exact")
+        return approximate_structure(max(count, 1), self._dim, nlist=self._nlist, **keep)
+
+    def _switch_if_outgrown(self) -> None:
+        if self._choice != "auto":
+            return
+        count = len(self)
+        kind = self._store.structure.kind
+        if (kind == "exact" and count >= APPROXIMATE_FROM) or (kind == "ivf" and count < EXACT_BELOW):
+            self.restructure()
+
+    def _new_store(self, structure: Structure) -> _ExactStore | _IvfStore:
+        if structure.kind == "exact":
+            return _ExactStore(self._dim)
+        return _IvfStore(self._dim, structure)
+
+    # -- loading ------------------------------------------------------------------------------------------------
+
+    def _load(self) -> _ExactStore | _IvfStore:
         meta = self._read_meta()
         stored_model = str(meta["model_id"])
         if stored_model != self._model_id:
@@ -186,28 +405,71 @@ class FaissIndex:
             )
         if not self._path.exists():
             raise VectorIndexError(f"{self._path}: index file is missing but its sidecar exists; {REBUILD_HINT}")
-        size = self._path.stat().st_size
-        if int(meta.get("file_bytes", size)) != size:
-            raise VectorIndexError(
-                f"{self._path}: index file is {size} bytes but was saved as {meta['file_bytes']} "
-                f"(truncated or replaced); {REBUILD_HINT}"
-            )
+        _check_size(self._path, meta.get("file_bytes"))
         try:
             index = faiss.read_index(str(self._path))
         except RuntimeError as exc:
             raise VectorIndexError(f"{self._path}: index file is unreadable ({exc}); {REBUILD_HINT}") from exc
-        if not isinstance(index, faiss.IndexIDMap2) or index.d != self._dim:
+        if index.d != self._dim:
             raise VectorIndexError(f"{self._path}: not a facetrace index of dimension {self._dim}; {REBUILD_HINT}")
         if index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise VectorIndexError(f"{self._path}: index does not use inner-product similarity; {REBUILD_HINT}")
-        if int(index.ntotal) != int(meta["count"]):
-            raise VectorIndexError(
-                f"{self._path}: holds {index.ntotal} vectors but its sidecar says {meta['count']}; {REBUILD_HINT}"
-            )
-        self._structure = str(meta.get("structure", EXACT_STRUCTURE))
+        if self._choice == "auto":
+            self._choice = str(meta.get("choice", "auto"))
         fingerprint = meta.get("catalog_fingerprint")
         self._catalog_fingerprint = None if fingerprint is None else str(fingerprint)
-        return index
+        layout = meta.get("layout", "exact")
+        store: _ExactStore | _IvfStore
+        if layout == "exact":
+            if not isinstance(index, faiss.IndexIDMap2):
+                raise VectorIndexError(f"{self._path}: not a facetrace index of dimension {self._dim}; {REBUILD_HINT}")
+            store = _ExactStore(self._dim, index)
+        elif layout == "ivf":
+            store = self._load_ivf(meta, index)
+        else:
+            raise VectorIndexError(f"{self._meta_path}: unknown layout {layout!r}; {REBUILD_HINT}")
+        if len(store) != int(meta["count"]):
+            raise VectorIndexError(
+                f"{self._path}: holds {len(store)} vectors but its sidecar says {meta['count']}; {REBUILD_HINT}"
+            )
+        return store
+
+    def _load_ivf(self, meta: dict[str, Any], index: Any) -> _IvfStore:
+        vectors_path = vectors_path_for(self._path)
+        ids_path = row_ids_path_for(self._path)
+        for path, key in ((vectors_path, "vectors_file_bytes"), (ids_path, "ids_file_bytes")):
+            if not path.exists():
+                raise VectorIndexError(
+                    f"{path}: missing, but the sidecar describes an approximate index; {REBUILD_HINT}"
+                )
+            _check_size(path, meta.get(key))
+        try:
+            vectors = np.load(vectors_path, mmap_mode="r")
+            row_ids = np.array(np.load(ids_path), dtype=np.int64)
+        except (OSError, ValueError) as exc:
+            raise VectorIndexError(f"{self._path}: vectors or ids file is unreadable ({exc}); {REBUILD_HINT}") from exc
+        if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[1] != self._dim:
+            raise VectorIndexError(f"{vectors_path}: not float32 vectors of dimension {self._dim}; {REBUILD_HINT}")
+        if row_ids.ndim != 1 or row_ids.shape[0] != vectors.shape[0]:
+            raise VectorIndexError(f"{ids_path}: {row_ids.shape} ids for {vectors.shape[0]} rows; {REBUILD_HINT}")
+        structure = Structure(
+            "ivf",
+            nlist=int(meta.get("nlist", 0)),
+            code=str(meta.get("code", code_for_dim(self._dim))),
+            nprobe=int(meta.get("nprobe", 0)),
+            rerank=int(meta.get("rerank", DEFAULT_RERANK)),
+        )
+        ivf = None
+        if meta.get("trained"):
+            ivf = index
+            if not isinstance(ivf, faiss.IndexIVF) or not ivf.is_trained:
+                raise VectorIndexError(f"{self._path}: not a trained IVF index; {REBUILD_HINT}")
+            live = int((row_ids >= 0).sum())
+            if int(ivf.ntotal) != live:
+                raise VectorIndexError(
+                    f"{self._path}: IVF holds {ivf.ntotal} vectors but {live} rows are live; {REBUILD_HINT}"
+                )
+        return _IvfStore(self._dim, structure, base=vectors, row_ids=row_ids, ivf=ivf)
 
     def _read_meta(self) -> dict[str, Any]:
         if not self._meta_path.exists():
@@ -229,16 +491,350 @@ class FaissIndex:
         return cast(dict[str, Any], meta)
 
 
+class _ExactStore:
+    """Every vector in an IndexIDMap2 over IndexFlatIP, in RAM and in the one index file."""
+
+    def __init__(self, dim: int, index: Any = None) -> None:
+        self._dim = dim
+        self._index: Any = (
+            index if index is not None else faiss.index_factory(dim, EXACT_STRUCTURE, faiss.METRIC_INNER_PRODUCT)
+        )
+        self.structure = Structure("exact")
+        self.trained = True
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def add(self, ids: IdArray, vectors: FloatArray) -> None:
+        # Removing from a flat index rewrites it, so only pay that when some ids really are replaced
+        # (a rebuild from the catalog adds only new ids).
+        if self._index.ntotal and np.isin(ids, self.ids()).any():
+            self._index.remove_ids(ids)
+        self._index.add_with_ids(vectors, ids)
+
+    def remove(self, ids: IdArray) -> int:
+        return int(self._index.remove_ids(ids))
+
+    def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
+        similarities, ids = self._index.search(queries, k)
+        return cast(FloatArray, similarities), cast(IdArray, ids)
+
+    def ids(self) -> IdArray:
+        return cast(IdArray, faiss.vector_to_array(self._index.id_map).astype(np.int64, copy=False))
+
+    def export(self) -> tuple[IdArray, FloatArray]:
+        count = len(self)
+        if count == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self._dim), dtype=np.float32)
+        vectors = np.asarray(self._index.index.reconstruct_n(0, count), dtype=np.float32)
+        return self.ids(), vectors
+
+    def memory_bytes(self) -> int:
+        # Vectors, the id list and IndexIDMap2's reverse map (a hash map, about 32 bytes an entry).
+        return len(self) * (4 * self._dim + 8 + 32)
+
+    def files(self, path: Path) -> list[tuple[Path, Any]]:
+        return [(path, lambda tmp: faiss.write_index(self._index, str(tmp)))]
+
+    def meta(self) -> dict[str, Any]:
+        return {"layout": "exact"}
+
+
+class _IvfStore:
+    """IVF codes in RAM, full vectors in rows (a memory-mapped base file plus rows appended since), exact re-ranking.
+
+    Rows are never reused: removing a face marks its row -1 in row_ids and drops it from the IVF; an upsert removes
+    and appends. Rows are IVF labels, so the IVF never needs relabelling; save() compacts when a quarter of the rows
+    are dead.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        structure: Structure,
+        *,
+        base: FloatArray | None = None,
+        row_ids: IdArray | None = None,
+        ivf: Any = None,
+    ) -> None:
+        self._dim = dim
+        self.structure = structure
+        self._base: FloatArray = base if base is not None else np.zeros((0, dim), dtype=np.float32)
+        self._extra: FloatArray = np.zeros((0, dim), dtype=np.float32)
+        self._extra_count = 0
+        self._row_ids: IdArray = row_ids if row_ids is not None else np.zeros(0, dtype=np.int64)
+        self._live = int((self._row_ids >= 0).sum())
+        self._ivf = ivf
+        # True when the vectors file on disk does not hold every row (a new store, or rows appended since).
+        self._vectors_dirty = base is None
+        if ivf is not None:
+            self._apply_nprobe()
+
+    @property
+    def trained(self) -> bool:
+        return self._ivf is not None
+
+    def __len__(self) -> int:
+        return self._live
+
+    @property
+    def _rows(self) -> int:
+        return int(self._row_ids.shape[0])
+
+    def tune(self, *, nprobe: int | None = None, rerank: int | None = None) -> None:
+        changes: dict[str, int] = {}
+        if nprobe:
+            changes["nprobe"] = int(nprobe)
+        if rerank:
+            changes["rerank"] = int(rerank)
+        if changes:
+            self.structure = Structure(
+                "ivf",
+                nlist=self.structure.nlist,
+                code=self.structure.code,
+                nprobe=changes.get("nprobe", self.structure.nprobe),
+                rerank=changes.get("rerank", self.structure.rerank),
+            )
+            self._apply_nprobe()
+
+    def _apply_nprobe(self) -> None:
+        if self._ivf is not None:
+            self._ivf.nprobe = min(int(self._ivf.nlist), self.structure.nprobe or nprobe_for(int(self._ivf.nlist)))
+
+    def min_train_points(self) -> int:
+        return TRAIN_POINTS_PER_LIST * (self.structure.nlist or nlist_for(self._live))
+
+    # -- rows ---------------------------------------------------------------------------------------------------
+
+    def _append(self, vectors: FloatArray) -> None:
+        needed = self._extra_count + vectors.shape[0]
+        if needed > self._extra.shape[0]:
+            grown = np.empty((max(needed, 2 * self._extra.shape[0], 1024), self._dim), dtype=np.float32)
+            grown[: self._extra_count] = self._extra[: self._extra_count]
+            self._extra = grown
+        self._extra[self._extra_count : needed] = vectors
+        self._extra_count = needed
+        self._vectors_dirty = True
+
+    def vectors_at(self, rows: IdArray) -> FloatArray:
+        """Full vectors of these rows (any order, repeats allowed)."""
+        count_base = self._base.shape[0]
+        out = np.empty((rows.shape[0], self._dim), dtype=np.float32)
+        in_base = rows < count_base
+        if in_base.all():
+            out[:] = self._base[rows]
+        else:
+            out[in_base] = self._base[rows[in_base]]
+            out[~in_base] = self._extra[rows[~in_base] - count_base]
+        return out
+
+    def _all_vectors(self) -> Iterator[tuple[IdArray, FloatArray]]:
+        """(rows, vectors) of every row, dead ones included, in chunks."""
+        chunk = 65_536
+        for start in range(0, self._rows, chunk):
+            rows = np.arange(start, min(start + chunk, self._rows), dtype=np.int64)
+            yield rows, self.vectors_at(rows)
+
+    # -- the port -----------------------------------------------------------------------------------------------
+
+    def add(self, ids: IdArray, vectors: FloatArray) -> None:
+        if self._live:
+            self.remove(ids)
+        first = self._rows
+        self._append(vectors)
+        self._row_ids = np.concatenate([self._row_ids, ids])
+        self._live += int(ids.size)
+        if self._ivf is not None:
+            self._ivf.add_with_ids(vectors, np.arange(first, first + ids.size, dtype=np.int64))
+        elif self._live >= self.min_train_points():
+            self.train()
+
+    def remove(self, ids: IdArray) -> int:
+        rows = np.flatnonzero(np.isin(self._row_ids, ids)).astype(np.int64)
+        if rows.size == 0:
+            return 0
+        self._row_ids[rows] = -1
+        self._live -= int(rows.size)
+        if self._ivf is not None:
+            self._ivf.remove_ids(rows)
+        return int(rows.size)
+
+    def ids(self) -> IdArray:
+        return self._row_ids[self._row_ids >= 0]
+
+    def export(self) -> tuple[IdArray, FloatArray]:
+        live = np.flatnonzero(self._row_ids >= 0).astype(np.int64)
+        return self._row_ids[live].copy(), self.vectors_at(live)
+
+    def train(self) -> None:
+        """Train the IVF (coarse centroids and codes) on a seeded sample of the live rows, then encode all of them."""
+        live = np.flatnonzero(self._row_ids >= 0).astype(np.int64)
+        nlist = self.structure.nlist or nlist_for(live.size)
+        nlist = max(1, min(nlist, live.size))
+        limit = MAX_TRAIN_POINTS_PER_LIST * nlist
+        sample = live if live.size <= limit else np.sort(np.random.default_rng(0).choice(live, limit, replace=False))
+        ivf = faiss.index_factory(self._dim, f"IVF{nlist},{self.structure.code}", faiss.METRIC_INNER_PRODUCT)
+        if isinstance(ivf, faiss.IndexIVFPQ):
+            ivf.pq.cp.max_points_per_centroid = PQ_TRAIN_POINTS_PER_CENTROID
+            ivf.pq.cp.niter = PQ_TRAIN_ITERATIONS
+            # Polysemous codes only help Hamming pre-filtering, which is not used; training them takes minutes.
+            ivf.do_polysemous_training = False
+        ivf.train(self.vectors_at(sample))
+        for start in range(0, live.size, 65_536):
+            rows = live[start : start + 65_536]
+            ivf.add_with_ids(self.vectors_at(rows), rows)
+        self._ivf = ivf
+        self.structure = Structure(
+            "ivf",
+            nlist=nlist,
+            code=self.structure.code,
+            nprobe=min(nlist, self.structure.nprobe or nprobe_for(nlist)),
+            rerank=self.structure.rerank or DEFAULT_RERANK,
+        )
+        self._apply_nprobe()
+        logger.info("trained %s on %d of %d vectors", self.structure.factory, sample.size, live.size)
+
+    def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
+        if self._ivf is None or self._live == 0:
+            return self._scan(queries, k)
+        shortlist = max(k, self.structure.rerank)
+        similarities = np.full((queries.shape[0], k), MISSING_SIMILARITY, dtype=np.float32)
+        found = np.full((queries.shape[0], k), MISSING_ID, dtype=np.int64)
+        for start in range(0, queries.shape[0], 256):
+            block = queries[start : start + 256]
+            _, rows = self._ivf.search(block, shortlist)
+            valid = rows >= 0
+            safe = np.where(valid, rows, 0)
+            candidates = self.vectors_at(safe.ravel()).reshape(block.shape[0], shortlist, self._dim)
+            exact = np.einsum("qsd,qd->qs", candidates, block)
+            exact[~valid] = MISSING_SIMILARITY
+            labels = np.where(valid, self._row_ids[safe], MISSING_ID)
+            top_similarities, top_labels = _top_k(exact, labels, k)
+            similarities[start : start + block.shape[0]] = top_similarities
+            found[start : start + block.shape[0]] = top_labels
+        return similarities, found
+
+    def _scan(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
+        """Exact search over the full vectors (before training)."""
+        best_similarities = np.full((queries.shape[0], k), MISSING_SIMILARITY, dtype=np.float32)
+        best_ids = np.full((queries.shape[0], k), MISSING_ID, dtype=np.int64)
+        for rows, vectors in self._all_vectors():
+            similarities = queries @ vectors.T
+            labels = np.broadcast_to(self._row_ids[rows], similarities.shape)
+            similarities[:, labels[0] < 0] = MISSING_SIMILARITY
+            best_similarities, best_ids = _top_k(
+                np.hstack([best_similarities, similarities]), np.hstack([best_ids, labels]), k
+            )
+        return best_similarities, best_ids
+
+    # -- persistence --------------------------------------------------------------------------------------------
+
+    def memory_bytes(self) -> int:
+        total = self._row_ids.nbytes + self._extra.nbytes
+        if isinstance(self._base, np.ndarray) and not isinstance(self._base, np.memmap):
+            total += self._base.nbytes
+        if self._ivf is not None:
+            # Codes and 8-byte labels in the inverted lists, the coarse centroids, and (PQ) the codebooks.
+            total += int(self._ivf.ntotal) * (int(self._ivf.code_size) + 8)
+            total += int(self._ivf.nlist) * self._dim * 4 + 256 * self._dim * 4
+        return total
+
+    def files(self, path: Path) -> list[tuple[Path, Any]]:
+        if self._rows and (self._rows - self._live) * 4 > self._rows:
+            self._compact()
+        files: list[tuple[Path, Any]] = [(path, self._write_index), (row_ids_path_for(path), self._write_row_ids)]
+        if self._vectors_dirty or not vectors_path_for(path).exists():
+            files.append((vectors_path_for(path), self._write_vectors))
+        return files
+
+    def _write_index(self, tmp: Path) -> None:
+        # Before training there is no IVF: an empty flat index keeps the index file (and its checks) meaningful.
+        faiss.write_index(self._ivf if self._ivf is not None else faiss.IndexFlatIP(self._dim), str(tmp))
+
+    def _write_row_ids(self, tmp: Path) -> None:
+        with tmp.open("wb") as handle:
+            np.save(handle, self._row_ids)
+
+    def _write_vectors(self, tmp: Path) -> None:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(self._rows, self._dim))
+        for rows, vectors in self._all_vectors():
+            out[rows[0] : rows[-1] + 1] = vectors
+        out.flush()
+        del out
+
+    def saved(self, vectors_path: Path) -> None:
+        """After a save: serve the rows from the (new) memory-mapped file and drop the in-RAM copies."""
+        self._base = np.load(vectors_path, mmap_mode="r")
+        self._extra = np.zeros((0, self._dim), dtype=np.float32)
+        self._extra_count = 0
+        self._vectors_dirty = False
+
+    def _compact(self) -> None:
+        """Drop dead rows: re-number the live ones and re-add them to the (already trained) IVF."""
+        live = np.flatnonzero(self._row_ids >= 0).astype(np.int64)
+        vectors = self.vectors_at(live)
+        self._row_ids = self._row_ids[live]
+        self._base = np.zeros((0, self._dim), dtype=np.float32)
+        self._extra = vectors
+        self._extra_count = vectors.shape[0]
+        self._vectors_dirty = True
+        if self._ivf is not None:
+            self._ivf.reset()
+            self._ivf.add_with_ids(vectors, np.arange(live.size, dtype=np.int64))
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "layout": "ivf",
+            "trained": self._ivf is not None,
+            "nlist": self.structure.nlist,
+            "code": self.structure.code,
+            "nprobe": self.structure.nprobe,
+            "rerank": self.structure.rerank,
+            "rows": self._rows,
+        }
+
+
+def _top_k(similarities: FloatArray, labels: IdArray, k: int) -> tuple[FloatArray, IdArray]:
+    """The k best columns of each row (unordered beyond that; FaissIndex.search orders them), padded if too few."""
+    width = similarities.shape[1]
+    if width < k:
+        pad = k - width
+        similarities = np.hstack([similarities, np.full((similarities.shape[0], pad), MISSING_SIMILARITY, np.float32)])
+        labels = np.hstack([labels, np.full((labels.shape[0], pad), MISSING_ID, np.int64)])
+        return similarities.astype(np.float32, copy=False), labels
+    if width == k:
+        return similarities, labels
+    picked = np.argpartition(-similarities, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(similarities, picked, axis=1), np.take_along_axis(labels, picked, axis=1)
+
+
+def _file_key(index_path: Path, target: Path) -> str:
+    if target == index_path:
+        return "index"
+    return "vectors" if target == vectors_path_for(index_path) else "ids"
+
+
+def _check_size(path: Path, recorded: object) -> None:
+    size = path.stat().st_size
+    if recorded is not None and int(cast(int, recorded)) != size:
+        raise VectorIndexError(
+            f"{path}: file is {size} bytes but was saved as {recorded} (truncated or replaced); {REBUILD_HINT}"
+        )
+
+
 @contextmanager
-def _temporary_sibling(target: Path) -> Iterator[Path]:
-    """A fresh temp path in target's directory (os.replace is atomic only within one file system); removed on error."""
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    tmp = Path(name)
+def _temporary_siblings(targets: list[Path]) -> Iterator[list[Path]]:
+    """One fresh temp path beside each target (os.replace is atomic only within one file system); removed on error."""
+    temps: list[Path] = []
     try:
-        yield tmp
+        for target in targets:
+            handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(handle)
+            temps.append(Path(name))
+        yield temps
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
 
 
 def _fsync_file(path: Path) -> None:
