@@ -416,7 +416,15 @@ class Engine:
 
     def rebuild_index(self) -> int:
         """Recreate the index from the catalog's stored embeddings (the index is derived data)."""
-        index = open_index(self.settings.resolved_index_uri, self.model_id, self.pack.embedding_dim, fresh=True)
+        # The expected size picks the index structure up front (exact, or IVF with re-ranking past 200k faces)
+        # instead of filling an exact index and converting it, which would double the peak memory.
+        index = open_index(
+            self.settings.resolved_index_uri,
+            self.model_id,
+            self.pack.embedding_dim,
+            fresh=True,
+            expected_count=self.catalog.count_faces(self.model_id),
+        )
         for ids, vectors in self.catalog.iter_embeddings(self.model_id):
             index.add(ids, vectors)
         index.save()

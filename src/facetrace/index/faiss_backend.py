@@ -99,8 +99,8 @@ def nlist_for(count: int) -> int:
 
 
 def nprobe_for(nlist: int) -> int:
-    """Lists visited per query: 1/64 of them, at least 8 (tuned on bench/search_scale.py, see docs/backends.md)."""
-    return min(nlist, max(8, nlist // 64))
+    """Lists visited per query: 1/32 of them, at least 8 (tuned with bench/search_scale.py, see docs/backends.md)."""
+    return min(nlist, max(8, nlist // 32))
 
 
 def code_for_dim(dim: int) -> str:
@@ -678,7 +678,7 @@ class _IvfStore:
             ivf.pq.cp.max_points_per_centroid = PQ_TRAIN_POINTS_PER_CENTROID
             ivf.pq.cp.niter = PQ_TRAIN_ITERATIONS
             # Polysemous codes only help Hamming pre-filtering, which is not used; training them takes minutes.
-            ivf.do_polysemous_training = False
+            cast(Any, ivf).do_polysemous_training = False
         ivf.train(self.vectors_at(sample))
         for start in range(0, live.size, 65_536):
             rows = live[start : start + 65_536]
@@ -736,7 +736,8 @@ class _IvfStore:
         if self._ivf is not None:
             # Codes and 8-byte labels in the inverted lists, the coarse centroids, and (PQ) the codebooks.
             total += int(self._ivf.ntotal) * (int(self._ivf.code_size) + 8)
-            total += int(self._ivf.nlist) * self._dim * 4 + 256 * self._dim * 4
+            total += int(self._ivf.nlist) * self._dim * 4
+            total += 256 * self._dim * 4 if isinstance(self._ivf, faiss.IndexIVFPQ) else 2 * self._dim * 4
         return total
 
     def files(self, path: Path) -> list[tuple[Path, Any]]:
