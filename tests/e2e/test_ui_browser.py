@@ -119,13 +119,23 @@ def _screenshot(driver: Any, path: Path) -> None:
 
 def _click_and_load(driver: Any, element: Any) -> None:
     """Click something that submits a form or follows a link, and wait until the next page has loaded."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(page))
+
+    def page_replaced(_: Any) -> bool:
+        # Selenium's staleness_of only catches StaleElementReferenceException; while Chromium swaps documents the
+        # old node can also be reported as "does not belong to the document", which means the same thing.
+        try:
+            page.is_enabled()
+        except WebDriverException:
+            return True
+        return False
+
+    WebDriverWait(driver, 30).until(page_replaced)
     WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 

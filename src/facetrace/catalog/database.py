@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,30 @@ def _create_postgres_database_if_missing(url: URL) -> bool:
         maintenance.dispose()
     logger.info("created PostgreSQL database %s", name)
     return True
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads; database failures become a CatalogError naming the catalog."""
+    with operational_errors(engine), engine.connect() as connection:
+        yield connection
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """One write transaction (on SQLite it takes the write lock when it begins, so writers queue, never deadlock)."""
+    with (
+        operational_errors(engine),
+        engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as connection,
+        connection.begin(),
+    ):
+        yield connection
+
+
+@contextmanager
+def operational_errors(engine: Engine) -> Iterator[None]:
+    """Report a database that is down, locked for too long or out of space as a CatalogError naming it."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise CatalogError(f"the catalog at {describe(engine.url)} failed: {exc.orig}") from exc

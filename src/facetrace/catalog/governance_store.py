@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from facetrace.catalog import blobs
-from facetrace.catalog.database import WRITE_TRANSACTION, describe
+from facetrace.catalog.database import reading, writing
 from facetrace.catalog.tables import (
     api_keys,
     audit_log,
@@ -340,26 +340,11 @@ class SqlGovernanceStore:
 
     # Internals
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._operational_errors(), self._engine.connect() as connection:
-            yield connection
+    def _read(self) -> AbstractContextManager[Connection]:
+        return reading(self._engine)
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with (
-            self._operational_errors(),
-            self._engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as connection,
-            connection.begin(),
-        ):
-            yield connection
-
-    @contextmanager
-    def _operational_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except OperationalError as exc:
-            raise CatalogError(f"the catalog at {describe(self._engine.url)} failed: {exc.orig}") from exc
+    def _write(self) -> AbstractContextManager[Connection]:
+        return writing(self._engine)
 
 
 def _now() -> datetime:

@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from facetrace.catalog import blobs
-from facetrace.catalog.database import WRITE_TRANSACTION, create_catalog_engine, describe
+from facetrace.catalog.database import create_catalog_engine, describe, reading, writing
 from facetrace.catalog.governance_store import SqlGovernanceStore
 from facetrace.catalog.records import (
     FINAL_RUN_STATUSES,
@@ -489,27 +489,11 @@ class SqlCatalog:
 
     # Internals
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._operational_errors(), self._engine.connect() as connection:
-            yield connection
+    def _read(self) -> AbstractContextManager[Connection]:
+        return reading(self._engine)
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with (
-            self._operational_errors(),
-            self._engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as connection,
-            connection.begin(),
-        ):
-            yield connection
-
-    @contextmanager
-    def _operational_errors(self) -> Iterator[None]:
-        """Report a database that is down, locked for too long or out of space as a CatalogError naming it."""
-        try:
-            yield
-        except OperationalError as exc:
-            raise CatalogError(f"the catalog at {self.url} failed: {exc.orig}") from exc
+    def _write(self) -> AbstractContextManager[Connection]:
+        return writing(self._engine)
 
     def _check_run_model(self, run_id: int, model_id: str) -> None:
         run_model = self._run_models.get(run_id)

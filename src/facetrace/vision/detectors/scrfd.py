@@ -15,18 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from facetrace.core.types import Detection
-from facetrace.vision.detectors.yunet import (
+from facetrace.vision.detectors.common import (
     DEFAULT_MAX_DETECTION_SIDE_PX,
     DEFAULT_MIN_DETECTION_SIDE_PX,
-    detection_scale,
-    to_detections,
+    Decoded,
+    detect_scaled,
 )
-from facetrace.vision.geometry import nms
 from facetrace.vision.sessions import ModelSession
 
 FloatArray = npt.NDArray[np.float32]
@@ -42,8 +40,6 @@ HEAD_WIDTHS = {"score": 1, "bbox": 4, "kps": 10}
 # The output names of the 2.5G/10G bnkps exports that name them; in the graph's order (scores, boxes, landmarks, each
 # by stride). Exports with anonymous output names (InsightFace's det_10g.onnx) use the same order.
 SCRFD_OUTPUT_NAMES = tuple(f"{head}_{stride}" for head in HEADS for stride in STRIDES)
-PRE_NMS_TOP_K = 5000
-MAX_FACES = 750
 
 
 def scrfd_output_roles(output_names: Sequence[str]) -> tuple[str, ...]:
@@ -129,25 +125,14 @@ class ScrfdDetector:
 
     def detect(self, bgr: npt.NDArray[np.uint8]) -> list[Detection]:
         """Every face scoring at least score_threshold, largest first, in the pixels of bgr."""
-        height, width = bgr.shape[:2]
-        scale = detection_scale(width, height, self.max_side_px, self.min_side_px)
-        work = bgr
-        if scale != 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-            work = np.asarray(cv2.resize(bgr, size, interpolation=interpolation), dtype=np.uint8)
+        return detect_scaled(
+            bgr, self._infer, nms_iou=self.nms_iou, max_side_px=self.max_side_px, min_side_px=self.min_side_px
+        )
+
+    def _infer(self, work: npt.NDArray[np.uint8]) -> Decoded:
         blob, padded_h, padded_w = _to_blob(work, swap_rb=self._swap_rb)
         outputs = dict(zip(self._roles, self._session.run(blob), strict=True))
-        boxes, landmarks, scores = decode_scrfd(outputs, padded_h, padded_w, self.score_threshold)
-        if scores.size == 0:
-            return []
-        if scores.size > PRE_NMS_TOP_K:
-            top = np.argsort(-scores, kind="stable")[:PRE_NMS_TOP_K]
-            boxes, landmarks, scores = boxes[top], landmarks[top], scores[top]
-        keep = nms(boxes, scores, self.nms_iou, max_keep=MAX_FACES)
-        # Back to the caller's pixels, per axis: rounding the resized size makes the two factors differ slightly.
-        factors = np.array([width / work.shape[1], height / work.shape[0]], dtype=np.float32)
-        return to_detections(boxes[keep] * np.tile(factors, 2), landmarks[keep] * factors, scores[keep], width, height)
+        return decode_scrfd(outputs, padded_h, padded_w, self.score_threshold)
 
 
 def _to_blob(bgr: npt.NDArray[np.uint8], *, swap_rb: bool) -> tuple[FloatArray, int, int]:

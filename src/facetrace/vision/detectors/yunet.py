@@ -10,13 +10,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.core.types import BoundingBox, Detection
-from facetrace.vision.geometry import nms
+from facetrace.core.types import Detection
+from facetrace.vision.detectors.common import (
+    DEFAULT_MAX_DETECTION_SIDE_PX,
+    DEFAULT_MIN_DETECTION_SIDE_PX,
+    Decoded,
+    detect_scaled,
+    detection_scale,
+    to_detections,
+)
 from facetrace.vision.sessions import ModelSession
+
+# Re-exported: callers and tests name them from here.
+__all__ = [
+    "DEFAULT_MAX_DETECTION_SIDE_PX",
+    "DEFAULT_MIN_DETECTION_SIDE_PX",
+    "STRIDES",
+    "YUNET_OUTPUT_NAMES",
+    "YuNetDetector",
+    "decode_yunet",
+    "detection_scale",
+    "detections_as_arrays",
+    "to_detections",
+]
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -24,15 +43,6 @@ STRIDES = (8, 16, 32)
 # The network's downsampling: input height and width must be multiples of the largest stride.
 INPUT_DIVISOR_PX = 32
 YUNET_OUTPUT_NAMES = tuple(f"{head}_{stride}" for head in ("cls", "obj", "bbox", "kps") for stride in STRIDES)
-# Photos larger than this (longest side) are shrunk for detection: YuNet was trained at 640 px, faces in a 1280 px
-# view are still ~10 px at the smallest, and the cost grows with the pixel count. Boxes are mapped back to full size.
-DEFAULT_MAX_DETECTION_SIDE_PX = 1280
-# Smaller images are enlarged first: faces below ~20 px fall under the smallest anchors (stride 8).
-DEFAULT_MIN_DETECTION_SIDE_PX = 320
-MAX_UPSCALE = 4.0
-# Candidates kept before NMS and faces kept after it (OpenCV's FaceDetectorYN uses 5000 before NMS).
-PRE_NMS_TOP_K = 5000
-MAX_FACES = 750
 
 
 def decode_yunet(
@@ -104,38 +114,14 @@ class YuNetDetector:
 
     def detect(self, bgr: npt.NDArray[np.uint8]) -> list[Detection]:
         """Every face scoring at least score_threshold, largest first, in the pixels of bgr."""
-        height, width = bgr.shape[:2]
-        scale = detection_scale(width, height, self.max_side_px, self.min_side_px)
-        work = bgr
-        if scale != 1.0:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-            work = np.asarray(cv2.resize(bgr, size, interpolation=interpolation), dtype=np.uint8)
+        return detect_scaled(
+            bgr, self._infer, nms_iou=self.nms_iou, max_side_px=self.max_side_px, min_side_px=self.min_side_px
+        )
+
+    def _infer(self, work: npt.NDArray[np.uint8]) -> Decoded:
         blob, padded_h, padded_w = _to_blob(work, swap_rb=self._swap_rb)
         outputs = dict(zip(self._session.output_names, self._session.run(blob), strict=True))
-        boxes, landmarks, scores = decode_yunet(outputs, padded_h, padded_w, self.score_threshold)
-        if scores.size == 0:
-            return []
-        if scores.size > PRE_NMS_TOP_K:
-            top = np.argsort(-scores, kind="stable")[:PRE_NMS_TOP_K]
-            boxes, landmarks, scores = boxes[top], landmarks[top], scores[top]
-        keep = nms(boxes, scores, self.nms_iou, max_keep=MAX_FACES)
-        # Back to the caller's pixels, per axis: rounding the resized size makes the two factors differ slightly.
-        factors = np.array([width / work.shape[1], height / work.shape[0]], dtype=np.float32)
-        boxes = boxes[keep] * np.tile(factors, 2)
-        landmarks = landmarks[keep] * factors
-        scores = scores[keep]
-        return to_detections(boxes, landmarks, scores, width, height)
-
-
-def detection_scale(width: int, height: int, max_side_px: int, min_side_px: int) -> float:
-    """The factor applied to an image before detection (1.0 when it already fits)."""
-    longest = max(width, height)
-    if longest > max_side_px:
-        return max_side_px / longest
-    if longest < min_side_px:
-        return min(min_side_px / longest, MAX_UPSCALE)
-    return 1.0
+        return decode_yunet(outputs, padded_h, padded_w, self.score_threshold)
 
 
 def _to_blob(bgr: npt.NDArray[np.uint8], *, swap_rb: bool) -> tuple[FloatArray, int, int]:
@@ -147,28 +133,6 @@ def _to_blob(bgr: npt.NDArray[np.uint8], *, swap_rb: bool) -> tuple[FloatArray, 
     channels = bgr[:, :, ::-1] if swap_rb else bgr
     blob[0, :, :height, :width] = channels.transpose(2, 0, 1)
     return blob, padded_h, padded_w
-
-
-def to_detections(
-    boxes: FloatArray, landmarks: FloatArray, scores: FloatArray, width: int, height: int
-) -> list[Detection]:
-    """Decoded boxes (n, 4), landmarks (n, 5, 2) and scores in image pixels as Detections, largest first."""
-    detections: list[Detection] = []
-    for box, points, score in zip(boxes, landmarks, scores, strict=True):
-        # Boxes of faces cut by the frame are clipped to it; landmarks are left as predicted (alignment needs them).
-        x1, y1 = float(np.clip(box[0], 0, width)), float(np.clip(box[1], 0, height))
-        x2, y2 = float(np.clip(box[2], 0, width)), float(np.clip(box[3], 0, height))
-        if x2 - x1 < 1.0 or y2 - y1 < 1.0:
-            continue
-        detections.append(
-            Detection(
-                box=BoundingBox(x1, y1, x2, y2),
-                landmarks=np.ascontiguousarray(points, dtype=np.float32),
-                score=float(score),
-            )
-        )
-    detections.sort(key=lambda d: d.box.area, reverse=True)
-    return detections
 
 
 def detections_as_arrays(detections: Sequence[Detection]) -> tuple[FloatArray, FloatArray, FloatArray]:
