@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import csv
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from facetrace.core.types import BoundingBox, Detection
 
 GALLERY = [
     ("examples/knn_examples/train/obama/obama.jpg", "obama"),
@@ -43,3 +47,27 @@ def small_gallery(fr_examples: Path, tmp_path_factory: pytest.TempPathFactory) -
         for path, identity in GALLERY:
             writer.writerow([fr_examples / path, identity, f"https://example.org/{identity}", "2020-05-01"])
     return SmallGallery(fr_examples, manifest, fr_examples / PROBE, fr_examples / OTHER_PROBE)
+
+
+@pytest.fixture(scope="session")
+def dlib_detection_recall(datasets: Path) -> Callable[[Callable[[Path], Sequence[Detection]]], tuple[int, int]]:
+    """(found, total) annotated faces of dlib_faces_detection/boxes.csv that a detector finds at IoU >= 0.5."""
+    root = datasets / "dlib_faces_detection"
+    truth: dict[str, list[BoundingBox]] = defaultdict(list)
+    with (root / "boxes.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["ignore"] == "1":
+                continue
+            x, y, w, h = (float(row[k]) for k in ("x", "y", "w", "h"))
+            truth[row["path"]].append(BoundingBox(x, y, x + w, y + h))
+
+    def recall(detect: Callable[[Path], Sequence[Detection]]) -> tuple[int, int]:
+        found = total = 0
+        for path, boxes in truth.items():
+            detections = detect(root / path)
+            for box in boxes:
+                total += 1
+                found += any(box.iou(d.box) >= 0.5 for d in detections)
+        return found, total
+
+    return recall

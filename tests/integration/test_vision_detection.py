@@ -1,15 +1,13 @@
 """YuNet detection with the real model on real photos (the `datasets` fixture of tests/conftest.py)."""
 
-import csv
-from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from facetrace.core.types import BoundingBox
+from facetrace.core.types import BoundingBox, Detection
 from facetrace.vision.analyzer import OnnxFaceAnalyzer, open_analyzer
 from facetrace.vision.images import decode_image
 
@@ -25,21 +23,11 @@ def _read(path: Path) -> np.ndarray:
     return decode_image(path.read_bytes(), str(path))
 
 
-def test_recall_on_dlib_annotated_faces(datasets: Path, analyzer: OnnxFaceAnalyzer) -> None:
-    root = datasets / "dlib_faces_detection"
-    truth: dict[str, list[BoundingBox]] = defaultdict(list)
-    with (root / "boxes.csv").open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["ignore"] == "1":
-                continue
-            x, y, w, h = (float(row[k]) for k in ("x", "y", "w", "h"))
-            truth[row["path"]].append(BoundingBox(x, y, x + w, y + h))
-    found = total = 0
-    for path, boxes in truth.items():
-        detections = analyzer.detect(_read(root / path))
-        for box in boxes:
-            total += 1
-            found += any(box.iou(d.box) >= 0.5 for d in detections)
+def test_recall_on_dlib_annotated_faces(
+    dlib_detection_recall: Callable[[Callable[[Path], Sequence[Detection]]], tuple[int, int]],
+    analyzer: OnnxFaceAnalyzer,
+) -> None:
+    found, total = dlib_detection_recall(lambda path: analyzer.detect(_read(path)))
     assert total >= 40
     assert found / total >= MIN_RECALL_AT_IOU_05, f"recall {found}/{total}"
 

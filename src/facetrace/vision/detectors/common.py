@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from facetrace.core.types import BoundingBox, Detection
 from facetrace.vision.geometry import nms
+from facetrace.vision.sessions import ModelSession
 
 FloatArray = npt.NDArray[np.float32]
 # (boxes (n, 4) x1 y1 x2 y2, landmarks (n, 5, 2), scores (n,)) in the pixels of the image the network saw.
@@ -85,3 +86,34 @@ def to_detections(
         )
     detections.sort(key=lambda d: d.box.area, reverse=True)
     return detections
+
+
+class GridDetector:
+    """A detector over a ModelSession: the image scaling, NMS and mapping back are shared; subclasses supply
+    _infer (blob, run, decode) for their network."""
+
+    def __init__(
+        self,
+        session: ModelSession,
+        *,
+        score_threshold: float,
+        nms_iou: float,
+        colour_order: str,
+        max_side_px: int = DEFAULT_MAX_DETECTION_SIDE_PX,
+        min_side_px: int = DEFAULT_MIN_DETECTION_SIDE_PX,
+    ) -> None:
+        self._session = session
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self._swap_rb = colour_order == "RGB"
+        self.max_side_px = max_side_px
+        self.min_side_px = min_side_px
+
+    def detect(self, bgr: npt.NDArray[np.uint8]) -> list[Detection]:
+        """Every face scoring at least score_threshold, largest first, in the pixels of bgr."""
+        return detect_scaled(
+            bgr, self._infer, nms_iou=self.nms_iou, max_side_px=self.max_side_px, min_side_px=self.min_side_px
+        )
+
+    def _infer(self, work: npt.NDArray[np.uint8]) -> Decoded:
+        raise NotImplementedError

@@ -18,12 +18,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.core.types import Detection
 from facetrace.vision.detectors.common import (
     DEFAULT_MAX_DETECTION_SIDE_PX,
     DEFAULT_MIN_DETECTION_SIDE_PX,
     Decoded,
-    detect_scaled,
+    GridDetector,
 )
 from facetrace.vision.sessions import ModelSession
 
@@ -98,7 +97,7 @@ def decode_scrfd(
     )
 
 
-class ScrfdDetector:
+class ScrfdDetector(GridDetector):
     """Finds faces in a BGR image: boxes, five landmarks in the core order (image-left eye first), scores.
 
     Same interface and image scaling as YuNetDetector: images are shrunk or enlarged to fit between min_side_px and
@@ -116,17 +115,13 @@ class ScrfdDetector:
         min_side_px: int = DEFAULT_MIN_DETECTION_SIDE_PX,
     ) -> None:
         self._roles = scrfd_output_roles(session.output_names)
-        self._session = session
-        self.score_threshold = score_threshold
-        self.nms_iou = nms_iou
-        self._swap_rb = colour_order == "RGB"
-        self.max_side_px = max_side_px
-        self.min_side_px = min_side_px
-
-    def detect(self, bgr: npt.NDArray[np.uint8]) -> list[Detection]:
-        """Every face scoring at least score_threshold, largest first, in the pixels of bgr."""
-        return detect_scaled(
-            bgr, self._infer, nms_iou=self.nms_iou, max_side_px=self.max_side_px, min_side_px=self.min_side_px
+        super().__init__(
+            session,
+            score_threshold=score_threshold,
+            nms_iou=nms_iou,
+            colour_order=colour_order,
+            max_side_px=max_side_px,
+            min_side_px=min_side_px,
         )
 
     def _infer(self, work: npt.NDArray[np.uint8]) -> Decoded:

@@ -18,7 +18,7 @@ from facetrace.vision.detectors.common import (
     DEFAULT_MAX_DETECTION_SIDE_PX,
     DEFAULT_MIN_DETECTION_SIDE_PX,
     Decoded,
-    detect_scaled,
+    GridDetector,
     detection_scale,
     to_detections,
 )
@@ -89,7 +89,7 @@ def decode_yunet(
     )
 
 
-class YuNetDetector:
+class YuNetDetector(GridDetector):
     """Finds faces in a BGR image: boxes, five landmarks in the core order (image-left eye first), scores."""
 
     def __init__(
@@ -105,17 +105,13 @@ class YuNetDetector:
         missing = set(YUNET_OUTPUT_NAMES) - set(session.output_names)
         if missing:
             raise ValueError(f"not a YuNet model: outputs {sorted(missing)} are missing")
-        self._session = session
-        self.score_threshold = score_threshold
-        self.nms_iou = nms_iou
-        self._swap_rb = colour_order == "RGB"
-        self.max_side_px = max_side_px
-        self.min_side_px = min_side_px
-
-    def detect(self, bgr: npt.NDArray[np.uint8]) -> list[Detection]:
-        """Every face scoring at least score_threshold, largest first, in the pixels of bgr."""
-        return detect_scaled(
-            bgr, self._infer, nms_iou=self.nms_iou, max_side_px=self.max_side_px, min_side_px=self.min_side_px
+        super().__init__(
+            session,
+            score_threshold=score_threshold,
+            nms_iou=nms_iou,
+            colour_order=colour_order,
+            max_side_px=max_side_px,
+            min_side_px=min_side_px,
         )
 
     def _infer(self, work: npt.NDArray[np.uint8]) -> Decoded:
