@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Worker processes for ingest (each runs its own models with `threads` threads).",
     )
+    ray_address: str | None = Field(
+        default=None,
+        description="Ingest on Ray instead of local worker processes: local (start Ray here with all cores), auto "
+        "(the cluster this machine belongs to), host:port (a cluster's head) or ray://host:port (Ray Client). "
+        "Needs the ray extra; every node needs facetrace and the model pack, not the photos (docs/ingest.md).",
+    )
     batch_size: int = Field(default=32, ge=1, description="Images per ingest batch (one catalog transaction each).")
     flip_tta: bool = Field(
         default=False, description="Average each face's embedding with its mirror image's (slower, more robust)."
@@ -64,7 +71,62 @@ class Settings(BaseSettings):
         description="Faces the detector is less sure of are ignored. 0.8 keeps animal faces and other look-alikes "
         "out of the gallery (YuNet scores dog faces up to 0.77); lower it to dig for a hard probe.",
     )
+    rotation_fallback: Literal["off", "auto", "always"] = Field(
+        default="auto",
+        description="Faces turned in plane: also detect on copies of the photo turned every 45° and levelled on the "
+        "eye line. auto does so only when the upright pass looks unsure (no face, a best score below 0.9, an eye line "
+        "tilted over 15°; over 10°: one 45° turn), so upright photos rarely pay; always does so for every photo (8-9 "
+        "detection passes); off never. See docs/accuracy.md (Rotation).",
+    )
     top_k: int = Field(default=10, ge=1, description="Candidates returned per probe face.")
+    sign_in_max_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Failed password sign-ins for one user name within sign_in_window_s that lock it out "
+        "(web UI and HTTP Basic; counted in memory per server process).",
+    )
+    sign_in_max_failures_per_address: int = Field(
+        default=20,
+        ge=1,
+        description="Failed password sign-ins from one client address within sign_in_window_s that lock it out "
+        "(higher than per user: several people may share an address).",
+    )
+    sign_in_window_s: float = Field(default=900.0, gt=0, description="Sliding window for counting failed sign-ins.")
+    sign_in_lockout_s: float = Field(
+        default=900.0, gt=0, description="How long a locked-out user name or address is refused, right password or not."
+    )
+    api_requests_per_minute: float = Field(
+        default=120.0, ge=0, description="Sustained API requests per minute per API key (or Basic user); 0: no limit."
+    )
+    api_burst: int = Field(
+        default=60, ge=1, description="API requests one key may make at once before the rate limit applies."
+    )
+    search_requests_per_minute: float = Field(
+        default=30.0,
+        ge=0,
+        description="Searches and comparisons per minute per API key, on top of the general limit; 0: no limit.",
+    )
+    search_burst: int = Field(
+        default=10, ge=1, description="Searches one key may make at once before the search rate limit applies."
+    )
+    cluster_at_ingest: bool = Field(
+        default=True,
+        description="Once clusters are saved (`facetrace cluster --save`), each ingest places its new faces: a face "
+        "joins the existing cluster the conservative rules allow, else it starts a new one (recorded as events). "
+        "Has no effect until clusters are saved.",
+    )
+    ingest_roots: tuple[Path, ...] = Field(
+        default=(),
+        description="Server folders the HTTP API may ingest from by path or manifest (a JSON list, e.g. "
+        '["/srv/photos"]); every file, including each manifest row, must resolve inside one. Empty: uploads only.',
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=0,
+        description="Days an ingested photo and its faces are kept before `facetrace purge` deletes them, for items "
+        "whose manifest row or ingest command does not say (retain_days column, --retain-days). Default: kept until "
+        "erased.",
+    )
 
     @property
     def resolved_catalog_uri(self) -> str:
@@ -77,6 +139,11 @@ class Settings(BaseSettings):
     @property
     def thumbnails_dir(self) -> Path:
         return self.data / "thumbnails"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Photos uploaded to the HTTP API for ingest, one folder per job; the catalog's asset uris point here."""
+        return self.data / "uploads"
 
 
 def settings_markdown() -> str:

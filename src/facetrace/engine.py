@@ -30,20 +30,40 @@ from facetrace.catalog import open_catalog
 from facetrace.catalog.governance_store import SqlGovernanceStore
 from facetrace.catalog.sql_catalog import SqlCatalog
 from facetrace.config import Settings
-from facetrace.core.errors import ConfigError, NoFaceError, NotFoundError
-from facetrace.core.ports import FaceAnalyzer, VectorIndex
-from facetrace.core.types import BoundingBox, ErasureReceipt, FaceRecord, IngestSummary, ProbeResult, SearchRecord, User
+from facetrace.core.errors import (
+    CatalogError,
+    ConfigError,
+    ConflictError,
+    InvalidRequestError,
+    NoFaceError,
+    NotFoundError,
+)
+from facetrace.core.ports import FaceAnalyzer, IdArray, VectorIndex
+from facetrace.core.types import (
+    AnalyzedImage,
+    BoundingBox,
+    ClusterEvent,
+    ErasureReceipt,
+    FaceRecord,
+    IngestSummary,
+    ProbeResult,
+    SearchRecord,
+    StoredCluster,
+    User,
+)
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
 from facetrace.governance.erasure import ERASURE_FALSE_MATCH_RATE, ErasureService, SuppressionList
+from facetrace.governance.retention import PurgeSummary, RetentionService
 from facetrace.governance.users import UserService
 from facetrace.index import open_index
 from facetrace.ingest.opt_out import OptOutList, skip_opted_out
-from facetrace.ingest.runner import IngestProgress, IngestRunner
+from facetrace.ingest.runner import BatchAnalysis, IngestProgress, IngestRunner
 from facetrace.ingest.sources import MAX_FETCH_BYTES, SourceItem, iter_manifest, iter_paths, read_uri
 from facetrace.ingest.warc import iter_warc
 from facetrace.search.calibration import ScoreCalibrator
 from facetrace.search.clustering import Clustering, ClusteringThresholds, cluster, thresholds_for
+from facetrace.search.identities import ClusterUpdate, IdentityClusters
 from facetrace.search.service import Comparison, SearchService, main_face
 from facetrace.vision.analyzer import open_analyzer
 from facetrace.vision.packs import ModelPack, PackInfo, add_pack, list_packs, load_pack, verify_pack
@@ -112,6 +132,7 @@ class Engine:
             flip_tta=s.flip_tta,
             max_image_pixels=s.max_image_pixels,
             min_detection_score=s.min_detection_score,
+            rotation_fallback=s.rotation_fallback,
         )
 
     @property
@@ -180,7 +201,18 @@ class Engine:
             self.settings.thumbnails_dir,
             model_id=self.model_id,
             min_similarity=self.strict_similarity,
+            uploads_dir=self.settings.uploads_dir,
         )
+
+    @property
+    def retention(self) -> RetentionService:
+        return RetentionService(
+            self.catalog, self.index, self.audit, self.settings.thumbnails_dir, model_id=self.model_id
+        )
+
+    def purge(self, actor: str, *, dry_run: bool = False) -> PurgeSummary:
+        """Delete every photo and face whose retention has ended (not suppressed: see governance/retention.py)."""
+        return self.retention.purge(actor, dry_run=dry_run)
 
     # -- governed verbs: every one belongs to a user, most to a case, and each leaves an audit entry -------------
 
@@ -194,11 +226,16 @@ class Engine:
         *,
         top_k: int | None = None,
         face_index: int | None = None,
+        analyzed: AnalyzedImage | None = None,
     ) -> tuple[SearchRecord, list[ProbeResult]]:
-        """A search that states its case and purpose, stored with the case (hits, similarities, evidence)."""
+        """A search that states its case and purpose, stored with the case (hits, similarities, evidence).
+
+        analyzed is the probe already analysed (analyze_probe), so that a server can run the models outside the lock
+        it holds around the index: the analyzer is safe from several threads, the index is not.
+        """
         cases = self.cases
         case, purpose = cases.check_search_allowed(case_id, purpose)
-        image = self.analyzer.analyze(data, probe_name)
+        image = analyzed if analyzed is not None else self.analyze_probe(data, probe_name)
         top_k = top_k or self.settings.top_k
         results = self.search_service().search_analyzed(image, top_k=top_k, face_index=face_index)
         probe = image.faces[face_index] if face_index is not None else main_face(image)
@@ -213,6 +250,10 @@ class Engine:
             results,
         )
         return record, results
+
+    def analyze_probe(self, data: bytes, probe_name: str) -> AnalyzedImage:
+        """Every face in a probe photo (detect, align, embed); touches no index or catalog, safe from any thread."""
+        return self.analyzer.analyze(data, probe_name)
 
     def compare_in_case(
         self, user: User, case_id: int, purpose: str, a: tuple[bytes, str], b: tuple[bytes, str]
@@ -249,6 +290,22 @@ class Engine:
         self.audit.record(user.name, "view_thumbnail", f"face:{face_id}")
         return data
 
+    def people(self, user: User, offset: int = 0, limit: int = 100) -> tuple[list[tuple[str, int]], int]:
+        """A page of the gallery's labels with their face counts, and the number of labels; audited, since the
+        list says who is in the gallery."""
+        page, total = self.catalog.labels(self.model_id, offset, limit)
+        self.audit.record(user.name, "list_people", "people", offset=offset, limit=limit, returned=len(page))
+        return page, total
+
+    def person_faces(self, user: User, label: str) -> list[FaceRecord]:
+        """Every face shown with this label, with provenance; one audited view of the person."""
+        records = self.catalog.faces_by_id(self.catalog.face_ids_labelled(label))
+        if not records:
+            raise NotFoundError(f"no face is labelled {label!r}")
+        faces = [records[face_id] for face_id in sorted(records)]
+        self.audit.record(user.name, "view_person", f"person:{label}", face_ids=[f.face_id for f in faces])
+        return faces
+
     def erase_by_photo(self, actor: str, data: bytes, probe_name: str, reason: str) -> ErasureReceipt:
         """'Remove me': every face of the requester's photo is matched at the strict threshold and erased."""
         image = self.analyzer.analyze(data, probe_name)
@@ -269,6 +326,8 @@ class Engine:
         opt_out: str | Path | None = None,
         progress: Callable[[IngestProgress], None] | None = None,
         description: str | None = None,
+        index: VectorIndex | None = None,
+        retain_days: int | None = None,
     ) -> IngestSummary:
         """Ingest folders/files/@lists, manifests, SourceItems and WARC web archives, in that order.
 
@@ -276,6 +335,11 @@ class Engine:
         unread, from every source. The summary's source_counts say what the sources counted on the way: "opted_out"
         and, for WARC files, the warc_* counts of facetrace.ingest.warc (pages read, images handed on, revisits and
         non-image responses skipped, ...).
+
+        index replaces the engine's index for this run: the HTTP server passes one that takes its lock around each
+        write, so searches keep running between batches of a background ingest.
+        retain_days (else the retention_days setting) applies to every item that does not state its own (a
+        manifest's retain_days column): the purge job deletes them that many days after ingest.
         """
         path_list = [Path(p) for p in paths]
         manifest_list = [Path(m) for m in manifests]
@@ -291,28 +355,57 @@ class Engine:
                 yield from iter_manifest(manifest)
             yield from items
 
-        def all_items() -> Iterable[SourceItem]:
+        def sourced_items() -> Iterable[SourceItem]:
             yield from local_items() if blocked is None else skip_opted_out(local_items(), blocked, counts)
             for archive in archives:
                 yield from archive  # opted-out images are skipped inside, before their bodies are read
 
+        default_days = retain_days if retain_days is not None else self.settings.retention_days
+
+        def all_items() -> Iterable[SourceItem]:
+            for item in sourced_items():
+                if item.retain_days is None and default_days is not None:
+                    item = dataclasses.replace(item, retain_days=default_days)
+                yield item
+
         runner = IngestRunner(
             self.analyzer_factory(),
             self.catalog,
-            self.index,
+            index if index is not None else self.index,
             self.settings.thumbnails_dir,
             model_id=self.model_id,
             workers=self.settings.workers,
             batch_size=self.settings.batch_size,
             progress=progress,
             suppression=self.suppression(),
+            analysis=self._ray_analysis(),
         )
         what = description or "ingest " + " ".join(str(p) for p in [*path_list, *manifest_list, *warc_list])
         summary = runner.run(all_items(), what)
+        clustered = self._cluster_new_faces(summary)
+        if clustered is not None:
+            counts.update(
+                clusters_joined=clustered.faces_assigned,
+                clusters_started=len(clustered.clusters_created),
+            )
         if counts:
             log.info("left out by the sources: %s", ", ".join(f"{n} {key}" for key, n in sorted(counts.items())))
         counts.update(summary.source_counts)  # what the runner left out: faces of erased people
         return dataclasses.replace(summary, source_counts=dict(sorted(counts.items())))
+
+    def _ray_analysis(self) -> BatchAnalysis | None:
+        """Ray actors when ray_address is set (imported only then: Ray is an optional extra), else None: the runner
+        uses this process or local worker processes."""
+        if not self.settings.ray_address:
+            return None
+        from facetrace.ingest.ray_runner import RayAnalysis
+
+        return RayAnalysis(
+            self.analyzer_factory(),
+            self.settings.ray_address,
+            model_id=self.model_id,
+            cpus_per_actor=self.settings.threads,
+        )
 
     def search_file(
         self,
@@ -382,11 +475,17 @@ class Engine:
         return thresholds_for(ScoreCalibrator(self.pack.calibration))
 
     def cluster(
-        self, paths: Sequence[str | Path] = (), *, thresholds: ClusteringThresholds | None = None
+        self,
+        paths: Sequence[str | Path] = (),
+        *,
+        thresholds: ClusteringThresholds | None = None,
+        run_id: int | None = None,
     ) -> tuple[list[ClusteredFace], Clustering]:
         """Group faces into identities, conservatively. With paths, every face in those photos (analysed, not
-        stored); without, every face in the catalog."""
+        stored); with run_id, the faces that ingest run stored; otherwise every face in the catalog."""
         chosen = thresholds or self.clustering_thresholds()
+        if paths and run_id is not None:
+            raise InvalidRequestError("cluster either photos or the faces of an ingest run, not both")
         faces: list[ClusteredFace] = []
         vectors: list[np.ndarray] = []
         if paths:
@@ -398,7 +497,7 @@ class Engine:
                     faces.append(ClusteredFace(item.uri, None, box, box.area == largest))
                     vectors.append(face.embedding.vector)
         else:
-            ids = self.catalog.face_ids(self.model_id)
+            ids = self.catalog.face_ids(self.model_id) if run_id is None else self._run_face_ids(run_id)
             records = self.catalog.faces_by_id(ids.tolist())
             largest_by_asset: dict[int, float] = {}
             for record in records.values():
@@ -413,6 +512,109 @@ class Engine:
             np.vstack(vectors).astype(np.float32) if vectors else np.zeros((0, self.pack.embedding_dim), np.float32)
         )
         return faces, cluster(matrix, chosen)
+
+    # -- persisted clusters ---------------------------------------------------------------------------------------
+
+    @property
+    def identities(self) -> IdentityClusters:
+        """The saved clusters of this model: incremental placement, merges and splits (docs/clustering.md)."""
+        return IdentityClusters(
+            self.catalog.cluster_store(), self.catalog, self.index, self.model_id, self.clustering_thresholds()
+        )
+
+    def save_clusters(self, *, run_id: int | None = None, actor: str | None = None) -> ClusterUpdate:
+        """Persist clusters: the first save clusters every face; later ones keep existing clusters (and their ids)
+        and place only faces in no cluster yet. With run_id, only that run's faces are placed."""
+        store = self.catalog.cluster_store()
+        ids = self._run_face_ids(run_id) if run_id is not None else store.unclustered_face_ids(self.model_id)
+        who = actor or cli_actor()
+        update = self.identities.update(ids.tolist(), who, "cluster --save" + (f" --run {run_id}" if run_id else ""))
+        self.audit.record(
+            who,
+            "cluster_save",
+            f"model:{self.model_id}",
+            run_id=run_id,
+            faces_considered=update.faces_considered,
+            faces_assigned=update.faces_assigned,
+            clusters_created=len(update.clusters_created),
+        )
+        return update
+
+    def stored_clusters(self) -> list[StoredCluster]:
+        return self.catalog.cluster_store().clusters(self.model_id)
+
+    def stored_cluster(self, cluster_id: int) -> tuple[StoredCluster, list[ClusterEvent]]:
+        """One saved cluster and its history."""
+        store = self.catalog.cluster_store()
+        found = store.cluster(cluster_id)
+        if found is None:
+            raise NotFoundError(f"no cluster {cluster_id}")
+        return found, store.cluster_events(cluster_id)
+
+    def merge_clusters(self, kept: int, absorbed: int, reason: str, *, actor: str | None = None) -> ClusterEvent:
+        """A person's merge of two clusters into kept (audited; the rules' evidence is kept whatever it says)."""
+        who = actor or cli_actor()
+        event = self.identities.merge(kept, absorbed, who, reason)
+        self._audit_cluster_event(who, "cluster_merge", event)
+        return event
+
+    def split_cluster(
+        self, cluster_id: int, face_ids: Sequence[int], reason: str, *, actor: str | None = None
+    ) -> ClusterEvent:
+        """A person's split: face_ids leave cluster_id for a new cluster (audited)."""
+        who = actor or cli_actor()
+        event = self.identities.split(cluster_id, face_ids, who, reason)
+        self._audit_cluster_event(who, "cluster_split", event)
+        return event
+
+    def rename_cluster(
+        self, cluster_id: int, name: str | None, reason: str, *, actor: str | None = None
+    ) -> ClusterEvent:
+        who = actor or cli_actor()
+        event = self.identities.rename(cluster_id, name, who, reason)
+        self._audit_cluster_event(who, "cluster_rename", event)
+        return event
+
+    def _audit_cluster_event(self, actor: str, action: str, event: ClusterEvent) -> None:
+        self.audit.record(
+            actor,
+            action,
+            f"cluster:{event.cluster_id}",
+            event_id=event.event_id,
+            other_cluster_id=event.other_cluster_id,
+            face_ids=list(event.face_ids),
+            reason=event.reason,
+            evidence=event.evidence,
+        )
+
+    def _cluster_new_faces(self, summary: IngestSummary) -> ClusterUpdate | None:
+        """After an ingest, once clusters are saved: the run's new faces join them or start new ones."""
+        if not self.settings.cluster_at_ingest or summary.faces_added == 0 or self.pack.calibration is None:
+            return None
+        if self.catalog.cluster_store().count_clusters(self.model_id) == 0:
+            return None
+        ids = self.catalog.face_ids_of_run(summary.run_id, self.model_id)
+        try:
+            update = self.identities.update(
+                ids.tolist(), f"ingest:run {summary.run_id}", f"ingest run {summary.run_id}"
+            )
+        except (ConflictError, CatalogError) as exc:
+            # The faces are stored either way; another process placing them at the same moment (or a catalog
+            # hiccup) must not turn a finished ingest into a failure. The next `cluster --save` places what is left.
+            log.warning("ingest run %d: new faces not placed in clusters: %s", summary.run_id, exc)
+            return None
+        log.info(
+            "clusters: %d new faces joined saved clusters, %d started new ones (%.2f s)",
+            update.faces_assigned,
+            len(update.clusters_created),
+            update.seconds,
+        )
+        return update
+
+    def _run_face_ids(self, run_id: int) -> IdArray:
+        if run_id not in {run.run_id for run in self.catalog.runs()}:
+            raise NotFoundError(f"no ingest run {run_id}")
+        return self.catalog.face_ids_of_run(run_id, self.model_id)
 
     def rebuild_index(self) -> int:
         """Recreate the index from the catalog's stored embeddings (the index is derived data)."""

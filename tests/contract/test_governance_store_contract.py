@@ -26,7 +26,13 @@ from test_catalog_contract import (  # noqa: F401  (fixtures, used by name)
 
 from facetrace.catalog import SqlCatalog
 from facetrace.catalog.governance_store import SqlGovernanceStore
-from facetrace.core.errors import AuthenticationError, ConflictError, NotFoundError, PermissionDeniedError
+from facetrace.core.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from facetrace.core.types import ErasureReceipt, StoredHit, User
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
@@ -66,6 +72,31 @@ def test_users_and_keys(store: SqlGovernanceStore) -> None:
     with pytest.raises(AuthenticationError):
         users.authenticate_password("bob", "p" * 12, _PlainHasher())
     assert store.deactivate_user("nobody") == 0
+
+
+def test_one_key_is_revoked_and_a_password_set(store: SqlGovernanceStore) -> None:
+    users = UserService(store, AuditLog(store))
+    first = users.create_admin("alice", "cli:root")
+    second = users.issue_key("alice", "cli:root")
+    keys = users.api_keys("alice")
+    assert [k.prefix for k in keys] == [first.api_key[:10], second.api_key[:10]] and all(k.active for k in keys)
+    revoked = users.revoke_key("alice", keys[1].key_id, "cli:root")
+    assert revoked.key_id == keys[1].key_id and revoked.revoked_at is not None and not revoked.active
+    with pytest.raises(AuthenticationError):
+        users.authenticate_key(second.api_key)
+    assert users.authenticate_key(first.api_key).name == "alice"
+    with pytest.raises(ConflictError):
+        users.revoke_key("alice", keys[1].key_id, "cli:root")
+    bob = users.add_user("bob", "auditor", "alice")
+    with pytest.raises(NotFoundError):
+        users.revoke_key("bob", keys[0].key_id, "alice")  # alice's key, not bob's
+    assert store.revoke_api_key(bob.user.user_id, keys[0].key_id) is False
+    with pytest.raises(InvalidRequestError):
+        users.set_password("bob", "p" * 11, "alice", _PlainHasher())
+    users.set_password("bob", "q" * 12, "alice", _PlainHasher())
+    assert users.authenticate_password("bob", "q" * 12, _PlainHasher()).name == "bob"
+    actions = [(e.actor, e.action, e.target) for e in AuditLog(store).entries(0)]
+    assert ("cli:root", "revoke_api_key", "user:alice") in actions and ("alice", "set_password", "user:bob") in actions
 
 
 class _PlainHasher:
@@ -141,6 +172,10 @@ def test_suppressions_and_receipts(store: SqlGovernanceStore) -> None:
     store.add_receipt(receipt)
     assert store.receipt("er_1") == receipt
     assert store.receipt("er_2") is None
+    later = ErasureReceipt("er_3", datetime.now(UTC), "alice", "faces", "4", "request 6", (4,), (), (), 0, 1, 18)
+    store.add_receipt(later)
+    assert store.receipts(10) == [later, receipt]  # newest first
+    assert store.receipts(1) == [later]
 
 
 def test_delete_faces_removes_faces_and_emptied_assets(catalog: SqlCatalog) -> None:  # noqa: F811

@@ -1,6 +1,7 @@
 """The web UI in headless Chromium, served by uvicorn on a free local port: an investigator signs in, opens a case,
 searches with a probe photo and sees the right person first; a reviewer (someone else) confirms the candidate; the
-report shows the confirmed candidate; an auditor finds the search in the audit log. Screenshots go to tmp_path.
+report shows the confirmed candidate; an auditor finds the search in the audit log; an admin adds a user on the users
+screen, who then signs in. Screenshots go to tmp_path.
 
 Needs Debian's chromium and chromium-driver (.ci/run installs them). Without them the test skips, unless
 FACETRACE_REQUIRE_BROWSER=1 (CI), where it fails.
@@ -65,7 +66,7 @@ def base_url(fr_examples: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     engine = open_engine(root / "data", workers=1)
     assert engine.ingest(manifests=[manifest]).errors == 0
     hasher = Argon2Hasher()
-    for name, role in [("ines", "investigator"), ("ravi", "reviewer"), ("aude", "auditor")]:
+    for name, role in [("ines", "investigator"), ("ravi", "reviewer"), ("aude", "auditor"), ("adam", "admin")]:
         engine.users.add_user(name, role, "cli:test", password=PASSWORD, hasher=hasher)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning"))
@@ -220,4 +221,28 @@ def test_investigate_review_report_audit(browser: Any, base_url: str, fr_example
     _screenshot(driver, tmp_path / "04-auditor-audit.png")
     driver.get(f"{base_url}/ui/cases/1/report")
     assert "Not allowed" in driver.find_element(By.TAG_NAME, "h1").text
+    _sign_out(driver)
+
+
+def test_an_admin_adds_a_user_who_then_signs_in(browser: Any, base_url: str, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = browser
+    _sign_in(driver, base_url, "adam")
+    _click_and_load(driver, driver.find_element(By.LINK_TEXT, "Users"))
+    driver.find_element(By.CSS_SELECTOR, "details summary").click()
+    driver.find_element(By.ID, "new-name").send_keys("nora")
+    Select(driver.find_element(By.ID, "new-role")).select_by_value("reviewer")
+    driver.find_element(By.ID, "new-password").send_keys(PASSWORD)
+    _click_and_load(driver, driver.find_element(By.ID, "add-user"))
+    key = driver.find_element(By.ID, "issued-key-value").text
+    assert key.startswith("ft_") and len(key) > 40
+    assert "reviewer" in driver.find_element(By.ID, "user-nora").text
+    _screenshot(driver, tmp_path / "05-admin-users.png")
+    driver.get(f"{base_url}/ui/admin/users")
+    assert key not in driver.page_source  # shown once
+    _sign_out(driver)
+    _sign_in(driver, base_url, "nora")
+    assert "/ui/cases" in driver.current_url
     _sign_out(driver)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,10 @@ class Service:
 
 @pytest.fixture(scope="module")
 def service(small_gallery: SmallGallery, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    engine = open_engine(tmp_path_factory.mktemp("server") / "data", workers=1)
+    # Back-to-back searches with one key would meet the rate limits, which test_server_accounts.py tests.
+    engine = open_engine(
+        tmp_path_factory.mktemp("server") / "data", workers=1, api_requests_per_minute=0, search_requests_per_minute=0
+    )
     summary = engine.ingest(manifests=[small_gallery.manifest])
     assert summary.errors == 0 and summary.faces_added >= len(small_gallery.paths_of("obama"))
     keys = {"admin": engine.users.create_admin("admin", "cli:test").api_key}
@@ -57,6 +61,8 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("POST", "/api/v1/users", {"admin"}, {"json": {"name": "x", "role": "nope"}}),
     ("POST", "/api/v1/users/nobody/keys", {"admin"}, {}),
     ("POST", "/api/v1/users/nobody/deactivate", {"admin"}, {}),
+    ("GET", "/api/v1/users/nobody/keys", {"admin", "auditor"}, {}),
+    ("POST", "/api/v1/users/nobody/keys/999/revoke", {"admin"}, {}),
     ("POST", "/api/v1/cases", {"investigator"}, {"json": {"title": " ", "purpose": "p", "legal_basis": "l"}}),
     ("GET", "/api/v1/cases", {"investigator", "reviewer", "auditor"}, {}),
     ("GET", "/api/v1/cases/999", {"investigator", "reviewer", "auditor"}, {}),
@@ -72,7 +78,16 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("POST", "/api/v1/erasures/faces", {"admin"}, {"json": {"face_ids": [999999], "reason": "r"}}),
     ("POST", "/api/v1/erasures/person", {"admin"}, {"json": {"label": "nobody at all", "reason": "r"}}),
     ("POST", "/api/v1/erasures/photo", {"admin"}, {"data": {"reason": "r"}}),
+    ("GET", "/api/v1/erasures", {"admin", "auditor"}, {}),
     ("GET", "/api/v1/erasures/er_unknown", {"admin", "auditor"}, {}),
+    ("POST", "/api/v1/cases/999/close", {"investigator", "admin"}, {"json": {"reason": "r"}}),
+    ("GET", "/api/v1/cases/999/report.pdf", {"investigator", "reviewer"}, {}),
+    ("POST", "/api/v1/ingest/jobs", {"admin"}, {"data": {"label": "no source: 422"}}),
+    ("GET", "/api/v1/ingest/jobs", {"admin"}, {}),
+    ("GET", "/api/v1/ingest/jobs/nobody", {"admin"}, {}),
+    ("GET", "/api/v1/people", {"investigator", "reviewer", "admin"}, {}),
+    ("GET", "/api/v1/people/nobody", {"investigator", "reviewer"}, {}),
+    ("POST", "/api/v1/retention/purge", {"admin"}, {"json": {"dry_run": True}}),
 ]
 
 
@@ -160,6 +175,29 @@ def test_a_search_is_stored_with_its_case_and_audited(service: Service) -> None:
     assert entry["action"] == "search" and entry["actor"] == "investigator"
     assert entry["details"]["probe_sha256"] == stored["probe_sha256"]
     assert entry["details"]["hit_face_ids"] == [h["face_id"] for h in stored["hits"]]
+
+
+def test_the_probe_is_analysed_outside_the_engine_lock(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Concurrent searches overlap their slowest part (the models): only the index search waits for the lock."""
+    case_id = _open_case(service)
+    analysed = threading.Event()
+    real = service.engine.analyze_probe
+
+    def spy(data: bytes, name: str) -> Any:
+        image = real(data, name)
+        analysed.set()
+        return image
+
+    monkeypatch.setattr(service.engine, "analyze_probe", spy)
+    outcome: dict[str, Any] = {}
+    lock = service.client.app.state.engine_lock  # type: ignore[attr-defined]
+    with lock:  # another request holds the index
+        worker = threading.Thread(target=lambda: outcome.update(body=_search(service, case_id, service.gallery.probe)))
+        worker.start()
+        assert analysed.wait(timeout=60), "the probe was not analysed while another request held the engine lock"
+        assert "body" not in outcome  # ...but its index search waited for the lock
+    worker.join(timeout=60)
+    assert outcome["body"]["results"][0]["hits"], outcome
 
 
 def test_a_search_needs_a_purpose_an_open_case_and_a_photo(service: Service) -> None:

@@ -14,9 +14,13 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from conftest import SmallGallery
+from facetrace.core.errors import AuthenticationError
 from facetrace.engine import Engine, open_engine
 from facetrace.server.app import create_app
 from facetrace.server.passwords import Argon2Hasher
+from facetrace.server.ui.admin import router as admin_router
+from facetrace.server.ui.compare import router as compare_router
+from facetrace.server.ui.jobs_pages import router as ui_jobs_router
 from facetrace.server.ui.routes import router as ui_router
 from facetrace.server.ui.sessions import SESSION_COOKIE
 
@@ -117,11 +121,29 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("GET", "/ui/searches/{search}/probe-faces/0", VIEWERS, {}),
     ("GET", "/ui/faces/{face}/thumbnail", VIEWERS, {}),
     ("GET", "/ui/audit", {"auditor", "admin"}, {}),
+    ("GET", "/ui/audit/repeated-probes", {"auditor"}, {}),
+    ("GET", "/ui/compare", {"investigator"}, {}),
+    ("POST", "/ui/compare", {"investigator"}, {"data": {"case_id": "999", "purpose": "p"}}),
+    ("GET", "/ui/admin/users", {"admin", "auditor"}, {}),
+    ("POST", "/ui/admin/users", {"admin"}, {"data": {"name": " ", "role": "nope"}}),
+    ("POST", "/ui/admin/users/{user}/deactivate", {"admin"}, {}),
+    ("POST", "/ui/admin/users/{user}/password", {"admin"}, {"data": {"password": "short"}}),
+    ("POST", "/ui/admin/users/{user}/keys", {"admin"}, {}),
+    ("POST", "/ui/admin/users/{user}/keys/{key}/revoke", {"admin"}, {}),
+    ("GET", "/ui/admin/erasures", {"admin", "auditor"}, {}),
+    ("POST", "/ui/admin/erasures/faces", {"admin"}, {"data": {"face_ids": "999999", "reason": "r"}}),
+    ("POST", "/ui/admin/erasures/person", {"admin"}, {"data": {"label": "nobody at all", "reason": "r"}}),
+    ("POST", "/ui/admin/erasures/photo", {"admin"}, {"data": {"reason": "r"}}),
+    ("GET", "/ui/admin/erasures/{receipt}", {"admin", "auditor"}, {}),
+    ("GET", "/ui/ingest", {"admin"}, {}),
+    ("POST", "/ui/ingest", {"admin"}, {"data": {}}),
+    ("POST", "/ui/cases/{case}/close", {"investigator"}, {"data": {"reason": " "}}),
+    ("GET", "/ui/cases/{case}/report.pdf", VIEWERS, {}),
 ]
 
 
 def _concrete(ui: Ui, path: str) -> str:
-    return path.format(case=ui.case_id, search=ui.search_id, face=ui.face_id)
+    return path.format(case=ui.case_id, search=ui.search_id, face=ui.face_id, user="nobody", key=999, receipt="er_x")
 
 
 @pytest.mark.parametrize(("method", "path", "allowed", "kwargs"), ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES])
@@ -133,7 +155,7 @@ def test_ui_roles_route_by_route(ui: Ui, method: str, path: str, allowed: set[st
     for role in ROLES:
         request = dict(kwargs)
         if method == "POST":
-            request["data"] = {**kwargs.get("data", {}), "csrf_token": ui.csrf(role) if role != "admin" else "x"}
+            request["data"] = {**kwargs.get("data", {}), "csrf_token": ui.csrf(role)}
         response = ui.clients[role].request(method, url, **request)
         if role in allowed:
             assert response.status_code not in (401, 403), (role, response.text)
@@ -145,7 +167,7 @@ def test_ui_roles_route_by_route(ui: Ui, method: str, path: str, allowed: set[st
 def test_the_table_covers_every_ui_route(ui: Ui) -> None:
     served = {
         (method, "/ui" + re.sub(r"\{[^}]+\}", "{}", route.path))
-        for route in ui_router.routes
+        for route in [*ui_router.routes, *admin_router.routes, *compare_router.routes, *ui_jobs_router.routes]
         if isinstance(route, APIRoute)
         for method in route.methods
     }
@@ -257,3 +279,94 @@ def test_the_audit_page_verifies_the_chain(ui: Ui) -> None:
     page = ui.clients["auditor"].get("/ui/audit")
     assert page.status_code == 200 and "Chain verified" in page.text
     assert f"search:{ui.search_id}" in page.text
+
+
+def _key_authenticates(ui: Ui, key: str) -> bool:
+    try:
+        ui.engine.users.authenticate_key(key)
+    except AuthenticationError:
+        return False
+    return True
+
+
+def test_an_admin_adds_a_user_sees_the_key_once_and_revokes_it(ui: Ui) -> None:
+    admin = ui.clients["admin"]
+    added = admin.post(
+        "/ui/admin/users",
+        data={"name": "newbie", "role": "reviewer", "password": PASSWORD, "csrf_token": ui.csrf("admin")},
+    )
+    assert added.status_code == 201, added.text
+    shown = re.search(r'id="issued-key-value">(ft_[^<]+)<', added.text)
+    assert shown and _key_authenticates(ui, shown.group(1))
+    listing = admin.get("/ui/admin/users")
+    assert shown.group(1) not in listing.text and shown.group(1)[:10] in listing.text  # prefix only, afterwards
+    assert sign_in(TestClient(admin.app, follow_redirects=False), "newbie").status_code == 303
+    key_id = ui.engine.users.api_keys("newbie")[0].key_id
+    revoked = admin.post(f"/ui/admin/users/newbie/keys/{key_id}/revoke", data={"csrf_token": ui.csrf("admin")})
+    assert revoked.status_code == 303 and revoked.headers["location"] == "/ui/admin/users"
+    assert not _key_authenticates(ui, shown.group(1))
+    short = admin.post("/ui/admin/users/newbie/password", data={"password": "short", "csrf_token": ui.csrf("admin")})
+    assert short.status_code == 422 and "at least 12 characters" in short.text
+    auditor = ui.clients["auditor"].get("/ui/admin/users")
+    assert auditor.status_code == 200 and "newbie" in auditor.text and "Add a user" not in auditor.text
+    actions = [(e.actor, e.action, e.target) for e in ui.engine.audit.entries(0)]
+    assert ("admin", "add_user", "user:newbie") in actions and ("admin", "revoke_api_key", "user:newbie") in actions
+
+
+def test_an_investigator_compares_two_uploaded_photos(ui: Ui, small_gallery: SmallGallery) -> None:
+    investigator = ui.clients["investigator"]
+    form = investigator.get("/ui/compare")
+    assert form.status_code == 200 and f'value="{ui.case_id}"' in form.text
+    since = len(ui.engine.audit.entries(0))
+    same = small_gallery.paths_of("obama")[0]
+    page = investigator.post(
+        "/ui/compare",
+        files={
+            "a": (small_gallery.probe.name, small_gallery.probe.read_bytes(), "image/jpeg"),
+            "b": (same.name, same.read_bytes(), "image/jpeg"),
+        },
+        data={
+            "case_id": str(ui.case_id),
+            "purpose": "same man as the doorbell?",
+            "csrf_token": ui.csrf("investigator"),
+        },
+    )
+    assert page.status_code == 200, page.text
+    similarity = re.search(r"Similarity (-?[0-9.]+)", page.text)
+    assert similarity and float(similarity.group(1)) > 0.5  # two photos of Obama
+    assert page.text.count("data:image/jpeg;base64,") == 2
+    assert "strong lead" in page.text
+    compares = [e for e in ui.engine.audit.entries(since) if e.action == "compare"]
+    assert len(compares) == 1 and compares[0].target == f"case:{ui.case_id}"
+    assert compares[0].details["purpose"] == "same man as the doorbell?"
+    no_case = investigator.post("/ui/compare", data={"purpose": "p", "csrf_token": ui.csrf("investigator")})
+    assert no_case.status_code == 422 and "choose the case" in no_case.text
+
+
+def test_the_auditor_sees_repeated_probes(ui: Ui) -> None:
+    page = ui.clients["auditor"].get("/ui/audit/repeated-probes")
+    assert page.status_code == 200 and 'id="repeated-probes"' in page.text
+    assert len(ui.engine.cases.repeated_probes()) == page.text.count("<tr><td><a")
+
+
+def test_an_admin_erases_a_person_and_reads_the_receipt(ui: Ui) -> None:
+    """Last in this module: it removes faces from the shared gallery."""
+    admin = ui.clients["admin"]
+    missing = admin.post(
+        "/ui/admin/erasures/person",
+        data={"label": "nobody at all", "reason": "request 7", "csrf_token": ui.csrf("admin")},
+    )
+    assert missing.status_code == 422 and "no face is labelled" in missing.text
+    erased = admin.post(
+        "/ui/admin/erasures/person",
+        data={"label": "rose_leslie", "reason": "request 8", "csrf_token": ui.csrf("admin")},
+    )
+    assert erased.status_code == 303, erased.text
+    receipt_id = erased.headers["location"].rsplit("/", 1)[1]
+    receipt = ui.engine.erasure.receipt(receipt_id)
+    assert receipt.mode == "person" and receipt.face_ids
+    page = ui.clients["auditor"].get(f"/ui/admin/erasures/{receipt_id}")
+    assert page.status_code == 200 and "request 8" in page.text and str(receipt.face_ids[0]) in page.text
+    listing = admin.get("/ui/admin/erasures")
+    assert receipt_id in listing.text and "Erase this person" in listing.text
+    assert "Erase this person" not in ui.clients["auditor"].get("/ui/admin/erasures").text

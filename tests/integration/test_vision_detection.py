@@ -70,9 +70,15 @@ def test_dogs_are_not_confident_faces(datasets: Path, analyzer: OnnxFaceAnalyzer
     # below the 0.8 bound under which a face is flagged low_detection_score. No unflagged face may come out.
     path = datasets / "dlib_faces_detection" / "images" / "dogs.jpg"
     result = analyzer.analyze(path.read_bytes(), str(path))
-    assert all("low_detection_score" in face.quality.flags for face in result.faces)
-    strict = open_analyzer(min_detection_score=0.8)
+    dogs = [face for face in result.faces if face.detection.box.width > 150]
+    assert len(dogs) == 2 and all("low_detection_score" in face.quality.flags for face in dogs)
+    strict = open_analyzer(min_detection_score=0.8, rotation_fallback="off")
     assert strict.analyze(path.read_bytes(), str(path)).faces == ()
+    # With the rotation fallback (the default) the only confident face is a real one: a woman's face turned sideways
+    # on a poster behind the dogs, about 50 px, found on a turned copy. Levelled dog faces score 0.83-0.86, below
+    # what a turned view needs (detectors/rotation.py, MIN_TURNED_VIEW_SCORE).
+    turned = open_analyzer(min_detection_score=0.8).analyze(path.read_bytes(), str(path)).faces
+    assert [face.detection.box.width < 80 and face.detection.box.x2 < 150 for face in turned] == [True]
 
 
 def test_group_photos_give_every_face(datasets: Path, analyzer: OnnxFaceAnalyzer) -> None:

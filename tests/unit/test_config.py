@@ -39,3 +39,15 @@ def test_the_engine_turns_bad_settings_into_a_config_error(tmp_path: Path) -> No
 
     with pytest.raises(ConfigError, match="workers"):
         open_engine(tmp_path, workers=0)
+
+
+def test_rotation_fallback_reaches_the_analyzer_and_bad_modes_are_refused(tmp_path: Path) -> None:
+    from facetrace.core.errors import ConfigError
+    from facetrace.engine import open_engine
+
+    assert Settings().rotation_fallback == "auto"
+    with open_engine(tmp_path / "off", rotation_fallback="off") as engine:
+        assert engine.analyzer.rotation_fallback == "off"  # type: ignore[attr-defined]
+        assert engine.analyzer_factory()().rotation_fallback == "off"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="rotation_fallback"):
+        open_engine(tmp_path / "bad", rotation_fallback="sometimes")

@@ -6,7 +6,7 @@ The same path with real models on real photos is tested in tests/integration/tes
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Generator, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from facetrace.core.types import (
     FaceQuality,
 )
 from facetrace.index.memory_backend import ExactMemoryIndex
-from facetrace.ingest.runner import IngestRunner, thumbnail_relpath
+from facetrace.ingest.runner import ImageBatch, IngestRunner, Tag, thumbnail_relpath
 from facetrace.ingest.sources import SourceItem, iter_paths
 
 DIM = 8
@@ -147,3 +147,38 @@ def test_worker_processes_give_the_same_faces_as_one_process(tmp_path: Path, wor
     q = np.random.default_rng(0).standard_normal((3, DIM)).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     np.testing.assert_allclose(single_index.search(q, 5)[0], multi_index.search(q, 5)[0], atol=1e-6)
+
+
+class ReversedAnalysis:
+    """A BatchAnalysis that hands every batch back only at the end, last first (as a cluster may)."""
+
+    def __init__(self) -> None:
+        self.analyzer = FakeAnalyzer()
+
+    def map(self, batches: Iterable[tuple[Tag, ImageBatch]]) -> Generator[tuple[Tag, list[AnalyzedImage | Exception]]]:
+        done = [(tag, self.analyzer.analyze_batch(batch)) for tag, batch in batches]
+        yield from reversed(done)
+
+
+def test_results_may_come_back_in_any_order(tmp_path: Path) -> None:
+    contents = [b"img-%d" % n for n in range(12)] + [b"BAD", b"img-5"]
+    _photos(tmp_path / "photos", contents)
+    single, _, single_index = _runner(tmp_path / "one")
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'other.db'}")
+    index = ExactMemoryIndex(MODEL, DIM)
+    other = IngestRunner(
+        make_fake, catalog, index, tmp_path / "thumbs", model_id=MODEL, batch_size=3, analysis=ReversedAnalysis()
+    )
+    a = single.run(iter_paths([tmp_path / "photos"]), "one")
+    b = other.run(iter_paths([tmp_path / "photos"]), "reversed")
+    assert (a.images_added, a.faces_added, a.errors, a.images_skipped) == (
+        b.images_added, b.faces_added, b.errors, b.images_skipped
+    )  # fmt: skip
+    q = np.random.default_rng(1).standard_normal((3, DIM)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    np.testing.assert_allclose(single_index.search(q, 5)[0], index.search(q, 5)[0], atol=1e-6)
+    assert other.run(iter_paths([tmp_path / "photos"]), "again").images_added == 0
+    # The repeated photo was stored from its first occurrence, as in one process, though its copy came back first.
+    uris = {record.asset_uri for record in catalog.faces_by_id(index.ids().tolist()).values()}
+    assert str(tmp_path / "photos" / "p005.jpg") in uris
+    assert str(tmp_path / "photos" / "p013.jpg") not in uris

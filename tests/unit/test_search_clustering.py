@@ -6,7 +6,15 @@ import pytest
 from facetrace.core.types import ScoreCalibration
 from facetrace.evaluation.clustering import score_clustering
 from facetrace.search.calibration import ScoreCalibrator
-from facetrace.search.clustering import ClusteringThresholds, assign_to_clusters, cluster, thresholds_for
+from facetrace.search.clustering import (
+    ClusteringThresholds,
+    assign_to_clusters,
+    best_cluster,
+    cluster,
+    cross_evidence,
+    rules_allow,
+    thresholds_for,
+)
 
 THRESHOLDS = ClusteringThresholds(min_edge_similarity=0.5, min_average_similarity=0.6, min_link_similarity=0.3)
 
@@ -89,3 +97,25 @@ def test_scores_of_known_clusterings() -> None:
     assert split.bcubed_precision == 1.0 and split.bcubed_recall == pytest.approx((3 * (1 / 3) + 2 * (1 / 2)) / 5)
     with pytest.raises(ValueError, match="predicted labels"):
         score_clustering([0, 1], truth)
+
+
+def test_best_cluster_agrees_with_assign_to_clusters() -> None:
+    """The neighbour-driven placement (best_cluster over candidate clusters) decides as the all-faces scan does."""
+    vectors, _ = _people(6, 5, noise=0.4, seed=3)
+    existing, new = vectors[::2][:12], vectors[1::2][:12]
+    labels = cluster(existing, THRESHOLDS).labels
+    expected = assign_to_clusters(new, existing, labels, THRESHOLDS)
+    candidates = {int(label): existing[labels == label] for label in np.unique(labels)}
+    for vector, want in zip(new, expected.tolist(), strict=True):
+        found = best_cluster(vector, candidates, THRESHOLDS)
+        assert (found[0] if found is not None else -1) == want
+    assert (expected >= 0).sum() >= 6  # most new faces have a cluster to join
+
+
+def test_merge_evidence_and_rules() -> None:
+    vectors, _ = _people(2, 4, noise=0.3, seed=5)
+    same = cross_evidence(vectors[:2], vectors[2:4])
+    different = cross_evidence(vectors[:4], vectors[4:])
+    assert same["min_similarity"] <= same["average_similarity"] <= same["edge_similarity"]
+    assert rules_allow(same, THRESHOLDS) and not rules_allow(different, THRESHOLDS)
+    assert best_cluster(vectors[0], {7: vectors[4:]}, THRESHOLDS) is None

@@ -232,3 +232,17 @@ def test_list_shows_a_broken_pack_with_its_problem(tmp_path: Path) -> None:
 def test_unknown_pack_name_lists_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ModelPackError, match=f"no model pack named 'nope'.*{re.escape(DEFAULT_PACK_ID)}"):
         load_pack("nope", tmp_path)
+
+
+def test_confident_detection_score_is_the_packs_own_with_a_default(tmp_path: Path) -> None:
+    assert load_pack(None).detector.confident_detection_score == 0.8
+    assert load_pack(str(write_pack(tmp_path / "plain"))).detector.confident_detection_score == 0.8
+    own = write_pack(tmp_path / "own", extra={"detector": {"builtin": "yunet", "confident_detection_score": 0.55}})
+    assert load_pack(str(own)).detector.confident_detection_score == 0.55
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, "high", True])
+def test_a_bad_confident_detection_score_is_named(tmp_path: Path, value: object) -> None:
+    folder = write_pack(tmp_path / "p", extra={"detector": {"builtin": "yunet", "confident_detection_score": value}})
+    with pytest.raises(ModelPackError, match="'confident_detection_score' must be a number in \\[0, 1\\]"):
+        load_pack(str(folder))

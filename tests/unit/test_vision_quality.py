@@ -14,8 +14,13 @@ def _detection(landmarks: np.ndarray, size: float = 200.0, score: float = 0.93) 
 
 
 def _sharp_crop() -> np.ndarray:
-    rng = np.random.default_rng(1)
-    return rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
+    """A face-like aligned crop: sharp 6 px texture (no flat block, no pixel noise) and dark eyes at the template."""
+    y, x = np.mgrid[0:112, 0:112]
+    grey = 150 + 40 * (((x // 6) + (y // 6)) % 2 * 2 - 1)
+    crop = np.repeat(grey[:, :, None], 3, axis=2).astype(np.uint8)
+    for px, py in ARCFACE_TEMPLATE_112[:2]:
+        cv2.circle(crop, (round(float(px)), round(float(py))), 6, (30, 30, 30), -1)
+    return crop
 
 
 def test_frontal_large_sharp_confident_face_has_no_flags() -> None:
@@ -45,7 +50,17 @@ def test_nose_near_one_eye_is_a_profile() -> None:
 def test_small_blurry_and_doubtful_faces_are_flagged() -> None:
     blurred = cv2.GaussianBlur(_sharp_crop(), (0, 0), 4)
     result = quality.assess_quality(_detection(ARCFACE_TEMPLATE_112 / 4, size=28.0, score=0.62), blurred)
-    assert set(result.flags) == {"small", "blurry", "low_detection_score"}
+    # A sigma-4 blur also flattens the texture into blocks without detail, which reads as an occlusion as well.
+    assert (
+        {"small", "blurry", "low_detection_score"}
+        <= set(result.flags)
+        <= {
+            "small",
+            "blurry",
+            "low_detection_score",
+            "occluded",
+        }
+    )
     assert result.is_weak
     assert 0.0 <= result.score < 0.5
 
@@ -55,3 +70,30 @@ def test_sharpness_falls_with_blur() -> None:
     values = [quality.normalised_sharpness(cv2.GaussianBlur(crop, (0, 0), s)) for s in (0.5, 1.0, 2.0, 4.0)]
     assert values == sorted(values, reverse=True)
     assert all(0.0 <= v < 1.0 for v in values)
+
+
+def test_a_bar_over_the_eyes_or_a_mask_over_the_mouth_is_an_occlusion() -> None:
+    face = _detection(ARCFACE_TEMPLATE_112 * 2)
+    barred = _sharp_crop()
+    barred[42:62, 20:92] = 40
+    masked = _sharp_crop()
+    masked[78:110, 28:84] = 90
+    assert quality.assess_quality(face, barred).flags == ("occluded",)
+    assert "occluded" in quality.assess_quality(face, masked).flags
+
+
+def test_eyes_as_light_as_the_cheeks_are_not_visible() -> None:
+    painted = _sharp_crop()
+    for px, py in ARCFACE_TEMPLATE_112[:2]:
+        cv2.circle(painted, (round(float(px)), round(float(py))), 7, (150, 150, 150), -1)
+    assert quality.eye_darkness(quality._grey_112(painted)) < quality.MIN_EYE_DARKNESS
+    assert quality.assess_quality(_detection(ARCFACE_TEMPLATE_112 * 2), painted).flags == ("eyes_not_visible",)
+
+
+def test_pixel_noise_is_flagged_and_a_crop_of_another_size_is_measured_at_112() -> None:
+    rng = np.random.default_rng(1)
+    noisy = np.clip(_sharp_crop() + rng.normal(0, 30, (112, 112, 3)), 0, 255).astype(np.uint8)
+    assert quality.noise_residual(quality._grey_112(noisy)) >= quality.MAX_NOISE_RESIDUAL
+    assert "noisy" in quality.assess_quality(_detection(ARCFACE_TEMPLATE_112 * 2), noisy).flags
+    large = cv2.resize(_sharp_crop(), (224, 224), interpolation=cv2.INTER_NEAREST)
+    assert quality.appearance_flags(large) == []

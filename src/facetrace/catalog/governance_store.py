@@ -31,6 +31,7 @@ from facetrace.catalog.tables import (
 from facetrace.core.errors import CatalogError, ConflictError
 from facetrace.core.ports import AuditSeal
 from facetrace.core.types import (
+    ApiKey,
     AuditEntry,
     Case,
     ErasureReceipt,
@@ -110,6 +111,27 @@ class SqlGovernanceStore:
             ).rowcount
         return int(revoked)
 
+    def set_password_hash(self, name: str, password_hash: str) -> None:
+        with self._write() as connection:
+            connection.execute(sa.update(users).where(users.c.name == name).values(password_hash=password_hash))
+
+    def api_keys(self, user_id: int) -> list[ApiKey]:
+        query = sa.select(api_keys).where(api_keys.c.user_id == user_id).order_by(api_keys.c.id)
+        with self._read() as connection:
+            return [
+                ApiKey(int(row.id), int(row.user_id), row.prefix, row.created_at, row.revoked_at)
+                for row in connection.execute(query)
+            ]
+
+    def revoke_api_key(self, user_id: int, key_id: int) -> bool:
+        with self._write() as connection:
+            revoked = connection.execute(
+                sa.update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.user_id == user_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=_now())
+            ).rowcount
+        return bool(revoked)
+
     # Audit
 
     def append_audit(
@@ -177,6 +199,15 @@ class SqlGovernanceStore:
         with self._read() as connection:
             return [_case(row) for row in connection.execute(sa.select(cases).order_by(cases.c.id))]
 
+    def set_case_status(self, case_id: int, status: str, expected: str) -> bool:
+        """Move a case from status expected to status; False if it was not in expected (compare-and-set, so two
+        closers cannot both succeed)."""
+        with self._write() as connection:
+            result = connection.execute(
+                sa.update(cases).where(cases.c.id == case_id, cases.c.status == expected).values(status=status)
+            )
+        return bool(result.rowcount)
+
     def add_search(
         self,
         case_id: int,
@@ -218,10 +249,10 @@ class SqlGovernanceStore:
         found = self._searches(searches.c.id == search_id)
         return found[0] if found else None
 
-    def searches(self, case_id: int | None = None) -> list[SearchRecord]:
-        return self._searches(None if case_id is None else searches.c.case_id == case_id)
+    def searches(self, case_id: int | None = None, *, with_hits: bool = True) -> list[SearchRecord]:
+        return self._searches(None if case_id is None else searches.c.case_id == case_id, with_hits=with_hits)
 
-    def _searches(self, where: sa.ColumnElement[bool] | None) -> list[SearchRecord]:
+    def _searches(self, where: sa.ColumnElement[bool] | None, *, with_hits: bool = True) -> list[SearchRecord]:
         query = sa.select(searches).order_by(searches.c.id)
         if where is not None:
             query = query.where(where)
@@ -229,7 +260,7 @@ class SqlGovernanceStore:
             rows = connection.execute(query).all()
             ids = [int(row.id) for row in rows]
             hits: dict[int, list[StoredHit]] = {search_id: [] for search_id in ids}
-            for start in range(0, len(ids), 500):
+            for start in range(0, len(ids) if with_hits else 0, 500):
                 chunk = ids[start : start + 500]
                 for hit in connection.execute(
                     sa.select(search_hits)
@@ -320,23 +351,12 @@ class SqlGovernanceStore:
             row = connection.execute(
                 sa.select(erasure_receipts).where(erasure_receipts.c.receipt_id == receipt_id)
             ).first()
-        if row is None:
-            return None
-        body = dict(row.body)
-        return ErasureReceipt(
-            receipt_id=row.receipt_id,
-            at=row.at,
-            requested_by=row.requested_by,
-            mode=row.mode,
-            subject=row.subject,
-            reason=row.reason,
-            face_ids=tuple(int(i) for i in body.get("face_ids", [])),
-            asset_ids=tuple(int(i) for i in body.get("asset_ids", [])),
-            asset_uris=tuple(str(u) for u in body.get("asset_uris", [])),
-            thumbnails_removed=int(body.get("thumbnails_removed", 0)),
-            suppressed_embeddings=int(body.get("suppressed_embeddings", 0)),
-            audit_seq=int(row.audit_seq),
-        )
+        return None if row is None else _receipt(row)
+
+    def receipts(self, limit: int) -> list[ErasureReceipt]:
+        query = sa.select(erasure_receipts).order_by(erasure_receipts.c.audit_seq.desc()).limit(limit)
+        with self._read() as connection:
+            return [_receipt(row) for row in connection.execute(query)]
 
     # Internals
 
@@ -357,6 +377,24 @@ def _finite_or_none(value: float) -> float | None:
 
 def _or_nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
+
+
+def _receipt(row: Row[Any]) -> ErasureReceipt:
+    body = dict(row.body)
+    return ErasureReceipt(
+        receipt_id=row.receipt_id,
+        at=row.at,
+        requested_by=row.requested_by,
+        mode=row.mode,
+        subject=row.subject,
+        reason=row.reason,
+        face_ids=tuple(int(i) for i in body.get("face_ids", [])),
+        asset_ids=tuple(int(i) for i in body.get("asset_ids", [])),
+        asset_uris=tuple(str(u) for u in body.get("asset_uris", [])),
+        thumbnails_removed=int(body.get("thumbnails_removed", 0)),
+        suppressed_embeddings=int(body.get("suppressed_embeddings", 0)),
+        audit_seq=int(row.audit_seq),
+    )
 
 
 def _user(row: Row[Any]) -> User:

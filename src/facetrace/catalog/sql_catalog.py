@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from facetrace.catalog import blobs
+from facetrace.catalog.cluster_store import SqlClusterStore, leave_clusters
 from facetrace.catalog.database import create_catalog_engine, describe, reading, writing
 from facetrace.catalog.governance_store import SqlGovernanceStore
 from facetrace.catalog.records import (
@@ -215,6 +216,7 @@ class SqlCatalog:
             for row, thumbnail in zip(face_rows, thumbnail_paths, strict=True):
                 row["thumbnail_path"] = thumbnail
         captured_at = _aware(asset.captured_at, f"{asset.uri}: captured_at")
+        retain_until = _aware(asset.retain_until, f"{asset.uri}: retain_until")
         try:
             with self._write() as connection:
                 existing = _asset_id(connection, asset.sha256)
@@ -241,7 +243,8 @@ class SqlCatalog:
                             label=asset.label,
                             width=width,
                             height=height,
-                            extra=dict(asset.extra) or None,
+                            extra=_extra_with_legal_basis(asset) or None,
+                            retain_until=retain_until,
                         )
                         .returning(assets.c.id)
                     ).scalar_one()
@@ -289,11 +292,15 @@ class SqlCatalog:
                 assets.c.source_page,
                 assets.c.captured_at,
                 assets.c.ingested_at,
+                assets.c.retain_until,
                 assets.c.label.label("asset_label"),
+                assets.c.extra.label("asset_extra"),
                 people.c.name.label("person_name"),
+                sources.c.legal_basis.label("source_legal_basis"),
             )
             .join(assets, faces_table.c.asset_id == assets.c.id)
             .outerjoin(people, faces_table.c.person_id == people.c.id)
+            .outerjoin(sources, assets.c.source_id == sources.c.id)
         )
         records: dict[int, FaceRecord] = {}
         with self._read() as connection:
@@ -393,8 +400,35 @@ class SqlCatalog:
         with self._read() as connection:
             return [int(face_id) for face_id in connection.execute(query).scalars()]
 
-    def delete_faces(self, face_ids: Sequence[int]) -> DeletedFaces:
-        """Delete these faces and every asset left without faces, in one transaction; absent ids are ignored."""
+    def labels(self, model_id: str, offset: int = 0, limit: int = 100) -> tuple[list[tuple[str, int]], int]:
+        """A page of shown labels (as face_ids_labelled matches them) with their face counts for one model, by
+        name, and how many labels there are in all. Unlabelled faces are not listed."""
+        shown = sa.func.coalesce(people.c.name, assets.c.label).label("shown")
+        labelled = (
+            sa.select(shown, faces_table.c.id)
+            .join(assets, faces_table.c.asset_id == assets.c.id)
+            .outerjoin(people, faces_table.c.person_id == people.c.id)
+            .where(faces_table.c.model_id == model_id, shown.is_not(None))
+            .subquery()
+        )
+        page = (
+            sa.select(labelled.c.shown, sa.func.count(labelled.c.id))
+            .group_by(labelled.c.shown)
+            .order_by(labelled.c.shown)
+            .offset(offset)
+            .limit(limit)
+        )
+        total = sa.select(sa.func.count(sa.distinct(labelled.c.shown)))
+        with self._read() as connection:
+            rows = [(str(name), int(count)) for name, count in connection.execute(page)]
+            return rows, int(connection.execute(total).scalar_one())
+
+    def delete_faces(self, face_ids: Sequence[int], *, actor: str = "erasure", reason: str = "") -> DeletedFaces:
+        """Delete these faces and every asset left without faces, in one transaction; absent ids are ignored.
+
+        The faces leave their persisted clusters in the same transaction ('erase' events naming actor and reason);
+        a cluster left without faces is deleted (its events stay).
+        """
         wanted = _unique_ints(face_ids)
         rows: list[Any] = []
         deleted_assets: list[tuple[int, str]] = []
@@ -416,6 +450,7 @@ class SqlCatalog:
             if len(dims) > 1:
                 # Checked before deleting anything: the caller gets one model's embeddings or nothing changes.
                 raise CatalogError(f"faces {wanted[:10]} hold embeddings of dimensions {sorted(dims)}; erase one model")
+            left, emptied = leave_clusters(connection, [int(row.id) for row in rows], actor, reason)
             for chunk in _chunks(wanted, _IN_CHUNK):
                 connection.execute(sa.delete(faces_table).where(faces_table.c.id.in_(chunk)))
             touched = sorted({int(row.asset_id) for row in rows})
@@ -436,7 +471,59 @@ class SqlCatalog:
             thumbnail_paths=tuple(str(row.thumbnail_path) for row in rows if row.thumbnail_path),
             model_ids=tuple(str(row.model_id) for row in rows),
             embeddings=embeddings,
+            cluster_ids=tuple(left),
+            clusters_deleted=tuple(emptied),
         )
+
+    def cluster_store(self) -> SqlClusterStore:
+        """Persisted clusters, their members and events, in this catalog's database."""
+        return SqlClusterStore(self._engine)
+
+    def face_ids_of_run(self, run_id: int, model_id: str | None = None) -> IdArray:
+        """Ascending ids of the faces stored by one ingest run (of one model, if given)."""
+        query = (
+            sa.select(faces_table.c.id)
+            .join(assets, faces_table.c.asset_id == assets.c.id)
+            .where(assets.c.run_id == run_id)
+            .order_by(faces_table.c.id)
+        )
+        if model_id is not None:
+            query = query.where(faces_table.c.model_id == model_id)
+        with self._read() as connection:
+            return np.fromiter(connection.execute(query).scalars(), dtype=np.int64)
+
+    # Retention (the purge job): assets whose retain_until has passed, and their faces
+
+    def expired_face_ids(self, now: datetime, model_id: str) -> list[int]:
+        """Faces of this model whose asset's retention ended at or before now, in id order."""
+        query = (
+            sa.select(faces_table.c.id)
+            .join(assets, faces_table.c.asset_id == assets.c.id)
+            .where(assets.c.retain_until <= _aware(now, "now"), faces_table.c.model_id == model_id)
+            .order_by(faces_table.c.id)
+        )
+        with self._read() as connection:
+            return [int(face_id) for face_id in connection.execute(query).scalars()]
+
+    def expired_asset_ids(self, now: datetime) -> list[int]:
+        """Assets whose retention ended at or before now (with or without faces), in id order."""
+        query = sa.select(assets.c.id).where(assets.c.retain_until <= _aware(now, "now")).order_by(assets.c.id)
+        with self._read() as connection:
+            return [int(asset_id) for asset_id in connection.execute(query).scalars()]
+
+    def delete_faceless_assets(self, asset_ids: Sequence[int]) -> list[tuple[int, str]]:
+        """Delete those of these assets that have no face left (of any model); returns their (id, uri)."""
+        deleted: list[tuple[int, str]] = []
+        remaining = sa.select(faces_table.c.id).where(faces_table.c.asset_id == assets.c.id).exists()
+        with self._write() as connection:
+            for chunk in _chunks(_unique_ints(asset_ids), _IN_CHUNK):
+                empty = connection.execute(
+                    sa.select(assets.c.id, assets.c.uri).where(assets.c.id.in_(chunk), ~remaining)
+                ).all()
+                if empty:
+                    connection.execute(sa.delete(assets).where(assets.c.id.in_([int(a.id) for a in empty])))
+                    deleted.extend((int(a.id), str(a.uri)) for a in empty)
+        return sorted(deleted)
 
     def governance_store(self) -> SqlGovernanceStore:
         """Users, cases, audit chain, suppressions and receipts, in this catalog's database."""
@@ -647,7 +734,23 @@ def _face_record(row: Row[Any]) -> FaceRecord:
         # The face's own person when one is assigned, else what the operator said the photo shows.
         label=row.person_name if row.person_name is not None else row.asset_label,
         thumbnail_path=row.thumbnail_path,
+        legal_basis=row.source_legal_basis or _extra_legal_basis(row.asset_extra),
+        retain_until=row.retain_until,
     )
+
+
+def _extra_with_legal_basis(asset: MediaAsset) -> dict[str, Any]:
+    """The asset's extra metadata; an item's legal basis without a named source is kept here (a source's legal
+    basis lives in the sources table), so that no stated legal basis is dropped."""
+    extra: dict[str, Any] = dict(asset.extra)
+    if asset.legal_basis and not asset.source_name:
+        extra.setdefault("legal_basis", asset.legal_basis)
+    return extra
+
+
+def _extra_legal_basis(extra: Any) -> str | None:
+    value = extra.get("legal_basis") if isinstance(extra, dict) else None
+    return str(value) if value else None
 
 
 def _unique_ints(values: Sequence[int]) -> list[int]:

@@ -102,7 +102,10 @@ assets = sa.Table(
     sa.Column("width", sa.Integer),
     sa.Column("height", sa.Integer),
     sa.Column("extra", sa.JSON),
+    # Revision 0004: when retention ends for this asset and its faces (NULL: kept until erased).
+    sa.Column("retain_until", UtcDateTime),
     sa.Index(None, "sha256", unique=True),
+    sa.Index(None, "retain_until"),
 )
 
 people = sa.Table(
@@ -268,4 +271,47 @@ erasure_receipts = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("body", sa.JSON, nullable=False),  # face and asset ids, uris, counts
     sa.Column("audit_seq", sa.BigInteger, nullable=False),
+)
+
+# Clusters (revision 0003): groups of faces persisted as identities, their members, and every change to them.
+
+clusters = sa.Table(
+    "clusters",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("model_id", sa.String(255), nullable=False),
+    sa.Column("name", sa.Text),  # a reviewer's confirmed label
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index(None, "model_id"),
+    # Ids are never reused (SQLite would hand out a deleted maximum again): events name clusters by id for good.
+    sqlite_autoincrement=True,
+)
+
+cluster_members = sa.Table(
+    "cluster_members",
+    metadata,
+    # One cluster per face; erasing the face takes its membership with it.
+    sa.Column("face_id", BigId, sa.ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("cluster_id", sa.Integer, sa.ForeignKey("clusters.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("assigned_by", sa.String(16), nullable=False),  # batch, incremental or manual
+    sa.Column("assigned_at", UtcDateTime, nullable=False),
+    sa.Index(None, "cluster_id"),
+)
+
+cluster_events = sa.Table(
+    "cluster_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    # No foreign keys: the history of a merged-away or emptied cluster outlives it.
+    sa.Column("cluster_id", sa.Integer, nullable=False),
+    sa.Column("other_cluster_id", sa.Integer),
+    sa.Column("kind", sa.String(16), nullable=False),  # create, merge, split, assign, rename or erase
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("face_ids", sa.JSON, nullable=False),
+    sa.Column("evidence", sa.JSON, nullable=False),  # similarities and thresholds behind the change
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Index(None, "cluster_id"),
+    sa.Index(None, "other_cluster_id"),
 )

@@ -14,6 +14,7 @@ import typer
 
 from facetrace.cli.render import format_comparison, format_probe_result, jsonable, probe_result_json
 from facetrace.core.errors import FacetraceError
+from facetrace.core.types import ClusterEvent
 from facetrace.engine import Engine, add_model_pack, cli_actor, list_model_packs, open_engine, verify_model_pack
 from facetrace.ingest.runner import IngestProgress
 from facetrace.ingest.sources import read_uri
@@ -40,6 +41,11 @@ users_app = typer.Typer(
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
+clusters_app = typer.Typer(
+    help="Saved clusters (facetrace cluster --save): list, inspect, merge and split them; every change is recorded.",
+    no_args_is_help=True,
+)
+app.add_typer(clusters_app, name="clusters")
 
 DataOpt = Annotated[
     Path | None,
@@ -111,9 +117,28 @@ def ingest(
             "image is skipped unread if its URL or a page that showed it matches. Applies to every source.",
         ),
     ] = None,
+    retain_days: Annotated[
+        int | None,
+        typer.Option(
+            "--retain-days",
+            min=0,
+            help="Keep these photos and their faces this many days, then `facetrace purge` deletes them (a "
+            "manifest's retain_days column wins; default: the retention_days setting, else until erased).",
+        ),
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
     threads: Annotated[int | None, typer.Option(help="Inference threads per worker.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images analysed together per model call.")] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Analyse on Ray actors instead of local worker processes: local (start Ray here with all cores), "
+            "auto, host:port or ray://host:port. This process still reads the sources and writes the catalog and "
+            "index; every node needs facetrace and the model pack. Needs the ray extra.",
+        ),
+    ] = None,
     data: DataOpt = None,
     pack: PackOpt = None,
     as_json: JsonOpt = False,
@@ -123,13 +148,15 @@ def ingest(
     skipped, so an interrupted ingest resumes where it stopped. Unreadable files are reported and skipped."""
     if not paths and not manifest and not warc:
         raise _fail("give at least one folder, file, @list, --manifest or --warc")
-    with _engine(data, pack, verbose, workers=workers, threads=threads, batch_size=batch_size) as engine:
+    overrides = {"workers": workers, "threads": threads, "batch_size": batch_size, "ray_address": ray}
+    with _engine(data, pack, verbose, **overrides) as engine:
         summary = engine.ingest(
             paths or [],
             manifests=manifest or [],
             warcs=warc or [],
             opt_out=opt_out,
             progress=_progress_printer(as_json),
+            retain_days=retain_days,
         )
     if as_json:
         _print_json(jsonable(summary))
@@ -248,6 +275,15 @@ def cluster_command(
             help="CSV path,identity (paths relative to the CSV): score the clustering of each image's largest face.",
         ),
     ] = None,
+    run: Annotated[int | None, typer.Option("--run", help="Cluster only the faces stored by this ingest run.")] = None,
+    save: Annotated[
+        bool,
+        typer.Option(
+            "--save",
+            help="Persist clusters of the catalog's faces (see `facetrace clusters`). Saved clusters keep their ids: "
+            "a later --save (or an ingest) only places faces that are in no cluster yet; with --run, that run's.",
+        ),
+    ] = False,
     data: DataOpt = None,
     pack: PackOpt = None,
     as_json: JsonOpt = False,
@@ -257,8 +293,24 @@ def cluster_command(
     split, so a merge needs the whole of both groups to agree, at false-match rates of 1e-4 to 1e-5."""
     from facetrace.evaluation.clustering import score_clustering
 
+    if save:
+        if paths:
+            raise _fail("--save keeps clusters of catalog faces: ingest the photos first, then cluster --save")
+        if labels is not None:
+            raise _fail("--labels scores a clustering; run it without --save")
+        with _engine(data, pack, verbose, workers=1) as engine:
+            update = engine.save_clusters(run_id=run)
+            total = len(engine.stored_clusters())
+        if as_json:
+            _print_json(jsonable(update) | {"clusters_saved": total})
+        else:
+            typer.echo(
+                f"{update.faces_considered} faces placed: {update.faces_assigned} joined saved clusters, the rest "
+                f"formed {len(update.clusters_created)} new clusters; {total} clusters saved ({update.seconds:.1f} s)"
+            )
+        return
     with _engine(data, pack, verbose, workers=1) as engine:
-        faces, result = engine.cluster(paths or [])
+        faces, result = engine.cluster(paths or [], run_id=run)
     groups: dict[int, list[int]] = {}
     for position, label in enumerate(result.labels.tolist()):
         groups.setdefault(label, []).append(position)
@@ -301,6 +353,132 @@ def cluster_command(
             f"against {labels}: pairwise precision {report.pairwise_precision:.4f}, "
             f"pairwise recall {report.pairwise_recall:.4f}, BCubed F1 {report.bcubed_f1:.4f}"
         )
+
+
+@clusters_app.command("list")
+def clusters_list(
+    limit: Annotated[int, typer.Option("--limit", help="At most this many clusters (largest first); 0: all.")] = 50,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Saved clusters of the active model, largest first."""
+    with _engine(data, pack, workers=1) as engine:
+        found = engine.stored_clusters()
+    shown = found[:limit] if limit > 0 else found
+    if as_json:
+        _print_json({"clusters": jsonable(shown), "total": len(found)})
+        return
+    typer.echo(f"{len(found)} clusters ({sum(len(c.face_ids) > 1 for c in found)} with 2+ faces)")
+    for item in shown:
+        name = f"  {item.name}" if item.name else ""
+        preview = ", ".join(map(str, item.face_ids[:8])) + (" …" if len(item.face_ids) > 8 else "")
+        typer.echo(f"  cluster {item.cluster_id}: {len(item.face_ids)} faces{name}  [{preview}]")
+
+
+@clusters_app.command("show")
+def clusters_show(
+    cluster_id: Annotated[int, typer.Argument(help="Cluster id.")],
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One saved cluster: its faces with their photos, and every recorded change with its evidence."""
+    with _engine(data, pack, workers=1) as engine:
+        found, events = engine.stored_cluster(cluster_id)
+        records = engine.catalog.faces_by_id(list(found.face_ids))
+    if as_json:
+        _print_json(
+            {
+                "cluster": jsonable(found),
+                "faces": [jsonable(records[f]) for f in found.face_ids if f in records],
+                "events": jsonable(events),
+            }
+        )
+        return
+    typer.echo(f"cluster {found.cluster_id}: {len(found.face_ids)} faces" + (f", {found.name}" if found.name else ""))
+    for face_id in found.face_ids:
+        record = records.get(face_id)
+        if record is not None:
+            typer.echo(f"  face {face_id}  {record.asset_uri}" + (f"  ({record.label})" if record.label else ""))
+    typer.echo("events:")
+    for event in events:
+        other = f" (cluster {event.other_cluster_id})" if event.other_cluster_id is not None else ""
+        moved = f"; {len(event.face_ids)} faces" if event.face_ids else ""
+        typer.echo(
+            f"  {event.at.isoformat(timespec='seconds')} {event.kind}{other} by {event.actor}: {event.reason}{moved}; "
+            f"{json.dumps(event.evidence, sort_keys=True)}"
+        )
+
+
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (required; recorded with the change and audited).")]
+
+
+@clusters_app.command("merge")
+def clusters_merge(
+    kept: Annotated[int, typer.Argument(help="The cluster that remains.")],
+    absorbed: Annotated[int, typer.Argument(help="The cluster whose faces move into the first; it is deleted.")],
+    reason: ReasonOpt = "",
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Merge two saved clusters you judge to be one person. Allowed even where the automatic rules would not
+    merge; their evidence (edge, mean and lowest similarity, and whether the rules would merge) is recorded."""
+    if not reason.strip():
+        raise _fail("--reason is required")
+    with _engine(data, pack, workers=1) as engine:
+        event = engine.merge_clusters(kept, absorbed, reason)
+    _print_event(event, as_json)
+
+
+@clusters_app.command("split")
+def clusters_split(
+    cluster_id: Annotated[int, typer.Argument(help="The cluster to split.")],
+    faces: Annotated[str, typer.Option("--faces", help="Comma-separated face ids that leave for a new cluster.")],
+    reason: ReasonOpt = "",
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move some faces of a saved cluster into a new cluster (a wrong merge undone)."""
+    if not reason.strip():
+        raise _fail("--reason is required")
+    try:
+        face_ids = [int(part) for part in faces.split(",") if part.strip()]
+    except ValueError as exc:
+        raise _fail(f"--faces takes comma-separated face ids, not {faces!r}") from exc
+    with _engine(data, pack, workers=1) as engine:
+        event = engine.split_cluster(cluster_id, face_ids, reason)
+    _print_event(event, as_json)
+
+
+@clusters_app.command("rename")
+def clusters_rename(
+    cluster_id: Annotated[int, typer.Argument(help="Cluster id.")],
+    name: Annotated[str, typer.Argument(help="The confirmed label (empty to clear it).")],
+    reason: ReasonOpt = "",
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a saved cluster a confirmed label."""
+    if not reason.strip():
+        raise _fail("--reason is required")
+    with _engine(data, pack, workers=1) as engine:
+        event = engine.rename_cluster(cluster_id, name or None, reason)
+    _print_event(event, as_json)
+
+
+def _print_event(event: ClusterEvent, as_json: bool) -> None:
+    if as_json:
+        _print_json(jsonable(event))
+        return
+    other = f" and {event.other_cluster_id}" if event.other_cluster_id is not None else ""
+    typer.echo(
+        f"{event.kind} recorded (event {event.event_id}) on cluster {event.cluster_id}{other}: "
+        f"{len(event.face_ids)} faces; evidence {json.dumps(event.evidence, sort_keys=True)}"
+    )
 
 
 def _identities_by_path(manifest: Path) -> dict[str, str]:
@@ -391,6 +569,12 @@ def eval_calibrate(ctx: typer.Context) -> None:
     _run_evaluation("calibrate", ctx)
 
 
+@eval_app.command("robustness", context_settings=_PASS_THROUGH, add_help_option=False)
+def eval_robustness(ctx: typer.Context) -> None:
+    """Accuracy on LFW pairs under blur, downscaling, JPEG, noise, occlusion, rotation... (docs/robustness.md)."""
+    _run_evaluation("robustness", ctx)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",
@@ -465,6 +649,62 @@ def users_deactivate(
     with _engine(data, pack, workers=1) as engine:
         engine.users.deactivate(name, cli_actor())
     typer.echo(f"deactivated {name}; all their API keys are revoked")
+
+
+@users_app.command("set-password")
+def users_set_password(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password from the first line of standard input (for scripts)."),
+    ] = False,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+) -> None:
+    """Give a user a password for the web UI and HTTP Basic (argon2id; at least 12 characters). Prompts twice
+    without echoing unless --password-stdin. Audited as set_password; the password itself is never logged."""
+    try:
+        from facetrace.server.passwords import Argon2Hasher
+    except ImportError as exc:
+        raise _fail(f"passwords need the server extra: pip install 'facetrace[server]' ({exc})") from exc
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt(f"New password for {name}", hide_input=True, confirmation_prompt=True)
+    with _engine(data, pack, workers=1) as engine:
+        engine.users.set_password(name, password, cli_actor(), Argon2Hasher())
+    typer.echo(f"password set for {name}")
+
+
+@users_app.command("keys")
+def users_keys(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A user's API keys: id, prefix, created and revoked (never the key)."""
+    with _engine(data, pack, workers=1) as engine:
+        keys = engine.users.api_keys(name)
+    if as_json:
+        _print_json(jsonable(keys))
+        return
+    for key in keys:
+        state = "active" if key.active else f"revoked {key.revoked_at:%Y-%m-%d %H:%M}"
+        typer.echo(f"{key.key_id}  {key.prefix}…  created {key.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+@users_app.command("revoke-key")
+def users_revoke_key(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    key_id: Annotated[int, typer.Argument(help="The key's id (see `facetrace users keys NAME`).")],
+    data: DataOpt = None,
+    pack: PackOpt = None,
+) -> None:
+    """Revoke one API key (a leaked one, say); the user's other keys and password keep working. Audited."""
+    with _engine(data, pack, workers=1) as engine:
+        key = engine.users.revoke_key(name, key_id, cli_actor())
+    typer.echo(f"revoked key {key.key_id} ({key.prefix}…) of {name}")
 
 
 @users_app.command("list")
@@ -543,6 +783,19 @@ def erase(
         else:  # unreachable: exactly one was checked above
             raise _fail("give exactly one of --face, --label or --photo")
     _print_json(jsonable(receipt))
+
+
+@app.command()
+def purge(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; change nothing.")] = False,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+) -> None:
+    """Delete every photo and face whose retention has ended (catalog rows, index entries, thumbnails), audited as
+    one `purge` entry. Unlike erase, nothing goes on the suppression list. Prints the summary as JSON."""
+    with _engine(data, pack, workers=1) as engine:
+        summary = engine.purge(cli_actor(), dry_run=dry_run)
+    _print_json(jsonable(summary))
 
 
 def main() -> None:  # pragma: no cover - console entry point

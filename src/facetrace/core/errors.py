@@ -85,6 +85,16 @@ class AuthenticationError(FacetraceError):
     """No credentials, or credentials that match no active user (HTTP 401)."""
 
 
+class RateLimitedError(FacetraceError):
+    """Too many requests from one API key, or too many failed sign-ins for a user or an address (HTTP 429).
+
+    retry_after_s: whole seconds until the caller may try again (the Retry-After header)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(1, retry_after_s)
+
+
 class PermissionDeniedError(FacetraceError):
     """The user is known but their role (or the four-eyes rule) does not allow this (HTTP 403)."""
 

@@ -12,15 +12,20 @@ import numpy.typing as npt
 from facetrace.core.types import (
     AnalyzedFace,
     AnalyzedImage,
+    ApiKey,
     AuditEntry,
     Case,
+    ClusterAssignment,
+    ClusterEvent,
     DeletedFaces,
     ErasureReceipt,
     FaceRecord,
     FloatArray,
     MediaAsset,
+    NewCluster,
     Review,
     SearchRecord,
+    StoredCluster,
     StoredHit,
     User,
 )
@@ -148,8 +153,25 @@ class FaceEraser(Protocol):
 
     def embeddings_by_id(self, ids: Sequence[int], model_id: str | None = None) -> tuple[IdArray, FloatArray]: ...
 
-    def delete_faces(self, face_ids: Sequence[int]) -> DeletedFaces:
-        """Delete these faces, and every asset left without faces, in one transaction."""
+    def delete_faces(self, face_ids: Sequence[int], *, actor: str = "erasure", reason: str = "") -> DeletedFaces:
+        """Delete these faces, and every asset left without faces, in one transaction; the faces leave their
+        persisted clusters in it too (recorded with actor and reason; emptied clusters are deleted)."""
+        ...
+
+
+class RetentionStore(Protocol):
+    """The catalog side of the purge job: what has outlived its retention, and deleting it."""
+
+    def expired_face_ids(self, now: datetime, model_id: str) -> list[int]: ...
+
+    def expired_asset_ids(self, now: datetime) -> list[int]: ...
+
+    def delete_faces(self, face_ids: Sequence[int], *, actor: str = "erasure", reason: str = "") -> DeletedFaces:
+        """As FaceEraser.delete_faces: the faces, and every asset left without faces, in one transaction."""
+        ...
+
+    def delete_faceless_assets(self, asset_ids: Sequence[int]) -> list[tuple[int, str]]:
+        """Delete those of these assets without a face left; returns their (id, uri)."""
         ...
 
 
@@ -170,6 +192,16 @@ class UserStore(Protocol):
 
     def deactivate_user(self, name: str) -> int:
         """Mark the user inactive and revoke all their keys; returns how many keys were revoked."""
+        ...
+
+    def set_password_hash(self, name: str, password_hash: str) -> None: ...
+
+    def api_keys(self, user_id: int) -> list[ApiKey]:
+        """The user's keys, oldest first, revoked ones included."""
+        ...
+
+    def revoke_api_key(self, user_id: int, key_id: int) -> bool:
+        """Revoke one of the user's keys; False when it is not theirs or was revoked already."""
         ...
 
 
@@ -194,6 +226,8 @@ class CaseStore(Protocol):
 
     def cases(self) -> list[Case]: ...
 
+    def set_case_status(self, case_id: int, status: str, expected: str) -> bool: ...
+
     def add_search(
         self,
         case_id: int,
@@ -208,7 +242,9 @@ class CaseStore(Protocol):
 
     def search(self, search_id: int) -> SearchRecord | None: ...
 
-    def searches(self, case_id: int | None = None) -> list[SearchRecord]: ...
+    def searches(self, case_id: int | None = None, *, with_hits: bool = True) -> list[SearchRecord]:
+        """Searches in id order; with_hits=False leaves each record's hits empty (cheaper, for probe-only work)."""
+        ...
 
     def add_review(self, search_id: int, face_id: int, reviewer: str, decision: str, note: str) -> Review: ...
 
@@ -226,6 +262,52 @@ class SuppressionStore(Protocol):
 
     def receipt(self, receipt_id: str) -> ErasureReceipt | None: ...
 
+    def receipts(self, limit: int) -> list[ErasureReceipt]:
+        """The newest receipts first."""
+        ...
+
 
 class GovernanceStore(UserStore, AuditStore, CaseStore, SuppressionStore, Protocol):
     """Everything governance keeps, in the catalog's database."""
+
+
+class ClusterStore(Protocol):
+    """Persisted clusters: groups of faces taken to be one person, and every change to them (catalog/)."""
+
+    def count_clusters(self, model_id: str) -> int: ...
+
+    def clusters(self, model_id: str) -> list[StoredCluster]:
+        """Every cluster of one model, largest first."""
+        ...
+
+    def cluster(self, cluster_id: int) -> StoredCluster | None: ...
+
+    def cluster_members(self, cluster_ids: Sequence[int]) -> dict[int, list[int]]:
+        """Face ids of each of these clusters; unknown clusters are left out."""
+        ...
+
+    def clusters_of_faces(self, face_ids: Sequence[int]) -> dict[int, int]:
+        """face id -> cluster id for the faces among face_ids that belong to a cluster."""
+        ...
+
+    def unclustered_face_ids(self, model_id: str) -> IdArray: ...
+
+    def cluster_events(self, cluster_id: int | None = None) -> list[ClusterEvent]: ...
+
+    def create_clusters(self, model_id: str, groups: Sequence[NewCluster], actor: str, reason: str) -> list[int]:
+        """One new cluster per group, with 'create' and 'merge' events, in one transaction."""
+        ...
+
+    def assign_faces(self, assignments: Sequence[ClusterAssignment], actor: str, reason: str) -> int:
+        """Faces join existing clusters, one 'assign' event each."""
+        ...
+
+    def merge_clusters(
+        self, kept: int, absorbed: int, actor: str, reason: str, evidence: dict[str, object]
+    ) -> ClusterEvent: ...
+
+    def split_cluster(
+        self, cluster_id: int, face_ids: Sequence[int], actor: str, reason: str, evidence: dict[str, object]
+    ) -> ClusterEvent: ...
+
+    def rename_cluster(self, cluster_id: int, name: str | None, actor: str, reason: str) -> ClusterEvent: ...

@@ -117,6 +117,7 @@ class MediaAsset:
     source_name: str | None = None  # the collection the asset came from
     legal_basis: str | None = None  # why the operator may hold it
     extra: dict[str, str] = field(default_factory=dict)
+    retain_until: datetime | None = None  # the purge job deletes the asset and its faces after this (None: keep)
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,6 +139,8 @@ class FaceRecord:
     ingested_at: datetime | None
     label: str | None
     thumbnail_path: str | None = None
+    legal_basis: str | None = None  # the law, licence or consent the image was collected under, if stated
+    retain_until: datetime | None = None  # when the purge job deletes it (None: kept until erased)
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,21 @@ class User:
 
 
 @dataclass(frozen=True)
+class ApiKey:
+    """One of a user's API keys as listings show it: never the key, only its first characters."""
+
+    key_id: int
+    user_id: int
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     """One row of the tamper-evident audit log. hash = sha256(prev_hash + canonical JSON of the other fields but
     prev_hash and hash); see facetrace.governance.audit."""
@@ -307,6 +325,8 @@ class DeletedFaces:
     thumbnail_paths: tuple[str, ...]  # relative to the thumbnails folder
     model_ids: tuple[str, ...]  # one per face id
     embeddings: FloatArray  # (n, dim), one per face id (all faces must be of one model)
+    cluster_ids: tuple[int, ...] = ()  # persisted clusters the faces left
+    clusters_deleted: tuple[int, ...] = ()  # those of them left without faces, and so deleted
 
 
 @dataclass(frozen=True)
@@ -325,3 +345,58 @@ class ErasureReceipt:
     thumbnails_removed: int
     suppressed_embeddings: int
     audit_seq: int
+
+
+# -- persisted clusters: unknown faces grouped into identities, and every change to a group -------------------------
+
+# How a face came into its cluster: batch clustering, incremental assignment (at ingest or a later --save), or a
+# person's merge or split.
+CLUSTER_ASSIGNED_BY = ("batch", "incremental", "manual")
+CLUSTER_EVENT_KINDS = ("create", "merge", "split", "assign", "rename", "erase")
+
+
+@dataclass(frozen=True)
+class StoredCluster:
+    """A persisted cluster: a group of faces taken to be one (possibly unnamed) person."""
+
+    cluster_id: int
+    model_id: str
+    name: str | None  # a reviewer's confirmed label, if any
+    created_at: datetime
+    updated_at: datetime
+    face_ids: tuple[int, ...]  # ascending
+
+
+@dataclass(frozen=True)
+class NewCluster:
+    """A cluster to create: its faces, how they were grouped, and the merges that made it (as event evidence)."""
+
+    face_ids: tuple[int, ...]
+    assigned_by: str  # one of CLUSTER_ASSIGNED_BY
+    evidence: dict[str, object] = field(default_factory=dict)
+    merges: tuple[dict[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
+class ClusterAssignment:
+    """One face joining an existing cluster, with the similarities that justified it."""
+
+    face_id: int
+    cluster_id: int
+    evidence: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterEvent:
+    """One recorded change to a cluster. other_cluster_id is the absorbed cluster of a merge or the new cluster of
+    a split; face_ids are the faces the change moved."""
+
+    event_id: int
+    cluster_id: int
+    kind: str  # one of CLUSTER_EVENT_KINDS
+    actor: str
+    reason: str
+    face_ids: tuple[int, ...]
+    other_cluster_id: int | None
+    evidence: dict[str, object]
+    at: datetime

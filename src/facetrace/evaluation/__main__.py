@@ -1,4 +1,4 @@
-"""python -m facetrace.evaluation verify|identify|calibrate: run the accuracy harness from a shell.
+"""python -m facetrace.evaluation verify|identify|calibrate|robustness: run the accuracy harness from a shell.
 
 The CLI's `facetrace eval ...` commands call the same functions; this entry exists so the harness runs on its own.
 Reports go to stdout (JSON with --json), progress and diagnostics to stderr through logging.
@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from facetrace.config import Settings
-from facetrace.core.errors import FacetraceError
+from facetrace.core.errors import ConfigError, FacetraceError
 from facetrace.core.ports import FaceAnalyzer
 from facetrace.evaluation.calibration import fit_impostor_calibration, read_calibration_json, write_calibration_json
 from facetrace.evaluation.datasets import read_manifest, read_pairs, require_files
 from facetrace.evaluation.embeddings import ProgressCallback, embed_images
 from facetrace.evaluation.identify import evaluate_identification
+from facetrace.evaluation.robustness import DEFAULT_FOLDS, DEFAULT_PAIRS_PER_FOLD
 from facetrace.evaluation.verify import evaluate_verification
 
 logger = logging.getLogger("facetrace.evaluation")
@@ -47,13 +48,16 @@ def _open_analyzer(args: argparse.Namespace) -> FaceAnalyzer:
         threads=args.threads,
         flip_tta=args.flip_tta,
         min_detection_score=args.min_detection_score,
+        rotation_fallback=args.rotation_fallback,
     )
     return analyzer
 
 
 def _cache_key(analyzer: FaceAnalyzer, args: argparse.Namespace) -> str:
-    # Both settings change which faces are found or their embeddings, but not the model id: keep their caches apart.
+    # These settings change which faces are found or their embeddings, but not the model id: keep their caches apart.
+    # Caches made before the rotation fallback existed had it off, and keep their names.
     key = f"{analyzer.model_id}+min_det={args.min_detection_score:g}"
+    key += "" if args.rotation_fallback == "off" else f"+rotation={args.rotation_fallback}"
     return key + ("+flip_tta" if args.flip_tta else "")
 
 
@@ -68,6 +72,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="ignore faces the detector is less sure of (default: the engine's setting, FACETRACE_MIN_DETECTION_SCORE)",
+    )
+    parser.add_argument(
+        "--rotation-fallback",
+        choices=("off", "auto", "always"),
+        default=None,
+        help="detect on turned copies of unsure photos (default: the engine's setting, FACETRACE_ROTATION_FALLBACK)",
     )
     parser.add_argument(
         "--cache-dir",
@@ -103,6 +113,26 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--out", type=Path, required=True, help="calibration.json to write")
     calibrate.add_argument("--measured-on", default="", help="dataset description stored in the table")
     _add_common(calibrate)
+
+    robustness = commands.add_parser(
+        "robustness", help="verification and identification on LFW pairs under controlled degradations"
+    )
+    robustness.add_argument("--pairs", type=Path, required=True, help="pairs CSV (path_a,path_b,same,fold)")
+    robustness.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="use the first N folds of the pairs file")
+    robustness.add_argument(
+        "--pairs-per-fold", type=int, default=DEFAULT_PAIRS_PER_FOLD, help="pairs of each fold (half same-person)"
+    )
+    robustness.add_argument(
+        "--conditions",
+        default=None,
+        help="comma-separated degradations, each optionally name=strength (default: all, at every strength)",
+    )
+    robustness.add_argument("--seed", type=int, default=0, help="seed of the random degradations (noise, motion)")
+    robustness.add_argument(
+        "--calibration", type=Path, default=None, help="impostor calibration.json (default: the pack's own)"
+    )
+    robustness.add_argument("--plot", type=Path, default=None, help="write the PNG plot here (needs matplotlib)")
+    _add_common(robustness)
     return parser
 
 
@@ -122,6 +152,8 @@ def _run(args: argparse.Namespace) -> str:
             calibration=read_calibration_json(args.calibration) if args.calibration else None,
         )
         return verification.to_json() if args.json else verification.summary()
+    if args.command == "robustness":
+        return _run_robustness(args)
     if args.command == "identify":
         manifest = read_manifest(args.manifest)
         analyzer = _open_analyzer(args)
@@ -165,11 +197,54 @@ def _run(args: argparse.Namespace) -> str:
     )
 
 
+def _run_robustness(args: argparse.Namespace) -> str:
+    # The benchmark pulls in OpenCV (through vision) and, for the plot, matplotlib: only this command needs them.
+    from facetrace.evaluation.robustness import evaluate_robustness, parse_conditions, plot_report
+
+    try:
+        conditions = parse_conditions(args.conditions) if args.conditions else None
+    except ValueError as exc:
+        raise ConfigError(f"--conditions: {exc}") from None
+    from facetrace.vision.analyzer import open_analyzer
+
+    pairs = read_pairs(args.pairs)
+    analyzer = open_analyzer(
+        args.pack,
+        data_dir=args.data_dir,
+        threads=args.threads,
+        flip_tta=args.flip_tta,
+        min_detection_score=args.min_detection_score,
+    )
+    calibration = read_calibration_json(args.calibration) if args.calibration else analyzer.pack.calibration
+    if calibration is None:
+        raise FacetraceError(f"pack {analyzer.model_id} has no calibration.json: pass --calibration")
+    report = evaluate_robustness(
+        analyzer,
+        pairs,
+        args.root,
+        calibration,
+        folds=args.folds,
+        pairs_per_fold=args.pairs_per_fold,
+        conditions=conditions,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        cache_key=_cache_key(analyzer, args),
+        progress=lambda message: logger.info("robustness: %s", message),
+        pairs_csv=args.pairs.name,
+    )
+    if args.plot is not None:
+        plot_report(report, args.plot)
+        logger.info("wrote %s", args.plot)
+    return report.to_json() if args.json else report.summary()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.min_detection_score is None:
         # Measure what the engine ingests and searches with, not a different operating point.
         args.min_detection_score = Settings().min_detection_score
+    if args.rotation_fallback is None:
+        args.rotation_fallback = Settings().rotation_fallback
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         output = _run(args)

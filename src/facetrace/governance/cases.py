@@ -7,30 +7,19 @@ photo or by a probe face within a high similarity of an earlier one, are listed 
 
 from __future__ import annotations
 
-import math
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-import numpy as np
 
 from facetrace.core.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
 from facetrace.core.ports import CaseStore
 from facetrace.core.types import REVIEW_DECISIONS, Case, FloatArray, ProbeResult, Review, SearchRecord, StoredHit, User
 from facetrace.governance.audit import AuditLog
+from facetrace.governance.repeats import RepeatedProbe, find_repeated_probes
 
+OPEN = "open"
+CLOSED = "closed"
 
-@dataclass(frozen=True)
-class RepeatedProbe:
-    """Two searches, in different cases, of what is probably the same probe."""
-
-    earlier_search_id: int
-    later_search_id: int
-    earlier_case_id: int
-    later_case_id: int
-    earlier_user: str
-    later_user: str
-    same_photo: bool  # identical probe bytes (sha256)
-    similarity: float | None  # of the two main probe faces, when both have one
+__all__ = ["CaseService", "RepeatedProbe", "stored_hits"]
 
 
 def stored_hits(results: Sequence[ProbeResult]) -> list[StoredHit]:
@@ -93,10 +82,21 @@ class CaseService:
     def cases(self) -> list[Case]:
         return self._store.cases()
 
+    def close_case(self, user: User, case_id: int, reason: str) -> Case:
+        """Close a case: it keeps its searches, hits, reviews and probe crops, and accepts no new search or
+        comparison (409). Reviews of its candidates stay possible, so a closed case can still be checked by a
+        second pair of eyes. The audit entry (close_case) records who closed it, when and why."""
+        reason = _required(reason, "a reason for closing the case")
+        case = self.case(case_id)
+        if not self._store.set_case_status(case_id, CLOSED, expected=OPEN):
+            raise ConflictError(f"case {case_id} is {self.case(case_id).status}; only an open case can be closed")
+        self._audit.record(user.name, "close_case", f"case:{case_id}", reason=reason)
+        return dataclasses.replace(case, status=CLOSED)
+
     def check_search_allowed(self, case_id: int, purpose: str) -> tuple[Case, str]:
         """Before a search runs: the case exists and is open, and the search states its purpose."""
         case = self.case(case_id)
-        if case.status != "open":
+        if case.status != OPEN:
             raise ConflictError(f"case {case_id} is {case.status}; searches need an open case")
         return case, _required(purpose, "a search's purpose")
 
@@ -165,40 +165,6 @@ class CaseService:
         return self._store.reviews(search_id)
 
     def repeated_probes(self) -> list[RepeatedProbe]:
-        """Pairs of searches in different cases of the same photo or of faces above the repeat similarity.
-
-        Compares every search with every earlier one of the same model: fine for the thousands of searches an
-        accountable deployment runs, not for millions.
-        """
-        searches = sorted(self._store.searches(), key=lambda s: s.search_id)
-        found: list[RepeatedProbe] = []
-        for later_pos, later in enumerate(searches):
-            for earlier in searches[:later_pos]:
-                if earlier.case_id == later.case_id:
-                    continue
-                same_photo = earlier.probe_sha256 == later.probe_sha256
-                similarity = _similarity(earlier, later)
-                close = similarity is not None and similarity >= self._repeat_similarity
-                if same_photo or close:
-                    found.append(
-                        RepeatedProbe(
-                            earlier.search_id,
-                            later.search_id,
-                            earlier.case_id,
-                            later.case_id,
-                            earlier.user,
-                            later.user,
-                            same_photo,
-                            similarity,
-                        )
-                    )
-        return found
-
-
-def _similarity(a: SearchRecord, b: SearchRecord) -> float | None:
-    if a.probe_embedding is None or b.probe_embedding is None or a.model_id != b.model_id:
-        return None
-    if a.probe_embedding.shape != b.probe_embedding.shape:
-        return None
-    value = float(np.dot(a.probe_embedding, b.probe_embedding))
-    return value if math.isfinite(value) else None
+        """Pairs of searches in different cases of the same photo or of faces above the repeat similarity
+        (governance/repeats.py: grouped by photo hash, and a tiled matrix product per model)."""
+        return find_repeated_probes(self._store.searches(with_hits=False), self._repeat_similarity)

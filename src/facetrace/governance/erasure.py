@@ -2,7 +2,8 @@
 
 Erase by face ids, by person (label), or by probe photo: every gallery face at or above a strict similarity to the
 requester's face (the pack's similarity at a false-match rate of 1e-6 by default). For each erased face the catalog
-rows go (faces, then assets left without faces), then index entries and thumbnail files. Their embeddings, and the
+rows go (faces, then assets left without faces; the faces leave their saved clusters in the same transaction, and a
+cluster left empty is deleted, its history kept), then index entries and thumbnail files. Their embeddings, and the
 requester's own probe embeddings, join the suppression list first: embeddings only, never photos. Ingest checks it
 and does not store a matching face; search never shows one. The requester gets a receipt naming what was removed,
 when, and the audit entry that records it.
@@ -33,6 +34,8 @@ ERASURE_FALSE_MATCH_RATE = 1e-6
 # How long a suppression list trusts what it read: a long ingest sees an erasure made meanwhile within this time.
 SUPPRESSION_REFRESH_S = 10.0
 _SEARCH_STEP = 256
+# Receipts the admin screen lists at once: one per erasure request, which come by the dozen, not the thousand.
+RECEIPTS_PAGE_SIZE = 200
 
 
 class SuppressionList:
@@ -71,8 +74,12 @@ class ErasureService:
         *,
         model_id: str,
         min_similarity: float,
+        uploads_dir: Path | None = None,
     ) -> None:
         self._eraser = eraser
+        # Photos uploaded to the server (HTTP ingest) are the server's copies, not the operator's originals: an erased
+        # asset's file there goes too. Files anywhere else are the operator's to delete.
+        self._uploads_dir = uploads_dir
         self._index = index
         self._suppressions = suppressions
         self._audit = audit
@@ -140,11 +147,12 @@ class ErasureService:
         suppressed = 0
         if vectors:
             suppressed = self._suppressions.add_suppressions(self._model_id, np.vstack(vectors), receipt_id)
-        deleted = self._eraser.delete_faces(face_ids)
+        deleted = self._eraser.delete_faces(face_ids, actor=actor, reason=f"erasure {receipt_id}: {reason}")
         if deleted.face_ids:
             self._index.remove(np.asarray(deleted.face_ids, dtype=np.int64))
             self._index.save()
-        removed = sum(self._remove_thumbnail(rel) for rel in deleted.thumbnail_paths)
+        removed = sum(remove_thumbnail(self._thumbnails_dir, rel) for rel in deleted.thumbnail_paths)
+        uploads_removed = sum(self._remove_upload(uri) for uri in deleted.asset_uris)
         entry = self._audit.record(
             actor,
             "erase",
@@ -155,7 +163,10 @@ class ErasureService:
             face_ids=list(deleted.face_ids),
             asset_ids=list(deleted.asset_ids),
             thumbnails_removed=removed,
+            uploads_removed=uploads_removed,
             suppressed_embeddings=suppressed,
+            clusters_left=list(deleted.cluster_ids),
+            clusters_deleted=list(deleted.clusters_deleted),
         )
         receipt = ErasureReceipt(
             receipt_id=receipt_id,
@@ -181,14 +192,33 @@ class ErasureService:
             raise NotFoundError(f"no erasure receipt {receipt_id!r}")
         return receipt
 
-    def _remove_thumbnail(self, rel: str) -> bool:
-        root = self._thumbnails_dir.resolve()
-        path = (root / rel).resolve()
-        if not path.is_relative_to(root):
-            log.warning("thumbnail path %s lies outside %s; left alone", rel, root)
+    def receipts(self, limit: int = RECEIPTS_PAGE_SIZE) -> list[ErasureReceipt]:
+        """The newest receipts first (the admin screen's list)."""
+        return self._suppressions.receipts(limit)
+
+    def _remove_upload(self, uri: str) -> bool:
+        if self._uploads_dir is None or "://" in uri:
+            return False
+        path = Path(uri).resolve()
+        if not path.is_relative_to(self._uploads_dir.resolve()):
             return False
         try:
             path.unlink()
         except FileNotFoundError:
             return False
         return True
+
+
+def remove_thumbnail(thumbnails_dir: Path, rel: str) -> bool:
+    """Delete one face crop by its stored relative path; False if it was already gone or lies outside the folder
+    (a stored path is data, and data never names a file elsewhere to delete)."""
+    root = thumbnails_dir.resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root):
+        log.warning("thumbnail path %s lies outside %s; left alone", rel, root)
+        return False
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True

@@ -20,11 +20,14 @@ from facetrace.core.errors import (
     PermissionDeniedError,
 )
 from facetrace.core.ports import UserStore
-from facetrace.core.types import ROLES, User
+from facetrace.core.types import ROLES, ApiKey, User
 from facetrace.governance.audit import AuditLog
 
 API_KEY_PREFIX = "ft_"
 API_KEY_BYTES = 32
+# The API's floor for a new user's password (NewUserIn): above NIST SP 800-63B's 8, since these accounts can
+# search faces; argon2 and the sign-in lockout make guessing slow beyond that.
+MIN_PASSWORD_LENGTH = 12
 
 
 class PasswordHasher(Protocol):
@@ -43,6 +46,11 @@ class IssuedKey:
 
 def key_sha256(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidRequestError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
 
 
 def require_role(user: User, *roles: str) -> None:
@@ -64,6 +72,8 @@ class UserService:
     ) -> IssuedKey:
         if password is not None and hasher is None:
             raise InvalidRequestError("a password needs a password hasher (the server provides argon2)")
+        if password is not None:
+            _check_password(password)
         encoded = hasher.hash(password) if password is not None and hasher is not None else None
         return self._add(name, role, actor, encoded)
 
@@ -81,6 +91,29 @@ class UserService:
         revoked = self._store.deactivate_user(user.name)
         self._audit.record(actor, "deactivate_user", f"user:{user.name}", keys_revoked=revoked)
         return self.user(name)
+
+    def set_password(self, name: str, password: str, actor: str, hasher: PasswordHasher) -> User:
+        """Give a user a (new) password for the web UI and HTTP Basic; their API keys stay as they are."""
+        user = self.user(name)
+        _check_password(password)
+        self._store.set_password_hash(user.name, hasher.hash(password))
+        self._audit.record(actor, "set_password", f"user:{user.name}")
+        return user
+
+    def api_keys(self, name: str) -> list[ApiKey]:
+        return self._store.api_keys(self.user(name).user_id)
+
+    def revoke_key(self, name: str, key_id: int, actor: str) -> ApiKey:
+        """Revoke one key (a leaked one, say) and leave the user's other keys and password working."""
+        user = self.user(name)
+        keys = {key.key_id: key for key in self._store.api_keys(user.user_id)}
+        key = keys.get(key_id)
+        if key is None:
+            raise NotFoundError(f"user {user.name!r} has no API key {key_id}")
+        if not key.active or not self._store.revoke_api_key(user.user_id, key_id):
+            raise ConflictError(f"API key {key_id} of {user.name!r} is revoked already")
+        self._audit.record(actor, "revoke_api_key", f"user:{user.name}", key_id=key_id, prefix=key.prefix)
+        return next(k for k in self._store.api_keys(user.user_id) if k.key_id == key_id)
 
     def user(self, name: str) -> User:
         user = self._store.user(name)

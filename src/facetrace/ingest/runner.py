@@ -4,6 +4,9 @@ Order of writes for each image: thumbnails (files named by content hash, harmles
 one transaction (the source of truth), then the index (derived). A process killed at any point leaves at worst
 faces in the catalog that the index lacks; the engine reconciles the two when it opens, and a re-run skips every
 image whose content hash the catalog already holds, so nothing is lost or duplicated.
+
+Where the models run is a BatchAnalysis: this process, local worker processes, or Ray actors
+(facetrace.ingest.ray_runner). Reading, deduplication and every write stay here whatever runs the models.
 """
 
 from __future__ import annotations
@@ -13,12 +16,15 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -32,6 +38,8 @@ log = logging.getLogger(__name__)
 AnalyzerFactory = Callable[[], FaceAnalyzer]
 INDEX_CHECKPOINT_INTERVAL_S = 60.0
 MAX_ERROR_MESSAGES_KEPT = 200
+# Batches queued per worker: one being analysed, one waiting, so no worker idles while the driver stores results.
+IN_FLIGHT_PER_WORKER = 2
 
 
 @dataclass
@@ -60,6 +68,36 @@ def thumbnail_relpath(sha256: str, face_number: int) -> str:
     return f"{sha256[:2]}/{sha256}_{face_number}.jpg"
 
 
+Tag = TypeVar("Tag")  # what the runner attaches to a batch to find it again when its results come back
+ImageBatch = Sequence[tuple[bytes, str]]
+BatchResults = Sequence[AnalyzedImage | Exception]
+
+
+class BatchAnalysis(Protocol):
+    """Runs the analyzer over batches of (bytes, uri) somewhere and hands back each batch's results with its tag.
+
+    Implementations pull batches lazily and keep a bounded number in flight, so memory stays bounded whatever the
+    source's size (back-pressure); results may come back in any order. map is a generator: closing it releases the
+    workers it started.
+    """
+
+    def map(self, batches: Iterable[tuple[Tag, ImageBatch]]) -> Generator[tuple[Tag, BatchResults]]: ...
+
+
+class LocalAnalysis:
+    """One analyzer in this process, built on first use and kept for later runs."""
+
+    def __init__(self, factory: AnalyzerFactory) -> None:
+        self._factory = factory
+        self._analyzer: FaceAnalyzer | None = None
+
+    def map(self, batches: Iterable[tuple[Tag, ImageBatch]]) -> Generator[tuple[Tag, BatchResults]]:
+        for tag, batch in batches:
+            if self._analyzer is None:
+                self._analyzer = self._factory()
+            yield tag, self._analyzer.analyze_batch(batch)
+
+
 # One analyzer per worker process, built once by the pool's initializer.
 _worker_analyzer: FaceAnalyzer | None = None
 
@@ -69,9 +107,34 @@ def _init_worker(factory: AnalyzerFactory) -> None:
     _worker_analyzer = factory()
 
 
-def _analyze_in_worker(items: Sequence[tuple[bytes, str]]) -> list[AnalyzedImage | Exception]:
+def _analyze_in_worker(items: ImageBatch) -> list[AnalyzedImage | Exception]:
     assert _worker_analyzer is not None, "worker initializer did not run"
     return _worker_analyzer.analyze_batch(items)
+
+
+class ProcessPoolAnalysis:
+    """Worker processes on this machine, one analyzer each (with the settings' inference threads)."""
+
+    def __init__(self, factory: AnalyzerFactory, workers: int) -> None:
+        self._factory = factory
+        self._workers = max(1, workers)
+
+    def map(self, batches: Iterable[tuple[Tag, ImageBatch]]) -> Generator[tuple[Tag, BatchResults]]:
+        # spawn, not fork: inference runtimes keep thread pools that do not survive a fork.
+        context = get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=self._workers, mp_context=context, initializer=_init_worker, initargs=(self._factory,)
+        ) as pool:
+            in_flight: deque[tuple[Tag, Future[list[AnalyzedImage | Exception]]]] = deque()
+            for tag, batch in batches:
+                in_flight.append((tag, pool.submit(_analyze_in_worker, batch)))
+                # Back-pressure: at most two batches per worker in flight bounds memory whatever the source size.
+                while len(in_flight) >= IN_FLIGHT_PER_WORKER * self._workers:
+                    done_tag, future = in_flight.popleft()
+                    yield done_tag, future.result()
+            while in_flight:
+                done_tag, future = in_flight.popleft()
+                yield done_tag, future.result()
 
 
 class IngestRunner:
@@ -87,18 +150,25 @@ class IngestRunner:
         batch_size: int = 32,
         progress: Callable[[IngestProgress], None] | None = None,
         suppression: SuppressionCheck | None = None,
+        analysis: BatchAnalysis | None = None,
     ) -> None:
-        self._factory = analyzer_factory
+        """analysis says where the models run; without it, this process (workers=1) or local worker processes."""
         self._catalog = catalog
         self._index = index
         self._thumbnails_dir = thumbnails_dir
         self._model_id = model_id
-        self._workers = max(1, workers)
         self._batch_size = max(1, batch_size)
         self._progress = progress
-        self._local_analyzer: FaceAnalyzer | None = None
+        if analysis is None:
+            analysis = (
+                LocalAnalysis(analyzer_factory) if workers <= 1 else ProcessPoolAnalysis(analyzer_factory, workers)
+            )
+        self._analysis = analysis
         # Erased people's embeddings: a matching face is dropped before anything of it is written.
         self._suppression = suppression
+        # Content read in this run and not yet stored (waiting for a batch, or out for analysis): a repeat of it is
+        # skipped at once, so the first occurrence is the one stored even when results come back out of order.
+        self._unstored: set[str] = set()
 
     def run(self, items: Iterable[SourceItem], description: str) -> IngestSummary:
         run_id = self._catalog.start_run(description, self._model_id)
@@ -140,34 +210,13 @@ class IngestRunner:
 
     def _run_batches(self, run_id: int, items: Iterable[SourceItem], state: IngestProgress) -> None:
         last_checkpoint = time.monotonic()
+        self._unstored.clear()  # left over if an earlier run of this runner was interrupted
         batches = self._pending_batches(run_id, iter(items), state)
-        if self._workers == 1:
-            for batch in batches:
-                results = self._analyzer().analyze_batch([(p.data, p.item.uri) for p in batch])
-                self._store(run_id, batch, results, state)
+        tagged = ((batch, [(p.data, p.item.uri) for p in batch]) for batch in batches)
+        with closing(self._analysis.map(tagged)) as results:
+            for batch, analysed in results:
+                self._store(run_id, batch, analysed, state)
                 last_checkpoint = self._checkpoint(last_checkpoint)
-            return
-        # spawn, not fork: inference runtimes keep thread pools that do not survive a fork.
-        context = get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=self._workers, mp_context=context, initializer=_init_worker, initargs=(self._factory,)
-        ) as pool:
-            in_flight: deque[tuple[list[_Pending], Future[list[AnalyzedImage | Exception]]]] = deque()
-            for batch in batches:
-                in_flight.append((batch, pool.submit(_analyze_in_worker, [(p.data, p.item.uri) for p in batch])))
-                # Back-pressure: at most two batches per worker in flight bounds memory whatever the source size.
-                while len(in_flight) >= 2 * self._workers:
-                    done_batch, future = in_flight.popleft()
-                    self._store(run_id, done_batch, future.result(), state)
-                    last_checkpoint = self._checkpoint(last_checkpoint)
-            while in_flight:
-                done_batch, future = in_flight.popleft()
-                self._store(run_id, done_batch, future.result(), state)
-
-    def _analyzer(self) -> FaceAnalyzer:
-        if self._local_analyzer is None:
-            self._local_analyzer = self._factory()
-        return self._local_analyzer
 
     def _checkpoint(self, last: float) -> float:
         now = time.monotonic()
@@ -179,7 +228,7 @@ class IngestRunner:
     def _pending_batches(
         self, run_id: int, items: Iterator[SourceItem], state: IngestProgress
     ) -> Iterator[list[_Pending]]:
-        """Read and hash images, dropping those the catalog (or this batch) already has."""
+        """Read and hash images, dropping those the catalog already has or this run has read and not yet stored."""
         pending: list[_Pending] = []
         while chunk := list(islice(items, self._batch_size)):
             read: list[_Pending] = []
@@ -192,12 +241,11 @@ class IngestRunner:
                     continue
                 read.append(_Pending(item, hashlib.sha256(data).hexdigest(), data))
             known = self._catalog.known_sha256([p.sha256 for p in read])
-            seen_here = {p.sha256 for p in pending}
             for p in read:
-                if p.sha256 in known or p.sha256 in seen_here:
+                if p.sha256 in known or p.sha256 in self._unstored:
                     state.images_skipped += 1
                     continue
-                seen_here.add(p.sha256)
+                self._unstored.add(p.sha256)
                 pending.append(p)
             if len(pending) >= self._batch_size:
                 yield pending
@@ -241,6 +289,7 @@ class IngestRunner:
                 label=item.label,
                 legal_basis=item.legal_basis,
                 extra=dict(item.extra),
+                retain_until=retain_until(item.retain_days),
             )
             faces = [face for _, face in kept]
             _, face_ids = self._catalog.add_asset_with_faces(
@@ -263,6 +312,7 @@ class IngestRunner:
             state.faces_added += len(face_ids)
         if new_ids:
             self._index.add(np.asarray(new_ids, dtype=np.int64), np.vstack(new_vectors).astype(np.float32))
+        self._unstored.difference_update(p.sha256 for p in batch)  # the catalog knows them now (or they failed)
         if self._progress:
             self._progress(state)
 
@@ -284,6 +334,13 @@ class IngestRunner:
             state.error_messages.append(message)
         log.warning("skipped %s", message)
         self._catalog.record_error(run_id, uri, message)
+
+
+def retain_until(retain_days: int | None, now: datetime | None = None) -> datetime | None:
+    """When an item kept retain_days after ingest (now) stops being retained; None keeps it until erased."""
+    if retain_days is None:
+        return None
+    return (now or datetime.now(UTC)) + timedelta(days=retain_days)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

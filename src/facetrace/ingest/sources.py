@@ -23,7 +23,9 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"})
 MANIFEST_URI_KEYS = ("uri", "url", "path", "file")
-MANIFEST_KNOWN_KEYS = frozenset({*MANIFEST_URI_KEYS, "source_page", "captured_at", "label", "identity", "legal_basis"})
+MANIFEST_KNOWN_KEYS = frozenset(
+    {*MANIFEST_URI_KEYS, "source_page", "captured_at", "label", "identity", "legal_basis", "retain_days"}
+)
 MAX_FETCH_BYTES = 64 * 1024 * 1024
 FETCH_TIMEOUT_S = 30.0
 
@@ -38,6 +40,8 @@ class SourceItem:
     label: str | None = None
     legal_basis: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # Days to keep the image and its faces after ingest; the purge job deletes them afterwards (None: keep).
+    retain_days: int | None = None
     # The bytes themselves when the source already holds them (a WARC record's body): uri is then provenance only
     # and is never fetched.
     payload: bytes | None = field(default=None, repr=False, compare=False)
@@ -97,8 +101,9 @@ def _iter_file_list(list_path: Path) -> Iterator[SourceItem]:
 
 def iter_manifest(manifest: Path) -> Iterator[SourceItem]:
     """Rows of a CSV (with a header) or JSONL manifest: uri (or url/path/file), source_page, captured_at (ISO 8601),
-    label (or identity), legal_basis; any other column is kept as extra metadata. Relative paths are relative to the
-    manifest's folder. A malformed row raises ManifestError naming the line."""
+    label (or identity), legal_basis, retain_days (whole days to keep after ingest); any other column is kept as
+    extra metadata. Relative paths are relative to the manifest's folder. A malformed row raises ManifestError
+    naming the line."""
     base = manifest.parent
     suffix = manifest.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
@@ -145,6 +150,14 @@ def _row_item(row: dict[str, str], base: Path, where: str) -> SourceItem:
             captured_at = parse_timestamp(row["captured_at"])
         except ValueError as exc:
             raise ManifestError(f"{where}: captured_at {row['captured_at']!r} is not an ISO 8601 date") from exc
+    retain_days = None
+    if row.get("retain_days"):
+        try:
+            retain_days = int(row["retain_days"])
+        except ValueError as exc:
+            raise ManifestError(f"{where}: retain_days {row['retain_days']!r} is not a whole number of days") from exc
+        if retain_days < 0:
+            raise ManifestError(f"{where}: retain_days cannot be negative ({retain_days})")
     template = _item(uri, base)
     return SourceItem(
         uri=template.uri,
@@ -153,6 +166,7 @@ def _row_item(row: dict[str, str], base: Path, where: str) -> SourceItem:
         label=row.get("label") or row.get("identity") or None,
         legal_basis=row.get("legal_basis") or None,
         extra={k: v for k, v in row.items() if k not in MANIFEST_KNOWN_KEYS and v},
+        retain_days=retain_days,
     )
 
 

@@ -11,6 +11,7 @@ meaningful for any model pack.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -154,3 +155,52 @@ def assign_to_clusters(
                 best_label, best_average = int(label), float(cross.mean())
         out[row] = best_label
     return out
+
+
+def best_cluster(
+    vector: FloatArray, candidates: Mapping[int, FloatArray], thresholds: ClusteringThresholds
+) -> tuple[int, dict[str, float]] | None:
+    """The candidate cluster one new face would merge with under the batch rules (a member at the edge threshold,
+    the mean across all members at the average threshold, no member below the link floor), best mean first;
+    None when no candidate qualifies. candidates maps a cluster id to its members' embeddings (m, d)."""
+    best: tuple[int, dict[str, float]] | None = None
+    for cluster_id, members in candidates.items():
+        if members.shape[0] == 0:
+            continue
+        sims = members @ vector
+        evidence = similarity_evidence(sims)
+        if not rules_allow(evidence, thresholds):
+            continue
+        if best is None or evidence["average_similarity"] > best[1]["average_similarity"]:
+            best = (int(cluster_id), evidence)
+    return best
+
+
+def cross_evidence(a: FloatArray, b: FloatArray) -> dict[str, float]:
+    """Edge (best), mean and lowest similarity across two groups of faces: what the merge rules look at."""
+    return similarity_evidence((a @ b.T).ravel())
+
+
+def similarity_evidence(sims: FloatArray) -> dict[str, float]:
+    return {
+        "edge_similarity": round(float(sims.max()), 6),
+        "average_similarity": round(float(sims.mean()), 6),
+        "min_similarity": round(float(sims.min()), 6),
+    }
+
+
+def rules_allow(evidence: Mapping[str, float], thresholds: ClusteringThresholds) -> bool:
+    """Whether the automatic rules would merge two groups with this evidence."""
+    return (
+        evidence["edge_similarity"] >= thresholds.min_edge_similarity
+        and evidence["average_similarity"] >= thresholds.min_average_similarity
+        and evidence["min_similarity"] >= thresholds.min_link_similarity
+    )
+
+
+def groups_of(clustering: Clustering) -> dict[int, list[int]]:
+    """Positions of the faces of each cluster label, in label order."""
+    groups: dict[int, list[int]] = {}
+    for position, label in enumerate(clustering.labels.tolist()):
+        groups.setdefault(int(label), []).append(position)
+    return groups

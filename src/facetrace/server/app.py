@@ -8,9 +8,14 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import APIRouter, FastAPI, Request
 
 from facetrace.engine import Engine
-from facetrace.server.api import audit, cases, erasure, faces, users
+from facetrace.server.api import audit, cases, erasure, faces, ingest, people, reports, retention, users
 from facetrace.server.errors import install_error_handlers
+from facetrace.server.jobs import JobQueue
+from facetrace.server.ratelimit import Guards
 from facetrace.server.schemas import ErrorEnvelope, HealthOut
+from facetrace.server.ui import admin as admin_ui
+from facetrace.server.ui import compare as compare_ui
+from facetrace.server.ui import jobs_pages as ui_jobs
 from facetrace.server.ui.routes import UI_PREFIX, create_ui_app
 
 API_PREFIX = "/api/v1"
@@ -33,10 +38,15 @@ def create_app(engine: Engine) -> FastAPI:
         responses={
             401: {"model": ErrorEnvelope, "description": "No valid credentials."},
             403: {"model": ErrorEnvelope, "description": "The user's role does not allow this."},
+            429: {
+                "model": ErrorEnvelope,
+                "description": "Over the key's rate limit, or signing in is locked out; see Retry-After.",
+            },
         },
     )
     app.state.engine = engine
     app.state.engine_lock = threading.Lock()
+    app.state.guards = Guards.from_settings(engine.settings)
     install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
@@ -48,8 +58,15 @@ def create_app(engine: Engine) -> FastAPI:
         served.catalog.count_faces(served.model_id)
         return HealthOut(status="ok", model_id=served.model_id, version=_version())
 
-    for module in (users, cases, faces, audit, erasure):
+    for module in (users, cases, faces, audit, erasure, ingest, people, reports, retention):
         api.include_router(module.router)
     app.include_router(api)
-    app.mount(UI_PREFIX, create_ui_app(engine, app.state.engine_lock))
+    # Background ingest jobs: one queue per app, shared by the API and the UI.
+    app.state.jobs = JobQueue(engine, app.state.engine_lock)
+    ui = create_ui_app(engine, app.state.engine_lock, app.state.guards)
+    ui.state.jobs = app.state.jobs
+    ui.include_router(admin_ui.router)
+    ui.include_router(compare_ui.router)
+    ui.include_router(ui_jobs.router)
+    app.mount(UI_PREFIX, ui)
     return app

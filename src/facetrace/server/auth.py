@@ -1,7 +1,7 @@
 """Who is calling, and may they: API keys (Bearer or X-API-Key) or a user's password (HTTP Basic).
 
 Every route but /health depends on require(...) with the roles it allows: 401 without valid credentials,
-403 with a role not listed.
+403 with a role not listed, 429 over the caller's rate limit or during a sign-in lockout (server/ratelimit.py).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBas
 from facetrace.core.errors import AuthenticationError
 from facetrace.core.types import User
 from facetrace.engine import Engine
-from facetrace.governance.users import require_role
+from facetrace.governance.users import key_sha256, require_role
 from facetrace.server.passwords import Argon2Hasher
+from facetrace.server.ratelimit import Guards, password_sign_in
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key (shown once at creation).")
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>.")
@@ -29,6 +30,15 @@ def engine_of(request: Request) -> Engine:
     return engine
 
 
+def guards_of(request: Request) -> Guards:
+    guards: Guards = request.app.state.guards
+    return guards
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def current_user(
     request: Request,
     api_key: Annotated[str | None, Depends(_api_key_header)],
@@ -36,13 +46,18 @@ def current_user(
     basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
 ) -> User:
     engine = engine_of(request)
-    if api_key:
-        return engine.users.authenticate_key(api_key)
-    if bearer is not None:
-        return engine.users.authenticate_key(bearer.credentials)
-    if basic is not None:
-        return engine.users.authenticate_password(basic.username, basic.password, _hasher)
-    raise AuthenticationError("authentication required: send an API key (X-API-Key or Bearer) or HTTP Basic")
+    guards = guards_of(request)
+    key = api_key or (bearer.credentials if bearer is not None else None)
+    if key:
+        user = engine.users.authenticate_key(key)
+        caller = key_sha256(key)
+    elif basic is not None:
+        user = password_sign_in(engine, guards, basic.username, basic.password, _hasher, client_address(request), "api")
+        caller = f"user:{user.name}"
+    else:
+        raise AuthenticationError("authentication required: send an API key (X-API-Key or Bearer) or HTTP Basic")
+    guards.spend(caller, request.method, request.url.path)
+    return user
 
 
 def require(*roles: str) -> Callable[..., User]:

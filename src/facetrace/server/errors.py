@@ -24,6 +24,7 @@ from facetrace.core.errors import (
     NoFaceError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
     VectorIndexError,
 )
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 ERROR_STATUS: tuple[tuple[type[FacetraceError], int, str], ...] = (
     (AuthenticationError, 401, "unauthenticated"),
     (PermissionDeniedError, 403, "forbidden"),
+    (RateLimitedError, 429, "rate_limited"),
     (NotFoundError, 404, "not_found"),
     (ConflictError, 409, "conflict"),
     (InvalidRequestError, 422, "invalid_request"),
@@ -57,9 +59,15 @@ _HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Bearer realm="facetrace"'} if status == 401 else None
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Bearer realm="facetrace"'}
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def error_headers(exc: FacetraceError) -> dict[str, str] | None:
+    """Retry-After on a 429, so clients know when to come back."""
+    return {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimitedError) else None
 
 
 def status_for(exc: FacetraceError) -> tuple[int, str]:
@@ -75,7 +83,7 @@ def install_error_handlers(app: FastAPI) -> None:
         status, code = status_for(exc)
         if status >= 500:
             log.error("request failed: %s", exc)
-        return error_response(status, code, str(exc))
+        return error_response(status, code, str(exc), error_headers(exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

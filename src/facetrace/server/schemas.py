@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
 from facetrace.core.types import (
+    ApiKey,
     AuditEntry,
     BoundingBox,
     Case,
@@ -24,7 +26,14 @@ from facetrace.core.types import (
 )
 from facetrace.governance.audit import ChainReport
 from facetrace.governance.cases import RepeatedProbe
+from facetrace.governance.retention import PurgeSummary
 from facetrace.search.service import Comparison
+from facetrace.server.jobs import IngestJob
+
+# Catalog ids are signed 64-bit integers: a larger number names nothing, and SQLite cannot even bind it (a 500
+# schemathesis found), so the API refuses it with a 422 like any other invalid input.
+MAX_ID = 2**63 - 1
+CatalogId = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 def _finite(value: float) -> float | None:
@@ -56,6 +65,24 @@ class NewUserIn(BaseModel):
     name: str = Field(min_length=1, max_length=255)
     role: str = Field(description="admin, investigator, reviewer or auditor")
     password: str | None = Field(default=None, min_length=12, description="Optional, for HTTP Basic sign-in.")
+
+
+class ApiKeyOut(BaseModel):
+    key_id: int
+    prefix: str = Field(description="The key's first characters, to tell keys apart; never the key.")
+    created_at: datetime
+    revoked_at: datetime | None
+    active: bool
+
+    @classmethod
+    def of(cls, key: ApiKey) -> ApiKeyOut:
+        return cls(
+            key_id=key.key_id,
+            prefix=key.prefix,
+            created_at=key.created_at,
+            revoked_at=key.revoked_at,
+            active=key.active,
+        )
 
 
 class IssuedKeyOut(BaseModel):
@@ -161,7 +188,9 @@ class FaceOut(BaseModel):
     captured_at: datetime | None
     ingested_at: datetime | None
     label: str | None
+    legal_basis: str | None = Field(default=None, description="The legal basis the image was collected under.")
     thumbnail_url: str | None
+    retain_until: datetime | None = Field(default=None, description="When retention ends (null: until erased).")
 
     @classmethod
     def of(cls, face: FaceRecord) -> FaceOut:
@@ -179,7 +208,9 @@ class FaceOut(BaseModel):
             captured_at=face.captured_at,
             ingested_at=face.ingested_at,
             label=face.label,
+            legal_basis=face.legal_basis,
             thumbnail_url=f"/api/v1/faces/{face.face_id}/thumbnail" if face.thumbnail_path else None,
+            retain_until=face.retain_until,
         )
 
 
@@ -237,7 +268,7 @@ class StoredHitOut(BaseModel):
 
 
 class ReviewIn(BaseModel):
-    face_id: int
+    face_id: CatalogId
     decision: str = Field(description="confirmed or rejected")
     note: str = ""
 
@@ -384,7 +415,7 @@ class RepeatedProbeOut(BaseModel):
 
 
 class EraseFacesIn(BaseModel):
-    face_ids: list[int] = Field(min_length=1)
+    face_ids: list[CatalogId] = Field(min_length=1)
     reason: str = Field(min_length=1, description="The request this erasure answers.")
 
 
@@ -429,3 +460,87 @@ class HealthOut(BaseModel):
     status: str
     model_id: str
     version: str
+
+
+class IngestJobOut(BaseModel):
+    """A background ingest job: what it was asked to read, by whom, and how far it got."""
+
+    job_id: str
+    kind: str = Field(description="upload, path or manifest")
+    sources: list[str] = Field(description="Original file names of an upload, or the server path or manifest.")
+    started_by: str
+    created_at: datetime
+    label: str | None
+    legal_basis: str | None
+    status: str = Field(description="queued, running, done or failed")
+    files_total: int | None = Field(description="Known ahead for uploads only.")
+    percent: int | None = Field(description="Progress, when files_total is known.")
+    started_at: datetime | None
+    finished_at: datetime | None
+    run_id: int | None = Field(description="The catalog's ingest run (its per-file errors are kept there).")
+    images_seen: int
+    images_added: int
+    images_skipped: int = Field(description="Already in the catalog (same sha256).")
+    faces_added: int
+    faces_suppressed: int = Field(description="Faces of erased people, not stored.")
+    errors: int
+    error_messages: list[str]
+    message: str = Field(description="Why a failed job failed.")
+
+    @classmethod
+    def of(cls, job: IngestJob) -> IngestJobOut:
+        fields = {name: getattr(job, name) for name in cls.model_fields if name != "percent"}
+        return cls(percent=job.percent, **fields)
+
+
+class PersonOut(BaseModel):
+    label: str
+    faces: int
+
+
+class PeoplePageOut(BaseModel):
+    total: int = Field(description="Labels in the gallery.")
+    offset: int
+    limit: int
+    people: list[PersonOut]
+
+
+class PersonDetailOut(BaseModel):
+    label: str
+    faces: list[FaceOut]
+
+
+class CloseCaseIn(BaseModel):
+    reason: str = Field(min_length=1, description="Why the case is closed (kept in the audit log).")
+
+
+class PurgeIn(BaseModel):
+    dry_run: bool = Field(default=False, description="Count what would be deleted; change nothing.")
+
+
+class PurgeOut(BaseModel):
+    """What a purge of photos past their retention removed (or would remove, for a dry run)."""
+
+    purge_id: str
+    at: datetime
+    requested_by: str
+    dry_run: bool
+    face_ids: list[int]
+    asset_ids: list[int]
+    thumbnails_removed: int
+    index_entries_removed: int
+    audit_seq: int | None
+
+    @classmethod
+    def of(cls, summary: PurgeSummary) -> PurgeOut:
+        return cls(
+            purge_id=summary.purge_id,
+            at=summary.at,
+            requested_by=summary.requested_by,
+            dry_run=summary.dry_run,
+            face_ids=list(summary.face_ids),
+            asset_ids=list(summary.asset_ids),
+            thumbnails_removed=summary.thumbnails_removed,
+            index_entries_removed=summary.index_entries_removed,
+            audit_seq=summary.audit_seq,
+        )

@@ -15,6 +15,13 @@ from facetrace.core.errors import ConfigError
 from facetrace.core.types import AnalyzedFace, AnalyzedImage, Detection, Embedding, FaceQuality, FloatArray
 from facetrace.vision import graph_fixes
 from facetrace.vision.alignment import align_face, crop_thumbnail
+from facetrace.vision.detectors.rotation import (
+    MIN_TURNED_VIEW_SCORE,
+    ROTATION_MODES,
+    SUSPECT_SCORE,
+    DetectionReport,
+    RotationRobustDetector,
+)
 from facetrace.vision.detectors.scrfd import ScrfdDetector
 from facetrace.vision.detectors.yunet import (
     DEFAULT_MAX_DETECTION_SIDE_PX,
@@ -31,11 +38,13 @@ log = logging.getLogger(__name__)
 
 BgrImage = npt.NDArray[np.uint8]
 THUMBNAIL_JPEG_QUALITY = 85
+# Turned copies of a photo are searched only when its upright pass looks unsure (see detectors/rotation.py).
+DEFAULT_ROTATION_FALLBACK = "auto"
 
 
 @dataclass(frozen=True)
 class _Models:
-    detector: YuNetDetector | ScrfdDetector
+    detector: RotationRobustDetector  # wraps the pack's YuNetDetector or ScrfdDetector
     embedder: ManifestEmbedder
 
 
@@ -70,6 +79,7 @@ class OnnxFaceAnalyzer:
         max_detection_side_px: int = DEFAULT_MAX_DETECTION_SIDE_PX,
         min_detection_side_px: int = DEFAULT_MIN_DETECTION_SIDE_PX,
         embed_batch_size: int = DEFAULT_MAX_BATCH,
+        rotation_fallback: str = DEFAULT_ROTATION_FALLBACK,
     ) -> None:
         if runtime not in RUNTIMES:
             raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
@@ -77,6 +87,10 @@ class OnnxFaceAnalyzer:
             raise ConfigError(f"threads must be at least 1, not {threads}")
         if min_detection_score is not None and not 0.0 <= min_detection_score <= 1.0:
             raise ConfigError(f"min_detection_score must be in [0, 1], not {min_detection_score}")
+        if rotation_fallback not in ROTATION_MODES:
+            raise ConfigError(
+                f"rotation_fallback must be one of {', '.join(ROTATION_MODES)}, not {rotation_fallback!r}"
+            )
         self.pack = pack
         self.threads = threads
         self.runtime = runtime
@@ -88,6 +102,7 @@ class OnnxFaceAnalyzer:
         self.max_detection_side_px = max_detection_side_px
         self.min_detection_side_px = min_detection_side_px
         self.embed_batch_size = embed_batch_size
+        self.rotation_fallback = rotation_fallback
         self._lock = threading.Lock()
         self._models: _Models | None = None
 
@@ -138,8 +153,12 @@ class OnnxFaceAnalyzer:
     # -- finer-grained steps (evaluation and tests use them) ----------------------------------------------------------
 
     def detect(self, bgr: BgrImage) -> list[Detection]:
-        """Faces scoring at least min_detection_score, largest first."""
+        """Faces scoring at least min_detection_score, largest first (turned copies searched per rotation_fallback)."""
         return self._load().detector.detect(bgr)
+
+    def detect_report(self, bgr: BgrImage) -> DetectionReport:
+        """detect, and the turns of the detection passes it ran (one, 0.0, when the upright pass sufficed)."""
+        return self._load().detector.detect_report(bgr)
 
     def align(self, bgr: BgrImage, detection: Detection) -> BgrImage:
         spec = self.pack.embedder
@@ -188,24 +207,36 @@ class OnnxFaceAnalyzer:
             label=f"{pack.id} embedder ({embedder_spec.model.location})",
         )
         log.info(
-            "pack %s loaded: detector on %s, embedder on %s, %d thread(s), flip TTA %s, min detection score %.2f",
+            "pack %s loaded: detector on %s, embedder on %s, %d thread(s), flip TTA %s, min detection score %.2f, "
+            "rotation fallback %s",
             pack.id,
             detector_session.runtime,
             embedder_session.runtime,
             self.threads,
             "on" if self.flip_tta else "off",
             self.min_detection_score,
+            self.rotation_fallback,
         )
         detector_class = ScrfdDetector if detector_spec.kind == "scrfd" else YuNetDetector
+        detector = detector_class(
+            detector_session,
+            score_threshold=self.min_detection_score,
+            nms_iou=detector_spec.nms_iou,
+            colour_order=detector_spec.colour_order,
+            max_side_px=self.max_detection_side_px,
+            min_side_px=self.min_detection_side_px,
+        )
+        # The sweep's score bounds were measured on YuNet's scores; other detectors use their pack's confident bound.
+        rotation_bounds = (
+            {"suspect_score": SUSPECT_SCORE, "turned_view_score": MIN_TURNED_VIEW_SCORE}
+            if detector_spec.kind == "yunet"
+            else {
+                "suspect_score": detector_spec.confident_detection_score,
+                "turned_view_score": detector_spec.confident_detection_score,
+            }
+        )
         return _Models(
-            detector=detector_class(
-                detector_session,
-                score_threshold=self.min_detection_score,
-                nms_iou=detector_spec.nms_iou,
-                colour_order=detector_spec.colour_order,
-                max_side_px=self.max_detection_side_px,
-                min_side_px=self.min_detection_side_px,
-            ),
+            detector=RotationRobustDetector(detector, self.rotation_fallback, **rotation_bounds),
             embedder=ManifestEmbedder(
                 embedder_session,
                 input_width=embedder_spec.input_width,
@@ -223,7 +254,8 @@ class OnnxFaceAnalyzer:
     def _prepare(self, bgr: BgrImage, source: str) -> _PendingImage:
         detections = tuple(self.detect(bgr))
         crops = tuple(self.align(bgr, d) for d in detections)
-        qualities = tuple(assess_quality(d, crop) for d, crop in zip(detections, crops, strict=True))
+        confident = self.pack.detector.confident_detection_score
+        qualities = tuple(assess_quality(d, crop, confident) for d, crop in zip(detections, crops, strict=True))
         thumbnails = tuple(encode_jpeg(crop_thumbnail(bgr, d.box), THUMBNAIL_JPEG_QUALITY) for d in detections)
         return _PendingImage(
             source=source,
@@ -259,6 +291,7 @@ def open_analyzer(
     flip_tta: bool = False,
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     min_detection_score: float | None = None,
+    rotation_fallback: str = DEFAULT_ROTATION_FALLBACK,
 ) -> OnnxFaceAnalyzer:
     """An analyzer for a pack (None: the built-in default; an id; or a pack folder). Models load on first use.
 
@@ -271,4 +304,5 @@ def open_analyzer(
         flip_tta=flip_tta,
         max_image_pixels=max_image_pixels,
         min_detection_score=min_detection_score,
+        rotation_fallback=rotation_fallback,
     )

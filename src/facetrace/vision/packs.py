@@ -31,6 +31,7 @@ from facetrace.core.types import ScoreCalibration
 from facetrace.vision import graph_fixes
 from facetrace.vision.detectors.scrfd import HEAD_WIDTHS, scrfd_output_roles
 from facetrace.vision.detectors.yunet import YUNET_OUTPUT_NAMES
+from facetrace.vision.quality import MIN_CONFIDENT_DETECTION
 from facetrace.vision.sessions import CONCRETE_RUNTIMES, open_session
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,15 @@ _DETECTOR_KEYS = {
     "score_threshold": True,
     "nms_iou": True,
     "preferred_runtime": False,
+    "confident_detection_score": False,
 }
 # A user pack may reuse the built-in detector, optionally with its own thresholds.
-_BUILTIN_DETECTOR_KEYS = {"builtin": True, "score_threshold": False, "nms_iou": False}
+_BUILTIN_DETECTOR_KEYS = {
+    "builtin": True,
+    "score_threshold": False,
+    "nms_iou": False,
+    "confident_detection_score": False,
+}
 _EMBEDDER_KEYS = {
     "file": True,
     "sha256": True,
@@ -127,6 +134,8 @@ class DetectorSpec:
     score_threshold: float  # the pack's recommended minimum detection score
     nms_iou: float  # boxes overlapping a better one by more than this IoU are dropped
     preferred_runtime: str  # "opencv" or "onnxruntime": the faster one, as measured
+    # Faces scored below this are flagged "low_detection_score" by quality: detectors score clear faces differently.
+    confident_detection_score: float = MIN_CONFIDENT_DETECTION
 
 
 @dataclass(frozen=True)
@@ -405,6 +414,9 @@ def _load_detector(data: Mapping[str, Any], base: Path, where: str) -> DetectorS
             else reused.score_threshold,
             nms_iou=_unit_float(data, "nms_iou", where) if "nms_iou" in data else reused.nms_iou,
             preferred_runtime=reused.preferred_runtime,
+            confident_detection_score=_unit_float(data, "confident_detection_score", where)
+            if "confident_detection_score" in data
+            else reused.confident_detection_score,
         )
     _check_keys(data, _DETECTOR_KEYS, where)
     kind = _choice(data, "kind", DETECTOR_KINDS, where)
@@ -415,6 +427,9 @@ def _load_detector(data: Mapping[str, Any], base: Path, where: str) -> DetectorS
         score_threshold=_unit_float(data, "score_threshold", where),
         nms_iou=_unit_float(data, "nms_iou", where),
         preferred_runtime=_choice(data, "preferred_runtime", CONCRETE_RUNTIMES, where, default="onnxruntime"),
+        confident_detection_score=_unit_float(data, "confident_detection_score", where)
+        if "confident_detection_score" in data
+        else MIN_CONFIDENT_DETECTION,
     )
     summary = _summarize_file(spec.model)
     _check_single_image_input(summary, spec.model.location, channels=3)

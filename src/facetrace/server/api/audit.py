@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from facetrace.core.types import User
 from facetrace.server.api.common import ADMIN, AUDITOR
 from facetrace.server.auth import engine_of, require
-from facetrace.server.schemas import AuditEntryOut, ChainReportOut, RepeatedProbeOut
+from facetrace.server.schemas import MAX_ID, AuditEntryOut, ChainReportOut, RepeatedProbeOut
 
 router = APIRouter(tags=["audit"])
 _auditors = require(AUDITOR, ADMIN)
@@ -19,7 +19,7 @@ _auditors = require(AUDITOR, ADMIN)
 def list_entries(
     request: Request,
     _user: Annotated[User, Depends(_auditors)],
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntryOut]:
     """Entries in order, after_seq onwards (page with the last seq you saw)."""

@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from facetrace.core.types import User
-from facetrace.server.api.common import AUDITOR, INVESTIGATOR, REVIEWER, engine_session, read_upload
+from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER, IdPath, engine_session, read_upload
 from facetrace.server.auth import engine_of, require
 from facetrace.server.schemas import (
+    MAX_ID,
     CaseDetailOut,
     CaseIn,
     CaseOut,
+    CloseCaseIn,
     ComparisonOut,
     ProbeResultOut,
     ReviewIn,
@@ -40,15 +42,24 @@ def list_cases(request: Request, _user: Annotated[User, Depends(_readers)]) -> l
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetailOut)
-def get_case(case_id: int, request: Request, _user: Annotated[User, Depends(_readers)]) -> CaseDetailOut:
+def get_case(case_id: IdPath, request: Request, _user: Annotated[User, Depends(_readers)]) -> CaseDetailOut:
     cases = engine_of(request).cases
     case = cases.case(case_id)
     return CaseDetailOut(case=CaseOut.of(case), searches=[SearchOut.of(s) for s in cases.searches(case_id)])
 
 
+@router.post("/cases/{case_id}/close", response_model=CaseOut)
+def close_case(
+    case_id: IdPath, body: CloseCaseIn, request: Request, user: Annotated[User, Depends(require(INVESTIGATOR, ADMIN))]
+) -> CaseOut:
+    """Close a case: it keeps its record (searches, hits, reviews, probe crops) and refuses new searches and
+    comparisons (409); closing a closed case is 409 too. Audited as close_case with the reason."""
+    return CaseOut.of(engine_of(request).cases.close_case(user, case_id, body.reason))
+
+
 @router.post("/cases/{case_id}/searches", response_model=SearchResultOut, status_code=201)
 def search(
-    case_id: int,
+    case_id: IdPath,
     request: Request,
     user: Annotated[User, Depends(require(INVESTIGATOR))],
     probe: Annotated[UploadFile, File(description="The probe photo.")],
@@ -59,20 +70,25 @@ def search(
     """Search the gallery with a probe photo. The search, its probe's sha256 and every hit (face id, similarity,
     evidence) are stored with the case and written to the audit log."""
     data, name = read_upload(probe, "the probe photo")
+    # The models run outside the engine lock (the analyzer is thread-safe); only the index search and the record
+    # are serialised, so concurrent searches overlap their slowest part.
+    analyzed = engine_of(request).analyze_probe(data, name)
     with engine_session(request) as engine:
-        record, results = engine.search_in_case(user, case_id, purpose, data, name, top_k=top_k, face_index=face_index)
+        record, results = engine.search_in_case(
+            user, case_id, purpose, data, name, top_k=top_k, face_index=face_index, analyzed=analyzed
+        )
     return SearchResultOut(search=SearchOut.of(record), results=[ProbeResultOut.of(r) for r in results])
 
 
 @router.get("/searches/{search_id}", response_model=SearchOut)
-def get_search(search_id: int, request: Request, _user: Annotated[User, Depends(_readers)]) -> SearchOut:
+def get_search(search_id: IdPath, request: Request, _user: Annotated[User, Depends(_readers)]) -> SearchOut:
     cases = engine_of(request).cases
     return SearchOut.of(cases.search(search_id), cases.reviews(search_id))
 
 
 @router.post("/searches/{search_id}/reviews", response_model=ReviewOut, status_code=201)
 def review(
-    search_id: int, body: ReviewIn, request: Request, user: Annotated[User, Depends(require(REVIEWER, INVESTIGATOR))]
+    search_id: IdPath, body: ReviewIn, request: Request, user: Annotated[User, Depends(require(REVIEWER, INVESTIGATOR))]
 ) -> ReviewOut:
     """Confirm or reject a candidate (reviewers, and investigators on others' searches). In a case that requires
     independent review, the user who ran the search cannot review it (403)."""
@@ -85,7 +101,7 @@ def compare(
     user: Annotated[User, Depends(require(INVESTIGATOR))],
     a: Annotated[UploadFile, File(description="First photo (its largest face).")],
     b: Annotated[UploadFile, File(description="Second photo (its largest face).")],
-    case_id: Annotated[int, Form()],
+    case_id: Annotated[int, Form(ge=0, le=MAX_ID)],
     purpose: Annotated[str, Form(min_length=1)],
 ) -> ComparisonOut:
     """1:1: are these the same person? Belongs to a case like a search, and is audited."""

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
-from fastapi import Request, UploadFile
+from fastapi import Path, Request, UploadFile
 
 from facetrace.core.errors import ImageTooLargeError, InvalidRequestError
 from facetrace.engine import Engine
+from facetrace.server.schemas import MAX_ID
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
@@ -17,6 +19,9 @@ ADMIN = "admin"
 INVESTIGATOR = "investigator"
 REVIEWER = "reviewer"
 AUDITOR = "auditor"
+
+# A case, search or face id in a path: out of the catalog's 64-bit range is a 422, not a failed lookup.
+IdPath = Annotated[int, Path(ge=0, le=MAX_ID)]
 
 
 def read_upload(upload: UploadFile, what: str) -> tuple[bytes, str]:

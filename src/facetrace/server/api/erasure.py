@@ -40,6 +40,12 @@ def erase_by_photo(
         return ReceiptOut.of(engine.erase_by_photo(user.name, data, name, reason))
 
 
+@router.get("/erasures", response_model=list[ReceiptOut])
+def list_receipts(request: Request, _user: Annotated[User, Depends(require(ADMIN, AUDITOR))]) -> list[ReceiptOut]:
+    """The newest erasure receipts first (up to 200)."""
+    return [ReceiptOut.of(receipt) for receipt in engine_of(request).erasure.receipts()]
+
+
 @router.get("/erasures/{receipt_id}", response_model=ReceiptOut)
 def get_receipt(
     receipt_id: str, request: Request, _user: Annotated[User, Depends(require(ADMIN, AUDITOR))]

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from facetrace.core.types import User
-from facetrace.server.api.common import INVESTIGATOR, REVIEWER
+from facetrace.server.api.common import INVESTIGATOR, REVIEWER, IdPath
 from facetrace.server.auth import engine_of, require
 from facetrace.server.schemas import FaceOut
 
@@ -16,11 +16,11 @@ _viewers = require(INVESTIGATOR, REVIEWER)
 
 
 @router.get("/faces/{face_id}", response_model=FaceOut)
-def get_face(face_id: int, request: Request, user: Annotated[User, Depends(_viewers)]) -> FaceOut:
+def get_face(face_id: IdPath, request: Request, user: Annotated[User, Depends(_viewers)]) -> FaceOut:
     return FaceOut.of(engine_of(request).view_face(user, face_id))
 
 
 @router.get("/faces/{face_id}/thumbnail", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
-def get_thumbnail(face_id: int, request: Request, user: Annotated[User, Depends(_viewers)]) -> Response:
+def get_thumbnail(face_id: IdPath, request: Request, user: Annotated[User, Depends(_viewers)]) -> Response:
     data = engine_of(request).face_thumbnail(user, face_id)
     return Response(content=data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from facetrace.core.types import User
-from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER
+from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER, IdPath
 from facetrace.server.auth import engine_of, password_hasher, require
-from facetrace.server.schemas import IssuedKeyOut, NewUserIn, UserOut
+from facetrace.server.schemas import ApiKeyOut, IssuedKeyOut, NewUserIn, UserOut
 
 router = APIRouter(tags=["users"])
 
@@ -45,3 +45,17 @@ def issue_key(name: str, request: Request, user: Annotated[User, Depends(require
     """A further API key for a user (shown this once)."""
     issued = engine_of(request).users.issue_key(name, user.name)
     return IssuedKeyOut(user=UserOut.of(issued.user), api_key=issued.api_key)
+
+
+@router.get("/users/{name}/keys", response_model=list[ApiKeyOut])
+def list_keys(name: str, request: Request, _user: Annotated[User, Depends(require(ADMIN, AUDITOR))]) -> list[ApiKeyOut]:
+    """A user's keys, revoked ones included: id, prefix and dates, never the key."""
+    return [ApiKeyOut.of(key) for key in engine_of(request).users.api_keys(name)]
+
+
+@router.post("/users/{name}/keys/{key_id}/revoke", response_model=ApiKeyOut)
+def revoke_key(
+    name: str, key_id: IdPath, request: Request, user: Annotated[User, Depends(require(ADMIN))]
+) -> ApiKeyOut:
+    """Revoke one key (a leaked one, say); the user's other keys and password keep working. Audited."""
+    return ApiKeyOut.of(engine_of(request).users.revoke_key(name, key_id, user.name))

@@ -32,13 +32,15 @@ from facetrace.core.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
 )
 from facetrace.core.types import Case, FaceRecord, Review, SearchRecord, StoredHit, User
 from facetrace.engine import Engine
 from facetrace.governance.users import require_role
-from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER, engine_session, read_upload
-from facetrace.server.auth import password_hasher
+from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER, IdPath, engine_session, read_upload
+from facetrace.server.auth import client_address, guards_of, password_hasher
 from facetrace.server.errors import status_for
+from facetrace.server.ratelimit import Guards, password_sign_in
 from facetrace.server.ui.probes import ProbeFace, ProbeStore
 from facetrace.server.ui.sessions import (
     SESSION_COOKIE,
@@ -244,19 +246,28 @@ def login(
     next: Annotated[str, Form()] = "",
 ) -> Response:
     _check_csrf(_session(request), csrf_token)
+    engine = _engine(request)
+    address = client_address(request)
     try:
-        user = _engine(request).users.authenticate_password(username.strip(), password, password_hasher())
-    except AuthenticationError:
+        user = password_sign_in(
+            engine, guards_of(request), username.strip(), password, password_hasher(), address, "ui"
+        )
+    except (AuthenticationError, RateLimitedError) as exc:
+        locked = isinstance(exc, RateLimitedError)
         session = _session(request) or Session.new(None)
-        return render(
+        page = render(
             request,
             "login.html",
             None,
-            status_code=401,
+            status_code=429 if locked else 401,
             csrf_token=session.csrf,
             next=_safe_next(next),
-            error="Wrong user name or password.",
+            error=f"Signing in is locked: {exc}." if locked else "Wrong user name or password.",
         )
+        if isinstance(exc, RateLimitedError):  # locked
+            page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
+    engine.audit.record(user.name, "sign_in", f"user:{user.name}", address=address, channel="ui")
     response = RedirectResponse(_safe_next(next), status_code=303)
     _set_session(request, response, Session.new(user.name))
     return response
@@ -311,7 +322,7 @@ def open_case(
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
-def case_page(case_id: int, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
+def case_page(case_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
     cases = _engine(request).cases
     case = cases.case(case_id)
     searches = sorted(cases.searches(case_id), key=lambda s: s.search_id, reverse=True)
@@ -320,7 +331,7 @@ def case_page(case_id: int, request: Request, visitor: Annotated[Visitor, Depend
 
 @router.post("/cases/{case_id}/searches", response_model=None)
 def search(
-    case_id: int,
+    case_id: IdPath,
     request: Request,
     visitor: Annotated[Visitor, Depends(signed_in(INVESTIGATOR))],
     probe: Annotated[UploadFile | None, File()] = None,
@@ -334,8 +345,11 @@ def search(
         raise InvalidRequestError("choose a probe photo to upload")
     data, name = read_upload(probe, "the probe photo")
     limit = int(top_k) if top_k.strip().isdigit() and 0 < int(top_k) <= 100 else None
+    analyzed = _engine(request).analyze_probe(data, name)  # outside the lock, as in the API
     with engine_session(request) as engine:
-        record, results = engine.search_in_case(visitor.user, case_id, purpose, data, name, top_k=limit)
+        record, results = engine.search_in_case(
+            visitor.user, case_id, purpose, data, name, top_k=limit, analyzed=analyzed
+        )
     _probes(request).save(record.search_id, data, name, results)
     return _redirect(f"/searches/{record.search_id}")
 
@@ -377,7 +391,7 @@ def _may_review(visitor: Visitor, case: Case, record: SearchRecord) -> bool:
 
 
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
-def search_page(search_id: int, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
+def search_page(search_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
     cases = _engine(request).cases
     record = cases.search(search_id)
     case = cases.case(record.case_id)
@@ -395,7 +409,7 @@ def search_page(search_id: int, request: Request, visitor: Annotated[Visitor, De
 
 @router.post("/searches/{search_id}/reviews", response_model=None)
 def review(
-    search_id: int,
+    search_id: IdPath,
     request: Request,
     visitor: Annotated[Visitor, Depends(signed_in(REVIEWER, INVESTIGATOR))],
     face_id: Annotated[str, Form()] = "",
@@ -413,7 +427,7 @@ def review(
 
 @router.get("/searches/{search_id}/compare/{face_id}", response_class=HTMLResponse)
 def compare_page(
-    search_id: int, face_id: int, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]
+    search_id: IdPath, face_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]
 ) -> HTMLResponse:
     cases = _engine(request).cases
     record = cases.search(search_id)
@@ -441,7 +455,7 @@ def compare_page(
 
 @router.get("/searches/{search_id}/probe-faces/{face_index}")
 def probe_crop(
-    search_id: int, face_index: int, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]
+    search_id: IdPath, face_index: int, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]
 ) -> Response:
     engine = _engine(request)
     engine.cases.search(search_id)
@@ -453,7 +467,7 @@ def probe_crop(
 
 
 @router.get("/faces/{face_id}/thumbnail")
-def thumbnail(face_id: int, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]) -> Response:
+def thumbnail(face_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]) -> Response:
     return _jpeg(_engine(request).face_thumbnail(visitor.user, face_id))
 
 
@@ -462,7 +476,7 @@ def thumbnail(face_id: int, request: Request, visitor: Annotated[Visitor, Depend
 
 @router.get("/cases/{case_id}/report", response_class=HTMLResponse)
 def report(
-    case_id: int, request: Request, visitor: Annotated[Visitor, Depends(_viewers)], download: bool = False
+    case_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_viewers)], download: bool = False
 ) -> HTMLResponse:
     """A self-contained printable page (images inline): probe faces, candidates, what each score means,
     provenance and the reviewers' decisions. Each face in it is an audited view; the export itself is audited."""
@@ -533,11 +547,12 @@ def _error_page(request: Request, status_code: int, title: str, message: str) ->
     return render(request, "error.html", _visitor(request), status_code=status_code, title=title, message=message)
 
 
-def create_ui_app(engine: Engine, engine_lock: threading.Lock) -> FastAPI:
-    """The UI over one engine, sharing the API's engine lock; mount it at UI_PREFIX."""
+def create_ui_app(engine: Engine, engine_lock: threading.Lock, guards: Guards | None = None) -> FastAPI:
+    """The UI over one engine, sharing the API's engine lock and sign-in guard; mount it at UI_PREFIX."""
     ui = FastAPI(title="facetrace UI", openapi_url=None, docs_url=None, redoc_url=None)
     ui.state.engine = engine
     ui.state.engine_lock = engine_lock
+    ui.state.guards = guards or Guards.from_settings(engine.settings)
     ui.state.signer = SessionSigner(load_secret(engine.settings.data))
     ui.state.probes = ProbeStore(engine.settings.data, engine.settings.max_image_pixels)
 

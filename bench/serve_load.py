@@ -1,0 +1,427 @@
+"""Load: concurrent searches against a real `facetrace serve` on loopback, over a large gallery.
+
+    python bench/serve_load.py [--data DIR] [--faces 100000] [--real-photos 1000] [--clients 50] [--seconds 60]
+        [--max-requests N] [--server-env NAME=VALUE ...] [--json]
+
+The gallery (built in --data, or in a temporary folder; a --data that already holds --faces faces is reused):
+    real     LFW people with two or more photos: every photo but the last of each person is ingested (the real
+             pipeline: detect, embed, thumbnails, catalog, index) up to --real-photos; each person's last photo is a
+             held-out probe whose person is in the gallery
+    synthetic  face-like embeddings (random identity centres on the unit sphere plus noise, as bench/search_scale.py)
+             stored through the catalog API with full rows (asset uri synthetic://..., extra {"synthetic": "true"})
+             up to --faces faces in all, then the index is rebuilt from the catalog (docs/decisions/0001)
+
+Then the server runs in a subprocess (`facetrace serve` on 127.0.0.1, a free port), the bench creates an
+investigator and their API key directly in the catalog (before the server starts: SQLite has one writer), opens a
+case over HTTP, warms the server up with one search, and --clients threads post the held-out probes to
+POST /api/v1/cases/{id}/searches for --seconds (or until --max-requests). Every request is timed from send to full
+response. Errors are counted by status (or exception name for a failed connection or a timeout).
+
+Correctness on the way: for every answered search, the top hit of the probe's largest face should carry the probe's
+person label (LFW rank-1 identification, which the default pack does not get right every time: the rate is reported,
+the run does not fail on it).
+
+Rate limits: the server subprocess runs with the per-key rate limits off (SERVER_ENV_DEFAULTS:
+FACETRACE_API_REQUESTS_PER_MINUTE=0, FACETRACE_SEARCH_REQUESTS_PER_MINUTE=0; settings this version does not know are
+ignored). --server-env NAME=VALUE (repeatable) overrides them or sets others; a 429 shows up in the errors by status.
+
+One JSON record with --json; otherwise a short text report. Exit status 1 if any request failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import platform
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from facetrace.core.types import AnalyzedFace, BoundingBox, Detection, Embedding, FaceQuality, MediaAsset
+from facetrace.engine import Engine, open_engine
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SYNTHETIC_FACES_PER_ASSET = 16  # one catalog transaction per synthetic "frame": 100k faces in ~6k transactions
+SYNTHETIC_PER_IDENTITY = 4  # mean faces per synthetic identity (as bench/search_scale.py)
+SYNTHETIC_NOISE = 0.8  # same-identity cosine of about 0.6 at 128 dimensions
+SERVER_START_TIMEOUT_S = 120.0
+REQUEST_TIMEOUT_S = 300.0  # a queued request waits behind the others: only a hung server should time out
+PROBES_FILE = "bench_probes.json"
+# The bench measures the service, not its per-key rate limits (50 clients share one key): the server gets them off
+# (0: no limit). --server-env overrides these or adds others.
+SERVER_ENV_DEFAULTS = {"FACETRACE_API_REQUESTS_PER_MINUTE": "0", "FACETRACE_SEARCH_REQUESTS_PER_MINUTE": "0"}
+
+
+@dataclass(frozen=True)
+class Probe:
+    path: str
+    identity: str
+
+
+@dataclass
+class Sample:
+    """One request as the client saw it."""
+
+    seconds: float
+    status: str  # HTTP status code, or the exception's name
+    probe: int
+    top_label: str | None = None
+
+
+@dataclass
+class LoadReport:
+    faces: int
+    real_faces: int
+    synthetic_faces: int
+    clients: int
+    seconds: float  # the measured window, first send to last answer
+    requests: int
+    ok: int
+    errors: dict[str, int]
+    throughput_rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    rank1_checked: int
+    rank1_correct: int
+    build_s: float
+    machine: dict[str, Any] = field(default_factory=dict)
+
+
+# -- the gallery ------------------------------------------------------------------------------------------------------
+
+
+def lfw_split(lfw: Path, real_photos: int) -> tuple[list[Probe], list[Probe]]:
+    """(gallery, probes): all but the last photo of each LFW person with two or more, the last held out as probe;
+    people in sorted order until the gallery holds real_photos photos."""
+    by_person: dict[str, list[str]] = defaultdict(list)
+    with (lfw / "manifest.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            by_person[row["identity"]].append(str(lfw / row["path"]))
+    gallery: list[Probe] = []
+    probes: list[Probe] = []
+    for identity in sorted(by_person):
+        photos = sorted(by_person[identity])
+        if len(photos) < 2:
+            continue
+        if len(gallery) >= real_photos:
+            break
+        gallery.extend(Probe(path, identity) for path in photos[:-1][: real_photos - len(gallery)])
+        probes.append(Probe(photos[-1], identity))
+    return gallery, probes
+
+
+def synthetic_vectors(n: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+    """Face-like unit vectors: identity centres plus Gaussian noise, renormalised."""
+    identities = max(1, n // SYNTHETIC_PER_IDENTITY)
+    centres = rng.standard_normal((identities, dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    who = rng.integers(0, identities, n)
+    vectors = centres[who] + rng.standard_normal((n, dim)).astype(np.float32) * (SYNTHETIC_NOISE / np.sqrt(dim))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float32)
+
+
+def add_synthetic_faces(engine: Engine, n: int, seed: int) -> int:
+    """Store n synthetic faces through the catalog API with full rows, marked synthetic in their provenance."""
+    if n <= 0:
+        return 0
+    rng = np.random.default_rng(seed)
+    vectors = synthetic_vectors(n, engine.pack.embedding_dim, rng)
+    run_id = engine.catalog.start_run(f"bench/serve_load: {n} synthetic faces", engine.model_id)
+    landmarks = np.zeros((5, 2), dtype=np.float32)
+    quality = FaceQuality(
+        score=1.0, face_size_px=112.0, sharpness=1.0, detection_score=1.0, yaw_deg=0.0, roll_deg=0.0, flags=()
+    )
+    stored = 0
+    for start in range(0, n, SYNTHETIC_FACES_PER_ASSET):
+        chunk = vectors[start : start + SYNTHETIC_FACES_PER_ASSET]
+        faces = [
+            AnalyzedFace(
+                Detection(BoundingBox(0.0, 0.0, 112.0, 112.0), landmarks, 1.0),
+                quality,
+                Embedding(engine.model_id, vector),
+            )
+            for vector in chunk
+        ]
+        asset = MediaAsset(
+            sha256=f"{seed:08x}{start:016x}".ljust(64, "0"),
+            uri=f"synthetic://bench/serve_load/{seed}/{start}",
+            source_page="synthetic://bench/serve_load",
+            extra={"synthetic": "true", "generator": "bench/serve_load.py"},
+        )
+        _, ids = engine.catalog.add_asset_with_faces(run_id, asset, faces, engine.model_id)
+        stored += len(ids)
+    engine.catalog.finish_run(run_id, "finished", {"faces_added": stored})
+    return stored
+
+
+def build_gallery(data: Path, lfw: Path, faces: int, real_photos: int, seed: int) -> tuple[list[Probe], int, int]:
+    """Build (or reuse) the gallery in data; returns (probes, real faces, synthetic faces)."""
+    probes_file = data / PROBES_FILE
+    with open_engine(data, workers=max(1, os.cpu_count() or 1)) as engine:
+        total = engine.catalog.count_faces(engine.model_id)
+        if total >= faces and probes_file.exists():
+            recorded = json.loads(probes_file.read_text())
+            return [Probe(**p) for p in recorded["probes"]], recorded["real_faces"], total - recorded["real_faces"]
+        gallery, probes = lfw_split(lfw, real_photos)
+        manifest = data / "bench_gallery.csv"
+        with manifest.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["uri", "label", "source_page"])
+            for photo in gallery:
+                writer.writerow([photo.path, photo.identity, "http://vis-www.cs.umass.edu/lfw/"])
+        summary = engine.ingest(manifests=[manifest], description="bench/serve_load: LFW gallery")
+        real = engine.catalog.count_faces(engine.model_id)
+        print(f"ingested {summary.images_added} LFW photos, {real} faces", file=sys.stderr)
+        synthetic = add_synthetic_faces(engine, faces - real, seed)
+        print(f"stored {synthetic} synthetic faces; rebuilding the index", file=sys.stderr)
+        engine.rebuild_index()
+        kept = [p for p in probes if any(g.identity == p.identity for g in gallery)]
+        probes_file.write_text(json.dumps({"probes": [asdict(p) for p in kept], "real_faces": real}))
+        return kept, real, synthetic
+
+
+def create_investigator(data: Path) -> str:
+    """A fresh investigator's API key, made in the catalog before the server opens it."""
+    with open_engine(data, workers=1) as engine:
+        name = f"bench-load-{secrets.token_hex(4)}"
+        return engine.users.add_user(name, "investigator", "bench/serve_load").api_key
+
+
+# -- the server -------------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running_server(data: Path, port: int, extra_env: dict[str, str]) -> Iterator[str]:
+    """`facetrace serve` in a subprocess; yields its base URL once /api/v1/health answers; stops it after."""
+    env = {**os.environ, **extra_env}
+    command = [sys.executable, "-c", "from facetrace.cli.main import main; main()", "serve"]
+    command += ["--data", str(data), "--host", "127.0.0.1", "--port", str(port)]
+    log_path = data / "bench_server.log"
+    with log_path.open("ab") as log:
+        server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if server.poll() is not None:
+                raise RuntimeError(f"the server exited with {server.returncode}; see {log_path}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + "/api/v1/health", timeout=2.0).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not answer within {SERVER_START_TIMEOUT_S:.0f} s; see {log_path}")
+            time.sleep(0.25)
+        yield base
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+# -- the load ---------------------------------------------------------------------------------------------------------
+
+
+def top_label(body: dict[str, Any]) -> str | None:
+    """The label of the best hit of the probe's largest face."""
+    results = [r for r in body.get("results", []) if r.get("hits")]
+    if not results:
+        return None
+
+    def area(result: dict[str, Any]) -> float:
+        box = result.get("probe_box") or {}
+        return float((box.get("x2", 0) - box.get("x1", 0)) * (box.get("y2", 0) - box.get("y1", 0)))
+
+    label: str | None = max(results, key=area)["hits"][0]["face"]["label"]
+    return label
+
+
+def search_once(client: httpx.Client, url: str, probe: int, photo: tuple[str, bytes]) -> Sample:
+    started = time.perf_counter()
+    try:
+        response = client.post(
+            url, files={"probe": (photo[0], photo[1], "image/jpeg")}, data={"purpose": "load test", "top_k": "10"}
+        )
+        elapsed = time.perf_counter() - started
+    except httpx.HTTPError as exc:
+        return Sample(time.perf_counter() - started, type(exc).__name__, probe)
+    if response.status_code != 201:
+        return Sample(elapsed, str(response.status_code), probe)
+    try:
+        return Sample(elapsed, "201", probe, top_label(response.json()))
+    except (ValueError, KeyError, IndexError, TypeError):
+        return Sample(elapsed, "201_unreadable_body", probe)  # counted as an error: a search must answer in full
+
+
+def drive(
+    base: str, api_key: str, probes: list[Probe], clients: int, seconds: float, max_requests: int | None
+) -> tuple[list[Sample], float]:
+    """--clients threads searching until the time is up or max_requests were sent; returns samples and the window."""
+    headers = {"X-API-Key": api_key}
+    case = httpx.post(
+        base + "/api/v1/cases",
+        headers=headers,
+        json={"title": "load bench", "purpose": "measure the service under load", "legal_basis": "testing"},
+        timeout=30.0,
+    )
+    case.raise_for_status()
+    url = f"{base}/api/v1/cases/{case.json()['case_id']}/searches"
+    photos = [(Path(p.path).name, Path(p.path).read_bytes()) for p in probes]
+    with httpx.Client(headers=headers, timeout=REQUEST_TIMEOUT_S) as warm:
+        warmup = search_once(warm, url, 0, photos[0])  # loads the models and reconciles the index once
+    if warmup.status != "201":
+        raise RuntimeError(f"the warm-up search failed: {warmup.status}")
+
+    samples: list[Sample] = []
+    lock = threading.Lock()
+    sent = 0
+    started = time.perf_counter()
+    stop_at = started + seconds
+
+    def client_loop(worker: int) -> None:
+        nonlocal sent
+        with httpx.Client(headers=headers, timeout=REQUEST_TIMEOUT_S) as client:
+            turn = worker
+            while time.perf_counter() < stop_at:
+                with lock:
+                    if max_requests is not None and sent >= max_requests:
+                        return
+                    sent += 1
+                probe = turn % len(photos)
+                sample = search_once(client, url, probe, photos[probe])
+                with lock:
+                    samples.append(sample)
+                turn += clients
+
+    threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return samples, time.perf_counter() - started
+
+
+def summarise(
+    samples: list[Sample], window: float, probes: list[Probe], *, faces: int, real: int, clients: int, build_s: float
+) -> LoadReport:
+    latencies = np.array([s.seconds for s in samples], dtype=np.float64) * 1000.0
+    ok = [s for s in samples if s.status == "201"]
+    errors = Counter(s.status for s in samples if s.status != "201")
+
+    def pct(q: float) -> float:
+        return round(float(np.percentile(latencies, q)), 1) if latencies.size else float("nan")
+
+    return LoadReport(
+        faces=faces,
+        real_faces=real,
+        synthetic_faces=faces - real,
+        clients=clients,
+        seconds=round(window, 2),
+        requests=len(samples),
+        ok=len(ok),
+        errors=dict(sorted(errors.items())),
+        throughput_rps=round(len(samples) / window, 2) if window > 0 else 0.0,
+        p50_ms=pct(50),
+        p95_ms=pct(95),
+        p99_ms=pct(99),
+        max_ms=round(float(latencies.max()), 1) if latencies.size else float("nan"),
+        rank1_checked=len(ok),
+        rank1_correct=sum(s.top_label == probes[s.probe].identity for s in ok),
+        build_s=round(build_s, 1),
+        machine={
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    )
+
+
+def format_report(report: LoadReport) -> str:
+    errors = ", ".join(f"{status}: {n}" for status, n in report.errors.items()) or "none"
+    rank1 = report.rank1_correct / report.rank1_checked if report.rank1_checked else float("nan")
+    return "\n".join(
+        [
+            f"gallery: {report.faces:,} faces ({report.real_faces:,} real LFW, {report.synthetic_faces:,} synthetic)",
+            f"clients: {report.clients}, window: {report.seconds:.1f} s",
+            f"requests: {report.requests:,} ({report.ok:,} ok), throughput {report.throughput_rps:.2f} searches/s",
+            f"latency ms: p50 {report.p50_ms:.0f}, p95 {report.p95_ms:.0f}, p99 {report.p99_ms:.0f}, "
+            f"max {report.max_ms:.0f}",
+            f"errors by status: {errors}",
+            f"top hit is the probe's person: {report.rank1_correct}/{report.rank1_checked} ({rank1:.1%})",
+            f"load average at end: {report.machine.get('load_average_at_end')}",
+        ]
+    )
+
+
+def _env_pairs(values: list[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        name, sep, setting = value.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--server-env takes NAME=VALUE, not {value!r}")
+        pairs[name] = setting
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, help="Data directory to build or reuse (default: a temporary one).")
+    parser.add_argument("--lfw", type=Path, default=REPO_ROOT.parent / "shared" / "datasets" / "lfw")
+    parser.add_argument("--faces", type=int, default=100_000, help="Gallery size, real plus synthetic faces.")
+    parser.add_argument("--real-photos", type=int, default=1_000, help="LFW photos ingested into the gallery.")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--max-requests", type=int, default=None, help="Stop after this many requests.")
+    parser.add_argument("--server-env", action="append", default=[], help="NAME=VALUE for the server process.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="One JSON record instead of the text report.")
+    args = parser.parse_args(argv)
+
+    with contextlib.ExitStack() as stack:
+        data = args.data or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="serve_load-")))
+        data.mkdir(parents=True, exist_ok=True)
+        began = time.perf_counter()
+        probes, real, synthetic = build_gallery(data, args.lfw, args.faces, args.real_photos, args.seed)
+        build_s = time.perf_counter() - began
+        api_key = create_investigator(data)
+        env = {**SERVER_ENV_DEFAULTS, **_env_pairs(args.server_env)}
+        with running_server(data, free_port(), env) as base:
+            samples, window = drive(base, api_key, probes, args.clients, args.seconds, args.max_requests)
+        report = summarise(
+            samples, window, probes, faces=real + synthetic, real=real, clients=args.clients, build_s=build_s
+        )
+    print(json.dumps(asdict(report)) if args.json else format_report(report))
+    return 1 if report.errors or report.requests == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

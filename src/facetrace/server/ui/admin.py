@@ -1,0 +1,240 @@
+"""The web UI's administration screens: users and their API keys, and erasure with its receipts.
+
+The same engine calls as the API's /users and /erasures routes, so the same rules and audit entries hold. Admins
+change things; auditors may read the same pages (users, keys, receipts) without the forms, as in the API. A new
+user's or new key's secret is shown once, on the page that answers the form (never in a redirect's address), and
+only its prefix afterwards.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+
+from facetrace.core.errors import (
+    ConflictError,
+    ImageDecodeError,
+    InvalidRequestError,
+    NoFaceError,
+    NotFoundError,
+)
+from facetrace.core.types import ROLES, ErasureReceipt
+from facetrace.governance.users import IssuedKey
+from facetrace.server.api.common import ADMIN, AUDITOR, IdPath, engine_session, read_upload
+from facetrace.server.auth import password_hasher
+from facetrace.server.ui.routes import Visitor, render, signed_in
+from facetrace.server.ui.routes import _check_csrf as check_csrf
+from facetrace.server.ui.routes import _engine as engine_of
+from facetrace.server.ui.routes import _redirect as redirect
+
+router = APIRouter()
+_admins = signed_in(ADMIN)
+_readers = signed_in(ADMIN, AUDITOR)
+# What a form can get wrong: shown on the page again with the message, rather than as an error page.
+_FORM_ERRORS = (InvalidRequestError, NotFoundError, ConflictError, NoFaceError, ImageDecodeError)
+
+
+# -- users and keys ------------------------------------------------------------------------------------------------
+
+
+def _users_page(
+    request: Request,
+    visitor: Visitor,
+    status_code: int = 200,
+    error: str | None = None,
+    issued: IssuedKey | None = None,
+) -> HTMLResponse:
+    users = engine_of(request).users
+    listed = [(user, users.api_keys(user.name)) for user in users.users()]
+    return render(
+        request,
+        "admin_users.html",
+        visitor,
+        status_code=status_code,
+        users=listed,
+        roles=ROLES,
+        error=error,
+        issued=issued,
+    )
+
+
+@router.get("/admin/users", response_class=HTMLResponse)
+def users_page(request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
+    return _users_page(request, visitor)
+
+
+@router.post("/admin/users", response_model=None)
+def add_user(
+    request: Request,
+    visitor: Annotated[Visitor, Depends(_admins)],
+    name: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """A new user with a role, an API key shown once, and a password if one is given (for the web UI)."""
+    check_csrf(visitor, csrf_token)
+    users = engine_of(request).users
+    try:
+        issued = users.add_user(
+            name, role, visitor.user.name, password=password or None, hasher=password_hasher() if password else None
+        )
+    except _FORM_ERRORS as exc:
+        return _users_page(request, visitor, status_code=422, error=str(exc))
+    return _users_page(request, visitor, status_code=201, issued=issued)
+
+
+@router.post("/admin/users/{name}/deactivate", response_model=None)
+def deactivate_user(
+    name: str,
+    request: Request,
+    visitor: Annotated[Visitor, Depends(_admins)],
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(visitor, csrf_token)
+    try:
+        engine_of(request).users.deactivate(name, visitor.user.name)
+    except _FORM_ERRORS as exc:
+        return _users_page(request, visitor, status_code=409, error=str(exc))
+    return redirect("/admin/users")
+
+
+@router.post("/admin/users/{name}/password", response_model=None)
+def set_password(
+    name: str,
+    request: Request,
+    visitor: Annotated[Visitor, Depends(_admins)],
+    password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(visitor, csrf_token)
+    try:
+        engine_of(request).users.set_password(name, password, visitor.user.name, password_hasher())
+    except _FORM_ERRORS as exc:
+        return _users_page(request, visitor, status_code=422, error=str(exc))
+    return redirect("/admin/users")
+
+
+@router.post("/admin/users/{name}/keys", response_model=None)
+def issue_key(
+    name: str,
+    request: Request,
+    visitor: Annotated[Visitor, Depends(_admins)],
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(visitor, csrf_token)
+    try:
+        issued = engine_of(request).users.issue_key(name, visitor.user.name)
+    except _FORM_ERRORS as exc:
+        return _users_page(request, visitor, status_code=404, error=str(exc))
+    return _users_page(request, visitor, status_code=201, issued=issued)
+
+
+@router.post("/admin/users/{name}/keys/{key_id}/revoke", response_model=None)
+def revoke_key(
+    name: str,
+    key_id: IdPath,
+    request: Request,
+    visitor: Annotated[Visitor, Depends(_admins)],
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(visitor, csrf_token)
+    try:
+        engine_of(request).users.revoke_key(name, key_id, visitor.user.name)
+    except _FORM_ERRORS as exc:
+        return _users_page(request, visitor, status_code=409, error=str(exc))
+    return redirect("/admin/users")
+
+
+# -- erasure -------------------------------------------------------------------------------------------------------
+
+
+def _erasures_page(
+    request: Request, visitor: Visitor, status_code: int = 200, error: str | None = None, **form: Any
+) -> HTMLResponse:
+    receipts = engine_of(request).erasure.receipts()
+    return render(
+        request, "admin_erasures.html", visitor, status_code=status_code, receipts=receipts, error=error, form=form
+    )
+
+
+@router.get("/admin/erasures", response_class=HTMLResponse)
+def erasures_page(request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
+    return _erasures_page(request, visitor)
+
+
+def _face_ids(text: str) -> list[int]:
+    parts = [part for part in text.replace(",", " ").split() if part]
+    if not parts or not all(part.isdigit() for part in parts):
+        raise InvalidRequestError("face ids are whole numbers, separated by commas or spaces")
+    return [int(part) for part in parts]
+
+
+def _receipt_redirect(receipt: ErasureReceipt) -> Response:
+    return redirect(f"/admin/erasures/{receipt.receipt_id}")
+
+
+@router.post("/admin/erasures/faces", response_model=None)
+def erase_faces(
+    request: Request,
+    visitor: Annotated[Visitor, Depends(_admins)],
+    face_ids: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(visitor, csrf_token)
+    try:
+        ids = _face_ids(face_ids)
+        with engine_session(request) as engine:
+            receipt = engine.erasure.erase_faces(visitor.user.name, ids, reason)
+    except _FORM_ERRORS as exc:
+        return _erasures_page(request, visitor, 422, str(exc), face_ids=face_ids, reason=reason)
+    return _receipt_redirect(receipt)
+
+
+@router.post("/admin/erasures/person", response_model=None)
+def erase_person(
+    request: Request,
+    visitor: Annotated[Visitor, Depends(_admins)],
+    label: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    check_csrf(visitor, csrf_token)
+    try:
+        with engine_session(request) as engine:
+            receipt = engine.erasure.erase_person(visitor.user.name, label, reason)
+    except _FORM_ERRORS as exc:
+        return _erasures_page(request, visitor, 422, str(exc), label=label, reason=reason)
+    return _receipt_redirect(receipt)
+
+
+@router.post("/admin/erasures/photo", response_model=None)
+def erase_by_photo(
+    request: Request,
+    visitor: Annotated[Visitor, Depends(_admins)],
+    photo: Annotated[UploadFile | None, File()] = None,
+    reason: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """'Remove me' with the requester's photo: matched at the strict threshold, as in the API."""
+    check_csrf(visitor, csrf_token)
+    try:
+        if photo is None or not photo.filename:
+            raise InvalidRequestError("choose the requester's photo to upload")
+        if not reason.strip():
+            raise InvalidRequestError("an erasure states its reason (e.g. the request it answers)")
+        data, name = read_upload(photo, "the requester's photo")
+        with engine_session(request) as engine:
+            receipt = engine.erase_by_photo(visitor.user.name, data, name, reason)
+    except _FORM_ERRORS as exc:
+        return _erasures_page(request, visitor, 422, str(exc), reason=reason)
+    return _receipt_redirect(receipt)
+
+
+@router.get("/admin/erasures/{receipt_id}", response_class=HTMLResponse)
+def receipt_page(receipt_id: str, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
+    receipt = engine_of(request).erasure.receipt(receipt_id)
+    return render(request, "admin_receipt.html", visitor, receipt=receipt)

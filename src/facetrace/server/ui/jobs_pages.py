@@ -1,0 +1,92 @@
+"""Web UI pages added beside routes.py: ingest jobs (an upload form and the jobs with their progress), closing a
+case, and the case report as a server-made PDF. Included into the UI app by create_app; same roles as the API.
+
+The jobs page refreshes itself with <meta http-equiv="refresh"> while a job is queued or running: the UI's
+Content-Security-Policy allows no scripts, and a reload every few seconds is all progress needs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, Response
+
+from facetrace.core.errors import InvalidRequestError
+from facetrace.server.api.common import ADMIN, INVESTIGATOR, IdPath
+from facetrace.server.api.ingest import collect_uploads, form_text
+from facetrace.server.api.reports import pdf_response
+from facetrace.server.case_report import gather_report
+from facetrace.server.jobs import MAX_UPLOAD_FILES, JobQueue
+from facetrace.server.reports_pdf import render_pdf
+from facetrace.server.ui.routes import VIEWERS, Visitor, _check_csrf, _engine, _probes, _redirect, render, signed_in
+
+router = APIRouter()
+JOBS_REFRESH_S = 3
+
+
+def _jobs(request: Request) -> JobQueue:
+    jobs: JobQueue = request.app.state.jobs
+    return jobs
+
+
+def _jobs_page(request: Request, visitor: Visitor, status_code: int = 200, error: str | None = None) -> HTMLResponse:
+    jobs = _jobs(request).jobs()
+    busy = any(not job.finished for job in jobs)
+    return render(
+        request,
+        "ingest.html",
+        visitor,
+        status_code=status_code,
+        jobs=jobs,
+        refresh_s=JOBS_REFRESH_S if busy else None,
+        max_files=MAX_UPLOAD_FILES,
+        error=error,
+    )
+
+
+@router.get("/ingest", response_class=HTMLResponse)
+def ingest_page(request: Request, visitor: Annotated[Visitor, Depends(signed_in(ADMIN))]) -> HTMLResponse:
+    return _jobs_page(request, visitor)
+
+
+@router.post("/ingest", response_model=None)
+def upload(
+    request: Request,
+    visitor: Annotated[Visitor, Depends(signed_in(ADMIN))],
+    photos: Annotated[list[UploadFile] | None, File()] = None,
+    label: Annotated[str, Form()] = "",
+    legal_basis: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Upload photos as one background ingest job (the API's POST /ingest/jobs), then back to the jobs list."""
+    _check_csrf(visitor, csrf_token)
+    chosen = [photo for photo in photos or [] if photo.filename]
+    try:
+        uploads = collect_uploads(chosen)
+        basis = form_text(legal_basis, "legal_basis")
+        _jobs(request).submit_uploads(visitor.user, uploads, form_text(label, "label"), basis)
+    except InvalidRequestError as exc:
+        return _jobs_page(request, visitor, status_code=422, error=str(exc))
+    return _redirect("/ingest")
+
+
+@router.post("/cases/{case_id}/close", response_model=None)
+def close_case(
+    case_id: IdPath,
+    request: Request,
+    visitor: Annotated[Visitor, Depends(signed_in(INVESTIGATOR))],
+    reason: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    _check_csrf(visitor, csrf_token)
+    _engine(request).cases.close_case(visitor.user, case_id, reason)
+    return _redirect(f"/cases/{case_id}")
+
+
+@router.get("/cases/{case_id}/report.pdf")
+def report_pdf(
+    case_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(signed_in(*VIEWERS))]
+) -> Response:
+    report = gather_report(_engine(request), visitor.user, _probes(request), case_id, "pdf")
+    return pdf_response(render_pdf(report), case_id)

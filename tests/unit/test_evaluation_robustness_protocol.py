@@ -1,0 +1,97 @@
+"""The robustness benchmark's protocol pieces: which pairs it takes, how conditions are named on the command line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facetrace.evaluation.datasets import VerificationPair
+from facetrace.evaluation.robustness import (
+    Observations,
+    _measure,
+    _subset,
+    default_conditions,
+    identity_of,
+    parse_conditions,
+    select_pairs,
+)
+
+
+def _pairs() -> tuple[VerificationPair, ...]:
+    pairs = []
+    for fold in (1, 2, 3):
+        for index in range(6):
+            pairs.append(VerificationPair(f"a/P{fold}{index}/x.jpg", f"a/P{fold}{index}/y.jpg", True, fold))
+        for index in range(6):
+            pairs.append(VerificationPair(f"a/Q{fold}{index}/x.jpg", f"a/R{fold}{index}/y.jpg", False, fold))
+    return tuple(pairs)
+
+
+def test_select_pairs_takes_the_first_folds_half_same_half_different() -> None:
+    subset, in_folds = select_pairs(_pairs(), folds=2, pairs_per_fold=4)
+    assert {pair.fold for pair in in_folds} == {1, 2} and len(in_folds) == 24
+    assert len(subset) == 8
+    for fold in (1, 2):
+        same = [pair.same for pair in subset if pair.fold == fold]
+        assert same.count(True) == 2 and same.count(False) == 2
+
+
+def test_parse_conditions_expands_strengths_and_rejects_unknown_names() -> None:
+    everything = default_conditions()
+    assert len(everything) >= 25
+    assert parse_conditions("jpeg=10, rotate=45") == (("jpeg", 10.0, "quality"), ("rotate", 45.0, "degrees"))
+    blur = parse_conditions("gaussian_blur")
+    assert [strength for _, strength, _ in blur] == [1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(ValueError, match="unknown degradation"):
+        parse_conditions("sepia")
+
+
+def test_identity_is_the_folder_name() -> None:
+    assert identity_of("lfw-deepfunneled/Abel_Pacheco/Abel_Pacheco_0001.jpg") == "Abel_Pacheco"
+
+
+def _unit(*components: float) -> np.ndarray:
+    vector = np.array(components, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def test_one_condition_counts_impostors_flags_and_failures_by_hand() -> None:
+    """Seven clean photos of five people in 4 dimensions; C's degraded copy drifts towards B, D's loses its face."""
+    e1, e2, e3, e4 = _unit(1, 0, 0, 0), _unit(0, 1, 0, 0), _unit(0, 0, 1, 0), _unit(0, 0, 0, 1)
+    paths = ["x/A/1.jpg", "x/A/2.jpg", "x/B/1.jpg", "x/C/1.jpg", "x/D/1.jpg", "x/D/2.jpg", "x/E/1.jpg"]
+    clean = Observations(
+        vectors=np.stack([e1, e1, e2, e3, e4, e4, e2]),
+        has_face=np.ones(7, dtype=np.bool_),
+        landmarks=np.zeros((7, 5, 2), dtype=np.float32),
+        quality=np.ones(7),
+        yaw=np.zeros(7),
+        flags=((),) * 7,
+    )
+    pairs = [
+        VerificationPair("x/A/1.jpg", "x/A/2.jpg", True, 1),
+        VerificationPair("x/B/1.jpg", "x/C/1.jpg", False, 1),
+        VerificationPair("x/D/1.jpg", "x/D/2.jpg", True, 2),
+        VerificationPair("x/E/1.jpg", "x/B/1.jpg", False, 2),
+    ]
+    subset = _subset(pairs, paths, {path: row for row, path in enumerate(paths)})
+    assert subset.probe_paths == ("x/A/2.jpg", "x/C/1.jpg", "x/D/2.jpg", "x/B/1.jpg")
+    # Degraded probes A2 (unchanged), C1 (half way to B, flagged), D2 (no face), B1 (unchanged).
+    probes = Observations(
+        vectors=np.stack([e1, _unit(0, 1, 1, 0), np.zeros(4, dtype=np.float32), e2]),
+        has_face=np.array([True, True, False, True]),
+        landmarks=np.zeros((4, 5, 2), dtype=np.float32),
+        quality=np.ones(4),
+        yaw=np.zeros(4),
+        flags=((), ("blurry",), (), ()),
+    )
+    clean_scores = np.array([1.0, 0.0, 1.0, 1.0])
+    result = _measure("gaussian_blur", 4.0, "sigma px", probes, clean, subset, clean_scores, threshold=0.5)
+    assert result.tar_at_fmr == 0.5  # A matches, D's probe has no face
+    assert result.failure_to_detect == 0.25
+    assert result.rank1 == 0.5
+    assert result.probes_flagged == pytest.approx(1 / 3)
+    # vs clean: A2 vs 5 others, C1 vs 6, B1 vs 6; C1 reaches B1 and E1 (0.71), B1 reaches E1 (1.0).
+    assert (result.impostor_pairs, result.high_impostors, result.high_impostors_flagged) == (17, 3, 2)
+    assert result.flagged_impostor_pairs == 6
+    # alike: the three probes with a face against each other; only C1 and B1 meet, and C1 is flagged.
+    assert (result.alike_impostor_pairs, result.alike_high_impostors, result.alike_high_impostors_flagged) == (3, 1, 1)
