@@ -1,9 +1,4 @@
-"""One contract for the Catalog, run on SQLite and on PostgreSQL.
-
-PostgreSQL comes from FACETRACE_TEST_POSTGRES_URL (default: trust auth on 127.0.0.1:5432, database `test`). The
-suite creates its own database for the session and a fresh schema per test, and drops both. If the server is
-unreachable the PostgreSQL cases are skipped, unless FACETRACE_REQUIRE_POSTGRES=1 (CI), which makes that a failure.
-"""
+"""One contract for the Catalog, run on SQLite and on PostgreSQL (the backends are conftest.py's fixtures)."""
 
 from __future__ import annotations
 
@@ -12,9 +7,7 @@ import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -22,123 +15,15 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.exc import OperationalError
+from catalog_samples import DIM, MODEL, make_asset, make_face
 
 from facetrace.catalog import SqlCatalog, open_catalog
 from facetrace.catalog import sql_catalog as sql_catalog_module
-from facetrace.catalog.database import catalog_url, describe
 from facetrace.catalog.schema import head_revision
 from facetrace.catalog.tables import metadata
 from facetrace.core.errors import CatalogError, ModelMismatchError
-from facetrace.core.types import AnalyzedFace, BoundingBox, Detection, Embedding, FaceQuality, MediaAsset
 
-POSTGRES_URL = os.environ.get("FACETRACE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REQUIRE_POSTGRES = os.environ.get("FACETRACE_REQUIRE_POSTGRES") == "1"
-MODEL = "test-model-v1"
-DIM = 16
 EXPECTED_TABLES = {"sources", "ingest_runs", "assets", "faces", "people", "ingest_errors", "alembic_version"}
-
-
-# Backends
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[sa.Engine]:
-    """An autocommit engine on the server's default database, or a skip (a failure in CI) if there is no server."""
-    base = catalog_url(POSTGRES_URL)
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect():
-            pass
-    except OperationalError as exc:
-        admin.dispose()
-        reason = f"PostgreSQL unreachable at {describe(base)} ({exc.orig}); set FACETRACE_TEST_POSTGRES_URL"
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"{reason}; FACETRACE_REQUIRE_POSTGRES=1 makes this a failure")
-        pytest.skip(reason)
-    try:
-        yield admin
-    finally:
-        admin.dispose()
-
-
-@pytest.fixture(scope="session")
-def postgres_database(postgres_server: sa.Engine) -> Iterator[sa.Engine]:
-    """An autocommit engine on a database of this test session's own, dropped at the end."""
-    name = f"facetrace_test_{secrets.token_hex(6)}"
-    with postgres_server.connect() as connection:
-        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    engine = sa.create_engine(postgres_server.url.set(database=name), isolation_level="AUTOCOMMIT")
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with postgres_server.connect() as connection:
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def postgres_uri(postgres_database: sa.Engine) -> Iterator[str]:
-    """A fresh schema per test (cheaper than a database), made the default through the connection's search_path."""
-    schema = f"t_{secrets.token_hex(6)}"
-    with postgres_database.connect() as connection:
-        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        url = postgres_database.url.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with postgres_database.connect() as connection:
-            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def catalog_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'data' / 'catalog.db'}"
-    return str(request.getfixturevalue("postgres_uri"))
-
-
-@pytest.fixture
-def catalog(catalog_uri: str) -> Iterator[SqlCatalog]:
-    opened = open_catalog(catalog_uri)
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
-@pytest.fixture
-def raw_engine(catalog_uri: str) -> Iterator[sa.Engine]:
-    """Direct SQL access, for checks and for damage the catalog's API would never do."""
-    engine = sa.create_engine(catalog_url(catalog_uri))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
-# Synthetic data: seeded unit vectors, no models
-
-
-def unit_vector(seed: int, dim: int = DIM) -> npt.NDArray[np.float32]:
-    vector = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
-    return vector / np.linalg.norm(vector)
-
-
-def make_face(seed: int, model_id: str = MODEL, flags: tuple[str, ...] = (), dim: int = DIM) -> AnalyzedFace:
-    rng = np.random.default_rng(seed + 10_000)
-    x1, y1 = float(rng.uniform(0, 500)), float(rng.uniform(0, 500))
-    landmarks = (rng.uniform(0, 600, size=(5, 2))).astype(np.float32)
-    detection = Detection(box=BoundingBox(x1, y1, x1 + 80.25, y1 + 100.5), landmarks=landmarks, score=0.875)
-    quality = FaceQuality(
-        score=0.625, face_size_px=80.0, sharpness=12.5, detection_score=0.875, yaw_deg=3.0, roll_deg=-1.5, flags=flags
-    )
-    return AnalyzedFace(detection=detection, quality=quality, embedding=Embedding(model_id, unit_vector(seed, dim)))
-
-
-def make_asset(number: int, **fields: object) -> MediaAsset:
-    sha256 = f"{number:064x}"
-    return MediaAsset(sha256=sha256, uri=f"/photos/{number}.jpg", **fields)  # type: ignore[arg-type]
 
 
 # Schema

@@ -6,17 +6,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from test_catalog_contract import (  # noqa: F401  (fixtures, used by name)
-    MODEL,
-    catalog,
-    catalog_uri,
-    make_asset,
-    make_face,
-    postgres_database,
-    postgres_server,
-    postgres_uri,
-    raw_engine,
-)
+from catalog_samples import MODEL, make_asset, make_face
 
 from facetrace.catalog import SqlCatalog, open_catalog
 from facetrace.catalog.cluster_store import SqlClusterStore
@@ -26,7 +16,7 @@ from facetrace.core.errors import CatalogError, ConflictError, InvalidRequestErr
 from facetrace.core.types import ClusterAssignment, NewCluster
 
 
-def _faces(catalog: SqlCatalog, count: int, *, model_id: str = MODEL, start: int = 1) -> list[int]:  # noqa: F811
+def _faces(catalog: SqlCatalog, count: int, *, model_id: str = MODEL, start: int = 1) -> list[int]:
     run_id = catalog.start_run("", model_id)
     ids: list[int] = []
     for number in range(start, start + count):
@@ -35,11 +25,11 @@ def _faces(catalog: SqlCatalog, count: int, *, model_id: str = MODEL, start: int
     return ids
 
 
-def test_the_cluster_tables_exist(catalog: SqlCatalog, raw_engine: sa.Engine) -> None:  # noqa: F811
+def test_the_cluster_tables_exist(catalog: SqlCatalog, raw_engine: sa.Engine) -> None:
     assert {"clusters", "cluster_members", "cluster_events"} <= set(sa.inspect(raw_engine).get_table_names())
 
 
-def test_created_clusters_keep_members_and_events(catalog: SqlCatalog, catalog_uri: str) -> None:  # noqa: F811
+def test_created_clusters_keep_members_and_events(catalog: SqlCatalog, catalog_uri: str) -> None:
     store = catalog.cluster_store()
     a, b, c, d = _faces(catalog, 4)
     merge = {"kept_face_id": a, "absorbed_face_id": b, "average_similarity": 0.61}
@@ -76,7 +66,7 @@ def test_created_clusters_keep_members_and_events(catalog: SqlCatalog, catalog_u
         assert again.cluster_store().clusters_of_faces([a, c]) == {a: first, c: second}
 
 
-def test_assign_merge_split_rename_are_recorded(catalog: SqlCatalog) -> None:  # noqa: F811
+def test_assign_merge_split_rename_are_recorded(catalog: SqlCatalog) -> None:
     store = catalog.cluster_store()
     a, b, c, d, e = _faces(catalog, 5)
     first, second = store.create_clusters(MODEL, [NewCluster((a,), "batch"), NewCluster((b,), "batch")], "s", "r")
@@ -115,7 +105,7 @@ def test_assign_merge_split_rename_are_recorded(catalog: SqlCatalog) -> None:  #
     assert new_id not in (first, second)  # a deleted cluster's id is never handed out again
 
 
-def test_erased_faces_leave_their_clusters(catalog: SqlCatalog) -> None:  # noqa: F811
+def test_erased_faces_leave_their_clusters(catalog: SqlCatalog) -> None:
     store: SqlClusterStore = catalog.cluster_store()
     a, b, c = _faces(catalog, 3)
     pair, single = store.create_clusters(MODEL, [NewCluster((a, b), "batch"), NewCluster((c,), "batch")], "s", "r")
@@ -133,7 +123,7 @@ def test_erased_faces_leave_their_clusters(catalog: SqlCatalog) -> None:  # noqa
     assert catalog.delete_faces([d]).cluster_ids == ()
 
 
-def test_faces_of_a_run(catalog: SqlCatalog) -> None:  # noqa: F811
+def test_faces_of_a_run(catalog: SqlCatalog) -> None:
     first = _faces(catalog, 2)
     second = _faces(catalog, 3, start=20)
     runs = sorted(run.run_id for run in catalog.runs())
@@ -142,7 +132,7 @@ def test_faces_of_a_run(catalog: SqlCatalog) -> None:  # noqa: F811
     assert catalog.face_ids_of_run(runs[1], "other-model").tolist() == []
 
 
-def test_a_catalog_from_before_clusters_upgrades_with_its_faces(catalog_uri: str, catalog: SqlCatalog) -> None:  # noqa: F811
+def test_a_catalog_from_before_clusters_upgrades_with_its_faces(catalog_uri: str, catalog: SqlCatalog) -> None:
     face_ids = _faces(catalog, 3)
     catalog.close()
     engine = sa.create_engine(catalog_url(catalog_uri))

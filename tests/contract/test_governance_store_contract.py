@@ -10,19 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from test_catalog_contract import (  # noqa: F401  (fixtures, used by name)
-    DIM,
-    MODEL,
-    catalog,
-    catalog_uri,
-    make_asset,
-    make_face,
-    postgres_database,
-    postgres_server,
-    postgres_uri,
-    raw_engine,
-    unit_vector,
-)
+from catalog_samples import DIM, MODEL, make_asset, make_face, unit_vector
 
 from facetrace.catalog import SqlCatalog
 from facetrace.catalog.governance_store import SqlGovernanceStore
@@ -40,7 +28,7 @@ from facetrace.governance.users import UserService, key_sha256
 
 
 @pytest.fixture
-def store(catalog: SqlCatalog) -> Iterator[SqlGovernanceStore]:  # noqa: F811
+def store(catalog: SqlCatalog) -> Iterator[SqlGovernanceStore]:
     yield catalog.governance_store()
 
 
@@ -109,7 +97,7 @@ class _PlainHasher:
 
 def test_audit_chain_survives_the_database_and_catches_an_edit(
     store: SqlGovernanceStore,
-    raw_engine: sa.Engine,  # noqa: F811
+    raw_engine: sa.Engine,
 ) -> None:
     log = AuditLog(store)
     for number in range(5):
@@ -178,7 +166,7 @@ def test_suppressions_and_receipts(store: SqlGovernanceStore) -> None:
     assert store.receipts(1) == [later]
 
 
-def test_delete_faces_removes_faces_and_emptied_assets(catalog: SqlCatalog) -> None:  # noqa: F811
+def test_delete_faces_removes_faces_and_emptied_assets(catalog: SqlCatalog) -> None:
     run = catalog.start_run("test", MODEL)
     _, solo = catalog.add_asset_with_faces(run, make_asset(1, label="bob"), [make_face(1)], MODEL,
                                            thumbnail_paths=["ab/1_0.jpg"])  # fmt: skip

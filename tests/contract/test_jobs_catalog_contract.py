@@ -4,16 +4,7 @@ labels with face counts (paged), a stated legal basis kept without a named sourc
 from __future__ import annotations
 
 import pytest
-from test_catalog_contract import (  # noqa: F401  (fixtures, used by name)
-    MODEL,
-    catalog,
-    catalog_uri,
-    make_asset,
-    make_face,
-    postgres_database,
-    postgres_server,
-    postgres_uri,
-)
+from catalog_samples import MODEL, make_asset, make_face
 
 from facetrace.catalog import SqlCatalog
 from facetrace.core.errors import ConflictError
@@ -21,7 +12,7 @@ from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
 
 
-def _store(catalog: SqlCatalog, number: int, label: str | None, faces: int, **fields: object) -> list[int]:  # noqa: F811
+def _store(catalog: SqlCatalog, number: int, label: str | None, faces: int, **fields: object) -> list[int]:
     run_id = catalog.start_run("contract", MODEL)
     _, face_ids = catalog.add_asset_with_faces(
         run_id, make_asset(number, label=label, **fields), [make_face(number * 10 + i) for i in range(faces)], MODEL
@@ -30,7 +21,7 @@ def _store(catalog: SqlCatalog, number: int, label: str | None, faces: int, **fi
     return face_ids
 
 
-def test_labels_are_counted_by_shown_label_and_paged(catalog: SqlCatalog) -> None:  # noqa: F811
+def test_labels_are_counted_by_shown_label_and_paged(catalog: SqlCatalog) -> None:
     _store(catalog, 1, "bea", 1)
     _store(catalog, 2, "bea", 1)
     _store(catalog, 3, "al", 1)
@@ -46,7 +37,7 @@ def test_labels_are_counted_by_shown_label_and_paged(catalog: SqlCatalog) -> Non
     assert catalog.labels(MODEL, 0, 100)[0] == [("al", 1), ("bea", 2), ("cy", 1), ("group", 2)]
 
 
-def test_a_legal_basis_without_a_named_source_is_kept(catalog: SqlCatalog) -> None:  # noqa: F811
+def test_a_legal_basis_without_a_named_source_is_kept(catalog: SqlCatalog) -> None:
     [stated] = _store(catalog, 6, "dee", 1, legal_basis="consent form 12")
     [sourced] = _store(catalog, 7, "dee", 1, legal_basis="licence B", source_name="press agency")
     [unstated] = _store(catalog, 8, "dee", 1)
@@ -56,7 +47,7 @@ def test_a_legal_basis_without_a_named_source_is_kept(catalog: SqlCatalog) -> No
     assert records[unstated].legal_basis is None
 
 
-def test_a_case_closes_once(catalog: SqlCatalog) -> None:  # noqa: F811
+def test_a_case_closes_once(catalog: SqlCatalog) -> None:
     store = catalog.governance_store()
     audit = AuditLog(store)
     cases = CaseService(store, audit, repeat_similarity=0.9)

@@ -8,23 +8,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
-from test_catalog_contract import (  # the contract suite's backends and synthetic faces
-    MODEL,
-    catalog,
-    catalog_uri,
-    make_asset,
-    make_face,
-    postgres_database,
-    postgres_server,
-    postgres_uri,
-    raw_engine,
-)
+from catalog_samples import MODEL, make_asset, make_face
 
 from facetrace.catalog import SqlCatalog, open_catalog
 from facetrace.catalog.schema import alembic_config
 from facetrace.catalog.tables import metadata
-
-__all__ = ["catalog", "catalog_uri", "postgres_database", "postgres_server", "postgres_uri", "raw_engine"]
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
