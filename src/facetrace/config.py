@@ -78,6 +78,13 @@ class Settings(BaseSettings):
         "tilted over 15°; over 10°: one 45° turn), so upright photos rarely pay; always does so for every photo (8-9 "
         "detection passes); off never. See docs/accuracy.md (Rotation).",
     )
+    restoration: Literal["off", "auto"] = Field(
+        default="auto",
+        description="Grainy and flat photos: auto passes a photo through a 5x5 median filter when it measures grainy "
+        "and stretches its grey range when it measures flat, before detection and embedding (quality flags and "
+        "thumbnails still come from the photo as it came); clean photos are left alone. off never. See "
+        "docs/robustness.md (Restoration).",
+    )
     top_k: int = Field(default=10, ge=1, description="Candidates returned per probe face.")
     sign_in_max_failures: int = Field(
         default=5,

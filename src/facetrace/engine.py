@@ -133,6 +133,7 @@ class Engine:
             max_image_pixels=s.max_image_pixels,
             min_detection_score=s.min_detection_score,
             rotation_fallback=s.rotation_fallback,
+            restoration=s.restoration,
         )
 
     @property

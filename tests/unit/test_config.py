@@ -51,3 +51,15 @@ def test_rotation_fallback_reaches_the_analyzer_and_bad_modes_are_refused(tmp_pa
         assert engine.analyzer_factory()().rotation_fallback == "off"  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="rotation_fallback"):
         open_engine(tmp_path / "bad", rotation_fallback="sometimes")
+
+
+def test_restoration_reaches_the_analyzer_and_bad_modes_are_refused(tmp_path: Path) -> None:
+    from facetrace.core.errors import ConfigError
+    from facetrace.engine import open_engine
+
+    assert Settings().restoration == "auto"
+    with open_engine(tmp_path / "off", restoration="off") as engine:
+        assert engine.analyzer.restoration == "off"  # type: ignore[attr-defined]
+        assert engine.analyzer_factory()().restoration == "off"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="restoration"):
+        open_engine(tmp_path / "bad", restoration="sometimes")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,35 @@ def test_one_condition_counts_impostors_flags_and_failures_by_hand() -> None:
     assert result.flagged_impostor_pairs == 6
     # alike: the three probes with a face against each other; only C1 and B1 meet, and C1 is flagged.
     assert (result.alike_impostor_pairs, result.alike_high_impostors, result.alike_high_impostors_flagged) == (3, 1, 1)
+
+
+def test_the_robustness_command_measures_the_pipeline_it_is_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--rotation-fallback and --restoration reach the analyzer (an earlier version measured the defaults)."""
+    from facetrace.evaluation import __main__ as cli
+    from facetrace.evaluation import robustness
+
+    seen: dict[str, object] = {}
+
+    def fake_evaluate(analyzer: object, *args: object, **kwargs: object) -> object:
+        seen["rotation_fallback"] = getattr(analyzer, "rotation_fallback", None)
+        seen["restoration"] = getattr(analyzer, "restoration", None)
+        seen["cache_key"] = kwargs["cache_key"]
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(robustness, "evaluate_robustness", fake_evaluate)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same,fold\na.jpg,b.jpg,1,0\n")
+    for rotation, restoration in [("off", "off"), ("always", "auto")]:
+        args = cli.build_parser().parse_args(
+            [
+                *("robustness", "--pairs", str(pairs), "--root", str(tmp_path), "--min-detection-score", "0.8"),
+                *("--rotation-fallback", rotation, "--restoration", restoration),
+            ]
+        )
+        with pytest.raises(RuntimeError, match="stop here"):
+            cli._run_robustness(args)
+        assert (seen["rotation_fallback"], seen["restoration"]) == (rotation, restoration)
+        assert (f"rotation={rotation}" in str(seen["cache_key"])) == (rotation != "off")
+        assert (f"restoration={restoration}" in str(seen["cache_key"])) == (restoration != "off")

@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facetrace.config import Settings
 from facetrace.core.errors import ConfigError, FacetraceError
@@ -21,6 +22,9 @@ from facetrace.evaluation.embeddings import ProgressCallback, embed_images
 from facetrace.evaluation.identify import evaluate_identification
 from facetrace.evaluation.robustness import DEFAULT_FOLDS, DEFAULT_PAIRS_PER_FOLD
 from facetrace.evaluation.verify import evaluate_verification
+
+if TYPE_CHECKING:
+    from facetrace.vision.analyzer import OnnxFaceAnalyzer
 
 logger = logging.getLogger("facetrace.evaluation")
 
@@ -38,19 +42,19 @@ def _progress_logger(label: str) -> ProgressCallback:
     return report
 
 
-def _open_analyzer(args: argparse.Namespace) -> FaceAnalyzer:
+def _open_analyzer(args: argparse.Namespace) -> OnnxFaceAnalyzer:
     # Imported here: the vision layer loads ONNX models, which the argument parsing and --help never need.
     from facetrace.vision.analyzer import open_analyzer
 
-    analyzer: FaceAnalyzer = open_analyzer(
+    return open_analyzer(
         args.pack,
         data_dir=args.data_dir,
         threads=args.threads,
         flip_tta=args.flip_tta,
         min_detection_score=args.min_detection_score,
         rotation_fallback=args.rotation_fallback,
+        restoration=args.restoration,
     )
-    return analyzer
 
 
 def _cache_key(analyzer: FaceAnalyzer, args: argparse.Namespace) -> str:
@@ -58,6 +62,7 @@ def _cache_key(analyzer: FaceAnalyzer, args: argparse.Namespace) -> str:
     # Caches made before the rotation fallback existed had it off, and keep their names.
     key = f"{analyzer.model_id}+min_det={args.min_detection_score:g}"
     key += "" if args.rotation_fallback == "off" else f"+rotation={args.rotation_fallback}"
+    key += "" if args.restoration == "off" else f"+restoration={args.restoration}"
     return key + ("+flip_tta" if args.flip_tta else "")
 
 
@@ -78,6 +83,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         choices=("off", "auto", "always"),
         default=None,
         help="detect on turned copies of unsure photos (default: the engine's setting, FACETRACE_ROTATION_FALLBACK)",
+    )
+    parser.add_argument(
+        "--restoration",
+        choices=("off", "auto"),
+        default=None,
+        help="denoise grainy and stretch flat photos before detection (default: the engine's setting, "
+        "FACETRACE_RESTORATION)",
     )
     parser.add_argument(
         "--cache-dir",
@@ -205,16 +217,11 @@ def _run_robustness(args: argparse.Namespace) -> str:
         conditions = parse_conditions(args.conditions) if args.conditions else None
     except ValueError as exc:
         raise ConfigError(f"--conditions: {exc}") from None
-    from facetrace.vision.analyzer import open_analyzer
 
     pairs = read_pairs(args.pairs)
-    analyzer = open_analyzer(
-        args.pack,
-        data_dir=args.data_dir,
-        threads=args.threads,
-        flip_tta=args.flip_tta,
-        min_detection_score=args.min_detection_score,
-    )
+    # The same analyzer as the other commands (rotation fallback and restoration as asked): an earlier version
+    # opened its own and silently measured the engine's defaults whatever --rotation-fallback said.
+    analyzer = _open_analyzer(args)
     calibration = read_calibration_json(args.calibration) if args.calibration else analyzer.pack.calibration
     if calibration is None:
         raise FacetraceError(f"pack {analyzer.model_id} has no calibration.json: pass --calibration")
@@ -245,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.min_detection_score = Settings().min_detection_score
     if args.rotation_fallback is None:
         args.rotation_fallback = Settings().rotation_fallback
+    if args.restoration is None:
+        args.restoration = Settings().restoration
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         output = _run(args)

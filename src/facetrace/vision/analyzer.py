@@ -32,6 +32,7 @@ from facetrace.vision.embedders.manifest_embedder import DEFAULT_MAX_BATCH, Mani
 from facetrace.vision.images import DEFAULT_MAX_IMAGE_PIXELS, as_bgr, decode_image, encode_jpeg
 from facetrace.vision.packs import ModelPack, load_pack
 from facetrace.vision.quality import assess_quality
+from facetrace.vision.restoration import DEFAULT_RESTORATION, RESTORATION_MODES, restore
 from facetrace.vision.sessions import RUNTIMES, open_session
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class OnnxFaceAnalyzer:
         min_detection_side_px: int = DEFAULT_MIN_DETECTION_SIDE_PX,
         embed_batch_size: int = DEFAULT_MAX_BATCH,
         rotation_fallback: str = DEFAULT_ROTATION_FALLBACK,
+        restoration: str = DEFAULT_RESTORATION,
     ) -> None:
         if runtime not in RUNTIMES:
             raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
@@ -91,6 +93,8 @@ class OnnxFaceAnalyzer:
             raise ConfigError(
                 f"rotation_fallback must be one of {', '.join(ROTATION_MODES)}, not {rotation_fallback!r}"
             )
+        if restoration not in RESTORATION_MODES:
+            raise ConfigError(f"restoration must be one of {', '.join(RESTORATION_MODES)}, not {restoration!r}")
         self.pack = pack
         self.threads = threads
         self.runtime = runtime
@@ -103,6 +107,7 @@ class OnnxFaceAnalyzer:
         self.min_detection_side_px = min_detection_side_px
         self.embed_batch_size = embed_batch_size
         self.rotation_fallback = rotation_fallback
+        self.restoration = restoration
         self._lock = threading.Lock()
         self._models: _Models | None = None
 
@@ -208,7 +213,7 @@ class OnnxFaceAnalyzer:
         )
         log.info(
             "pack %s loaded: detector on %s, embedder on %s, %d thread(s), flip TTA %s, min detection score %.2f, "
-            "rotation fallback %s",
+            "rotation fallback %s, restoration %s",
             pack.id,
             detector_session.runtime,
             embedder_session.runtime,
@@ -216,6 +221,7 @@ class OnnxFaceAnalyzer:
             "on" if self.flip_tta else "off",
             self.min_detection_score,
             self.rotation_fallback,
+            self.restoration,
         )
         detector_class = ScrfdDetector if detector_spec.kind == "scrfd" else YuNetDetector
         detector = detector_class(
@@ -252,10 +258,14 @@ class OnnxFaceAnalyzer:
         )
 
     def _prepare(self, bgr: BgrImage, source: str) -> _PendingImage:
-        detections = tuple(self.detect(bgr))
-        crops = tuple(self.align(bgr, d) for d in detections)
+        # The detector and the embedder see the restored photo (vision/restoration.py); quality and the thumbnail the
+        # photo as it came, so a restored face keeps the flags that say it is weak.
+        restored, steps = restore(bgr, self.restoration)
+        detections = tuple(self.detect(restored))
+        crops = tuple(self.align(restored, d) for d in detections)
+        as_taken = tuple(self.align(bgr, d) for d in detections) if steps else crops
         confident = self.pack.detector.confident_detection_score
-        qualities = tuple(assess_quality(d, crop, confident) for d, crop in zip(detections, crops, strict=True))
+        qualities = tuple(assess_quality(d, crop, confident) for d, crop in zip(detections, as_taken, strict=True))
         thumbnails = tuple(encode_jpeg(crop_thumbnail(bgr, d.box), THUMBNAIL_JPEG_QUALITY) for d in detections)
         return _PendingImage(
             source=source,
@@ -292,6 +302,7 @@ def open_analyzer(
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     min_detection_score: float | None = None,
     rotation_fallback: str = DEFAULT_ROTATION_FALLBACK,
+    restoration: str = DEFAULT_RESTORATION,
 ) -> OnnxFaceAnalyzer:
     """An analyzer for a pack (None: the built-in default; an id; or a pack folder). Models load on first use.
 
@@ -305,4 +316,5 @@ def open_analyzer(
         max_image_pixels=max_image_pixels,
         min_detection_score=min_detection_score,
         rotation_fallback=rotation_fallback,
+        restoration=restoration,
     )
