@@ -69,3 +69,11 @@ def test_large_and_tiny_photos_are_measured(size: tuple[int, int]) -> None:
     grainy = _noisy(np.full((height, width, 3), 128, np.uint8), 40)
     condition = measure(grainy)
     assert condition.grainy and np.isfinite(condition.grey_range)
+
+
+def test_small_photos_are_not_denoised() -> None:
+    """In a small photo detail reads as grain and a 5x5 median would erase the face."""
+    small = _noisy(_photo(size=restoration.MIN_DENOISE_SIDE_PX - 8), 40)
+    assert measure(small).grainy
+    restored, steps = restore(small)
+    assert "denoised" not in steps and restored.shape == small.shape
