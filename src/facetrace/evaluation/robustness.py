@@ -913,3 +913,33 @@ def plot_report(report: RobustnessReport, path: Path | str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
     plt.close(figure)
+
+
+def side_by_side_table(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """A Markdown table of several runs' JSON reports (RobustnessReport.to_dict) side by side, one row per condition
+    and strength: accuracy, TAR at the calibrated threshold, failures to detect and rank-1 of each run, in %.
+
+    The first report is the reference (the plain pipeline); rows follow its order, and a run without a row shows
+    blanks. Runs must share the model, pairs and threshold, or the comparison means nothing.
+    """
+    if not reports:
+        raise ValueError("no reports to compare")
+    first = reports[0][1]
+    for label, report in reports[1:]:
+        for key in ("model_id", "pairs", "threshold", "seed", "folds"):
+            if report.get(key) != first.get(key):
+                raise ValueError(f"{label}: {key} {report.get(key)!r} differs from {first.get(key)!r}")
+    measures = (("accuracy", "accuracy"), ("TAR", "tar_at_fmr"), ("failed", "failure_to_detect"), ("rank-1", "rank1"))
+    header = ["condition", "strength"] + [f"{name} {label}" for name, _ in measures for label, _ in reports]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows_of = [{(row["condition"], row["strength"]): row for row in report["results"]} for _, report in reports]
+    for row in first["results"]:
+        at = (row["condition"], row["strength"])
+        strength = "" if row["condition"] in (CLEAN, PROFILE) else f"{row['strength']:g} {row['unit']}"
+        cells = [row["condition"], strength]
+        for _, field_name in measures:
+            for rows in rows_of:
+                value = rows[at].get(field_name) if at in rows else None
+                cells.append("" if value is None else f"{value * 100:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
