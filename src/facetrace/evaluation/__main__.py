@@ -216,6 +216,13 @@ def _run(args: argparse.Namespace) -> str:
     calibration = fit_impostor_calibration(
         embedded.vectors[found], identities, analyzer.model_id, measured_on=measured_on
     )
+    if args.out.is_file():
+        # A refit of the clean table keeps the quality-conditioned tables (calibrate-quality) measured for this model.
+        previous = read_calibration_json(args.out)
+        if previous.model_id == calibration.model_id and previous.conditioned:
+            calibration = dataclasses.replace(calibration, conditioned=previous.conditioned)
+            kept = ", ".join(condition for condition, _ in previous.conditioned)
+            logger.info("kept the conditioned tables of %s: %s", args.out, kept)
     write_calibration_json(calibration, args.out)
     return (
         f"wrote {args.out}: {len(calibration.similarities)} points, {calibration.impostor_pairs} impostor pairs, "
