@@ -117,7 +117,10 @@ def _report(tar_rotate: float, *, threshold: float = 0.3674) -> dict[str, object
 def test_side_by_side_puts_each_runs_figures_next_to_the_plain_ones() -> None:
     table = side_by_side_table([("plain", _report(0.0)), ("+fallback", _report(0.995))])
     lines = table.splitlines()
-    assert lines[0].startswith("| condition | strength | accuracy plain | accuracy +fallback | TAR plain |")
-    assert "| rotate | 90 degrees | 50.0 | 99.8 | 0.0 | 99.5 | 100.0 | 0.5 | 0.0 | 99.5 |" in lines
+    assert lines[0] == (
+        "| condition | strength | accuracy % (plain / +fallback) | TAR@FMR1e-3 % (plain / +fallback) | "
+        "failed to detect % (plain / +fallback) | rank-1 % (plain / +fallback) |"
+    )
+    assert "| rotate | 90 degrees | 50.0 / 99.8 | 0.0 / 99.5 | 100.0 / 0.5 | 0.0 / 99.5 |" in lines
     with pytest.raises(ValueError, match="threshold"):
         side_by_side_table([("plain", _report(0.0)), ("other", _report(0.5, threshold=0.4))])

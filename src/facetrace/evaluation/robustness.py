@@ -917,10 +917,11 @@ def plot_report(report: RobustnessReport, path: Path | str) -> None:
 
 def side_by_side_table(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
     """A Markdown table of several runs' JSON reports (RobustnessReport.to_dict) side by side, one row per condition
-    and strength: accuracy, TAR at the calibrated threshold, failures to detect and rank-1 of each run, in %.
+    and strength; each cell holds one measure (accuracy, TAR at the calibrated threshold, failures to detect, rank-1,
+    in %) for every run, in the order given, separated by " / ".
 
     The first report is the reference (the plain pipeline); rows follow its order, and a run without a row shows
-    blanks. Runs must share the model, pairs and threshold, or the comparison means nothing.
+    "-". Runs must share the model, pairs, seed and threshold, or the comparison means nothing.
     """
     if not reports:
         raise ValueError("no reports to compare")
@@ -929,8 +930,14 @@ def side_by_side_table(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
         for key in ("model_id", "pairs", "threshold", "seed", "folds"):
             if report.get(key) != first.get(key):
                 raise ValueError(f"{label}: {key} {report.get(key)!r} differs from {first.get(key)!r}")
-    measures = (("accuracy", "accuracy"), ("TAR", "tar_at_fmr"), ("failed", "failure_to_detect"), ("rank-1", "rank1"))
-    header = ["condition", "strength"] + [f"{name} {label}" for name, _ in measures for label, _ in reports]
+    measures = (
+        ("accuracy %", "accuracy"),
+        ("TAR@FMR1e-3 %", "tar_at_fmr"),
+        ("failed to detect %", "failure_to_detect"),
+        ("rank-1 %", "rank1"),
+    )
+    runs = " / ".join(label for label, _ in reports)
+    header = ["condition", "strength"] + [f"{name} ({runs})" for name, _ in measures]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     rows_of = [{(row["condition"], row["strength"]): row for row in report["results"]} for _, report in reports]
     for row in first["results"]:
@@ -938,8 +945,10 @@ def side_by_side_table(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
         strength = "" if row["condition"] in (CLEAN, PROFILE) else f"{row['strength']:g} {row['unit']}"
         cells = [row["condition"], strength]
         for _, field_name in measures:
-            for rows in rows_of:
-                value = rows[at].get(field_name) if at in rows else None
-                cells.append("" if value is None else f"{value * 100:.1f}")
+            values = [rows[at].get(field_name) if at in rows else None for rows in rows_of]
+            if all(value is None for value in values):
+                cells.append("")
+                continue
+            cells.append(" / ".join("-" if value is None else f"{value * 100:.1f}" for value in values))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
