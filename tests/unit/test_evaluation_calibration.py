@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -99,3 +100,36 @@ def test_written_table_is_world_readable(tmp_path: Path) -> None:
     table = calibration_from_histogram([1, 1], [0.0, 0.5], model_id="m", measured_on="x")
     write_calibration_json(table, tmp_path / "calibration.json")
     assert (tmp_path / "calibration.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_an_old_calibration_file_without_conditioned_tables_still_loads(tmp_path: Path) -> None:
+    # The format before quality-conditioned tables: exactly these five keys.
+    path = tmp_path / "calibration.json"
+    old = {
+        "model_id": "m",
+        "similarities": [0.1, 0.2, 0.3],
+        "false_match_rates": [0.1, 0.01, 0.001],
+        "impostor_pairs": 1000,
+        "measured_on": "x",
+    }
+    path.write_text(json.dumps(old))
+    loaded = read_calibration_json(path)
+    assert loaded.conditioned == () and loaded.table("both_flagged") is None
+    assert loaded.table("clean") is loaded and loaded.false_match_rates == (0.1, 0.01, 0.001)
+    write_calibration_json(loaded, tmp_path / "again.json")
+    assert "conditioned" not in json.loads((tmp_path / "again.json").read_text())
+
+
+def test_conditioned_tables_round_trip(tmp_path: Path) -> None:
+    clean = calibration_from_histogram([5, 3, 1], [0.0, 0.1, 0.2], model_id="m", measured_on="clean")
+    both = calibration_from_histogram([1, 2, 2], [0.0, 0.1, 0.2], model_id="m", measured_on="both")
+    table = dataclasses.replace(clean, conditioned=(("both_flagged", both),))
+    write_calibration_json(table, tmp_path / "calibration.json")
+    data = json.loads((tmp_path / "calibration.json").read_text())
+    assert set(data["conditioned"]) == {"both_flagged"} and "model_id" not in data["conditioned"]["both_flagged"]
+    loaded = read_calibration_json(tmp_path / "calibration.json")
+    assert loaded == table and loaded.table("both_flagged") == both
+    data["conditioned"]["blurry"] = data["conditioned"]["both_flagged"]
+    (tmp_path / "calibration.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="unknown quality condition"):
+        read_calibration_json(tmp_path / "calibration.json")

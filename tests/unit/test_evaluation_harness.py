@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -220,7 +221,7 @@ def test_module_entry_runs_verify_identify_and_calibrate(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from facetrace.evaluation import __main__ as entry
-    from facetrace.evaluation.calibration import read_calibration_json
+    from facetrace.evaluation.calibration import read_calibration_json, write_calibration_json
 
     analyzer, pairs = _verification_fixture(tmp_path)
     id_analyzer, manifest = _identification_fixture(tmp_path / "ids", people=8)
@@ -244,6 +245,12 @@ def test_module_entry_runs_verify_identify_and_calibrate(
     assert entry.main(["calibrate", *common, "--out", str(out)]) == 0
     assert read_calibration_json(out).model_id == "scripted"
     assert "impostor pairs" in capsys.readouterr().out
+    # A refit keeps the quality-conditioned tables already in the file (calibrate-quality measured them).
+    fitted = read_calibration_json(out)
+    with_tables = dataclasses.replace(fitted, conditioned=(("both_flagged", fitted),))
+    write_calibration_json(with_tables, out)
+    assert entry.main(["calibrate", *common, "--out", str(out)]) == 0
+    assert read_calibration_json(out).table("both_flagged") == fitted
 
 
 def test_module_entry_reports_a_bad_csv_without_a_traceback(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from facetrace.evaluation.robustness import (
     identity_of,
     parse_conditions,
     select_pairs,
+    side_by_side_table,
 )
 
 
@@ -129,3 +130,31 @@ def test_the_robustness_command_measures_the_pipeline_it_is_asked_for(
         assert (seen["rotation_fallback"], seen["restoration"]) == (rotation, restoration)
         assert (f"rotation={rotation}" in str(seen["cache_key"])) == (rotation != "off")
         assert (f"restoration={restoration}" in str(seen["cache_key"])) == (restoration != "off")
+
+
+def _report(tar_rotate: float, *, threshold: float = 0.3674) -> dict[str, object]:
+    def row(condition: str, strength: float, unit: str, tar: float, rank1: float | None) -> dict[str, object]:
+        return {
+            "condition": condition,
+            "strength": strength,
+            "unit": unit,
+            "accuracy": 0.5 + tar / 2,
+            "tar_at_fmr": tar,
+            "failure_to_detect": 1 - tar,
+            "rank1": rank1,
+        }
+
+    results = [row("clean", 0.0, "", 1.0, 0.99), row("rotate", 90.0, "degrees", tar_rotate, tar_rotate)]
+    return {"model_id": "m", "pairs": 400, "threshold": threshold, "seed": 0, "folds": [1, 2], "results": results}
+
+
+def test_side_by_side_puts_each_runs_figures_next_to_the_plain_ones() -> None:
+    table = side_by_side_table([("plain", _report(0.0)), ("+fallback", _report(0.995))])
+    lines = table.splitlines()
+    assert lines[0] == (
+        "| condition | strength | accuracy % (plain / +fallback) | TAR@FMR1e-3 % (plain / +fallback) | "
+        "failed to detect % (plain / +fallback) | rank-1 % (plain / +fallback) |"
+    )
+    assert "| rotate | 90 degrees | 50.0 / 99.8 | 0.0 / 99.5 | 100.0 / 0.5 | 0.0 / 99.5 |" in lines
+    with pytest.raises(ValueError, match="threshold"):
+        side_by_side_table([("plain", _report(0.0)), ("other", _report(0.5, threshold=0.4))])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -65,3 +66,67 @@ def test_a_tiny_gallery_does_not_turn_a_common_score_into_a_lead() -> None:
     ev = ScoreCalibrator(CAL).evidence(0.2, 5, probe_quality=0.9, weak_probe=False, weak_candidate=False)
     assert ev.gallery_false_match_probability < 0.2
     assert ev.verdict.startswith("weak")
+
+
+# Quality-conditioned tables: both_flagged higher than CAL above 0.3; one_flagged higher below 0.2, lower from 0.3 on.
+BOTH = ScoreCalibration("m", (0.0, 0.3, 0.6), (0.5, 1e-2, 1e-3), 1_000_000, "degraded alike")
+ONE = ScoreCalibration("m", (0.0, 0.15, 0.4, 0.6), (0.6, 0.1, 1e-5, 1e-7), 1_000_000, "degraded vs clean")
+CONDITIONED = dataclasses.replace(CAL, conditioned=(("one_flagged", ONE), ("both_flagged", BOTH)))
+
+
+def test_a_flagged_pair_reads_the_conditioned_table_where_it_is_more_pessimistic() -> None:
+    cal = ScoreCalibrator(CONDITIONED)
+    assert set(cal.conditions) == {"one_flagged", "both_flagged"}
+    ev = cal.evidence(0.6, 1000, probe_quality=0.2, weak_probe=True, weak_candidate=True)
+    assert ev.quality_condition == "both_flagged"
+    assert ev.false_match_rate == pytest.approx(1e-3)  # not the clean table's 1e-6
+    assert not ev.verdict.startswith("strong")  # 1e-6 alone would have made it a strong lead
+    assert "both faces low-quality" in ev.verdict and "low-quality probe and candidate face" in ev.verdict
+
+
+def test_a_conditioned_table_is_never_more_optimistic_than_the_clean_one() -> None:
+    cal = ScoreCalibrator(CONDITIONED)
+    clean = ScoreCalibrator(CAL)
+    for similarity in (-0.2, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8):
+        for weak_probe, weak_candidate in ((True, False), (False, True), (True, True)):
+            ev = cal.evidence(similarity, 10, probe_quality=0.5, weak_probe=weak_probe, weak_candidate=weak_candidate)
+            clean_rate = clean.false_match_rate(similarity)[0]
+            assert ev.false_match_rate >= clean_rate
+    # ONE lies below the clean table from 0.3 on: a pair with one flagged face keeps the clean rate there.
+    ev = cal.evidence(0.4, 10, probe_quality=0.5, weak_probe=False, weak_candidate=True)
+    assert ev.quality_condition == "clean"
+    assert ev.false_match_rate == pytest.approx(1e-4)
+    assert "rate from the clean table, which is higher here" in ev.verdict
+    # ...but below 0.2 it is higher, and is used.
+    assert ScoreCalibrator(ONE).false_match_rate(0.1)[0] > clean.false_match_rate(0.1)[0]
+    low = cal.evidence(0.1, 10, probe_quality=0.5, weak_probe=True, weak_candidate=False)
+    assert low.quality_condition == "one_flagged"
+    assert low.false_match_rate > clean.false_match_rate(0.1)[0]
+
+
+def test_a_pair_without_flags_reads_the_clean_table() -> None:
+    ev = ScoreCalibrator(CONDITIONED).evidence(0.6, 1000, probe_quality=0.9, weak_probe=False, weak_candidate=False)
+    assert ev.quality_condition == "clean"
+    assert ev.false_match_rate == pytest.approx(1e-6)
+    assert "table" not in ev.verdict
+
+
+def test_beyond_a_conditioned_tables_top_its_resolution_bounds_the_rate() -> None:
+    # BOTH's highest impostor scored 0.6 among a million pairs: at 0.9 the rate is only known to be below 1e-6,
+    # which is still above the clean table's bound of 1e-7 there.
+    ev = ScoreCalibrator(CONDITIONED).evidence(0.9, 10, probe_quality=0.2, weak_probe=True, weak_candidate=True)
+    assert ev.quality_condition == "both_flagged"
+    assert ev.false_match_rate_is_upper_bound
+    assert ev.false_match_rate == pytest.approx(1e-6)
+
+
+def test_without_conditioned_tables_flagged_pairs_keep_the_old_warning() -> None:
+    ev = ScoreCalibrator(CAL).evidence(0.6, 1000, probe_quality=0.2, weak_probe=True, weak_candidate=True)
+    assert ev.quality_condition == "clean"
+    assert "rates measured on good photos may understate the risk" in ev.verdict
+
+
+def test_a_conditioned_table_of_another_model_is_refused() -> None:
+    other = dataclasses.replace(BOTH, model_id="other")
+    with pytest.raises(ValueError, match="both_flagged table is for other"):
+        ScoreCalibrator(dataclasses.replace(CAL, conditioned=(("both_flagged", other),)))

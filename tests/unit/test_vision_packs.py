@@ -215,8 +215,17 @@ def test_calibration_is_loaded_and_checked(tmp_path: Path) -> None:
     loaded = load_pack(str(folder)).calibration
     assert loaded is not None
     assert loaded.similarities == (0.1, 0.3, 0.5) and loaded.impostor_pairs == 10000
+    assert loaded.conditioned == ()  # a file without quality-conditioned tables (the older format) loads as before
     (folder / "calibration.json").write_text(json.dumps({**calibration, "model_id": "someone-else"}))
     with pytest.raises(ModelPackError, match="measured for model 'someone-else'"):
+        load_pack(str(folder))
+    table = {key: calibration[key] for key in ("similarities", "false_match_rates", "impostor_pairs", "measured_on")}
+    (folder / "calibration.json").write_text(json.dumps({**calibration, "conditioned": {"both_flagged": table}}))
+    loaded = load_pack(str(folder)).calibration
+    assert loaded is not None and loaded.table("both_flagged") is not None
+    assert loaded.table("one_flagged") is None
+    (folder / "calibration.json").write_text(json.dumps({**calibration, "conditioned": {"blurry": table}}))
+    with pytest.raises(ModelPackError, match="unknown quality condition"):
         load_pack(str(folder))
 
 

@@ -575,6 +575,12 @@ def eval_robustness(ctx: typer.Context) -> None:
     _run_evaluation("robustness", ctx)
 
 
+@eval_app.command("calibrate-quality", context_settings=_PASS_THROUGH, add_help_option=False)
+def eval_calibrate_quality(ctx: typer.Context) -> None:
+    """Impostor tables for pairs with one or both faces flagged, on degraded LFW (writes calibration.json)."""
+    _run_evaluation("calibrate-quality", ctx)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only).")] = "127.0.0.1",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -163,6 +164,9 @@ class Evidence:
     # True when the similarity lies beyond the calibration's resolution: false_match_rate is then an upper bound.
     false_match_rate_is_upper_bound: bool = False
     calibrated: bool = True
+    # The impostor table the rate was read from (a QUALITY_CONDITIONS entry): "clean" unless the pair has a flagged
+    # face and the table measured on such pairs gives a higher (more pessimistic) rate than the clean one.
+    quality_condition: QualityCondition = "clean"
 
     @property
     def expected_strangers_at_or_above(self) -> float:
@@ -215,6 +219,28 @@ class ScoreCalibration:
     false_match_rates: tuple[float, ...]
     impostor_pairs: int
     measured_on: str
+    # Optional tables measured on impostor pairs in which one face (ONE_FLAGGED) or both (BOTH_FLAGGED) carry a
+    # quality flag, keyed by that condition; their own `conditioned` is empty. Older calibration files have none.
+    conditioned: tuple[tuple[str, ScoreCalibration], ...] = ()
+
+    def table(self, condition: str) -> ScoreCalibration | None:
+        """The table for a QUALITY_CONDITIONS entry: self for CLEAN, a conditioned table, or None if not measured."""
+        if condition == CLEAN_CONDITION:
+            return self
+        return dict(self.conditioned).get(condition)
+
+
+# Which impostor table a comparison's rate comes from: how many of its two faces carry a quality flag.
+QualityCondition = Literal["clean", "one_flagged", "both_flagged"]
+CLEAN_CONDITION: Final = "clean"
+ONE_FLAGGED: Final = "one_flagged"
+BOTH_FLAGGED: Final = "both_flagged"
+QUALITY_CONDITIONS: tuple[QualityCondition, ...] = (CLEAN_CONDITION, ONE_FLAGGED, BOTH_FLAGGED)
+
+
+def quality_condition(probe_flagged: bool, candidate_flagged: bool) -> QualityCondition:
+    """The condition of a pair of faces by how many of them carry a quality flag."""
+    return QUALITY_CONDITIONS[int(probe_flagged) + int(candidate_flagged)]
 
 
 # -- governance: who may search, why, what they did, and what was erased ---------------------------------------------

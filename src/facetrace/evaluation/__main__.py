@@ -1,4 +1,4 @@
-"""python -m facetrace.evaluation verify|identify|calibrate|robustness: run the accuracy harness from a shell.
+"""python -m facetrace.evaluation verify|identify|calibrate|robustness|calibrate-quality: the accuracy harness.
 
 The CLI's `facetrace eval ...` commands call the same functions; this entry exists so the harness runs on its own.
 Reports go to stdout (JSON with --json), progress and diagnostics to stderr through logging.
@@ -7,15 +7,17 @@ Reports go to stdout (JSON with --json), progress and diagnostics to stderr thro
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from facetrace.config import Settings
 from facetrace.core.errors import ConfigError, FacetraceError
 from facetrace.core.ports import FaceAnalyzer
+from facetrace.core.types import ScoreCalibration
 from facetrace.evaluation.calibration import fit_impostor_calibration, read_calibration_json, write_calibration_json
 from facetrace.evaluation.datasets import read_manifest, read_pairs, require_files
 from facetrace.evaluation.embeddings import ProgressCallback, embed_images
@@ -145,6 +147,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     robustness.add_argument("--plot", type=Path, default=None, help="write the PNG plot here (needs matplotlib)")
     _add_common(robustness)
+
+    quality = commands.add_parser(
+        "calibrate-quality",
+        help="impostor tables for pairs with one or both faces flagged, from the robustness degradations of LFW",
+    )
+    quality.add_argument("--pairs", type=Path, required=True, help="pairs CSV (path_a,path_b,same,fold)")
+    quality.add_argument("--out", type=Path, required=True, help="calibration.json to write (clean table + tables)")
+    quality.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="use the first N folds of the pairs file")
+    quality.add_argument(
+        "--pairs-per-fold", type=int, default=DEFAULT_PAIRS_PER_FOLD, help="pairs of each fold (half same-person)"
+    )
+    quality.add_argument(
+        "--conditions",
+        default=None,
+        help="comma-separated degradations, each optionally name=strength (default: all, at every strength)",
+    )
+    quality.add_argument("--seed", type=int, default=0, help="seed of the random degradations (noise, motion)")
+    quality.add_argument(
+        "--calibration", type=Path, default=None, help="the clean calibration.json to extend (default: the pack's own)"
+    )
+    _add_common(quality)
     return parser
 
 
@@ -166,6 +189,8 @@ def _run(args: argparse.Namespace) -> str:
         return verification.to_json() if args.json else verification.summary()
     if args.command == "robustness":
         return _run_robustness(args)
+    if args.command == "calibrate-quality":
+        return _run_quality_calibration(args)
     if args.command == "identify":
         manifest = read_manifest(args.manifest)
         analyzer = _open_analyzer(args)
@@ -202,6 +227,13 @@ def _run(args: argparse.Namespace) -> str:
     calibration = fit_impostor_calibration(
         embedded.vectors[found], identities, analyzer.model_id, measured_on=measured_on
     )
+    if args.out.is_file():
+        # A refit of the clean table keeps the quality-conditioned tables (calibrate-quality) measured for this model.
+        previous = read_calibration_json(args.out)
+        if previous.model_id == calibration.model_id and previous.conditioned:
+            calibration = dataclasses.replace(calibration, conditioned=previous.conditioned)
+            kept = ", ".join(condition for condition, _ in previous.conditioned)
+            logger.info("kept the conditioned tables of %s: %s", args.out, kept)
     write_calibration_json(calibration, args.out)
     return (
         f"wrote {args.out}: {len(calibration.similarities)} points, {calibration.impostor_pairs} impostor pairs, "
@@ -209,22 +241,55 @@ def _run(args: argparse.Namespace) -> str:
     )
 
 
-def _run_robustness(args: argparse.Namespace) -> str:
-    # The benchmark pulls in OpenCV (through vision) and, for the plot, matplotlib: only this command needs them.
-    from facetrace.evaluation.robustness import evaluate_robustness, parse_conditions, plot_report
+def _degradation_setup(args: argparse.Namespace) -> tuple[Any, OnnxFaceAnalyzer, ScoreCalibration]:
+    """(conditions or None, analyzer, clean calibration) for the commands that degrade LFW copies."""
+    # The benchmark pulls in OpenCV (through vision): only these commands need it.
+    from facetrace.evaluation.robustness import parse_conditions
 
     try:
         conditions = parse_conditions(args.conditions) if args.conditions else None
     except ValueError as exc:
         raise ConfigError(f"--conditions: {exc}") from None
-
-    pairs = read_pairs(args.pairs)
     # The same analyzer as the other commands (rotation fallback and restoration as asked): an earlier version
     # opened its own and silently measured the engine's defaults whatever --rotation-fallback said.
     analyzer = _open_analyzer(args)
     calibration = read_calibration_json(args.calibration) if args.calibration else analyzer.pack.calibration
     if calibration is None:
         raise FacetraceError(f"pack {analyzer.model_id} has no calibration.json: pass --calibration")
+    return conditions, analyzer, calibration
+
+
+def _run_quality_calibration(args: argparse.Namespace) -> str:
+    from facetrace.evaluation.quality_calibration import measure_quality_calibration
+
+    pairs = read_pairs(args.pairs)
+    conditions, analyzer, calibration = _degradation_setup(args)
+    # Tables already in the file are measured again, not merged: start from the clean table alone.
+    calibration = dataclasses.replace(calibration, conditioned=())
+    report = measure_quality_calibration(
+        analyzer,
+        pairs,
+        args.root,
+        calibration,
+        folds=args.folds,
+        pairs_per_fold=args.pairs_per_fold,
+        conditions=conditions,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        cache_key=_cache_key(analyzer, args),
+        progress=lambda message: logger.info("calibrate-quality: %s", message),
+    )
+    write_calibration_json(report.calibration, args.out)
+    logger.info("wrote %s", args.out)
+    return report.to_json() if args.json else report.summary()
+
+
+def _run_robustness(args: argparse.Namespace) -> str:
+    # The plot needs matplotlib: only this command does.
+    from facetrace.evaluation.robustness import evaluate_robustness, plot_report
+
+    pairs = read_pairs(args.pairs)
+    conditions, analyzer, calibration = _degradation_setup(args)
     report = evaluate_robustness(
         analyzer,
         pairs,

@@ -7,6 +7,7 @@ impostor pairs scoring >= s. The search layer reads the resulting table to turn 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -14,11 +15,12 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.core.types import ScoreCalibration
+from facetrace.core.types import QUALITY_CONDITIONS, ScoreCalibration
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +124,25 @@ def similarity_at_false_match_rate(calibration: ScoreCalibration, false_match_ra
 
 
 def calibration_to_dict(calibration: ScoreCalibration) -> dict[str, object]:
-    return {
+    data: dict[str, object] = {
         "model_id": calibration.model_id,
         "similarities": list(calibration.similarities),
         "false_match_rates": list(calibration.false_match_rates),
         "impostor_pairs": calibration.impostor_pairs,
         "measured_on": calibration.measured_on,
     }
+    if calibration.conditioned:
+        # Quality-conditioned tables (evaluation/quality_calibration.py); the model id is the outer one.
+        data["conditioned"] = {
+            condition: {
+                "similarities": list(table.similarities),
+                "false_match_rates": list(table.false_match_rates),
+                "impostor_pairs": table.impostor_pairs,
+                "measured_on": table.measured_on,
+            }
+            for condition, table in calibration.conditioned
+        }
+    return data
 
 
 def write_calibration_json(calibration: ScoreCalibration, path: Path | str) -> None:
@@ -151,18 +165,37 @@ def write_calibration_json(calibration: ScoreCalibration, path: Path | str) -> N
 def read_calibration_json(path: Path | str) -> ScoreCalibration:
     """Read a table written by write_calibration_json, checking it is monotone."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    similarities = tuple(float(value) for value in data["similarities"])
-    rates = tuple(float(value) for value in data["false_match_rates"])
+    model_id = str(data["model_id"])
+    conditioned = tuple(
+        (str(condition), _table_from_dict(table, model_id, f"{path} ({condition})"))
+        for condition, table in dict(data.get("conditioned") or {}).items()
+    )
+    unknown = sorted({condition for condition, _ in conditioned} - set(QUALITY_CONDITIONS[1:]))
+    if unknown:
+        raise ValueError(f"{path}: unknown quality condition(s) {', '.join(unknown)}")
+    return dataclasses.replace(_table_from_dict(data, model_id, str(path)), conditioned=conditioned)
+
+
+def _table_from_dict(data: dict[str, Any], model_id: str, where: str) -> ScoreCalibration:
+    similarities = tuple(float(value) for value in _list(data, "similarities"))
+    rates = tuple(float(value) for value in _list(data, "false_match_rates"))
     if len(similarities) != len(rates) or not similarities:
-        raise ValueError(f"{path}: similarities and false_match_rates must be non-empty and of equal length")
+        raise ValueError(f"{where}: similarities and false_match_rates must be non-empty and of equal length")
     if any(b <= a for a, b in itertools.pairwise(similarities)):
-        raise ValueError(f"{path}: similarities must ascend strictly")
+        raise ValueError(f"{where}: similarities must ascend strictly")
     if any(b > a for a, b in itertools.pairwise(rates)):
-        raise ValueError(f"{path}: false_match_rates must not increase")
+        raise ValueError(f"{where}: false_match_rates must not increase")
     return ScoreCalibration(
-        model_id=str(data["model_id"]),
+        model_id=model_id,
         similarities=similarities,
         false_match_rates=rates,
         impostor_pairs=int(data["impostor_pairs"]),
         measured_on=str(data["measured_on"]),
     )
+
+
+def _list(data: dict[str, Any], key: str) -> list[Any]:
+    value = data[key]
+    if not isinstance(value, list):
+        raise ValueError(f"{key} must be a list")
+    return value

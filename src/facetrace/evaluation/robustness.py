@@ -101,11 +101,73 @@ def _observe(images: Sequence[AnalyzedImage | Exception], dim: int) -> Observati
     return Observations(vectors, has_face, landmarks, quality, yaw, tuple(flags))
 
 
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text)
+
+
+def _save_npz_atomic(path: Path, **arrays: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+class DegradedCache:
+    """The observations of one condition's degraded probes, one .npz per analyzer variant, condition and strength.
+
+    The key covers everything that decides the degraded images (probe paths, seed) so a different subset is never
+    misread; evaluate_robustness writes it and the quality calibration (evaluation/quality_calibration.py) reads it.
+    """
+
+    def __init__(
+        self, cache_dir: Path | str, cache_key: str, condition: str, strength: float, seed: int, probes: Sequence[str]
+    ) -> None:
+        import hashlib
+
+        digest = hashlib.sha256("\n".join(probes).encode("utf-8")).hexdigest()[:16]
+        name = f"robustness-degraded-{_safe_name(cache_key)}-{_safe_name(condition)}={strength:g}-seed{seed}-{digest}"
+        self.path = Path(cache_dir) / f"{name}.npz"
+        self.key = f"{cache_key}/{condition}={strength:g}/seed={seed}/{digest}/v{_CLEAN_CACHE_VERSION}"
+
+    def load(self) -> Observations | None:
+        if not self.path.is_file():
+            return None
+        with np.load(self.path, allow_pickle=False) as data:
+            if str(data["cache_key"]) != self.key:
+                logger.warning("ignoring %s: made for %s, not %s", self.path, data["cache_key"], self.key)
+                return None
+            return Observations(
+                vectors=np.asarray(data["vectors"], dtype=np.float32),
+                has_face=np.asarray(data["has_face"], dtype=np.bool_),
+                landmarks=np.asarray(data["landmarks"], dtype=np.float32),
+                quality=np.asarray(data["quality"], dtype=np.float64),
+                yaw=np.asarray(data["yaw"], dtype=np.float64),
+                flags=tuple(tuple(f for f in str(fl).split(",") if f) for fl in data["flags"].tolist()),
+            )
+
+    def save(self, observations: Observations) -> None:
+        _save_npz_atomic(
+            self.path,
+            cache_key=np.array(self.key),
+            vectors=observations.vectors,
+            has_face=observations.has_face,
+            landmarks=observations.landmarks,
+            quality=observations.quality,
+            yaw=observations.yaw,
+            flags=np.array([",".join(f) for f in observations.flags], dtype=np.str_),
+        )
+
+
 class CleanCache:
     """Clean-photo observations keyed by resolved path, one .npz per analyzer variant (atomic writes)."""
 
     def __init__(self, cache_dir: Path | str, cache_key: str) -> None:
-        name = "robustness-clean-" + re.sub(r"[^A-Za-z0-9._+-]+", "_", cache_key) + ".npz"
+        name = "robustness-clean-" + _safe_name(cache_key) + ".npz"
         self.path = Path(cache_dir) / name
         self.key = f"{cache_key}/v{_CLEAN_CACHE_VERSION}"
 
@@ -131,25 +193,17 @@ class CleanCache:
             }
 
     def save(self, keys: Sequence[str], observations: Observations) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temp_name = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                np.savez(
-                    handle,
-                    cache_key=np.array(self.key),
-                    keys=np.array(list(keys), dtype=np.str_),
-                    vectors=observations.vectors,
-                    has_face=observations.has_face,
-                    landmarks=observations.landmarks,
-                    quality=observations.quality,
-                    yaw=observations.yaw,
-                    flags=np.array([",".join(f) for f in observations.flags], dtype=np.str_),
-                )
-            os.replace(temp_name, self.path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        _save_npz_atomic(
+            self.path,
+            cache_key=np.array(self.key),
+            keys=np.array(list(keys), dtype=np.str_),
+            vectors=observations.vectors,
+            has_face=observations.has_face,
+            landmarks=observations.landmarks,
+            quality=observations.quality,
+            yaw=observations.yaw,
+            flags=np.array([",".join(f) for f in observations.flags], dtype=np.str_),
+        )
 
 
 def observe_clean(
@@ -595,6 +649,45 @@ def _profile_result(
 ConditionSpec = tuple[str, float, str]
 
 
+def observe_degraded(
+    analyzer: ArrayAnalyzer,
+    images: Sequence[npt.NDArray[np.uint8]],
+    probe_paths: Sequence[str],
+    clean_probes: Observations,
+    name: str,
+    strength: float,
+    *,
+    seed: int,
+    cache_dir: Path | str | None,
+    cache_key: str,
+) -> Observations:
+    """Degrade each probe image (seeded by seed + its index; occlusions placed with its clean landmarks) and analyse
+    it; cached per condition and strength when cache_dir is given."""
+    from facetrace.vision.degradations import degrade
+
+    cache = DegradedCache(cache_dir, cache_key, name, strength, seed, probe_paths) if cache_dir is not None else None
+    stored = cache.load() if cache is not None else None
+    if stored is not None and len(stored.has_face) == len(probe_paths):
+        return stored
+    analysed: list[AnalyzedImage | Exception] = []
+    for index, (image, path) in enumerate(zip(images, probe_paths, strict=True)):
+        marks = clean_probes.landmarks[index] if clean_probes.has_face[index] else None
+        try:
+            degraded = degrade(image, name, strength, marks, seed=seed + index)
+        except ValueError as exc:  # an occlusion without landmarks: counted as a failure
+            analysed.append(exc)
+            continue
+        try:
+            analysed.append(analyzer.analyze_array(degraded, f"{path}#{name}={strength:g}"))
+        except Exception as exc:  # a failing image counts as a failure to detect, the run carries on
+            logger.warning("%s (%s %g): %s", path, name, strength, exc)
+            analysed.append(exc)
+    observed = _observe(analysed, analyzer.embedding_dim)
+    if cache is not None:
+        cache.save(observed)
+    return observed
+
+
 def default_conditions() -> tuple[ConditionSpec, ...]:
     """Every registered degradation at every strength, in registry order."""
     from facetrace.vision.degradations import CONDITIONS
@@ -621,6 +714,63 @@ def parse_conditions(text: str) -> tuple[ConditionSpec, ...]:
     return tuple(chosen)
 
 
+@dataclass(frozen=True, eq=False)
+class Benchmark:
+    """The benchmark's pairs and the clean observations they need (shared with the quality calibration)."""
+
+    root: Path
+    subset_pairs: tuple[VerificationPair, ...]
+    fold_pairs: tuple[VerificationPair, ...]
+    row_of: dict[str, int]
+    clean: Observations
+    subset: _Subset
+    clean_probes: Observations  # the clean observations of subset.probe_paths
+
+    def probe_images(self) -> list[npt.NDArray[np.uint8]]:
+        """The decoded (clean) probe photos, to be degraded."""
+        from facetrace.vision.images import decode_image
+
+        return [decode_image((self.root / path).read_bytes(), path) for path in self.subset.probe_paths]
+
+
+def prepare_benchmark(
+    analyzer: FaceAnalyzer,
+    pairs: Sequence[VerificationPair],
+    root: Path,
+    *,
+    folds: int,
+    pairs_per_fold: int,
+    cache_dir: Path | str | None,
+    cache_key: str | None,
+    progress: Callable[[str], None] | None = None,
+) -> Benchmark:
+    """Select the pairs and analyse (or load from the cache) every clean photo of the chosen folds."""
+    subset_pairs, fold_pairs = select_pairs(pairs, folds, pairs_per_fold)
+    if not subset_pairs or not any(p.same for p in subset_pairs) or all(p.same for p in subset_pairs):
+        raise ValueError("the chosen folds need both same-person and different-person pairs")
+    clean_paths = tuple(dict.fromkeys(path for pair in fold_pairs for path in (pair.path_a, pair.path_b)))
+    require_files(clean_paths, root)
+    row_of = {path: row for row, path in enumerate(clean_paths)}
+    clean = observe_clean(
+        analyzer,
+        root,
+        clean_paths,
+        cache_dir=cache_dir,
+        cache_key=cache_key or analyzer.model_id,
+        progress=(lambda done, total: progress(f"clean photos {done}/{total}")) if progress else None,
+    )
+    subset = _subset(subset_pairs, clean_paths, row_of)
+    clean_probes = Observations(
+        vectors=clean.vectors[subset.probe_rows],
+        has_face=clean.has_face[subset.probe_rows],
+        landmarks=clean.landmarks[subset.probe_rows],
+        quality=clean.quality[subset.probe_rows],
+        yaw=clean.yaw[subset.probe_rows],
+        flags=tuple(clean.flags[row] for row in subset.probe_rows),
+    )
+    return Benchmark(root, subset_pairs, fold_pairs, row_of, clean, subset, clean_probes)
+
+
 def evaluate_robustness(
     analyzer: ArrayAnalyzer,
     pairs: Sequence[VerificationPair],
@@ -639,69 +789,53 @@ def evaluate_robustness(
     """Run the benchmark (see the module docstring). The threshold is the calibration's CALIBRATED_FMR similarity."""
     # The vision layer (OpenCV) is imported here so the CLI's --help and argument errors never load it.
     from facetrace.search.calibration import ScoreCalibrator
-    from facetrace.vision.degradations import degrade
-    from facetrace.vision.images import decode_image
 
     if calibration.model_id != analyzer.model_id:
         raise ValueError(f"the calibration is for {calibration.model_id}, the analyzer is {analyzer.model_id}")
     started = time.perf_counter()
     root_path = Path(root)
-    subset_pairs, fold_pairs = select_pairs(pairs, folds, pairs_per_fold)
-    if not subset_pairs or not any(p.same for p in subset_pairs) or all(p.same for p in subset_pairs):
-        raise ValueError("the chosen folds need both same-person and different-person pairs")
-    clean_paths = tuple(dict.fromkeys(path for pair in fold_pairs for path in (pair.path_a, pair.path_b)))
-    require_files(clean_paths, root_path)
-    row_of = {path: row for row, path in enumerate(clean_paths)}
-    clean = observe_clean(
+    bench = prepare_benchmark(
         analyzer,
+        pairs,
         root_path,
-        clean_paths,
+        folds=folds,
+        pairs_per_fold=pairs_per_fold,
         cache_dir=cache_dir,
-        cache_key=cache_key or analyzer.model_id,
-        progress=(lambda done, total: progress(f"clean photos {done}/{total}")) if progress else None,
+        cache_key=cache_key,
+        progress=progress,
     )
+    subset_pairs, fold_pairs, row_of = bench.subset_pairs, bench.fold_pairs, bench.row_of
+    clean, subset, clean_probes = bench.clean, bench.subset, bench.clean_probes
     threshold = ScoreCalibrator(calibration).similarity_at(CALIBRATED_FMR)
-    subset = _subset(subset_pairs, clean_paths, row_of)
     clean_scores = _pair_scores(
         clean.vectors[subset.rows_a],
         clean.has_face[subset.rows_a],
         clean.vectors[subset.rows_b],
         clean.has_face[subset.rows_b],
     )
-    clean_probes = Observations(
-        vectors=clean.vectors[subset.probe_rows],
-        has_face=clean.has_face[subset.probe_rows],
-        landmarks=clean.landmarks[subset.probe_rows],
-        quality=clean.quality[subset.probe_rows],
-        yaw=clean.yaw[subset.probe_rows],
-        flags=tuple(clean.flags[row] for row in subset.probe_rows),
-    )
     results = [_measure(CLEAN, 0.0, "", clean_probes, clean, subset, clean_scores, threshold)]
     profile = _profile_result(fold_pairs, row_of, clean, subset, clean_scores, threshold)
     if profile is not None:
         results.append(profile)
 
-    images = [decode_image((root_path / path).read_bytes(), path) for path in subset.probe_paths]
+    images = bench.probe_images()
     notes: list[str] = []
     missing_landmarks = int((~clean_probes.has_face).sum())
     if missing_landmarks:
         notes.append(f"{missing_landmarks} clean probes without a face: occlusions cannot be placed on them")
     for number, (name, strength, unit) in enumerate(conditions or default_conditions(), start=1):
         condition_started = time.perf_counter()
-        analysed: list[AnalyzedImage | Exception] = []
-        for index, (image, path) in enumerate(zip(images, subset.probe_paths, strict=True)):
-            marks = clean_probes.landmarks[index] if clean_probes.has_face[index] else None
-            try:
-                degraded = degrade(image, name, strength, marks, seed=seed + index)
-            except ValueError as exc:  # an occlusion without landmarks: counted as a failure
-                analysed.append(exc)
-                continue
-            try:
-                analysed.append(analyzer.analyze_array(degraded, f"{path}#{name}={strength:g}"))
-            except Exception as exc:  # a failing image counts as a failure to detect, the run carries on
-                logger.warning("%s (%s %g): %s", path, name, strength, exc)
-                analysed.append(exc)
-        observed = _observe(analysed, analyzer.embedding_dim)
+        observed = observe_degraded(
+            analyzer,
+            images,
+            subset.probe_paths,
+            clean_probes,
+            name,
+            strength,
+            seed=seed,
+            cache_dir=cache_dir,
+            cache_key=cache_key or analyzer.model_id,
+        )
         result = _measure(name, strength, unit, observed, clean, subset, clean_scores, threshold)
         results.append(result)
         if progress is not None:
@@ -779,3 +913,42 @@ def plot_report(report: RobustnessReport, path: Path | str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
     plt.close(figure)
+
+
+def side_by_side_table(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    """A Markdown table of several runs' JSON reports (RobustnessReport.to_dict) side by side, one row per condition
+    and strength; each cell holds one measure (accuracy, TAR at the calibrated threshold, failures to detect, rank-1,
+    in %) for every run, in the order given, separated by " / ".
+
+    The first report is the reference (the plain pipeline); rows follow its order, and a run without a row shows
+    "-". Runs must share the model, pairs, seed and threshold, or the comparison means nothing.
+    """
+    if not reports:
+        raise ValueError("no reports to compare")
+    first = reports[0][1]
+    for label, report in reports[1:]:
+        for key in ("model_id", "pairs", "threshold", "seed", "folds"):
+            if report.get(key) != first.get(key):
+                raise ValueError(f"{label}: {key} {report.get(key)!r} differs from {first.get(key)!r}")
+    measures = (
+        ("accuracy %", "accuracy"),
+        ("TAR@FMR1e-3 %", "tar_at_fmr"),
+        ("failed to detect %", "failure_to_detect"),
+        ("rank-1 %", "rank1"),
+    )
+    runs = " / ".join(label for label, _ in reports)
+    header = ["condition", "strength"] + [f"{name} ({runs})" for name, _ in measures]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows_of = [{(row["condition"], row["strength"]): row for row in report["results"]} for _, report in reports]
+    for row in first["results"]:
+        at = (row["condition"], row["strength"])
+        strength = "" if row["condition"] in (CLEAN, PROFILE) else f"{row['strength']:g} {row['unit']}"
+        cells = [row["condition"], strength]
+        for _, field_name in measures:
+            values = [rows[at].get(field_name) if at in rows else None for rows in rows_of]
+            if all(value is None for value in values):
+                cells.append("")
+                continue
+            cells.append(" / ".join("-" if value is None else f"{value * 100:.1f}" for value in values))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -3,6 +3,10 @@
 FMR(s) is read from the pack's impostor score table (interpolated in log space, since FMR spans many decades).
 In a gallery of N faces of strangers, the chance that at least one of them scores >= s is 1 - (1 - FMR(s))^N,
 computed as -expm1(N * log1p(-FMR)) so that tiny rates stay exact.
+
+Quality-conditioned tables (measured on degraded LFW copies, evaluation/quality_calibration.py): when one or both
+faces of a comparison carry a quality flag and the pack has a table for that condition, the rate is read from it if
+it is HIGHER than the clean table's: low-quality faces may match strangers more often, never less trusted than clean.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import math
 
 import numpy as np
 
-from facetrace.core.types import Evidence, ScoreCalibration
+from facetrace.core.types import CLEAN_CONDITION, Evidence, QualityCondition, ScoreCalibration, quality_condition
 
 STRONG_GALLERY_FMP = 0.01
 MODERATE_GALLERY_FMP = 0.2
@@ -24,6 +28,7 @@ MODERATE_MAX_FMR = 1e-3
 class ScoreCalibrator:
     def __init__(self, calibration: ScoreCalibration | None) -> None:
         self._cal = calibration
+        self._conditioned: dict[str, ScoreCalibrator] = {}
         if calibration is not None:
             sims = np.asarray(calibration.similarities, dtype=np.float64)
             fmrs = np.asarray(calibration.false_match_rates, dtype=np.float64)
@@ -34,6 +39,15 @@ class ScoreCalibrator:
             self._log_fmr = np.log10(fmrs[keep])
             # The smallest rate the measurement can resolve: one impostor pair in all those measured.
             self._floor = 1.0 / max(1, calibration.impostor_pairs)
+            for condition, table in calibration.conditioned:
+                if table.model_id != calibration.model_id:
+                    raise ValueError(f"{condition} table is for {table.model_id}, not {calibration.model_id}")
+                self._conditioned[condition] = ScoreCalibrator(table)
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """The quality conditions with a table of their own (besides clean)."""
+        return tuple(self._conditioned)
 
     @property
     def calibrated(self) -> bool:
@@ -68,6 +82,14 @@ class ScoreCalibrator:
         weak_candidate: bool,
     ) -> Evidence:
         fmr, upper = self.false_match_rate(similarity)
+        pair_condition = quality_condition(weak_probe, weak_candidate)
+        used: QualityCondition = CLEAN_CONDITION
+        conditioned = self._conditioned.get(pair_condition)
+        if conditioned is not None:
+            conditioned_fmr, conditioned_upper = conditioned.false_match_rate(similarity)
+            # Only ever more pessimistic: the clean rate stands wherever the flagged pairs' table is lower.
+            if conditioned_fmr > fmr:
+                fmr, upper, used = conditioned_fmr, conditioned_upper, pair_condition
         if math.isnan(fmr):
             gallery_fmp = math.nan
         else:
@@ -81,9 +103,19 @@ class ScoreCalibrator:
             probe_quality=probe_quality,
             weak_probe=weak_probe,
             weak_candidate=weak_candidate,
-            verdict=_verdict(fmr, gallery_fmp, upper, weak_probe, weak_candidate, gallery_size),
+            verdict=_verdict(
+                fmr,
+                gallery_fmp,
+                upper,
+                weak_probe,
+                weak_candidate,
+                gallery_size,
+                table=used,
+                has_table=conditioned is not None,
+            ),
             false_match_rate_is_upper_bound=upper,
             calibrated=self.calibrated,
+            quality_condition=used,
         )
 
 
@@ -93,8 +125,22 @@ def _one_in(rate: float) -> str:
     return f"1 in {1 / rate:,.0f}" if rate < 0.5 else f"{rate:.0%}"
 
 
+_TABLE_NAMES = {
+    "one_flagged": "the table of impostor pairs with one low-quality face",
+    "both_flagged": "the table of impostor pairs with both faces low-quality",
+}
+
+
 def _verdict(
-    fmr: float, gallery_fmp: float, upper: bool, weak_probe: bool, weak_candidate: bool, gallery_size: int
+    fmr: float,
+    gallery_fmp: float,
+    upper: bool,
+    weak_probe: bool,
+    weak_candidate: bool,
+    gallery_size: int,
+    *,
+    table: str = CLEAN_CONDITION,
+    has_table: bool = False,
 ) -> str:
     if math.isnan(fmr):
         return "uncalibrated model pack: this score has no measured false-match rate; treat as a lead only"
@@ -111,6 +157,15 @@ def _verdict(
         f"{bound}{gallery_fmp:.2g}"
     )
     weak = [w for w, flag in (("probe", weak_probe), ("candidate", weak_candidate)) if flag]
-    if weak:
-        sentence += f"; low-quality {' and '.join(weak)} face: rates measured on good photos may understate the risk"
-    return sentence
+    if not weak:
+        return sentence
+    faces = f"low-quality {' and '.join(weak)} face"
+    if table != CLEAN_CONDITION:
+        return f"{sentence}; {faces}: rate from {_TABLE_NAMES.get(table, table)} (higher than the clean table's)"
+    if has_table:
+        condition = quality_condition(weak_probe, weak_candidate)
+        return (
+            f"{sentence}; {faces}: rate from the clean table, which is higher here than "
+            f"{_TABLE_NAMES.get(condition, condition)}"
+        )
+    return f"{sentence}; {faces}: rates measured on good photos may understate the risk"

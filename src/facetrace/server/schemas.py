@@ -18,6 +18,7 @@ from facetrace.core.types import (
     FaceQuality,
     FaceRecord,
     ProbeResult,
+    QualityCondition,
     Review,
     SearchHit,
     SearchRecord,
@@ -155,6 +156,10 @@ class EvidenceOut(BaseModel):
     weak_probe: bool
     weak_candidate: bool
     calibrated: bool
+    quality_condition: QualityCondition = Field(
+        description="The impostor table the rate was read from: clean, or the table measured on pairs with one or "
+        "both faces flagged, used only where it gives the higher (more pessimistic) rate."
+    )
     verdict: str
 
     @classmethod
@@ -168,6 +173,7 @@ class EvidenceOut(BaseModel):
             weak_probe=evidence.weak_probe,
             weak_candidate=evidence.weak_candidate,
             calibrated=evidence.calibrated,
+            quality_condition=evidence.quality_condition,
             verdict=evidence.verdict,
         )
 

@@ -9,6 +9,7 @@ docs/models.md.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.resources
 import itertools
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from facetrace.core.errors import ModelPackError
-from facetrace.core.types import ScoreCalibration
+from facetrace.core.types import QUALITY_CONDITIONS, ScoreCalibration
 from facetrace.vision import graph_fixes
 from facetrace.vision.detectors.scrfd import HEAD_WIDTHS, scrfd_output_roles
 from facetrace.vision.detectors.yunet import YUNET_OUTPUT_NAMES
@@ -94,7 +95,9 @@ _CALIBRATION_KEYS = {
     "false_match_rates": True,
     "impostor_pairs": True,
     "measured_on": True,
+    "conditioned": False,  # quality-conditioned tables: {"one_flagged"|"both_flagged": {similarities, ...}}
 }
+_CONDITIONED_KEYS = {key: True for key in ("similarities", "false_match_rates", "impostor_pairs", "measured_on")}
 
 
 @dataclass(frozen=True)
@@ -515,21 +518,37 @@ def _load_calibration(base: Path, file_name: str, pack_id: str, where: str) -> S
     model_id = _str(data, "model_id", str(path))
     if model_id != pack_id:
         raise ModelPackError(f"{path}: calibration was measured for model {model_id!r}, this pack is {pack_id!r}")
-    similarities = _float_list(data, "similarities", str(path))
-    rates = _float_list(data, "false_match_rates", str(path))
+    conditioned_data = data.get("conditioned", {})
+    if not isinstance(conditioned_data, Mapping):
+        raise ModelPackError(f"{path}: conditioned must be an object of tables keyed by quality condition")
+    conditioned: list[tuple[str, ScoreCalibration]] = []
+    for condition, table in conditioned_data.items():
+        where = f"{path}: conditioned.{condition}"
+        if condition not in QUALITY_CONDITIONS[1:]:
+            raise ModelPackError(f"{where}: unknown quality condition; expected {', '.join(QUALITY_CONDITIONS[1:])}")
+        if not isinstance(table, Mapping):
+            raise ModelPackError(f"{where}: must be an object")
+        _check_keys(table, _CONDITIONED_KEYS, where)
+        conditioned.append((condition, _calibration_table(table, model_id, where)))
+    return dataclasses.replace(_calibration_table(data, model_id, str(path)), conditioned=tuple(conditioned))
+
+
+def _calibration_table(data: Mapping[str, Any], model_id: str, where: str) -> ScoreCalibration:
+    similarities = _float_list(data, "similarities", where)
+    rates = _float_list(data, "false_match_rates", where)
     if len(similarities) != len(rates) or not similarities:
         raise ModelPackError(
-            f"{path}: similarities and false_match_rates must be non-empty and of equal length, "
+            f"{where}: similarities and false_match_rates must be non-empty and of equal length, "
             f"got {len(similarities)} and {len(rates)}"
         )
     if any(b < a for a, b in itertools.pairwise(similarities)) or any(b > a for a, b in itertools.pairwise(rates)):
-        raise ModelPackError(f"{path}: similarities must ascend and false_match_rates descend")
+        raise ModelPackError(f"{where}: similarities must ascend and false_match_rates descend")
     return ScoreCalibration(
         model_id=model_id,
         similarities=tuple(similarities),
         false_match_rates=tuple(rates),
-        impostor_pairs=_int(data, "impostor_pairs", str(path)),
-        measured_on=_str(data, "measured_on", str(path)),
+        impostor_pairs=_int(data, "impostor_pairs", where),
+        measured_on=_str(data, "measured_on", where),
     )
 
 
