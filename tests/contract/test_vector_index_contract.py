@@ -49,6 +49,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def atol(backend: str) -> float:
+    """How far a backend's similarities may be from the float32 oracle's: faiss-ivf re-ranks with the float16 copies
+    of the vectors (index format 2), so its similarities are within about 1e-4 at these dimensions, not bit-exact."""
+    return 1e-3 if backend == "faiss-ivf" else 1e-5
+
+
+@pytest.fixture
 def make_index(backend: str, tmp_path: Path) -> IndexFactory:
     """Opens the backend under test; for faiss and milvus (Milvus Lite), the same store every call so reopening is
     testable."""
@@ -74,7 +81,7 @@ def test_reports_model_dim_and_size(make_index: IndexFactory) -> None:
     np.testing.assert_array_equal(index.ids(), np.arange(10))
 
 
-def test_top_k_matches_exact_oracle(make_index: IndexFactory) -> None:
+def test_top_k_matches_exact_oracle(make_index: IndexFactory, atol: float) -> None:
     gallery = unit_vectors(500, seed=1)
     ids = np.arange(1000, 1500, dtype=np.int64)
     queries = unit_vectors(20, seed=2)
@@ -89,23 +96,23 @@ def test_top_k_matches_exact_oracle(make_index: IndexFactory) -> None:
     assert similarities.shape == found.shape == (20, 10)
     assert similarities.dtype == np.float32 and found.dtype == np.int64
     np.testing.assert_array_equal(found, expected_ids)
-    np.testing.assert_allclose(similarities, expected_similarities, atol=1e-5)
+    np.testing.assert_allclose(similarities, expected_similarities, atol=atol)
     # The oracle itself: brute-force cosine, best first.
     brute = queries @ gallery.T
     np.testing.assert_array_equal(expected_ids[:, 0], ids[brute.argmax(axis=1)])
     assert np.all(np.diff(similarities, axis=1) <= 1e-6)
 
 
-def test_a_stored_vector_finds_itself_first(make_index: IndexFactory) -> None:
+def test_a_stored_vector_finds_itself_first(make_index: IndexFactory, atol: float) -> None:
     gallery = unit_vectors(100, seed=3)
     index = make_index()
     index.add(np.arange(100, dtype=np.int64), gallery)
     similarities, found = index.search(gallery[[7, 42]], 1)
     np.testing.assert_array_equal(found[:, 0], [7, 42])
-    np.testing.assert_allclose(similarities[:, 0], 1.0, atol=1e-5)
+    np.testing.assert_allclose(similarities[:, 0], 1.0, atol=atol)
 
 
-def test_adding_an_existing_id_replaces_its_vector(make_index: IndexFactory) -> None:
+def test_adding_an_existing_id_replaces_its_vector(make_index: IndexFactory, atol: float) -> None:
     first, second = unit_vectors(2, seed=4)
     index = make_index()
     index.add(np.array([5], dtype=np.int64), first[None, :])
@@ -115,16 +122,17 @@ def test_adding_an_existing_id_replaces_its_vector(make_index: IndexFactory) -> 
     assert len(index) == 1
     similarities, found = index.search(second[None, :], 1)
     assert found[0, 0] == 5
-    assert similarities[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert similarities[0, 0] == pytest.approx(1.0, abs=atol)
 
 
-def test_repeated_id_within_one_batch_keeps_the_last_vector(make_index: IndexFactory) -> None:
+def test_repeated_id_within_one_batch_keeps_the_last_vector(make_index: IndexFactory, atol: float) -> None:
     vectors = unit_vectors(3, seed=5)
     index = make_index()
     index.add(np.array([1, 2, 1], dtype=np.int64), vectors)
     assert len(index) == 2
     similarities, found = index.search(vectors[2:3], 1)
-    assert (found[0, 0], round(float(similarities[0, 0]), 4)) == (1, 1.0)
+    assert found[0, 0] == 1
+    assert similarities[0, 0] == pytest.approx(1.0, abs=atol)
 
 
 def test_remove_drops_ids_and_counts_only_present_ones(make_index: IndexFactory) -> None:

@@ -5,14 +5,18 @@ Two structures, chosen by structure_for_size() from the gallery size (or forced 
 exact ("IDMap2,Flat")
     Every vector in one flat inner-product index (inner product on unit vectors is cosine). Exact, one file, all of
     it in RAM (4 * dim bytes per face). The choice below APPROXIMATE_FROM faces.
-approximate ("IVF{nlist},SQ8" or "IVF{nlist},PQ{m}", plus exact re-ranking)
-    An inverted file with a flat coarse quantizer holds compressed codes (SQ8 for dim <= 128, else PQ with about
-    8 dimensions per byte), searched in nprobe of its nlist lists. The best `rerank` candidates are then re-scored
-    with exact dot products against the full float32 vectors, kept in `<index>.vectors.npy` and memory-mapped on
-    reopen, so similarities are exact and recall stays high while RAM holds only the codes, the coarse centroids and
-    8-byte row labels (about 100 bytes per face at dim 512). Rows of that file are the labels inside the IVF; their
-    face ids live in `<index>.ids.npy`. Until enough vectors have arrived to train the IVF (40 per list), searches
-    scan the full vectors exactly.
+approximate ("IVF{nlist},SQ8" or "IVF{nlist},PQ{m}x4fs", plus re-ranking)
+    An inverted file with a flat coarse quantizer holds compressed codes (SQ8 for dim <= 128, else 4-bit fast-scan
+    PQ with one sub-quantizer per 8 dimensions, half a byte each), searched in nprobe of its nlist lists. The best
+    `rerank` candidates are then re-scored with dot products against the full vectors, kept as float16 in
+    `<index>.vectors.npy` and memory-mapped on reopen, so recall stays high while RAM holds only the codes, the
+    coarse centroids and 8-byte row labels (about 50 bytes per face at dim 512). Similarities are those of the
+    float16-rounded vectors (within about 1e-3 of float32, not bit-exact). Rows of that file are the labels inside
+    the IVF; their face ids live in `<index>.ids.npy`. Until enough vectors have arrived to train the IVF (40 per
+    list), searches scan the full vectors exactly.
+
+Sidecar format 2 stores the full vectors as float16; format 1 files (float32 vectors) still open, and are rewritten
+as format 2 at their next save.
 
 A gallery opened with structure="auto" (the default) is restructured at save() when it crosses the threshold
 (either way); `facetrace index rebuild` may pass expected_count to start in the right structure.
@@ -34,6 +38,7 @@ from typing import Any, Literal, cast
 
 import faiss
 import numpy as np
+import numpy.typing as npt
 
 from facetrace.core.errors import ModelMismatchError, VectorIndexError
 from facetrace.core.ports import IdArray
@@ -49,7 +54,10 @@ from facetrace.index.vectors import (
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Formats this facetrace opens, and the dtype of an approximate index's vectors file in each.
+VECTORS_DTYPE_BY_FORMAT: dict[int, type[np.floating[Any]]] = {1: np.float32, 2: np.float16}
+VECTORS_DTYPE = np.float16
 EXACT_STRUCTURE = "IDMap2,Flat"
 REBUILD_HINT = "run `facetrace index rebuild` to recreate it from the catalog"
 
@@ -60,14 +68,18 @@ APPROXIMATE_FROM = 200_000
 # An approximate gallery that shrinks below this goes back to exact at the next save (hysteresis, so a gallery near
 # the threshold does not flip at every save).
 EXACT_BELOW = APPROXIMATE_FROM // 2
+# At most this many inverted lists: at 10M faces, fewer and longer lists scanned with fast-scan PQ beat 4 * sqrt(n).
+MAX_NLIST = 4096
 TRAIN_POINTS_PER_LIST = 40
 MAX_TRAIN_POINTS_PER_LIST = 40
 # PQ codebooks: 64 points per centroid and 10 k-means iterations (faiss's 256 and 25 take minutes at dim 512).
 PQ_TRAIN_POINTS_PER_CENTROID = 64
 PQ_TRAIN_ITERATIONS = 10
 DEFAULT_RERANK = 100
-# Compressed codes per face at most this many bytes (SQ8 up to dim 128, PQ above).
+# SQ8 codes (one byte per dimension) up to this dimension, 4-bit fast-scan PQ above.
 CODE_BYTES_BUDGET = 128
+# Rows appended since the last save are held in float16 blocks of this many rows; also the chunk of bulk passes.
+ROW_BLOCK = 65_536
 
 
 @dataclass(frozen=True)
@@ -94,22 +106,23 @@ class Structure:
 
 
 def nlist_for(count: int) -> int:
-    """About 4 * sqrt(n) inverted lists, at least 16 (clamped so that small forced galleries still train)."""
-    return max(16, round(4 * math.sqrt(max(count, 1))))
+    """About 4 * sqrt(n) inverted lists, at least 16 (so that small forced galleries still train), at most MAX_NLIST."""
+    return max(16, min(MAX_NLIST, round(4 * math.sqrt(max(count, 1)))))
 
 
 def nprobe_for(nlist: int) -> int:
-    """Lists visited per query: 1/32 of them, at least 8 (tuned with bench/search_scale.py, see docs/backends.md)."""
-    return min(nlist, max(8, nlist // 32))
+    """Lists visited per query: 1/8 of them, at least 8 (tuned with bench/search_scale.py, see docs/backends.md)."""
+    return min(nlist, max(8, nlist // 8))
 
 
 def code_for_dim(dim: int) -> str:
-    """SQ8 (one byte per dimension) while that fits CODE_BYTES_BUDGET, else PQ with about 8 dimensions per byte."""
+    """SQ8 (one byte per dimension) up to CODE_BYTES_BUDGET dimensions, else 4-bit fast-scan PQ ("PQ{m}x4fs") with
+    one sub-quantizer per about 8 dimensions (m divides dim)."""
     if dim <= CODE_BYTES_BUDGET:
         return "SQ8"
     target = max(1, dim // 8)
-    divisors = [m for m in range(1, min(dim, CODE_BYTES_BUDGET) + 1) if dim % m == 0]
-    return f"PQ{min(divisors, key=lambda m: (abs(m - target), -m))}"
+    divisors = [m for m in range(1, dim + 1) if dim % m == 0]
+    return f"PQ{min(divisors, key=lambda m: (abs(m - target), -m))}x4fs"
 
 
 def structure_for_size(expected_count: int, dim: int) -> Structure:
@@ -120,13 +133,19 @@ def structure_for_size(expected_count: int, dim: int) -> Structure:
 
 
 def approximate_structure(
-    expected_count: int, dim: int, *, nlist: int | None = None, nprobe: int | None = None, rerank: int | None = None
+    expected_count: int,
+    dim: int,
+    *,
+    nlist: int | None = None,
+    nprobe: int | None = None,
+    rerank: int | None = None,
+    code: str | None = None,
 ) -> Structure:
     lists = int(nlist) if nlist else nlist_for(expected_count)
     return Structure(
         "ivf",
         nlist=lists,
-        code=code_for_dim(dim),
+        code=code or code_for_dim(dim),
         nprobe=int(nprobe) if nprobe else nprobe_for(lists),
         rerank=int(rerank) if rerank else DEFAULT_RERANK,
     )
@@ -138,7 +157,7 @@ def meta_path_for(index_path: Path) -> Path:
 
 
 def vectors_path_for(index_path: Path) -> Path:
-    """The full vectors (float32 .npy, memory-mapped) of an approximate index, for exact re-ranking."""
+    """The full vectors (float16 .npy, memory-mapped; float32 in format 1) of an approximate index, for re-ranking."""
     return index_path.with_name(index_path.name + ".vectors.npy")
 
 
@@ -154,7 +173,8 @@ class FaissIndex:
     `facetrace index rebuild` recovers from a corrupt index or one made by another model. expected_count (for a
     fresh or new index) picks the structure for that many faces up front instead of switching at a later save.
     structure="exact" or "ivf" forces one structure (nlist, nprobe and rerank tune the approximate one; nprobe and
-    rerank also apply to a stored approximate index when reopened).
+    rerank also apply to a stored approximate index when reopened). code overrides the compressed code of a new
+    approximate structure (a faiss index_factory code such as "SQ8" or "PQ16x4fs"; default code_for_dim(dim)).
     """
 
     def __init__(
@@ -169,6 +189,7 @@ class FaissIndex:
         nlist: int | None = None,
         nprobe: int | None = None,
         rerank: int | None = None,
+        code: str | None = None,
     ) -> None:
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")
@@ -185,6 +206,9 @@ class FaissIndex:
         self._catalog_fingerprint: str | None = None
         self._choice = structure
         self._nlist = nlist
+        if code is not None:
+            _check_code(code, int(dim))
+        self._code = code
         self._store: _ExactStore | _IvfStore
         if not fresh and (self._path.exists() or self._meta_path.exists()):
             self._store = self._load()
@@ -363,13 +387,15 @@ class FaissIndex:
             return Structure(
                 "ivf",
                 nlist=lists,
-                code=code_for_dim(self._dim),
+                code=self._code or code_for_dim(self._dim),
                 nprobe=nprobe or (nprobe_for(lists) if lists else 0),
                 rerank=rerank or DEFAULT_RERANK,
             )
         chosen = structure_for_size(expected_count, self._dim)
         if chosen.kind == "ivf":
-            return approximate_structure(expected_count, self._dim, nlist=self._nlist, nprobe=nprobe, rerank=rerank)
+            return approximate_structure(
+                expected_count, self._dim, nlist=self._nlist, nprobe=nprobe, rerank=rerank, code=self._code
+            )
         return chosen
 
     def _structure_for(self, choice: str, count: int) -> Structure:
@@ -377,7 +403,7 @@ class FaissIndex:
         keep = {"nprobe": current.nprobe or None, "rerank": current.rerank or None} if current.kind == "ivf" else {}
         if choice == "exact" or (choice == "auto" and count < APPROXIMATE_FROM):
             return Structure("exact")
-        return approximate_structure(max(count, 1), self._dim, nlist=self._nlist, **keep)
+        return approximate_structure(max(count, 1), self._dim, nlist=self._nlist, code=self._code, **keep)
 
     def _switch_if_outgrown(self) -> None:
         if self._choice != "auto":
@@ -425,7 +451,7 @@ class FaissIndex:
                 raise VectorIndexError(f"{self._path}: not a facetrace index of dimension {self._dim}; {REBUILD_HINT}")
             store = _ExactStore(self._dim, index)
         elif layout == "ivf":
-            store = self._load_ivf(meta, index)
+            store = self._load_ivf(meta, index, VECTORS_DTYPE_BY_FORMAT[int(meta["format_version"])])
         else:
             raise VectorIndexError(f"{self._meta_path}: unknown layout {layout!r}; {REBUILD_HINT}")
         if len(store) != int(meta["count"]):
@@ -434,7 +460,7 @@ class FaissIndex:
             )
         return store
 
-    def _load_ivf(self, meta: dict[str, Any], index: Any) -> _IvfStore:
+    def _load_ivf(self, meta: dict[str, Any], index: Any, dtype: type[np.floating[Any]]) -> _IvfStore:
         vectors_path = vectors_path_for(self._path)
         ids_path = row_ids_path_for(self._path)
         for path, key in ((vectors_path, "vectors_file_bytes"), (ids_path, "ids_file_bytes")):
@@ -448,8 +474,11 @@ class FaissIndex:
             row_ids = np.array(np.load(ids_path), dtype=np.int64)
         except (OSError, ValueError) as exc:
             raise VectorIndexError(f"{self._path}: vectors or ids file is unreadable ({exc}); {REBUILD_HINT}") from exc
-        if vectors.dtype != np.float32 or vectors.ndim != 2 or vectors.shape[1] != self._dim:
-            raise VectorIndexError(f"{vectors_path}: not float32 vectors of dimension {self._dim}; {REBUILD_HINT}")
+        if vectors.dtype != dtype or vectors.ndim != 2 or vectors.shape[1] != self._dim:
+            raise VectorIndexError(
+                f"{vectors_path}: not {np.dtype(dtype).name} vectors of dimension {self._dim} (format "
+                f"{meta['format_version']}); {REBUILD_HINT}"
+            )
         if row_ids.ndim != 1 or row_ids.shape[0] != vectors.shape[0]:
             raise VectorIndexError(f"{ids_path}: {row_ids.shape} ids for {vectors.shape[0]} rows; {REBUILD_HINT}")
         structure = Structure(
@@ -483,10 +512,11 @@ class FaissIndex:
             raise VectorIndexError(f"{self._meta_path}: sidecar is unreadable ({exc}); {REBUILD_HINT}") from exc
         if not isinstance(meta, dict) or not {"model_id", "dim", "count", "format_version"} <= meta.keys():
             raise VectorIndexError(f"{self._meta_path}: sidecar lacks model_id, dim or count; {REBUILD_HINT}")
-        if meta["format_version"] != FORMAT_VERSION:
+        if meta["format_version"] not in VECTORS_DTYPE_BY_FORMAT:
+            readable = " or ".join(str(version) for version in VECTORS_DTYPE_BY_FORMAT)
             raise VectorIndexError(
-                f"{self._meta_path}: format version {meta['format_version']} is not {FORMAT_VERSION}, the one this "
-                f"facetrace writes; {REBUILD_HINT}"
+                f"{self._meta_path}: format version {meta['format_version']} is not {readable}, the ones this "
+                f"facetrace reads; {REBUILD_HINT}"
             )
         return cast(dict[str, Any], meta)
 
@@ -540,12 +570,48 @@ class _ExactStore:
         return {"layout": "exact"}
 
 
+class _AppendedRows:
+    """Rows appended since the last save, in fixed-size float16 blocks: growth never copies what is already held."""
+
+    def __init__(self, dim: int) -> None:
+        self._dim = dim
+        self._blocks: list[npt.NDArray[np.float16]] = []
+        self.count = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(block.nbytes for block in self._blocks)
+
+    def append(self, vectors: FloatArray) -> None:
+        done = 0
+        while done < vectors.shape[0]:
+            offset = self.count % ROW_BLOCK
+            if offset == 0:
+                self._blocks.append(np.empty((ROW_BLOCK, self._dim), dtype=VECTORS_DTYPE))
+            take = min(ROW_BLOCK - offset, vectors.shape[0] - done)
+            self._blocks[-1][offset : offset + take] = vectors[done : done + take]
+            done += take
+            self.count += take
+
+    def take(self, rows: IdArray, out: npt.NDArray[Any]) -> None:
+        """Copy these rows (0-based within the appended ones, any order) into out."""
+        blocks = rows // ROW_BLOCK
+        first, last = int(blocks.min()), int(blocks.max())
+        if first == last:
+            out[:] = self._blocks[first][rows - first * ROW_BLOCK]
+            return
+        for block in np.unique(blocks):
+            chosen = blocks == block
+            out[chosen] = self._blocks[int(block)][rows[chosen] - int(block) * ROW_BLOCK]
+
+
 class _IvfStore:
-    """IVF codes in RAM, full vectors in rows (a memory-mapped base file plus rows appended since), exact re-ranking.
+    """IVF codes in RAM, full vectors (float16) in rows: a memory-mapped base file plus rows appended since.
 
     Rows are never reused: removing a face marks its row -1 in row_ids and drops it from the IVF; an upsert removes
     and appends. Rows are IVF labels, so the IVF never needs relabelling; save() compacts when a quarter of the rows
-    are dead.
+    are dead. The row-id array grows by doubling and appended vectors go into fixed-size blocks, so adding n faces in
+    batches costs O(n), not O(n^2).
     """
 
     def __init__(
@@ -553,17 +619,20 @@ class _IvfStore:
         dim: int,
         structure: Structure,
         *,
-        base: FloatArray | None = None,
+        base: npt.NDArray[Any] | None = None,
         row_ids: IdArray | None = None,
         ivf: Any = None,
     ) -> None:
         self._dim = dim
         self.structure = structure
-        self._base: FloatArray = base if base is not None else np.zeros((0, dim), dtype=np.float32)
-        self._extra: FloatArray = np.zeros((0, dim), dtype=np.float32)
-        self._extra_count = 0
-        self._row_ids: IdArray = row_ids if row_ids is not None else np.zeros(0, dtype=np.int64)
+        # The base file is float16 (format 2) or float32 (format 1, converted to float16 at the next save).
+        self._base: npt.NDArray[Any] = base if base is not None else np.zeros((0, dim), dtype=VECTORS_DTYPE)
+        self._extra = _AppendedRows(dim)
+        self._ids_buffer: IdArray = row_ids if row_ids is not None else np.zeros(0, dtype=np.int64)
+        self._rows = int(self._ids_buffer.shape[0])
         self._live = int((self._row_ids >= 0).sum())
+        # No id above this was ever added: an add of only larger ids (a rebuild in id order) skips the upsert check.
+        self._max_id = int(self._row_ids.max()) if self._rows else -1
         self._ivf = ivf
         # True when the vectors file on disk does not hold every row (a new store, or rows appended since).
         self._vectors_dirty = base is None
@@ -578,8 +647,9 @@ class _IvfStore:
         return self._live
 
     @property
-    def _rows(self) -> int:
-        return int(self._row_ids.shape[0])
+    def _row_ids(self) -> IdArray:
+        """The face id of every row (-1 for a dead one): a view of the first _rows entries of the growable buffer."""
+        return self._ids_buffer[: self._rows]
 
     def tune(self, *, nprobe: int | None = None, rerank: int | None = None) -> None:
         changes: dict[str, int] = {}
@@ -606,43 +676,49 @@ class _IvfStore:
 
     # -- rows ---------------------------------------------------------------------------------------------------
 
-    def _append(self, vectors: FloatArray) -> None:
-        needed = self._extra_count + vectors.shape[0]
-        if needed > self._extra.shape[0]:
-            grown = np.empty((max(needed, 2 * self._extra.shape[0], 1024), self._dim), dtype=np.float32)
-            grown[: self._extra_count] = self._extra[: self._extra_count]
-            self._extra = grown
-        self._extra[self._extra_count : needed] = vectors
-        self._extra_count = needed
+    def _append(self, ids: IdArray, vectors: FloatArray) -> None:
+        needed = self._rows + ids.shape[0]
+        if needed > self._ids_buffer.shape[0]:
+            grown = np.empty(max(needed, 2 * self._ids_buffer.shape[0], 1024), dtype=np.int64)
+            grown[: self._rows] = self._row_ids
+            self._ids_buffer = grown
+        self._ids_buffer[self._rows : needed] = ids
+        self._rows = needed
+        self._extra.append(vectors)
+        self._max_id = max(self._max_id, int(ids.max()))
         self._vectors_dirty = True
 
-    def vectors_at(self, rows: IdArray) -> FloatArray:
-        """Full vectors of these rows (any order, repeats allowed)."""
+    def vectors_at(self, rows: IdArray, dtype: type[np.floating[Any]] = np.float32) -> npt.NDArray[Any]:
+        """Full vectors of these rows (any order, repeats allowed), as dtype (float32 for arithmetic)."""
         count_base = self._base.shape[0]
-        out = np.empty((rows.shape[0], self._dim), dtype=np.float32)
+        out = np.empty((rows.shape[0], self._dim), dtype=dtype)
+        if rows.size == 0:
+            return out
         in_base = rows < count_base
         if in_base.all():
             out[:] = self._base[rows]
+        elif not in_base.any():
+            self._extra.take(rows - count_base, out)
         else:
             out[in_base] = self._base[rows[in_base]]
-            out[~in_base] = self._extra[rows[~in_base] - count_base]
+            appended = np.empty((int((~in_base).sum()), self._dim), dtype=dtype)
+            self._extra.take(rows[~in_base] - count_base, appended)
+            out[~in_base] = appended
         return out
 
-    def _all_vectors(self) -> Iterator[tuple[IdArray, FloatArray]]:
+    def _all_vectors(self, dtype: type[np.floating[Any]] = np.float32) -> Iterator[tuple[IdArray, npt.NDArray[Any]]]:
         """(rows, vectors) of every row, dead ones included, in chunks."""
-        chunk = 65_536
-        for start in range(0, self._rows, chunk):
-            rows = np.arange(start, min(start + chunk, self._rows), dtype=np.int64)
-            yield rows, self.vectors_at(rows)
+        for start in range(0, self._rows, ROW_BLOCK):
+            rows = np.arange(start, min(start + ROW_BLOCK, self._rows), dtype=np.int64)
+            yield rows, self.vectors_at(rows, dtype)
 
     # -- the port -----------------------------------------------------------------------------------------------
 
     def add(self, ids: IdArray, vectors: FloatArray) -> None:
-        if self._live:
+        if self._live and int(ids.min()) <= self._max_id:
             self.remove(ids)
         first = self._rows
-        self._append(vectors)
-        self._row_ids = np.concatenate([self._row_ids, ids])
+        self._append(ids, vectors)
         self._live += int(ids.size)
         if self._ivf is not None:
             self._ivf.add_with_ids(vectors, np.arange(first, first + ids.size, dtype=np.int64))
@@ -680,8 +756,8 @@ class _IvfStore:
             # Polysemous codes only help Hamming pre-filtering, which is not used; training them takes minutes.
             cast(Any, ivf).do_polysemous_training = False
         ivf.train(self.vectors_at(sample))
-        for start in range(0, live.size, 65_536):
-            rows = live[start : start + 65_536]
+        for start in range(0, live.size, ROW_BLOCK):
+            rows = live[start : start + ROW_BLOCK]
             ivf.add_with_ids(self.vectors_at(rows), rows)
         self._ivf = ivf
         self.structure = Structure(
@@ -730,21 +806,30 @@ class _IvfStore:
     # -- persistence --------------------------------------------------------------------------------------------
 
     def memory_bytes(self) -> int:
-        total = self._row_ids.nbytes + self._extra.nbytes
-        if isinstance(self._base, np.ndarray) and not isinstance(self._base, np.memmap):
+        total = self._ids_buffer.nbytes + self._extra.nbytes
+        if not isinstance(self._base, np.memmap):
             total += self._base.nbytes
-        if self._ivf is not None:
+        ivf = self._ivf
+        if ivf is not None:
             # Codes and 8-byte labels in the inverted lists, the coarse centroids, and (PQ) the codebooks.
-            total += int(self._ivf.ntotal) * (int(self._ivf.code_size) + 8)
-            total += int(self._ivf.nlist) * self._dim * 4
-            total += 256 * self._dim * 4 if isinstance(self._ivf, faiss.IndexIVFPQ) else 2 * self._dim * 4
+            total += int(ivf.ntotal) * 8 + int(ivf.nlist) * self._dim * 4
+            if isinstance(ivf, faiss.IndexIVFFastScan):
+                # Fast-scan lists hold codes in blocks of bbs vectors: the last block of each list is padded.
+                lists = cast(Any, ivf).invlists
+                blocks = sum(-(-int(lists.list_size(i)) // int(ivf.bbs)) for i in range(int(ivf.nlist)))
+                total += blocks * int(ivf.bbs) * int(ivf.code_size)
+            else:
+                total += int(ivf.ntotal) * int(ivf.code_size)
+            pq = getattr(ivf, "pq", None)
+            total += int(pq.ksub) * self._dim * 4 if pq is not None else 2 * self._dim * 4
         return total
 
     def files(self, path: Path) -> list[tuple[Path, Any]]:
         if self._rows and (self._rows - self._live) * 4 > self._rows:
             self._compact()
         files: list[tuple[Path, Any]] = [(path, self._write_index), (row_ids_path_for(path), self._write_row_ids)]
-        if self._vectors_dirty or not vectors_path_for(path).exists():
+        # A format-1 (float32) base file is rewritten as float16 at its first save.
+        if self._vectors_dirty or self._base.dtype != VECTORS_DTYPE or not vectors_path_for(path).exists():
             files.append((vectors_path_for(path), self._write_vectors))
         return files
 
@@ -757,31 +842,40 @@ class _IvfStore:
             np.save(handle, self._row_ids)
 
     def _write_vectors(self, tmp: Path) -> None:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(self._rows, self._dim))
-        for rows, vectors in self._all_vectors():
-            out[rows[0] : rows[-1] + 1] = vectors
-        out.flush()
-        del out
+        # Streamed through a file handle, not a writable memory map: at 10M faces the file is 10 GB, and mapped dirty
+        # pages would count against this process on top of the rows it holds.
+        header = {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(VECTORS_DTYPE)),
+            "fortran_order": False,
+            "shape": (self._rows, self._dim),
+        }
+        with tmp.open("wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, header)
+            for _, vectors in self._all_vectors(VECTORS_DTYPE):
+                handle.write(np.ascontiguousarray(vectors).tobytes())
 
     def saved(self, vectors_path: Path) -> None:
         """After a save: serve the rows from the (new) memory-mapped file and drop the in-RAM copies."""
         self._base = np.load(vectors_path, mmap_mode="r")
-        self._extra = np.zeros((0, self._dim), dtype=np.float32)
-        self._extra_count = 0
+        self._extra = _AppendedRows(self._dim)
         self._vectors_dirty = False
 
     def _compact(self) -> None:
-        """Drop dead rows: re-number the live ones and re-add them to the (already trained) IVF."""
+        """Drop dead rows: re-number the live ones and re-add them to the (already trained) IVF, a chunk at a time."""
         live = np.flatnonzero(self._row_ids >= 0).astype(np.int64)
-        vectors = self.vectors_at(live)
-        self._row_ids = self._row_ids[live]
-        self._base = np.zeros((0, self._dim), dtype=np.float32)
-        self._extra = vectors
-        self._extra_count = vectors.shape[0]
-        self._vectors_dirty = True
+        extra = _AppendedRows(self._dim)
         if self._ivf is not None:
             self._ivf.reset()
-            self._ivf.add_with_ids(vectors, np.arange(live.size, dtype=np.int64))
+        for start in range(0, live.size, ROW_BLOCK):
+            vectors = self.vectors_at(live[start : start + ROW_BLOCK])
+            extra.append(vectors)
+            if self._ivf is not None:
+                self._ivf.add_with_ids(vectors, np.arange(start, start + vectors.shape[0], dtype=np.int64))
+        self._ids_buffer = self._row_ids[live].copy()
+        self._rows = int(live.size)
+        self._base = np.zeros((0, self._dim), dtype=VECTORS_DTYPE)
+        self._extra = extra
+        self._vectors_dirty = True
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -792,6 +886,7 @@ class _IvfStore:
             "nprobe": self.structure.nprobe,
             "rerank": self.structure.rerank,
             "rows": self._rows,
+            "vectors_dtype": np.dtype(VECTORS_DTYPE).name,
         }
 
 
@@ -813,6 +908,14 @@ def _file_key(index_path: Path, target: Path) -> str:
     if target == index_path:
         return "index"
     return "vectors" if target == vectors_path_for(index_path) else "ids"
+
+
+def _check_code(code: str, dim: int) -> None:
+    """Refuse a compressed code faiss cannot build at this dimension now, not at training time."""
+    try:
+        faiss.index_factory(dim, f"IVF1,{code}", faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise ValueError(f"code {code!r} is not a faiss IVF code for dimension {dim}") from exc
 
 
 def _check_size(path: Path, recorded: object) -> None:
