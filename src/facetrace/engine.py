@@ -675,6 +675,7 @@ class Engine:
 
     def close(self) -> None:
         if self._index is not None:
+            self._index.settle()  # a structure switch still being built is finished and saved, not lost
             self._index.save()
         self.catalog.close()
 

@@ -331,3 +331,81 @@ def test_fast_scan_pq_supports_upsert_remove_compaction_and_reopen(tmp_path: Pat
 def test_unknown_code_is_refused_up_front(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a faiss IVF code"):
         FaissIndex(tmp_path / "f.faiss", MODEL, DIM, structure="ivf", code="PQ5x4fs")
+
+
+def test_a_background_restructure_keeps_serving_and_replays_what_changed_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Searches, adds and removes go on against the exact structure while the IVF trains; the IVF that takes over
+    holds exactly what the index holds at the swap."""
+    import threading
+
+    path = tmp_path / "f.faiss"
+    index = FaissIndex(path, MODEL, DIM, nlist=4, nprobe=4, rerank=1000, background_restructure=True)
+    vectors = unit_vectors(500, seed=11)
+    ids = np.arange(500, dtype=np.int64)
+    index.add(ids[:400], vectors[:400])
+    index.save()
+
+    training, release = threading.Event(), threading.Event()
+    real_train = faiss_backend._IvfStore.train
+
+    def gated_train(store: object) -> None:
+        training.set()
+        assert release.wait(30), "the test never released the build"
+        real_train(store)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(faiss_backend._IvfStore, "train", gated_train)
+    assert index.restructure("ivf", background=True).kind == "ivf"
+    assert training.wait(30)
+    assert index.restructuring and index.structure.kind == "exact"
+    # While it trains: the exact structure answers, takes new faces, loses erased ones, and saves.
+    _, found = index.search(vectors[:3], 1)
+    np.testing.assert_array_equal(found[:, 0], ids[:3])
+    index.add(ids[400:], vectors[400:])
+    assert index.remove(ids[:50]) == 50
+    index.add(ids[60:70], vectors[60:70])  # an upsert of faces already there
+    index.save()
+    assert json.loads(meta_path_for(path).read_text())["layout"] == "exact"
+    assert not index.settle(timeout=0.05)
+    release.set()
+    assert index.settle(timeout=60)
+    assert not index.restructuring and index.structure.kind == "ivf" and index.trained
+    assert_matches_oracle(index, ids[50:], vectors[50:])
+    index.save()
+    assert_matches_oracle(FaissIndex(path, MODEL, DIM, nprobe=4, rerank=1000), ids[50:], vectors[50:])
+
+
+def test_auto_switch_runs_in_the_background_and_close_settles_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(faiss_backend, "APPROXIMATE_FROM", 300)
+    path = tmp_path / "f.faiss"
+    index = open_index(path, MODEL, DIM)  # what the engine opens: background switching on
+    assert isinstance(index, FaissIndex)
+    vectors = unit_vectors(400, seed=12)
+    index.add(np.arange(400, dtype=np.int64), vectors)
+    index.save()  # starts the switch; the file written now is still the exact one
+    assert index.settle(timeout=60)
+    assert index.structure.kind == "ivf"
+    index.save()
+    assert json.loads(meta_path_for(path).read_text())["layout"] == "ivf"
+
+
+def test_a_failed_background_restructure_leaves_the_index_serving_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = FaissIndex(tmp_path / "f.faiss", MODEL, DIM, nlist=4, background_restructure=True)
+    vectors = unit_vectors(300, seed=13)
+    index.add(np.arange(300, dtype=np.int64), vectors)
+
+    def broken_train(store: object) -> None:
+        raise MemoryError("no room to train")
+
+    monkeypatch.setattr(faiss_backend._IvfStore, "train", broken_train)
+    index.restructure("ivf", background=True)
+    with pytest.raises(VectorIndexError, match="background restructure failed"):
+        index.settle(timeout=60)
+    assert index.settle() and index.structure.kind == "exact"
+    _, found = index.search(vectors[:2], 1)
+    np.testing.assert_array_equal(found[:, 0], [0, 1])

@@ -132,6 +132,10 @@ class VectorIndex(Protocol):
         """Persist atomically (temp file then os.replace). A no-op for stores that persist on write."""
         ...
 
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait for background work (FAISS: a structure switch) to finish; True when none is left running."""
+        ...
+
 
 # -- governance ports (implemented by catalog/governance_store.py) ---------------------------------------------------
 

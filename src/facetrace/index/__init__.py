@@ -71,7 +71,9 @@ def _open_faiss(path: Path, model_id: str, dim: int, fresh: bool, expected_count
     # Imported here so that importing facetrace.index (or using the memory backend) does not load faiss.
     from facetrace.index.faiss_backend import FaissIndex
 
-    return FaissIndex(path, model_id, dim, fresh=fresh, expected_count=expected_count)
+    # Served and ingested indexes switch structure in the background (searches never wait for a training run);
+    # Engine.close() settles before its last save.
+    return FaissIndex(path, model_id, dim, fresh=fresh, expected_count=expected_count, background_restructure=True)
 
 
 def _open_milvus(uri: str, model_id: str, dim: int, fresh: bool) -> VectorIndex:

@@ -175,6 +175,10 @@ class FaissIndex:
     structure="exact" or "ivf" forces one structure (nlist, nprobe and rerank tune the approximate one; nprobe and
     rerank also apply to a stored approximate index when reopened). code overrides the compressed code of a new
     approximate structure (a faiss index_factory code such as "SQ8" or "PQ16x4fs"; default code_for_dim(dim)).
+    background_restructure=True makes the switch save() decides on (structure="auto") run in a background thread:
+    searches, adds and removes go on against the current structure meanwhile and are replayed onto the new one
+    before it takes over; settle() waits for it. open_index() turns it on; a long-lived server never stops
+    answering while a gallery that crossed the size bound is trained (110 s for 1M x 512 on 2 cores).
     """
 
     def __init__(
@@ -190,6 +194,7 @@ class FaissIndex:
         nprobe: int | None = None,
         rerank: int | None = None,
         code: str | None = None,
+        background_restructure: bool = False,
     ) -> None:
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")
@@ -209,6 +214,11 @@ class FaissIndex:
         if code is not None:
             _check_code(code, int(dim))
         self._code = code
+        self._background = background_restructure
+        # A background restructure: its thread, and the changes made since its snapshot (replayed before the swap).
+        self._builder: threading.Thread | None = None
+        self._journal: list[tuple[str, IdArray, FloatArray | None]] | None = None
+        self._build_error: BaseException | None = None
         self._store: _ExactStore | _IvfStore
         if not fresh and (self._path.exists() or self._meta_path.exists()):
             self._store = self._load()
@@ -276,13 +286,18 @@ class FaissIndex:
             return
         with self._lock:
             self._store.add(ids, vectors)
+            if self._journal is not None:
+                self._journal.append(("add", ids.copy(), vectors.copy()))
 
     def remove(self, ids: IdArray) -> int:
         ids = check_ids(ids)
         if ids.size == 0:
             return 0
         with self._lock:
-            return self._store.remove(ids)
+            removed = self._store.remove(ids)
+            if self._journal is not None:
+                self._journal.append(("remove", ids.copy(), None))
+            return removed
 
     def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
         queries = check_vectors(queries, self._dim, what="queries")
@@ -305,27 +320,94 @@ class FaissIndex:
         with self._lock:
             return np.sort(self._store.ids())
 
-    def restructure(self, structure: str | None = None) -> Structure:
+    def restructure(self, structure: str | None = None, *, background: bool = False) -> Structure:
         """Move every vector into the structure for the current size (or the one named: "exact" or "ivf").
 
         An approximate target is trained on a sample of the vectors at once. Nothing is written until save().
+        background=True returns at once and builds the new structure in a thread (see the class docstring); the
+        structure it returns is the one being built. One restructure at a time: a second call waits for the first.
         """
+        self._wait_for_builder()
         with self._lock:
             choice = structure or self._choice
             if choice not in STRUCTURE_CHOICES:
                 raise ValueError(f"structure must be one of {', '.join(STRUCTURE_CHOICES)}, got {choice!r}")
             target = self._structure_for(choice, len(self))
             ids, vectors = self._store.export()
-            store = self._new_store(target)
-            if ids.size:
-                store.add(ids, vectors)
-            if isinstance(store, _IvfStore) and not store.trained and len(store) >= store.min_train_points():
-                store.train()
-            self._store = store
-            if structure is not None:
-                self._choice = structure
-            logger.info("restructured %s (%d vectors) to %s", self._path, len(self), store.structure.describe())
-            return store.structure
+            if not background:
+                self._swap_in(self._build_store(target, ids, vectors), structure)
+                return target
+            self._journal = []
+            self._build_error = None
+            self._builder = threading.Thread(
+                target=self._build_in_background,
+                args=(target, ids, vectors, structure),
+                name=f"faiss-restructure-{self._path.name}",
+                daemon=True,
+            )
+            self._builder.start()
+            logger.info(
+                "restructuring %s (%d vectors) to %s in the background", self._path, ids.size, target.describe()
+            )
+            return target
+
+    @property
+    def restructuring(self) -> bool:
+        """Whether a background restructure is running."""
+        builder = self._builder
+        return builder is not None and builder.is_alive()
+
+    def settle(self, timeout: float | None = None) -> bool:
+        """Wait for a background restructure to finish (True when none is left running). A failed one is logged and
+        left the current structure in place; its error is raised here once."""
+        if not self._wait_for_builder(timeout):
+            return False
+        error, self._build_error = self._build_error, None
+        if error is not None:
+            raise VectorIndexError(f"{self._path}: the background restructure failed: {error}") from error
+        return True
+
+    def _wait_for_builder(self, timeout: float | None = None) -> bool:
+        builder = self._builder
+        if builder is not None and builder is not threading.current_thread():
+            builder.join(timeout)
+            return not builder.is_alive()
+        return True
+
+    def _build_store(self, target: Structure, ids: IdArray, vectors: FloatArray) -> _ExactStore | _IvfStore:
+        store = self._new_store(target)
+        if ids.size:
+            store.add(ids, vectors)
+        if isinstance(store, _IvfStore) and not store.trained and len(store) >= store.min_train_points():
+            store.train()
+        return store
+
+    def _swap_in(self, store: _ExactStore | _IvfStore, structure: str | None) -> None:
+        self._store = store
+        if structure is not None:
+            self._choice = structure
+        logger.info("restructured %s (%d vectors) to %s", self._path, len(self), store.structure.describe())
+
+    def _build_in_background(self, target: Structure, ids: IdArray, vectors: FloatArray, structure: str | None) -> None:
+        try:
+            # faiss releases the GIL while it trains and encodes: searches on the current store go on meanwhile.
+            store = self._build_store(target, ids, vectors)
+            del ids, vectors
+            with self._lock:
+                for operation, changed_ids, changed_vectors in self._journal or []:
+                    if operation == "add":
+                        assert changed_vectors is not None
+                        store.add(changed_ids, changed_vectors)
+                    else:
+                        store.remove(changed_ids)
+                self._swap_in(store, structure)
+        except BaseException as exc:  # kept for settle(); the current structure stays in service
+            logger.exception("background restructure of %s failed", self._path)
+            self._build_error = exc
+        finally:
+            with self._lock:
+                self._journal = None
+                self._builder = None
 
     def save(self) -> None:
         """Write the index files and the sidecar atomically: a crash leaves the previous set, never a half-written one.
@@ -406,12 +488,12 @@ class FaissIndex:
         return approximate_structure(max(count, 1), self._dim, nlist=self._nlist, code=self._code, **keep)
 
     def _switch_if_outgrown(self) -> None:
-        if self._choice != "auto":
+        if self._choice != "auto" or self.restructuring:
             return
         count = len(self)
         kind = self._store.structure.kind
         if (kind == "exact" and count >= APPROXIMATE_FROM) or (kind == "ivf" and count < EXACT_BELOW):
-            self.restructure()
+            self.restructure(background=self._background)
 
     def _new_store(self, structure: Structure) -> _ExactStore | _IvfStore:
         if structure.kind == "exact":

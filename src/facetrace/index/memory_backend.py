@@ -87,5 +87,9 @@ class ExactMemoryIndex:
         with self._lock:
             return np.sort(self._ids)
 
+    def settle(self, timeout: float | None = None) -> bool:
+        """No background work here."""
+        return True
+
     def save(self) -> None:
         """Nothing to persist: this index lives only as long as the process."""

@@ -300,6 +300,10 @@ class MilvusIndex:
             return np.empty(0, dtype=np.int64)
         return np.sort(np.concatenate(pages))
 
+    def settle(self, timeout: float | None = None) -> bool:
+        """No background work here."""
+        return True
+
     def save(self) -> None:
         """Flush written vectors to durable segments; for a fresh index, also swap it in as the live collection."""
         with self._lock, self._milvus_errors("save"):

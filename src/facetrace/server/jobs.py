@@ -133,6 +133,10 @@ class IndexUnderLock:
         with self._lock:
             self._index.save()
 
+    def settle(self, timeout: float | None = None) -> bool:
+        # Not under the lock: waiting for a structure switch must not stop the searches it exists not to block.
+        return self._index.settle(timeout)
+
 
 def confine(path: str | Path, roots: Sequence[Path]) -> Path:
     """path resolved (symlinks followed), if inside one of roots; else PermissionDeniedError. A server must not
