@@ -3,33 +3,24 @@ searches with a probe photo and sees the right person first; a reviewer (someone
 report shows the confirmed candidate; an auditor finds the search in the audit log; an admin adds a user on the users
 screen, who then signs in. Screenshots go to tmp_path.
 
-Needs Debian's chromium and chromium-driver (.ci/run installs them). Without them the test skips, unless
-FACETRACE_REQUIRE_BROWSER=1 (CI), where it fails.
+Browser, skip rules and page helpers: conftest.py and browsing.py.
 """
 
 from __future__ import annotations
 
 import base64
 import csv
-import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browsing import PASSWORD, click_and_load, screenshot, serving, sign_in, sign_out
 
 from facetrace.engine import open_engine
-from facetrace.server.app import create_app
-from facetrace.server.passwords import Argon2Hasher
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-PASSWORD = "correct horse battery staple"
 GALLERY = [
     ("examples/knn_examples/train/obama/obama.jpg", "obama"),
     ("examples/knn_examples/train/obama/obama2.jpg", "obama"),
@@ -40,22 +31,8 @@ GALLERY = [
 PROBE = "examples/knn_examples/test/obama1.jpg"
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("FACETRACE_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"FACETRACE_REQUIRE_BROWSER=1 but {reason}")
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def base_url(fr_examples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import uvicorn
-
     root = tmp_path_factory.mktemp("ui-browser")
     manifest = root / "gallery.csv"
     with manifest.open("w", newline="") as handle:
@@ -65,96 +42,9 @@ def base_url(fr_examples: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             writer.writerow([fr_examples / path, identity, f"https://example.org/{identity}", "2020-05-01"])
     engine = open_engine(root / "data", workers=1)
     assert engine.ingest(manifests=[manifest]).errors == 0
-    hasher = Argon2Hasher()
-    for name, role in [("ines", "investigator"), ("ravi", "reviewer"), ("aude", "auditor"), ("adam", "admin")]:
-        engine.users.add_user(name, role, "cli:test", password=PASSWORD, hasher=hasher)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    engine.close()
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        _unavailable(f"{CHROMIUM} or {CHROMEDRIVER} is missing: apt-get install chromium chromium-driver")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _unavailable("selenium is not installed (the test extra)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,1100",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-
-
-def _screenshot(driver: Any, path: Path) -> None:
-    driver.save_screenshot(str(path))
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, f"{path} looks empty"
-
-
-def _click_and_load(driver: Any, element: Any) -> None:
-    """Click something that submits a form or follows a link, and wait until the next page has loaded."""
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    page = driver.find_element(By.TAG_NAME, "html")
-    element.click()
-
-    def page_replaced(_: Any) -> bool:
-        # Selenium's staleness_of only catches StaleElementReferenceException; while Chromium swaps documents the
-        # old node can also be reported as "does not belong to the document", which means the same thing.
-        try:
-            page.is_enabled()
-        except WebDriverException:
-            return True
-        return False
-
-    WebDriverWait(driver, 30).until(page_replaced)
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
-
-
-def _sign_in(driver: Any, base_url: str, name: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    driver.get(f"{base_url}/ui/login")
-    driver.find_element(By.ID, "username").send_keys(name)
-    driver.find_element(By.ID, "password").send_keys(PASSWORD)
-    _click_and_load(driver, driver.find_element(By.ID, "sign-in"))
-    assert name in driver.find_element(By.CSS_SELECTOR, "header .who").text
-
-
-def _sign_out(driver: Any) -> None:
-    from selenium.webdriver.common.by import By
-
-    _click_and_load(driver, driver.find_element(By.CSS_SELECTOR, "header .who button"))
-    assert "/ui/login" in driver.current_url
+    users = [("ines", "investigator"), ("ravi", "reviewer"), ("aude", "auditor"), ("adam", "admin")]
+    with serving(engine, users) as url:
+        yield url
 
 
 def test_investigate_review_report_audit(browser: Any, base_url: str, fr_examples: Path, tmp_path: Path) -> None:
@@ -165,15 +55,15 @@ def test_investigate_review_report_audit(browser: Any, base_url: str, fr_example
     assert "/ui/login" in driver.current_url  # signed out: sent to sign in
 
     # The investigator opens a case and searches with a probe photo.
-    _sign_in(driver, base_url, "ines")
+    sign_in(driver, base_url, "ines")
     driver.find_element(By.ID, "title").send_keys("Doorbell burglary")
     driver.find_element(By.ID, "purpose").send_keys("identify the person at the door")
     driver.find_element(By.ID, "legal_basis").send_keys("warrant 2026/41")
-    _click_and_load(driver, driver.find_element(By.ID, "open-case"))
+    click_and_load(driver, driver.find_element(By.ID, "open-case"))
     assert "Case 1: Doorbell burglary" in driver.find_element(By.TAG_NAME, "h1").text
     driver.find_element(By.ID, "probe").send_keys(str(fr_examples / PROBE))
     driver.find_element(By.ID, "search-purpose").send_keys("who rang the doorbell")
-    _click_and_load(driver, driver.find_element(By.ID, "run-search"))
+    click_and_load(driver, driver.find_element(By.ID, "run-search"))
     assert driver.find_element(By.TAG_NAME, "h1").text.startswith("Search ")
     search_url = driver.current_url
     first = driver.find_element(By.CSS_SELECTOR, 'article.card[data-rank="1"]')
@@ -182,22 +72,22 @@ def test_investigate_review_report_audit(browser: Any, base_url: str, fr_example
     assert "https://example.org/obama" in first.text
     assert driver.execute_script("return arguments[0].naturalWidth", first.find_element(By.TAG_NAME, "img")) > 0
     assert driver.find_elements(By.ID, "no-review"), "the searcher must not be offered review in a four-eyes case"
-    _screenshot(driver, tmp_path / "01-investigator-search.png")
-    _sign_out(driver)
+    screenshot(driver, tmp_path / "01-investigator-search.png")
+    sign_out(driver)
 
     # A reviewer compares side by side, then confirms the top candidate.
-    _sign_in(driver, base_url, "ravi")
+    sign_in(driver, base_url, "ravi")
     driver.get(search_url)
     first = driver.find_element(By.CSS_SELECTOR, 'article.card[data-rank="1"]')
     face_id = first.get_attribute("id").removeprefix("face-")
-    _click_and_load(driver, first.find_element(By.LINK_TEXT, "Compare side by side"))
+    click_and_load(driver, first.find_element(By.LINK_TEXT, "Compare side by side"))
     images = driver.find_elements(By.CSS_SELECTOR, ".side-by-side img")
     assert len(images) == 2 and all(driver.execute_script("return arguments[0].naturalWidth", i) > 0 for i in images)
-    _screenshot(driver, tmp_path / "02-reviewer-compare.png")
+    screenshot(driver, tmp_path / "02-reviewer-compare.png")
     driver.get(search_url)
     first = driver.find_element(By.CSS_SELECTOR, 'article.card[data-rank="1"]')
     first.find_element(By.NAME, "note").send_keys("ears and hairline match")
-    _click_and_load(driver, first.find_element(By.CSS_SELECTOR, "button.confirm"))
+    click_and_load(driver, first.find_element(By.CSS_SELECTOR, "button.confirm"))
     decided = driver.find_element(By.ID, f"face-{face_id}").find_element(By.CSS_SELECTOR, ".decisions").text
     assert "confirmed by ravi" in decided
 
@@ -206,22 +96,22 @@ def test_investigate_review_report_audit(browser: Any, base_url: str, fr_example
     row = driver.find_element(By.ID, f"report-face-{face_id}")
     assert "obama" in row.text and "confirmed by ravi" in row.text and "https://example.org/obama" in row.text
     assert "What the scores mean" in driver.page_source
-    _screenshot(driver, tmp_path / "03-report.png")
+    screenshot(driver, tmp_path / "03-report.png")
     pdf = base64.b64decode(driver.print_page())
     assert pdf[:5] == b"%PDF-" and len(pdf) > 10_000
     (tmp_path / "03-report.pdf").write_bytes(pdf)
-    _sign_out(driver)
+    sign_out(driver)
 
     # The auditor sees the search, the review and the export in a verified chain; faces are not theirs to view.
-    _sign_in(driver, base_url, "aude")
+    sign_in(driver, base_url, "aude")
     driver.get(f"{base_url}/ui/audit")
     assert "Chain verified" in driver.find_element(By.ID, "chain-status").text
     table = driver.find_element(By.ID, "audit-entries").text
     assert "ines search search:1" in table and "ravi review search:1" in table and "ravi export case:1" in table
-    _screenshot(driver, tmp_path / "04-auditor-audit.png")
+    screenshot(driver, tmp_path / "04-auditor-audit.png")
     driver.get(f"{base_url}/ui/cases/1/report")
     assert "Not allowed" in driver.find_element(By.TAG_NAME, "h1").text
-    _sign_out(driver)
+    sign_out(driver)
 
 
 def test_an_admin_adds_a_user_who_then_signs_in(browser: Any, base_url: str, tmp_path: Path) -> None:
@@ -229,20 +119,20 @@ def test_an_admin_adds_a_user_who_then_signs_in(browser: Any, base_url: str, tmp
     from selenium.webdriver.support.ui import Select
 
     driver = browser
-    _sign_in(driver, base_url, "adam")
-    _click_and_load(driver, driver.find_element(By.LINK_TEXT, "Users"))
+    sign_in(driver, base_url, "adam")
+    click_and_load(driver, driver.find_element(By.LINK_TEXT, "Users"))
     driver.find_element(By.CSS_SELECTOR, "details summary").click()
     driver.find_element(By.ID, "new-name").send_keys("nora")
     Select(driver.find_element(By.ID, "new-role")).select_by_value("reviewer")
     driver.find_element(By.ID, "new-password").send_keys(PASSWORD)
-    _click_and_load(driver, driver.find_element(By.ID, "add-user"))
+    click_and_load(driver, driver.find_element(By.ID, "add-user"))
     key = driver.find_element(By.ID, "issued-key-value").text
     assert key.startswith("ft_") and len(key) > 40
     assert "reviewer" in driver.find_element(By.ID, "user-nora").text
-    _screenshot(driver, tmp_path / "05-admin-users.png")
+    screenshot(driver, tmp_path / "05-admin-users.png")
     driver.get(f"{base_url}/ui/admin/users")
     assert key not in driver.page_source  # shown once
-    _sign_out(driver)
-    _sign_in(driver, base_url, "nora")
+    sign_out(driver)
+    sign_in(driver, base_url, "nora")
     assert "/ui/cases" in driver.current_url
-    _sign_out(driver)
+    sign_out(driver)

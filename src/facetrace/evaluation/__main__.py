@@ -131,20 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     robustness = commands.add_parser(
         "robustness", help="verification and identification on LFW pairs under controlled degradations"
     )
-    robustness.add_argument("--pairs", type=Path, required=True, help="pairs CSV (path_a,path_b,same,fold)")
-    robustness.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="use the first N folds of the pairs file")
-    robustness.add_argument(
-        "--pairs-per-fold", type=int, default=DEFAULT_PAIRS_PER_FOLD, help="pairs of each fold (half same-person)"
-    )
-    robustness.add_argument(
-        "--conditions",
-        default=None,
-        help="comma-separated degradations, each optionally name=strength (default: all, at every strength)",
-    )
-    robustness.add_argument("--seed", type=int, default=0, help="seed of the random degradations (noise, motion)")
-    robustness.add_argument(
-        "--calibration", type=Path, default=None, help="impostor calibration.json (default: the pack's own)"
-    )
+    _add_degradation_args(robustness, calibration_help="impostor calibration.json (default: the pack's own)")
     robustness.add_argument("--plot", type=Path, default=None, help="write the PNG plot here (needs matplotlib)")
     _add_common(robustness)
 
@@ -152,23 +139,26 @@ def build_parser() -> argparse.ArgumentParser:
         "calibrate-quality",
         help="impostor tables for pairs with one or both faces flagged, from the robustness degradations of LFW",
     )
-    quality.add_argument("--pairs", type=Path, required=True, help="pairs CSV (path_a,path_b,same,fold)")
     quality.add_argument("--out", type=Path, required=True, help="calibration.json to write (clean table + tables)")
-    quality.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="use the first N folds of the pairs file")
-    quality.add_argument(
+    _add_degradation_args(quality, calibration_help="the clean calibration.json to extend (default: the pack's own)")
+    _add_common(quality)
+    return parser
+
+
+def _add_degradation_args(parser: argparse.ArgumentParser, *, calibration_help: str) -> None:
+    """The arguments of the commands that degrade LFW copies (robustness, calibrate-quality): same pairs, same cache."""
+    parser.add_argument("--pairs", type=Path, required=True, help="pairs CSV (path_a,path_b,same,fold)")
+    parser.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="use the first N folds of the pairs file")
+    parser.add_argument(
         "--pairs-per-fold", type=int, default=DEFAULT_PAIRS_PER_FOLD, help="pairs of each fold (half same-person)"
     )
-    quality.add_argument(
+    parser.add_argument(
         "--conditions",
         default=None,
         help="comma-separated degradations, each optionally name=strength (default: all, at every strength)",
     )
-    quality.add_argument("--seed", type=int, default=0, help="seed of the random degradations (noise, motion)")
-    quality.add_argument(
-        "--calibration", type=Path, default=None, help="the clean calibration.json to extend (default: the pack's own)"
-    )
-    _add_common(quality)
-    return parser
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random degradations (noise, motion)")
+    parser.add_argument("--calibration", type=Path, default=None, help=calibration_help)
 
 
 def _run(args: argparse.Namespace) -> str:

@@ -167,17 +167,6 @@ def _add_among(histograms: _Histograms, faces: Observations, ids: npt.NDArray[np
     histograms.add(similarity[impostor], flagged[impostor], source)
 
 
-def _take(observations: Observations, rows: npt.NDArray[np.int64]) -> Observations:
-    return Observations(
-        vectors=observations.vectors[rows],
-        has_face=observations.has_face[rows],
-        landmarks=observations.landmarks[rows],
-        quality=observations.quality[rows],
-        yaw=observations.yaw[rows],
-        flags=tuple(observations.flags[row] for row in rows),
-    )
-
-
 def measure_quality_calibration(
     analyzer: ArrayAnalyzer,
     pairs: Sequence[VerificationPair],
@@ -215,7 +204,7 @@ def measure_quality_calibration(
         progress=progress,
     )
     subset = bench.subset
-    gallery = _take(bench.clean, subset.gallery_rows)
+    gallery = bench.clean.take(subset.gallery_rows)
     clean_calibrator = ScoreCalibrator(calibration)
     threshold = clean_calibrator.similarity_at(CALIBRATED_FMR)
     histograms = _Histograms(bin_width, threshold)

@@ -77,6 +77,17 @@ class Observations:
     def flagged(self) -> npt.NDArray[np.bool_]:
         return np.array([bool(f) for f in self.flags], dtype=np.bool_) & self.has_face
 
+    def take(self, rows: npt.NDArray[np.int64]) -> Observations:
+        """The observations of these rows, in this order."""
+        return Observations(
+            vectors=self.vectors[rows],
+            has_face=self.has_face[rows],
+            landmarks=self.landmarks[rows],
+            quality=self.quality[rows],
+            yaw=self.yaw[rows],
+            flags=tuple(self.flags[row] for row in rows),
+        )
+
 
 def _observe(images: Sequence[AnalyzedImage | Exception], dim: int) -> Observations:
     count = len(images)
@@ -206,6 +217,18 @@ class CleanCache:
         )
 
 
+def _from_entries(entries: Sequence[tuple[Any, ...]], dim: int) -> Observations:
+    """Observations from per-photo entries (vector, has_face, landmarks, quality, yaw, flags), as the cache keeps."""
+    return Observations(
+        vectors=np.stack([e[0] for e in entries]).astype(np.float32) if entries else np.zeros((0, dim), np.float32),
+        has_face=np.array([e[1] for e in entries], dtype=np.bool_),
+        landmarks=np.stack([e[2] for e in entries]).astype(np.float32) if entries else np.zeros((0, 5, 2), np.float32),
+        quality=np.array([e[3] for e in entries], dtype=np.float64),
+        yaw=np.array([e[4] for e in entries], dtype=np.float64),
+        flags=tuple(e[5] for e in entries),
+    )
+
+
 def observe_clean(
     analyzer: FaceAnalyzer,
     root: Path,
@@ -238,33 +261,10 @@ def observe_clean(
         if progress is not None:
             progress(min(start + batch, len(missing)), len(missing))
     entries = {**stored, **fresh}
-    rows_of = [entries[key] for key in keys]
-    observations = Observations(
-        vectors=np.stack([r[0] for r in rows_of]).astype(np.float32)
-        if rows_of
-        else np.zeros((0, analyzer.embedding_dim), dtype=np.float32),
-        has_face=np.array([r[1] for r in rows_of], dtype=np.bool_),
-        landmarks=np.stack([r[2] for r in rows_of]).astype(np.float32)
-        if rows_of
-        else np.zeros((0, 5, 2), dtype=np.float32),
-        quality=np.array([r[3] for r in rows_of], dtype=np.float64),
-        yaw=np.array([r[4] for r in rows_of], dtype=np.float64),
-        flags=tuple(r[5] for r in rows_of),
-    )
+    observations = _from_entries([entries[key] for key in keys], analyzer.embedding_dim)
     if cache is not None and fresh:
         all_keys = list(entries)
-        everything = [entries[key] for key in all_keys]
-        cache.save(
-            all_keys,
-            Observations(
-                vectors=np.stack([r[0] for r in everything]).astype(np.float32),
-                has_face=np.array([r[1] for r in everything], dtype=np.bool_),
-                landmarks=np.stack([r[2] for r in everything]).astype(np.float32),
-                quality=np.array([r[3] for r in everything], dtype=np.float64),
-                yaw=np.array([r[4] for r in everything], dtype=np.float64),
-                flags=tuple(r[5] for r in everything),
-            ),
-        )
+        cache.save(all_keys, _from_entries([entries[key] for key in all_keys], analyzer.embedding_dim))
     return observations
 
 
@@ -760,14 +760,7 @@ def prepare_benchmark(
         progress=(lambda done, total: progress(f"clean photos {done}/{total}")) if progress else None,
     )
     subset = _subset(subset_pairs, clean_paths, row_of)
-    clean_probes = Observations(
-        vectors=clean.vectors[subset.probe_rows],
-        has_face=clean.has_face[subset.probe_rows],
-        landmarks=clean.landmarks[subset.probe_rows],
-        quality=clean.quality[subset.probe_rows],
-        yaw=clean.yaw[subset.probe_rows],
-        flags=tuple(clean.flags[row] for row in subset.probe_rows),
-    )
+    clean_probes = clean.take(subset.probe_rows)
     return Benchmark(root, subset_pairs, fold_pairs, row_of, clean, subset, clean_probes)
 
 

@@ -63,17 +63,22 @@ def _grey(bgr: BgrImage) -> npt.NDArray[np.uint8]:
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
 
 
+def _grey_range(bgr: BgrImage) -> float:
+    """Grey p1-p99 range, read on a strided sample (a pixel in every step x step block) of at most 512 px a side."""
+    step = max(1, max(bgr.shape[:2]) // RANGE_SAMPLE_SIDE_PX)
+    low, high = np.percentile(_grey(np.ascontiguousarray(bgr[::step, ::step])), (1.0, 99.0))
+    return float(high - low)
+
+
 def measure(bgr: BgrImage) -> PhotoCondition:
-    """How grainy and how flat a photo is (see the bounds above)."""
-    grey = _grey(bgr)
-    height, width = grey.shape
+    """How grainy and how flat a photo is (see the bounds above). Only the centre window and the range sample are
+    turned grey: this runs on every photo ingested or searched."""
+    height, width = bgr.shape[:2]
     top = max(0, (height - MEASURE_WINDOW_PX) // 2)
     left = max(0, (width - MEASURE_WINDOW_PX) // 2)
-    window = np.ascontiguousarray(grey[top : top + MEASURE_WINDOW_PX, left : left + MEASURE_WINDOW_PX])
+    window = _grey(np.ascontiguousarray(bgr[top : top + MEASURE_WINDOW_PX, left : left + MEASURE_WINDOW_PX]))
     grain = float(np.mean(np.abs(window.astype(np.int16) - cv2.medianBlur(window, 3).astype(np.int16))))
-    step = max(1, max(height, width) // RANGE_SAMPLE_SIDE_PX)
-    low, high = np.percentile(grey[::step, ::step], (1.0, 99.0))
-    return PhotoCondition(grain=grain, grey_range=float(high - low))
+    return PhotoCondition(grain=grain, grey_range=_grey_range(bgr))
 
 
 def restore(bgr: BgrImage, mode: str = DEFAULT_RESTORATION) -> tuple[BgrImage, tuple[str, ...]]:
@@ -89,7 +94,7 @@ def restore(bgr: BgrImage, mode: str = DEFAULT_RESTORATION) -> tuple[BgrImage, t
     if condition.grainy and min(bgr.shape[:2]) >= MIN_DENOISE_SIDE_PX:
         restored = np.asarray(cv2.medianBlur(restored, MEDIAN_KERNEL), dtype=np.uint8)
         steps.append("denoised")
-    if condition.flat or (steps and measure(restored).flat):
+    if condition.flat or (steps and _grey_range(restored) < FLAT_RANGE_BOUND):
         low, high = np.percentile(_grey(restored), STRETCH_PERCENTILES)
         scale = 255.0 / max(float(high - low), 1.0)
         restored = np.clip((restored.astype(np.float32) - float(low)) * scale, 0, 255).astype(np.uint8)
