@@ -81,7 +81,7 @@ def run_facetrace_ingest(paths: Sequence[str], threads: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="facetrace-bench-") as data_dir:
         engine = open_engine(data_dir, workers=threads, threads=1)
         started = time.perf_counter()
-        summary = engine.ingest(paths, description="ingest throughput benchmark")
+        summary = engine.ingest.run(paths, description="ingest throughput benchmark")
         seconds = time.perf_counter() - started
         close = getattr(engine, "close", None)
         if callable(close):

@@ -51,7 +51,7 @@ def subset(lfw: Path, photos: int, seed: int) -> tuple[list[Path], list[Path], d
 
 def score_saved(engine: Engine, truth: dict[str, str]) -> dict[str, Any]:
     """Score the saved clusters on each photo's largest face."""
-    clusters = engine.stored_clusters()
+    clusters = engine.clusters.saved()
     cluster_of = {face_id: c.cluster_id for c in clusters for face_id in c.face_ids}
     records = engine.catalog.faces_by_id(list(cluster_of))
     largest: dict[str, tuple[float, int]] = {}
@@ -69,7 +69,7 @@ def score_saved(engine: Engine, truth: dict[str, str]) -> dict[str, Any]:
 def timed_ingest(data: Path, paths: list[Path], workers: int, **settings: Any) -> tuple[float, int, dict[str, int]]:
     with open_engine(data, workers=workers, **settings) as engine:
         started = time.perf_counter()
-        summary = engine.ingest(paths)
+        summary = engine.ingest.run(paths)
         seconds = time.perf_counter() - started
     return seconds, summary.run_id, summary.source_counts
 
@@ -77,7 +77,7 @@ def timed_ingest(data: Path, paths: list[Path], workers: int, **settings: Any) -
 def timed_save(data: Path, run_id: int | None = None) -> tuple[float, dict[str, Any]]:
     with open_engine(data, workers=1) as engine:
         started = time.perf_counter()
-        update = engine.save_clusters(run_id=run_id, actor="bench")
+        update = engine.clusters.save(run_id=run_id, actor="bench")
         seconds = time.perf_counter() - started
         return seconds, {
             "faces_considered": update.faces_considered,

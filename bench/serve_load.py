@@ -188,12 +188,12 @@ def build_gallery(data: Path, lfw: Path, faces: int, real_photos: int, seed: int
             writer.writerow(["uri", "label", "source_page"])
             for photo in gallery:
                 writer.writerow([photo.path, photo.identity, "http://vis-www.cs.umass.edu/lfw/"])
-        summary = engine.ingest(manifests=[manifest], description="bench/serve_load: LFW gallery")
+        summary = engine.ingest.run(manifests=[manifest], description="bench/serve_load: LFW gallery")
         real = engine.catalog.count_faces(engine.model_id)
         print(f"ingested {summary.images_added} LFW photos, {real} faces", file=sys.stderr)
         synthetic = add_synthetic_faces(engine, faces - real, seed)
         print(f"stored {synthetic} synthetic faces; rebuilding the index", file=sys.stderr)
-        engine.rebuild_index()
+        engine.index.rebuild()
         kept = [p for p in probes if any(g.identity == p.identity for g in gallery)]
         probes_file.write_text(json.dumps({"probes": [asdict(p) for p in kept], "real_faces": real}))
         return kept, real, synthetic

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     probe = examples / "test" / "obama1.jpg"
     with tempfile.TemporaryDirectory() as data:
         engine = open_engine(Path(data), workers=args.workers)
-        engine.ingest([examples / "train"])
+        engine.ingest.run([examples / "train"])
         admin = {"X-API-Key": engine.users.create_admin("admin", "bench").api_key}
         investigator = {"X-API-Key": engine.users.add_user("inv", "investigator", "admin").api_key}
         reviewer = {"X-API-Key": engine.users.add_user("rev", "reviewer", "admin").api_key}

@@ -24,7 +24,7 @@ JOB_TIMEOUT_S = 240
 def served(fr_examples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     engine = open_engine(tmp_path_factory.mktemp("ingest-browser") / "data", workers=1)
     # A small gallery of other people, so that the uploaded person has strangers to be told apart from.
-    assert engine.ingest([fr_examples / "examples" / "knn_examples" / "train"]).errors == 0
+    assert engine.ingest.run([fr_examples / "examples" / "knn_examples" / "train"]).errors == 0
     with serving(engine, [("adam", "admin"), ("ines", "investigator")]) as url:
         yield url
 

@@ -41,7 +41,7 @@ def base_url(fr_examples: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         for path, identity in GALLERY:
             writer.writerow([fr_examples / path, identity, f"https://example.org/{identity}", "2020-05-01"])
     engine = open_engine(root / "data", workers=1)
-    assert engine.ingest(manifests=[manifest]).errors == 0
+    assert engine.ingest.run(manifests=[manifest]).errors == 0
     users = [("ines", "investigator"), ("ravi", "reviewer"), ("aude", "auditor"), ("adam", "admin")]
     with serving(engine, users) as url:
         yield url

@@ -55,7 +55,7 @@ def served(small_gallery: SmallGallery, tmp_path_factory: pytest.TempPathFactory
     # Thousands of generated requests with one key would meet the per-key rate limits (tested on their own): off.
     data = tmp_path_factory.mktemp("schemathesis") / "data"
     engine = open_engine(data, workers=1, api_requests_per_minute=0, search_requests_per_minute=0)
-    summary = engine.ingest(manifests=[small_gallery.manifest])
+    summary = engine.ingest.run(manifests=[small_gallery.manifest])
     assert summary.errors == 0 and summary.faces_added > 0
     keys = {"admin": engine.users.create_admin("schema-admin", "cli:test").api_key}
     for role in ("investigator", "auditor"):

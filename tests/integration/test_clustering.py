@@ -42,8 +42,9 @@ def test_clustering_photos_never_merges_two_people(tmp_path: Path, fr_examples: 
 def test_clustering_the_catalog_groups_ingested_faces(tmp_path: Path, fr_examples: Path) -> None:
     train = fr_examples / "examples" / "knn_examples" / "train"
     with open_engine(tmp_path / "data", workers=1) as engine:
-        engine.ingest([train])
-        faces, result = engine.cluster()
+        engine.ingest.run([train])
+        clustered = engine.clusters.cluster()
+        faces, result = clustered.faces, clustered.clustering
     assert faces and all(f.face_id is not None for f in faces)
     by_folder: dict[str, set[int]] = {}
     for face, label in zip(faces, result.labels.tolist(), strict=True):

@@ -177,7 +177,7 @@ def small_gallery(tmp_path_factory: pytest.TempPathFactory, photo_list: Path) ->
     data = tmp_path_factory.mktemp("gallery") / "data"
     photos = photo_list.read_text().splitlines()[:12]
     with open_engine(data, workers=1) as engine:
-        summary = engine.ingest(photos)
+        summary = engine.ingest.run(photos)
     assert summary.errors == 0 and summary.faces_added >= 12
     return data
 
@@ -233,9 +233,9 @@ def test_any_other_use_of_an_engine_reconciles_a_lagging_index_first(gallery: Pa
     (gallery / "faces.faiss.meta.json").unlink()
     probe = photo_list.read_text().splitlines()[0]
     with open_engine(gallery, workers=1) as engine:
-        hit = engine.search_file(probe)[0].hits[0]
+        hit = engine.search.file(probe)[0].hits[0]
         assert hit.similarity > 0.99 and hit.face.asset_uri == probe
-        assert engine.check().consistent
+        assert engine.index.check().consistent
     code, _ = _check(gallery)
     assert code == 0  # and the reconciled index was saved
 
@@ -272,9 +272,9 @@ def test_a_kill_right_after_storing_an_image_leaves_no_face_without_its_thumbnai
     with open_engine(tmp_path / "data", workers=1) as engine:
         monkeypatch.setattr(SqlCatalog, "add_asset_with_faces", killed_after_second_image)
         with pytest.raises(_Killed):
-            engine.ingest(photos)
+            engine.ingest.run(photos)
         monkeypatch.setattr(SqlCatalog, "add_asset_with_faces", real)
-        engine.ingest(photos)  # the resumed run
+        engine.ingest.run(photos)  # the resumed run
         faces = engine.catalog.faces_by_id(engine.catalog.face_ids(engine.model_id).tolist()).values()
     assert len({face.asset_sha256 for face in faces}) == 3
     assert all(face.thumbnail_path for face in faces), "faces stored without their thumbnails"

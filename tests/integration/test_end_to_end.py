@@ -49,7 +49,7 @@ def gallery(tmp_path_factory: pytest.TempPathFactory, datasets: Path) -> tuple[E
         for path, identity in _manifest_rows(lfw)[:150]:
             writer.writerow([lfw / path, identity, "", ""])
     engine = open_engine(work / "data", workers=2)
-    summary = engine.ingest(manifests=[manifest])
+    summary = engine.ingest.run(manifests=[manifest])
     assert summary.errors == 0, summary.error_messages
     assert summary.faces_added >= summary.images_added > 150
     return engine, probes
@@ -59,10 +59,10 @@ def test_held_out_photos_find_their_person_first(gallery: tuple[Engine, list[tup
     engine, probes = gallery
     right = []
     for probe, identity in probes:
-        (result,) = engine.search_file(probe, face_index=None)[:1]
+        (result,) = engine.search.file(probe, face_index=None)[:1]
         top = result.hits[0]
         right.append(top.face.label == identity)
-        assert top.evidence.gallery_size == len(engine.index)
+        assert top.evidence.gallery_size == len(engine.index.stored)
         assert top.face.source_page is None or top.face.source_page.startswith("https://example.org/")
     # deepface's test set is deliberately hard (age, make-up, pose); every person but at most one must be found.
     assert sum(right) >= len(right) - 1, right
@@ -73,7 +73,7 @@ def test_hits_carry_provenance_thumbnails_and_calibrated_evidence(
 ) -> None:
     engine, probes = gallery
     probe, identity = probes[0]
-    hit = engine.search_file(probe, top_k=5)[0].hits[0]
+    hit = engine.search.file(probe, top_k=5)[0].hits[0]
     assert hit.face.label == identity
     assert hit.face.captured_at is not None and hit.face.captured_at.year == 2019
     assert hit.face.thumbnail_path and Path(hit.face.thumbnail_path).read_bytes()[:2] == b"\xff\xd8"
@@ -85,24 +85,24 @@ def test_hits_carry_provenance_thumbnails_and_calibrated_evidence(
 def test_fused_probes_search_as_one_template(gallery: tuple[Engine, list[tuple[Path, str]]]) -> None:
     engine, probes = gallery
     probe, identity = probes[1]
-    result = engine.search_fused([probe, probe], top_k=3)
+    result = engine.search.fused([probe, probe], top_k=3)
     assert result.probe_face_index is None
     assert result.hits[0].face.label == identity
 
 
 def test_catalog_and_index_agree_and_the_index_rebuilds(gallery: tuple[Engine, list[tuple[Path, str]]]) -> None:
     engine, _ = gallery
-    report = engine.check()
-    assert report.consistent and report.catalog_faces == len(engine.index)
-    assert engine.rebuild_index() == report.catalog_faces
+    report = engine.index.check()
+    assert report.consistent and report.catalog_faces == len(engine.index.stored)
+    assert engine.index.rebuild() == report.catalog_faces
 
 
 def test_the_same_frame_at_240p_to_1080p_matches_itself(tmp_path: Path, fr_examples: Path) -> None:
     examples = fr_examples / "examples"
     engine = open_engine(tmp_path / "data", workers=1)
-    engine.ingest([examples / "obama-1080p.jpg"])
+    engine.ingest.run([examples / "obama-1080p.jpg"])
     for name in ("obama-240p.jpg", "obama-480p.jpg", "obama-720p.jpg"):
-        hit = engine.search_file(examples / name)[0].hits[0]
+        hit = engine.search.file(examples / name)[0].hits[0]
         assert hit.face.asset_uri.endswith("obama-1080p.jpg")
         assert hit.similarity > 0.8, (name, hit.similarity)
     engine.close()

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def engine(small_gallery: SmallGallery, tmp_path: Path) -> Iterator[Engine]:
     opened = open_engine(tmp_path / "data", workers=1)
-    summary = opened.ingest(manifests=[small_gallery.manifest])
+    summary = opened.ingest.run(manifests=[small_gallery.manifest])
     assert summary.errors == 0
     yield opened
     opened.close()
@@ -38,12 +38,14 @@ def test_remove_me_by_photo(engine: Engine, small_gallery: SmallGallery, tmp_pat
     records = engine.catalog.faces_by_id(obama_faces)
     thumbnails = [engine.settings.thumbnails_dir / r.thumbnail_path for r in records.values() if r.thumbnail_path]
     assert thumbnails and all(path.exists() for path in thumbnails)
-    before = engine.search_file(small_gallery.probe, top_k=20)[0].hits
+    before = engine.search.file(small_gallery.probe, top_k=20)[0].hits
     strict = engine.strict_similarity
     expected = sorted(h.face.face_id for h in before if h.similarity >= strict)
     assert expected and set(expected) <= set(obama_faces)
 
-    receipt = engine.erase_by_photo("admin", small_gallery.probe.read_bytes(), "request.jpg", "GDPR art. 17, ticket 8")
+    receipt = engine.erasure.erase_by_photo(
+        "admin", small_gallery.probe.read_bytes(), "request.jpg", "GDPR art. 17, ticket 8"
+    )
 
     assert list(receipt.face_ids) == expected
     assert receipt.suppressed_embeddings == len(expected) + 1  # the erased faces and the requester's own face
@@ -54,16 +56,16 @@ def test_remove_me_by_photo(engine: Engine, small_gallery: SmallGallery, tmp_pat
     assert engine.audit.verify().ok
     # Gone from catalog, index and disk.
     assert not engine.catalog.faces_by_id(expected)
-    assert not set(expected) & set(engine.index.ids().tolist())
+    assert not set(expected) & set(engine.index.stored.ids().tolist())
     assert not any((engine.settings.thumbnails_dir / r.thumbnail_path).exists() for r in records.values()
                    if r.face_id in expected and r.thumbnail_path)  # fmt: skip
-    assert engine.check().consistent
+    assert engine.index.check().consistent
     # No search shows them, from the same photo or from one of the erased photos.
-    after = engine.search_file(small_gallery.probe, top_k=20)[0].hits
+    after = engine.search.file(small_gallery.probe, top_k=20)[0].hits
     assert not {h.face.face_id for h in after} & set(expected)
     assert all(h.similarity < strict for h in after)
     # Re-ingesting every gallery photo stores none of their faces.
-    again = engine.ingest(manifests=[small_gallery.manifest])
+    again = engine.ingest.run(manifests=[small_gallery.manifest])
     assert again.faces_added == 0 and again.images_added == 0
     assert again.source_counts["suppressed_faces"] >= len(receipt.asset_ids)
     assert not set(_faces_labelled(engine, "obama")) - set(obama_faces)
@@ -90,7 +92,7 @@ def test_erase_a_person_by_label_over_http(engine: Engine, small_gallery: SmallG
             "/api/v1/erasures/person", json={"label": "biden", "reason": "again"}, headers={"X-API-Key": admin_key}
         )
         assert again.status_code == 404
-    summary = engine.ingest([*small_gallery.paths_of("biden")])
+    summary = engine.ingest.run([*small_gallery.paths_of("biden")])
     assert summary.faces_added == 0 and summary.source_counts["suppressed_images"] == 2
 
 
@@ -109,7 +111,7 @@ def test_erase_faces_from_the_command_line(engine: Engine, small_gallery: SmallG
         csv.writer(handle).writerows([["uri"], *[[p] for p in small_gallery.paths_of("rose_leslie")]])
     reopened = open_engine(data, workers=1)
     try:
-        assert reopened.ingest(manifests=[manifest]).faces_added == 0
+        assert reopened.ingest.run(manifests=[manifest]).faces_added == 0
         assert reopened.audit.verify().ok
     finally:
         reopened.close()

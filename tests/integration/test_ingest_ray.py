@@ -104,8 +104,8 @@ def test_ray_ingest_gives_the_same_faces_as_one_process(ray_cluster: str, photos
         open_engine(tmp_path / "one", workers=1, batch_size=BATCH_SIZE) as single,
         open_engine(tmp_path / "ray", ray_address="local", batch_size=BATCH_SIZE) as distributed,
     ):
-        a = single.ingest([f"@{photos.listing}"])
-        b = distributed.ingest([f"@{photos.listing}"])
+        a = single.ingest.run([f"@{photos.listing}"])
+        b = distributed.ingest.run([f"@{photos.listing}"])
         assert a.images_added == b.images_added >= GALLERY_PHOTOS - 5
         assert (a.faces_added, a.errors) == (b.faces_added, b.errors)
         assert b.errors == 1 and "not-a-photo.jpg" in b.error_messages[0]  # reported; the run completed
@@ -122,15 +122,15 @@ def test_ray_ingest_gives_the_same_faces_as_one_process(ray_cluster: str, photos
                 )  # fmt: skip
             cosines = np.sum(_embeddings(single, faces) * _embeddings(distributed, many[sha]), axis=1)
             assert cosines.min() > MIN_EMBEDDING_COSINE, sha
-        assert single.check().consistent and distributed.check().consistent
+        assert single.index.check().consistent and distributed.index.check().consistent
 
         for probe in photos.probes:
-            top_one = single.search_file(probe, top_k=1)[0].hits[0]
-            top_many = distributed.search_file(probe, top_k=1)[0].hits[0]
+            top_one = single.search.file(probe, top_k=1)[0].hits[0]
+            top_many = distributed.search.file(probe, top_k=1)[0].hits[0]
             assert top_one.face.asset_sha256 == top_many.face.asset_sha256
             assert top_one.similarity == pytest.approx(top_many.similarity, abs=1e-3)
 
-        again = distributed.ingest([f"@{photos.listing}"])
+        again = distributed.ingest.run([f"@{photos.listing}"])
         assert (again.images_added, again.faces_added) == (0, 0)
         assert again.images_skipped == b.images_added
 
@@ -187,7 +187,7 @@ def test_a_node_without_the_pack_stops_the_run_and_a_rerun_resumes(
         runner = IngestRunner(
             engine.analyzer_factory(),
             engine.catalog,
-            engine.index,
+            engine.index.stored,
             engine.settings.thumbnails_dir,
             model_id=engine.model_id,
             batch_size=2,
@@ -197,7 +197,7 @@ def test_a_node_without_the_pack_stops_the_run_and_a_rerun_resumes(
             runner.run((SourceItem(p) for p in paths), "broken node")
         assert [run.status for run in engine.catalog.runs()] == ["interrupted"]
         assert engine.catalog.count_faces() == 0
-        resumed = engine.ingest(paths)
+        resumed = engine.ingest.run(paths)
         assert resumed.images_added == len(paths) and resumed.errors == 0
 
 

@@ -174,11 +174,11 @@ def test_a_search_hit_links_back_to_the_page_that_showed_the_photo(
 ) -> None:
     engine, _ = archived
     test_photos = fr_examples / "examples" / "knn_examples" / "test"
-    hit = engine.search_file(test_photos / "obama1.jpg").pop(0).hits[0]
+    hit = engine.search.file(test_photos / "obama1.jpg").pop(0).hits[0]
     assert hit.face.asset_uri in {"https://news.example.org/media/obama.jpg", OBAMA2}
     assert hit.face.source_page == NEWS_PAGE
     assert hit.face.captured_at is not None and hit.face.captured_at.year == 2019
-    unlinked = engine.search_file(test_photos / "johnsnow_test1.jpg").pop(0).hits[0]
+    unlinked = engine.search.file(test_photos / "johnsnow_test1.jpg").pop(0).hits[0]
     assert unlinked.face.asset_uri == "https://cdn.example.net/unlinked.jpg"
     assert unlinked.face.source_page is None
 
@@ -192,7 +192,7 @@ def test_ingesting_the_archive_again_adds_nothing(
     opt_out = tmp_path / "optout.txt"
     opt_out.write_text("*.optout.example.net\n")
     before = engine.catalog.count_faces()
-    summary = engine.ingest(warcs=[archive], opt_out=opt_out)
+    summary = engine.ingest.run(warcs=[archive], opt_out=opt_out)
     counts = summary.source_counts
     assert (summary.images_seen, summary.images_skipped, summary.images_added) == (len(IMAGES), len(IMAGES), 0)
     assert counts["opted_out"] == len(OPTED_OUT)

@@ -103,7 +103,7 @@ def test_a_flagged_pair_of_real_photos_gets_the_conditioned_rate(lfw: Path, tmp_
         for number, pair in enumerate(pairs):
             a = _degraded_copy(lfw, pair.path_a, tmp_path / f"{number}a.jpg")
             b = _degraded_copy(lfw, pair.path_b, tmp_path / f"{number}b.jpg")
-            comparison = engine.compare_files(a, b)
+            comparison = engine.search.compare_files(a, b)
             assert comparison.quality_a.flags and comparison.quality_b.flags  # sigma 3 blur: both flagged
             evidence = comparison.evidence
             clean_rate = clean.false_match_rate(comparison.similarity)[0]
@@ -118,7 +118,7 @@ def test_a_flagged_pair_of_real_photos_gets_the_conditioned_rate(lfw: Path, tmp_
                 assert "rate from the clean table" in evidence.verdict
         # One blurred photo against a clean one: never a lower rate than the clean table's.
         pair = pairs[0]
-        one = engine.compare_files(_degraded_copy(lfw, pair.path_a, tmp_path / "one.jpg"), lfw / pair.path_b)
+        one = engine.search.compare_files(_degraded_copy(lfw, pair.path_a, tmp_path / "one.jpg"), lfw / pair.path_b)
         assert one.quality_a.flags and not one.quality_b.flags
         assert one.evidence.false_match_rate >= clean.false_match_rate(one.similarity)[0]
     # The table is not a no-op on real photos: the blurred same-person pairs read it.

@@ -39,7 +39,7 @@ def retained_manifest(small_gallery: SmallGallery, tmp_path: Path) -> Path:
 @pytest.fixture
 def engine(retained_manifest: Path, tmp_path: Path) -> Iterator[Engine]:
     opened = open_engine(tmp_path / "data", workers=1)
-    summary = opened.ingest(manifests=[retained_manifest])
+    summary = opened.ingest.run(manifests=[retained_manifest])
     assert summary.errors == 0
     yield opened
     opened.close()
@@ -64,22 +64,22 @@ def test_purge_removes_only_expired_faces_and_is_audited(engine: Engine, small_g
     assert records[biden[0]].retain_until is not None and records[others[0]].retain_until is None
     audit_before = len(engine.audit.entries())
 
-    dry = engine.purge("admin", dry_run=True)
+    dry = engine.retention.purge("admin", dry_run=True)
     assert dry.dry_run and list(dry.face_ids) == biden and dry.audit_seq is None
     assert engine.catalog.faces_by_id(biden).keys() == set(biden)  # a dry run changes nothing
     assert len(engine.audit.entries()) == audit_before
 
-    summary = engine.purge("admin")
+    summary = engine.retention.purge("admin")
     assert list(summary.face_ids) == biden
     assert len(summary.asset_ids) == len(small_gallery.paths_of("biden"))
     assert summary.thumbnails_removed == len(biden) and summary.index_entries_removed == len(biden)
     # Gone from catalog, index and disk; everything else stays.
     assert not engine.catalog.faces_by_id(biden)
-    assert not set(biden) & set(engine.index.ids().tolist())
+    assert not set(biden) & set(engine.index.stored.ids().tolist())
     assert not any(thumbnails[face_id].exists() for face_id in biden)
     assert engine.catalog.faces_by_id(others + alex).keys() == set(others + alex)
     assert all(thumbnails[face_id].exists() for face_id in others if face_id in thumbnails)
-    assert engine.check().consistent
+    assert engine.index.check().consistent
     # One audit entry with the counts, in an intact chain.
     (entry,) = engine.audit.entries(summary.audit_seq - 1, 1) if summary.audit_seq else ()
     assert (entry.action, entry.actor, entry.target) == ("purge", "admin", f"purge:{summary.purge_id}")
@@ -96,9 +96,9 @@ def test_purge_removes_only_expired_faces_and_is_audited(engine: Engine, small_g
 def test_purged_people_are_not_suppressed(engine: Engine, small_gallery: SmallGallery) -> None:
     """Retention ending is not an erasure request: the same photos may come back from another source."""
     biden = _faces_by_label(engine)["biden"]
-    engine.purge("admin")
-    assert engine.governance_store.suppressed_vectors(engine.model_id).shape[0] == 0
-    again = engine.ingest(small_gallery.paths_of("biden"))
+    engine.retention.purge("admin")
+    assert engine.catalog.governance_store().suppressed_vectors(engine.model_id).shape[0] == 0
+    again = engine.ingest.run(small_gallery.paths_of("biden"))
     assert again.faces_added == len(biden)
     assert again.source_counts.get("suppressed_faces", 0) == 0
 

@@ -51,7 +51,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_saved_clusters_grow_at_ingest_and_record_every_change(data_dir: Path, lfw: Path) -> None:
     with open_engine(data_dir, workers=1) as engine:
-        first = engine.ingest([_photo(lfw, p, n) for p in PEOPLE for n in FIRST_PHOTOS])
+        first = engine.ingest.run([_photo(lfw, p, n) for p in PEOPLE for n in FIRST_PHOTOS])
         # No clusters are saved yet: ingest places nothing.
         assert "clusters_joined" not in first.source_counts
 
@@ -70,16 +70,16 @@ def test_saved_clusters_grow_at_ingest_and_record_every_change(data_dir: Path, l
         batch_events = store.cluster_events(person_cluster[PEOPLE[0]])
         assert [e.kind for e in batch_events] == ["create", "merge", "merge"]
         assert all(e.evidence["average_similarity"] >= 0.4 for e in batch_events[1:])  # type: ignore[operator]
-        before = {c.cluster_id: c.face_ids for c in engine.stored_clusters()}
+        before = {c.cluster_id: c.face_ids for c in engine.clusters.saved()}
 
         # Saving again changes nothing: the ids of clusters and of their faces are stable.
-        again = engine.save_clusters()
+        again = engine.clusters.save()
         assert (again.faces_considered, again.faces_assigned, again.clusters_created) == (0, 0, ())
-        assert {c.cluster_id: c.face_ids for c in engine.stored_clusters()} == before
+        assert {c.cluster_id: c.face_ids for c in engine.clusters.saved()} == before
 
         # More photos of the same people join their clusters at ingest; a newcomer starts a cluster of their own.
         later = [_photo(lfw, p, LATER_PHOTO) for p in PEOPLE] + [_photo(lfw, NEWCOMER, n) for n in (1, 2, 3)]
-        second = engine.ingest(later)
+        second = engine.ingest.run(later)
         assert second.source_counts["clusters_joined"] >= len(PEOPLE)
         new_mains = _main_faces(engine, second.run_id)
         placed = store.clusters_of_faces(list(new_mains.values()))
@@ -96,11 +96,11 @@ def test_saved_clusters_grow_at_ingest_and_record_every_change(data_dir: Path, l
 
     # With placement at ingest turned off, new faces wait in no cluster until the next --save places them.
     with open_engine(data_dir, workers=1, cluster_at_ingest=False) as engine:
-        third = engine.ingest([_photo(lfw, PEOPLE[2], 5)])
+        third = engine.ingest.run([_photo(lfw, PEOPLE[2], 5)])
         waiting = _main_faces(engine, third.run_id)[str(_photo(lfw, PEOPLE[2], 5))]
         assert "clusters_joined" not in third.source_counts
         assert waiting in engine.catalog.cluster_store().unclustered_face_ids(engine.model_id).tolist()
-        update = engine.save_clusters(run_id=third.run_id)
+        update = engine.clusters.save(run_id=third.run_id)
         assert update.faces_assigned >= 1
         assert engine.catalog.cluster_store().clusters_of_faces([waiting]) == {waiting: person_cluster[PEOPLE[2]]}
 

@@ -48,7 +48,7 @@ def test_synthetic_faces_resolve_with_provenance(tmp_path: Path) -> None:
     with open_engine(tmp_path / "data", workers=1) as engine:
         stored = bench.add_synthetic_faces(engine, 40, seed=3)
         assert stored == 40
-        assert engine.rebuild_index() == 40
+        assert engine.index.rebuild() == 40
         records = engine.catalog.faces_by_id(engine.catalog.face_ids(engine.model_id).tolist())
     assert len(records) == 40
     record = next(iter(records.values()))

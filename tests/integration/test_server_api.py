@@ -40,7 +40,7 @@ def service(small_gallery: SmallGallery, tmp_path_factory: pytest.TempPathFactor
     engine = open_engine(
         tmp_path_factory.mktemp("server") / "data", workers=1, api_requests_per_minute=0, search_requests_per_minute=0
     )
-    summary = engine.ingest(manifests=[small_gallery.manifest])
+    summary = engine.ingest.run(manifests=[small_gallery.manifest])
     assert summary.errors == 0 and summary.faces_added >= len(small_gallery.paths_of("obama"))
     keys = {"admin": engine.users.create_admin("admin", "cli:test").api_key}
     for name, role in [*((role, role) for role in ROLES[1:]), ("investigator2", "investigator")]:
@@ -181,17 +181,16 @@ def test_the_probe_is_analysed_outside_the_engine_lock(service: Service, monkeyp
     """Concurrent searches overlap their slowest part (the models): only the index search waits for the lock."""
     case_id = _open_case(service)
     analysed = threading.Event()
-    real = service.engine.analyze_probe
+    real = service.engine.search.analyze
 
     def spy(data: bytes, name: str) -> Any:
         image = real(data, name)
         analysed.set()
         return image
 
-    monkeypatch.setattr(service.engine, "analyze_probe", spy)
+    monkeypatch.setattr(service.engine.search, "analyze", spy)
     outcome: dict[str, Any] = {}
-    lock = service.client.app.state.engine_lock  # type: ignore[attr-defined]
-    with lock:  # another request holds the index
+    with service.engine.lock.writing("a test's write"):  # another request holds the index alone
         worker = threading.Thread(target=lambda: outcome.update(body=_search(service, case_id, service.gallery.probe)))
         worker.start()
         assert analysed.wait(timeout=60), "the probe was not analysed while another request held the engine lock"

@@ -4,7 +4,6 @@ PDF case report, and closing cases: on a real engine with real models over real 
 from __future__ import annotations
 
 import re
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -52,7 +51,7 @@ def service(small_gallery: SmallGallery, lfw: Path, tmp_path_factory: pytest.Tem
     engine = open_engine(
         tmp_path_factory.mktemp("jobs") / "data", workers=1, ingest_roots=(small_gallery.root, roots_dir)
     )
-    assert engine.ingest(manifests=[small_gallery.manifest]).errors == 0
+    assert engine.ingest.run(manifests=[small_gallery.manifest]).errors == 0
     hasher = Argon2Hasher()
     keys = {}
     for name, role in [*((role, role) for role in ROLES), ("investigator2", "investigator")]:
@@ -383,7 +382,7 @@ def test_erasing_a_person_removes_the_servers_uploaded_copies(service: Service) 
 def test_stopping_the_server_ends_the_running_job_and_fails_the_queued_ones(service: Service) -> None:
     """A queue of its own on the same engine: the app's queue must keep accepting jobs for the other tests."""
     admin = service.engine.users.user("admin")
-    jobs = JobQueue(service.engine, threading.Lock())
+    jobs = JobQueue(service.engine)
     photos = [service.lfw / "lfw-deepfunneled" / "Colin_Powell" / f"Colin_Powell_{n:04d}.jpg" for n in (1, 2, 3, 4)]
     running = jobs.submit_uploads(admin, [Upload(p.name, p.read_bytes()) for p in photos[:3]])
     queued = jobs.submit_uploads(admin, [Upload(photos[3].name, photos[3].read_bytes())])

@@ -59,7 +59,7 @@ def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> Any:
 @pytest.fixture(scope="module")
 def ui(small_gallery: SmallGallery, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
     engine = open_engine(tmp_path_factory.mktemp("ui") / "data", workers=1)
-    assert engine.ingest(manifests=[small_gallery.manifest]).errors == 0
+    assert engine.ingest.run(manifests=[small_gallery.manifest]).errors == 0
     hasher = Argon2Hasher()
     for name, role in [*((role, role) for role in ROLES), ("investigator2", "investigator")]:
         engine.users.add_user(name, role, "cli:test", password=PASSWORD, hasher=hasher)

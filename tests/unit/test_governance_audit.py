@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from facetrace.core.ports import AuditSeal
-from facetrace.core.types import AuditEntry
+from facetrace.core.types import AuditEntry, ChangeCounters
 from facetrace.governance.audit import GENESIS_HASH, AuditLog, canonical_json, entry_hash, verify_chain
 from facetrace.governance.erasure import SuppressionList
 
@@ -106,8 +106,14 @@ def test_reordered_entries_are_named(log_and_store: tuple[AuditLog, MemoryAuditS
 class MemorySuppressions:
     def __init__(self, vectors: np.ndarray) -> None:
         self.vectors = vectors
+        self.version = 0
+        self.reads = 0
+
+    def change_counters(self) -> ChangeCounters:
+        return ChangeCounters(faces_added=0, faces_removed=0, suppressions=self.version)
 
     def suppressed_vectors(self, model_id: str) -> np.ndarray:
+        self.reads += 1
         return self.vectors
 
 
@@ -119,3 +125,16 @@ def test_suppression_flags_faces_at_or_above_the_threshold() -> None:
     assert check.suppressed(np.vstack([close, far])).tolist() == [True, False]
     empty = SuppressionList(MemorySuppressions(np.zeros((0, 0), np.float32)), "m", 0.7)  # type: ignore[arg-type]
     assert empty.suppressed(np.vstack([close])).tolist() == [False]
+
+
+def test_suppression_list_reads_the_erased_embeddings_once_per_change() -> None:
+    store = MemorySuppressions(np.zeros((0, 0), np.float32))
+    check = SuppressionList(store, "m", min_similarity=0.7)  # type: ignore[arg-type]
+    face = np.array([[1.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    for _ in range(5):
+        assert check.suppressed(face).tolist() == [False]
+    assert store.reads == 1
+    store.vectors, store.version = np.eye(4, dtype=np.float32)[:1], 1  # an erasure, by any process
+    assert check.suppressed(face).tolist() == [True]
+    assert check.suppressed(face).tolist() == [True]
+    assert store.reads == 2

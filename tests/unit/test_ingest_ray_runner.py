@@ -24,7 +24,7 @@ def no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_engine_names_the_extra_when_ray_is_missing(no_ray: None, tmp_path: Path) -> None:
     with open_engine(tmp_path / "d", ray_address="local") as engine:
         with pytest.raises(ConfigError, match=r"facetrace\[ray\]"):
-            engine.ingest([tmp_path])
+            engine.ingest.run([tmp_path])
         assert engine.catalog.runs() == []  # refused before a run was recorded
 
 

@@ -3,7 +3,6 @@
 catalog = open_catalog("sqlite:///data/catalog.db")          # or "postgresql://user@host/facetrace"
 """
 
-from facetrace.catalog.records import CatalogStats, IngestErrorRecord, RunRecord
 from facetrace.catalog.sql_catalog import SqlCatalog, open_catalog
 
-__all__ = ["CatalogStats", "IngestErrorRecord", "RunRecord", "SqlCatalog", "open_catalog"]
+__all__ = ["SqlCatalog", "open_catalog"]

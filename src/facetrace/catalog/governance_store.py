@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
-from facetrace.catalog import blobs
+from facetrace.catalog import blobs, changes
 from facetrace.catalog.database import reading, writing
 from facetrace.catalog.tables import (
     api_keys,
@@ -34,6 +34,7 @@ from facetrace.core.types import (
     ApiKey,
     AuditEntry,
     Case,
+    ChangeCounters,
     ErasureReceipt,
     FloatArray,
     Review,
@@ -289,6 +290,10 @@ class SqlGovernanceStore:
 
     # Suppressions and receipts
 
+    def change_counters(self) -> ChangeCounters:
+        with reading(self._engine) as connection:
+            return changes.read(connection)
+
     def add_suppressions(self, model_id: str, vectors: FloatArray, receipt_id: str) -> int:
         matrix = np.asarray(vectors, dtype=np.float32)
         if matrix.ndim != 2:
@@ -308,6 +313,7 @@ class SqlGovernanceStore:
         ]
         with self._write() as connection:
             connection.execute(sa.insert(suppressions), rows)
+            changes.bump(connection, changes.SUPPRESSIONS)
         return len(rows)
 
     def suppressed_vectors(self, model_id: str) -> FloatArray:

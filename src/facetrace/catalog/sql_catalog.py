@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
-from facetrace.catalog import blobs
+from facetrace.catalog import blobs, changes
 from facetrace.catalog.cluster_store import SqlClusterStore, leave_clusters
 from facetrace.catalog.database import create_catalog_engine, describe, reading, writing
 from facetrace.catalog.governance_store import SqlGovernanceStore
@@ -24,16 +24,24 @@ from facetrace.catalog.records import (
     FINAL_RUN_STATUSES,
     INTERRUPTED,
     RUNNING,
-    CatalogStats,
-    IngestErrorRecord,
-    RunRecord,
 )
 from facetrace.catalog.schema import upgrade_to_head
 from facetrace.catalog.tables import assets, ingest_errors, ingest_runs, people, sources
 from facetrace.catalog.tables import faces as faces_table
 from facetrace.core.errors import CatalogError, ModelMismatchError
 from facetrace.core.ports import IdArray
-from facetrace.core.types import AnalyzedFace, BoundingBox, DeletedFaces, FaceRecord, FloatArray, MediaAsset
+from facetrace.core.types import (
+    AnalyzedFace,
+    BoundingBox,
+    CatalogStats,
+    ChangeCounters,
+    DeletedFaces,
+    FaceRecord,
+    FloatArray,
+    IngestErrorRecord,
+    MediaAsset,
+    RunRecord,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +266,7 @@ class SqlCatalog:
                             sa.insert(faces_table).returning(faces_table.c.id, sort_by_parameter_order=True), rows
                         ).scalars()
                     ]
+                    changes.bump(connection, changes.FACES_ADDED)
         except IntegrityError as exc:
             # Another process stored the same image between our lookup and insert (PostgreSQL; SQLite writers
             # are serialised): the outcome is the same as finding it stored.
@@ -353,13 +362,14 @@ class SqlCatalog:
             yield ids, blobs.decode_matrix([bytes(row.embedding) for row in rows], dims.pop())
             last_id = int(ids[-1])
 
-    def face_ids(self, model_id: str) -> IdArray:
-        """Every face id of one model, ascending: what a consistent index of that model must hold."""
+    def face_ids(self, model_id: str, *, after: int | None = None) -> IdArray:
+        """Every face id of one model, ascending: what a consistent index of that model must hold; with after, only
+        the ids above it (what was added since a reader last looked)."""
+        query = sa.select(faces_table.c.id).where(faces_table.c.model_id == model_id)
+        if after is not None:
+            query = query.where(faces_table.c.id > after)
         with self._read() as connection:
-            ids = connection.execute(
-                sa.select(faces_table.c.id).where(faces_table.c.model_id == model_id).order_by(faces_table.c.id)
-            ).scalars()
-            return np.fromiter(ids, dtype=np.int64)
+            return np.fromiter(connection.execute(query.order_by(faces_table.c.id)).scalars(), dtype=np.int64)
 
     def count_faces(self, model_id: str | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(faces_table)
@@ -453,6 +463,8 @@ class SqlCatalog:
             left, emptied = leave_clusters(connection, [int(row.id) for row in rows], actor, reason)
             for chunk in _chunks(wanted, _IN_CHUNK):
                 connection.execute(sa.delete(faces_table).where(faces_table.c.id.in_(chunk)))
+            if rows:
+                changes.bump(connection, changes.FACES_REMOVED)
             touched = sorted({int(row.asset_id) for row in rows})
             for chunk in _chunks(touched, _IN_CHUNK):
                 remaining = sa.select(faces_table.c.id).where(faces_table.c.asset_id == assets.c.id).exists()
@@ -474,6 +486,11 @@ class SqlCatalog:
             cluster_ids=tuple(left),
             clusters_deleted=tuple(emptied),
         )
+
+    def change_counters(self) -> ChangeCounters:
+        """How often faces were added and removed and suppressions written, by any process (one small read)."""
+        with self._read() as connection:
+            return changes.read(connection)
 
     def cluster_store(self) -> SqlClusterStore:
         """Persisted clusters, their members and events, in this catalog's database."""

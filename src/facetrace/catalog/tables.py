@@ -315,3 +315,12 @@ cluster_events = sa.Table(
     sa.Index(None, "cluster_id"),
     sa.Index(None, "other_cluster_id"),
 )
+
+change_counters = sa.Table(
+    "change_counters",
+    metadata,
+    # One row per kind of change ('faces_added', 'faces_removed', 'suppressions'), bumped in the transaction that
+    # makes the change: another process reads them to learn that its in-memory index or suppression list is behind.
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)

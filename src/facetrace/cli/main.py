@@ -73,7 +73,11 @@ def _engine(data: Path | None, pack: str | None, verbose: bool = False, **overri
     if pack:
         overrides["pack"] = pack
     try:
-        engine = open_engine(data, **{k: v for k, v in overrides.items() if v is not None})
+        engine = open_engine(
+            data,
+            on_wait=lambda message: typer.echo(message, err=True),  # another process writes to the data directory
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
     except FacetraceError as exc:
         raise _fail(str(exc)) from exc
     try:
@@ -150,7 +154,7 @@ def ingest(
         raise _fail("give at least one folder, file, @list, --manifest or --warc")
     overrides = {"workers": workers, "threads": threads, "batch_size": batch_size, "ray_address": ray}
     with _engine(data, pack, verbose, **overrides) as engine:
-        summary = engine.ingest(
+        summary = engine.ingest.run(
             paths or [],
             manifests=manifest or [],
             warcs=warc or [],
@@ -208,9 +212,9 @@ def search(
     the audit log under your user name (cases with a stated purpose and review: the API and web UI)."""
     with _engine(data, pack, verbose, workers=1) as engine:
         if fuse:
-            results = [engine.search_fused(probes, top_k=top_k, purpose=purpose)]
+            results = [engine.search.fused(probes, top_k=top_k, purpose=purpose)]
         else:
-            results = [r for p in probes for r in engine.search_file(p, top_k=top_k, face_index=face, purpose=purpose)]
+            results = [r for p in probes for r in engine.search.file(p, top_k=top_k, face_index=face, purpose=purpose)]
     if as_json:
         _print_json({"results": [probe_result_json(r) for r in results]})
     else:
@@ -227,7 +231,7 @@ def compare(
 ) -> None:
     """1:1 verification: are these the same person? Prints similarity and the false-match rate of that score."""
     with _engine(data, pack, workers=1) as engine:
-        result = engine.compare_files(a, b)
+        result = engine.search.compare_files(a, b)
     if as_json:
         _print_json(jsonable(result))
     else:
@@ -243,7 +247,7 @@ def check(
 ) -> None:
     """Check that the catalog and the index agree (exit code 1 if they do not and --repair was not given)."""
     with _engine(data, pack, workers=1) as engine:
-        report = engine.check(repair=repair)
+        report = engine.index.check(repair=repair)
     if as_json:
         _print_json(jsonable(report) | {"consistent": report.consistent})
     else:
@@ -299,8 +303,8 @@ def cluster_command(
         if labels is not None:
             raise _fail("--labels scores a clustering; run it without --save")
         with _engine(data, pack, verbose, workers=1) as engine:
-            update = engine.save_clusters(run_id=run)
-            total = len(engine.stored_clusters())
+            update = engine.clusters.save(run_id=run)
+            total = len(engine.clusters.saved())
         if as_json:
             _print_json(jsonable(update) | {"clusters_saved": total})
         else:
@@ -310,11 +314,8 @@ def cluster_command(
             )
         return
     with _engine(data, pack, verbose, workers=1) as engine:
-        faces, result = engine.cluster(paths or [], run_id=run)
-    groups: dict[int, list[int]] = {}
-    for position, label in enumerate(result.labels.tolist()):
-        groups.setdefault(label, []).append(position)
-    ordered = sorted(groups.values(), key=lambda members: (-len(members), members[0]))
+        clustered = engine.clusters.cluster(paths or [], run_id=run)
+    faces, result, ordered = clustered.faces, clustered.clustering, clustered.groups
     report = None
     if labels is not None:
         truth = _identities_by_path(labels)
@@ -364,7 +365,7 @@ def clusters_list(
 ) -> None:
     """Saved clusters of the active model, largest first."""
     with _engine(data, pack, workers=1) as engine:
-        found = engine.stored_clusters()
+        found = engine.clusters.saved()
     shown = found[:limit] if limit > 0 else found
     if as_json:
         _print_json({"clusters": jsonable(shown), "total": len(found)})
@@ -385,8 +386,7 @@ def clusters_show(
 ) -> None:
     """One saved cluster: its faces with their photos, and every recorded change with its evidence."""
     with _engine(data, pack, workers=1) as engine:
-        found, events = engine.stored_cluster(cluster_id)
-        records = engine.catalog.faces_by_id(list(found.face_ids))
+        found, events, records = engine.clusters.show(cluster_id)
     if as_json:
         _print_json(
             {
@@ -428,7 +428,7 @@ def clusters_merge(
     if not reason.strip():
         raise _fail("--reason is required")
     with _engine(data, pack, workers=1) as engine:
-        event = engine.merge_clusters(kept, absorbed, reason)
+        event = engine.clusters.merge(kept, absorbed, reason)
     _print_event(event, as_json)
 
 
@@ -449,7 +449,7 @@ def clusters_split(
     except ValueError as exc:
         raise _fail(f"--faces takes comma-separated face ids, not {faces!r}") from exc
     with _engine(data, pack, workers=1) as engine:
-        event = engine.split_cluster(cluster_id, face_ids, reason)
+        event = engine.clusters.split(cluster_id, face_ids, reason)
     _print_event(event, as_json)
 
 
@@ -466,7 +466,7 @@ def clusters_rename(
     if not reason.strip():
         raise _fail("--reason is required")
     with _engine(data, pack, workers=1) as engine:
-        event = engine.rename_cluster(cluster_id, name or None, reason)
+        event = engine.clusters.rename(cluster_id, name or None, reason)
     _print_event(event, as_json)
 
 
@@ -495,7 +495,7 @@ def _identities_by_path(manifest: Path) -> dict[str, str]:
 def index_rebuild(data: DataOpt = None, pack: PackOpt = None) -> None:
     """Recreate the index from the catalog's stored embeddings (after corruption, or to change structure)."""
     with _engine(data, pack, workers=1) as engine:
-        count = engine.rebuild_index()
+        count = engine.index.rebuild()
     typer.echo(f"index rebuilt: {count} faces")
 
 
@@ -785,7 +785,7 @@ def erase(
         elif label is not None:
             receipt = engine.erasure.erase_person(cli_actor(), label, reason)
         elif photo is not None:
-            receipt = engine.erase_by_photo(cli_actor(), read_uri(str(photo)), str(photo), reason)
+            receipt = engine.erasure.erase_by_photo(cli_actor(), read_uri(str(photo)), str(photo), reason)
         else:  # unreachable: exactly one was checked above
             raise _fail("give exactly one of --face, --label or --photo")
     _print_json(jsonable(receipt))
@@ -800,7 +800,7 @@ def purge(
     """Delete every photo and face whose retention has ended (catalog rows, index entries, thumbnails), audited as
     one `purge` entry. Unlike erase, nothing goes on the suppression list. Prints the summary as JSON."""
     with _engine(data, pack, workers=1) as engine:
-        summary = engine.purge(cli_actor(), dry_run=dry_run)
+        summary = engine.retention.purge(cli_actor(), dry_run=dry_run)
     _print_json(jsonable(summary))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -15,6 +16,8 @@ from facetrace.core.types import (
     ApiKey,
     AuditEntry,
     Case,
+    CatalogStats,
+    ChangeCounters,
     ClusterAssignment,
     ClusterEvent,
     DeletedFaces,
@@ -24,6 +27,7 @@ from facetrace.core.types import (
     MediaAsset,
     NewCluster,
     Review,
+    RunRecord,
     SearchRecord,
     StoredCluster,
     StoredHit,
@@ -55,53 +59,32 @@ class FaceAnalyzer(Protocol):
         ...
 
 
-class Catalog(Protocol):
-    """The source of truth: assets, faces, embeddings, provenance, runs. Implemented in catalog/."""
+class DataGuard(Protocol):
+    """Who may touch the gallery (catalog faces, index, thumbnails) at once; implemented by the engine's lock.
 
-    def start_run(self, description: str, model_id: str) -> int: ...
+    reading() around searches (shared; it first catches up with changes other processes made); writing() around
+    each write (exclusive, also across processes); session() around a long run whose batches each take writing().
+    Never hold either while running a model.
+    """
 
-    def finish_run(self, run_id: int, status: str, stats: dict[str, int]) -> None: ...
+    def reading(self) -> AbstractContextManager[None]: ...
 
-    def known_sha256(self, sha256s: Sequence[str]) -> set[str]:
-        """Which of these content hashes are already in the catalog."""
-        ...
+    def writing(self, purpose: str) -> AbstractContextManager[None]: ...
 
-    def add_asset_with_faces(
-        self,
-        run_id: int,
-        asset: MediaAsset,
-        faces: Sequence[AnalyzedFace],
-        model_id: str,
-        *,
-        width: int | None = None,
-        height: int | None = None,
-        thumbnail_paths: Sequence[str | None] | None = None,
-    ) -> tuple[int, list[int]]:
-        """Store an asset and its faces (with their thumbnail paths, one per face) in one transaction;
-        returns (asset_id, face_ids). A known sha256 returns the existing asset id and no face ids."""
-        ...
+    def session(self, purpose: str) -> AbstractContextManager[None]: ...
 
-    def set_thumbnail_paths(self, paths: dict[int, str]) -> None: ...
 
-    def record_error(self, run_id: int, uri: str, message: str) -> None: ...
+class Unguarded:
+    """The DataGuard of a service used on its own (a unit test, a one-off script): nothing else shares its data."""
 
-    def faces_by_id(self, face_ids: Sequence[int]) -> dict[int, FaceRecord]: ...
+    def reading(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
-    def iter_embeddings(self, model_id: str, batch_size: int = 10_000) -> Iterator[tuple[IdArray, FloatArray]]:
-        """All stored embeddings of one model, in batches of (face_ids, vectors)."""
-        ...
+    def writing(self, purpose: str) -> AbstractContextManager[None]:
+        return nullcontext()
 
-    def count_faces(self, model_id: str | None = None) -> int: ...
-
-    def face_ids(self, model_id: str) -> IdArray:
-        """Sorted ids of every stored face of one model (to reconcile with an index)."""
-        ...
-
-    def embeddings_by_id(self, ids: Sequence[int], model_id: str | None = None) -> tuple[IdArray, FloatArray]:
-        """The stored embeddings of these faces, in the order asked; unknown ids are left out."""
-        ...
-
-    def close(self) -> None: ...
+    def session(self, purpose: str) -> AbstractContextManager[None]:
+        return nullcontext()
 
 
 class VectorIndex(Protocol):
@@ -256,6 +239,10 @@ class CaseStore(Protocol):
 
 
 class SuppressionStore(Protocol):
+    def change_counters(self) -> ChangeCounters:
+        """The catalog's change counters; `suppressions` moves whenever add_suppressions writes."""
+        ...
+
     def add_suppressions(self, model_id: str, vectors: FloatArray, receipt_id: str) -> int: ...
 
     def suppressed_vectors(self, model_id: str) -> FloatArray:
@@ -315,3 +302,68 @@ class ClusterStore(Protocol):
     ) -> ClusterEvent: ...
 
     def rename_cluster(self, cluster_id: int, name: str | None, actor: str, reason: str) -> ClusterEvent: ...
+
+
+class Catalog(FaceEraser, RetentionStore, Protocol):
+    """The source of truth: assets, faces, embeddings, provenance, runs. Implemented in catalog/.
+
+    It holds the governance and cluster tables too, and counts its changes (change_counters) so that a process can
+    tell cheaply whether another one has changed the faces or suppressions it derives state from.
+    """
+
+    def start_run(self, description: str, model_id: str) -> int: ...
+
+    def finish_run(self, run_id: int, status: str, stats: dict[str, int]) -> None: ...
+
+    def known_sha256(self, sha256s: Sequence[str]) -> set[str]:
+        """Which of these content hashes are already in the catalog."""
+        ...
+
+    def add_asset_with_faces(
+        self,
+        run_id: int,
+        asset: MediaAsset,
+        faces: Sequence[AnalyzedFace],
+        model_id: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        thumbnail_paths: Sequence[str | None] | None = None,
+    ) -> tuple[int, list[int]]:
+        """Store an asset and its faces (with their thumbnail paths, one per face) in one transaction;
+        returns (asset_id, face_ids). A known sha256 returns the existing asset id and no face ids."""
+        ...
+
+    def set_thumbnail_paths(self, paths: dict[int, str]) -> None: ...
+
+    def record_error(self, run_id: int, uri: str, message: str) -> None: ...
+
+    def faces_by_id(self, face_ids: Sequence[int]) -> dict[int, FaceRecord]: ...
+
+    def iter_embeddings(self, model_id: str, batch_size: int = 10_000) -> Iterator[tuple[IdArray, FloatArray]]:
+        """All stored embeddings of one model, in batches of (face_ids, vectors)."""
+        ...
+
+    def count_faces(self, model_id: str | None = None) -> int: ...
+
+    def face_ids(self, model_id: str, *, after: int | None = None) -> IdArray:
+        """Sorted ids of every stored face of one model (to reconcile with an index); with after, those above it."""
+        ...
+
+    def face_ids_of_run(self, run_id: int, model_id: str | None = None) -> IdArray: ...
+
+    def change_counters(self) -> ChangeCounters: ...
+
+    def runs(self, status: str | None = None) -> list[RunRecord]: ...
+
+    def labels(self, model_id: str, offset: int = 0, limit: int = 100) -> tuple[list[tuple[str, int]], int]:
+        """A page of (label, face count), and how many labels there are."""
+        ...
+
+    def stats(self) -> CatalogStats: ...
+
+    def governance_store(self) -> GovernanceStore: ...
+
+    def cluster_store(self) -> ClusterStore: ...
+
+    def close(self) -> None: ...

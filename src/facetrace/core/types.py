@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Literal
@@ -426,3 +427,56 @@ class ClusterEvent:
     other_cluster_id: int | None
     evidence: dict[str, object]
     at: datetime
+
+
+@dataclass(frozen=True)
+class ChangeCounters:
+    """How often the catalog's faces and suppressions have changed (by any process); compared, never interpreted.
+
+    A process that holds derived state (an in-memory index, a suppression list) reads these to learn cheaply whether
+    another process has changed what that state derives from.
+    """
+
+    faces_added: int
+    faces_removed: int
+    suppressions: int
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One ingest run as stored."""
+
+    run_id: int
+    status: str
+    description: str
+    model_id: str
+    started_at: datetime
+    finished_at: datetime | None
+    stats: Mapping[str, int] = field(default_factory=dict)
+    host: str | None = None
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class IngestErrorRecord:
+    """An input an ingest run could not use, and why."""
+
+    run_id: int | None
+    uri: str
+    message: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CatalogStats:
+    """What the catalog holds, for `facetrace status` and health checks."""
+
+    assets: int
+    faces_by_model: Mapping[str, int]
+    runs_by_status: Mapping[str, int]
+    errors: int
+    people: int
+
+    @property
+    def faces(self) -> int:
+        return sum(self.faces_by_model.values())

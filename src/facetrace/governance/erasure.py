@@ -16,51 +16,66 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from facetrace.core.errors import InvalidRequestError, NotFoundError
-from facetrace.core.ports import BoolArray, FaceEraser, SuppressionStore, VectorIndex
+from facetrace.core.errors import InvalidRequestError, NoFaceError, NotFoundError
+from facetrace.core.ports import (
+    BoolArray,
+    DataGuard,
+    FaceAnalyzer,
+    FaceEraser,
+    SuppressionStore,
+    Unguarded,
+    VectorIndex,
+)
 from facetrace.core.types import ErasureReceipt, FloatArray
 from facetrace.governance.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
 ERASURE_FALSE_MATCH_RATE = 1e-6
-# How long a suppression list trusts what it read: a long ingest sees an erasure made meanwhile within this time.
-SUPPRESSION_REFRESH_S = 10.0
 _SEARCH_STEP = 256
 # Receipts the admin screen lists at once: one per erasure request, which come by the dozen, not the thousand.
 RECEIPTS_PAGE_SIZE = 200
 
 
 class SuppressionList:
-    """Implements SuppressionCheck: a face is suppressed if it matches an erased embedding at min_similarity."""
+    """Implements SuppressionCheck: a face is suppressed if it matches an erased embedding at min_similarity.
+
+    The erased embeddings are read once per change: each check reads the catalog's change counters (one small row
+    read) and reloads only when another erasure, in any process, has been written since.
+    """
 
     def __init__(self, store: SuppressionStore, model_id: str, min_similarity: float) -> None:
         self._store = store
         self._model_id = model_id
         self.min_similarity = min_similarity
         self._erased: FloatArray | None = None
-        self._read_at = 0.0
+        self._version = -1
+        self._lock = threading.Lock()
 
     def suppressed(self, vectors: FloatArray) -> BoolArray:
         matrix = np.asarray(vectors, dtype=np.float32)
         if matrix.ndim != 2 or matrix.shape[0] == 0:
             return np.zeros(matrix.shape[0] if matrix.ndim == 2 else 0, dtype=bool)
-        now = time.monotonic()
-        if self._erased is None or now - self._read_at > SUPPRESSION_REFRESH_S:
-            self._erased = self._store.suppressed_vectors(self._model_id)
-            self._read_at = now
-        erased = self._erased
+        erased = self._current()
         if erased.shape[0] == 0 or erased.shape[1] != matrix.shape[1]:
             return np.zeros(matrix.shape[0], dtype=bool)
         flags: BoolArray = (matrix @ erased.T).max(axis=1) >= self.min_similarity
         return flags
+
+    def _current(self) -> FloatArray:
+        with self._lock:
+            version = self._store.change_counters().suppressions
+            if self._erased is None or version != self._version:
+                self._erased = self._store.suppressed_vectors(self._model_id)
+                self._version = version
+            return self._erased
 
 
 class ErasureService:
@@ -75,8 +90,12 @@ class ErasureService:
         model_id: str,
         min_similarity: float,
         uploads_dir: Path | None = None,
+        guard: DataGuard | None = None,
+        analyzer: FaceAnalyzer | None = None,
     ) -> None:
         self._eraser = eraser
+        self._guard = guard or Unguarded()
+        self._analyzer = analyzer
         # Photos uploaded to the server (HTTP ingest) are the server's copies, not the operator's originals: an erased
         # asset's file there goes too. Files anywhere else are the operator's to delete.
         self._uploads_dir = uploads_dir
@@ -108,7 +127,19 @@ class ErasureService:
         probes = np.asarray(probe_vectors, dtype=np.float32)
         if probes.ndim != 2 or probes.shape[0] == 0:
             raise InvalidRequestError("the requester's photo has no face to match")
-        return self._erase(actor, "probe", probe_name, reason, self._matching_ids(probes), probes)
+        with self._guard.writing(f"erasure by photo {probe_name}"):
+            return self._erase(actor, "probe", probe_name, reason, self._matching_ids(probes), probes)
+
+    def erase_by_photo(self, actor: str, data: bytes, probe_name: str, reason: str) -> ErasureReceipt:
+        """'Remove me': every face of the requester's photo is matched at the strict threshold and erased (the
+        photo is analysed before anything is locked)."""
+        if self._analyzer is None:
+            raise InvalidRequestError("erasure by photo needs the face models")
+        image = self._analyzer.analyze(data, probe_name)
+        if not image.faces:
+            raise NoFaceError(probe_name)
+        vectors = np.vstack([face.embedding.vector for face in image.faces]).astype(np.float32)
+        return self.erase_matching(actor, vectors, probe_name, reason)
 
     def _matching_ids(self, probes: FloatArray) -> list[int]:
         total = len(self._index)
@@ -137,6 +168,19 @@ class ErasureService:
         if not reason:
             raise InvalidRequestError("an erasure states its reason (e.g. the request it answers)")
         receipt_id = "er_" + secrets.token_hex(12)
+        with self._guard.writing(f"erasure {receipt_id}"):
+            return self._erase_locked(actor, mode, subject, reason, face_ids, extra_suppressed, receipt_id)
+
+    def _erase_locked(
+        self,
+        actor: str,
+        mode: str,
+        subject: str,
+        reason: str,
+        face_ids: Sequence[int],
+        extra_suppressed: FloatArray | None,
+        receipt_id: str,
+    ) -> ErasureReceipt:
         found_ids, found = self._eraser.embeddings_by_id(list(face_ids), self._model_id)
         if mode == "faces" and not len(found_ids):
             raise NotFoundError(f"none of faces {', '.join(map(str, face_ids))} exists")

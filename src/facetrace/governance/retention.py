@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrace.core.errors import InvalidRequestError
-from facetrace.core.ports import RetentionStore, VectorIndex
+from facetrace.core.ports import DataGuard, RetentionStore, Unguarded, VectorIndex
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.erasure import remove_thumbnail
 
@@ -47,9 +47,17 @@ class PurgeSummary:
 
 class RetentionService:
     def __init__(
-        self, store: RetentionStore, index: VectorIndex, audit: AuditLog, thumbnails_dir: Path, *, model_id: str
+        self,
+        store: RetentionStore,
+        index: VectorIndex,
+        audit: AuditLog,
+        thumbnails_dir: Path,
+        *,
+        model_id: str,
+        guard: DataGuard | None = None,
     ) -> None:
         self._store = store
+        self._guard = guard or Unguarded()
         self._index = index
         self._audit = audit
         self._thumbnails_dir = thumbnails_dir
@@ -61,6 +69,12 @@ class RetentionService:
         if at.tzinfo is None or at.utcoffset() is None:
             raise InvalidRequestError("a purge's cut-off needs a time zone")
         purge_id = "pg_" + secrets.token_hex(12)
+        if dry_run:
+            return self._purge(actor, at, purge_id, dry_run=True)
+        with self._guard.writing(f"purge {purge_id}"):
+            return self._purge(actor, at, purge_id, dry_run=False)
+
+    def _purge(self, actor: str, at: datetime, purge_id: str, *, dry_run: bool) -> PurgeSummary:
         face_ids = self._store.expired_face_ids(at, self._model_id)
         expired_assets = self._store.expired_asset_ids(at)
         if dry_run:

@@ -29,7 +29,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from facetrace.core.errors import FacetraceError
-from facetrace.core.ports import Catalog, FaceAnalyzer, SuppressionCheck, VectorIndex
+from facetrace.core.ports import Catalog, DataGuard, FaceAnalyzer, SuppressionCheck, Unguarded, VectorIndex
 from facetrace.core.types import AnalyzedFace, AnalyzedImage, IngestSummary, MediaAsset
 from facetrace.ingest.sources import SourceItem
 
@@ -151,8 +151,12 @@ class IngestRunner:
         progress: Callable[[IngestProgress], None] | None = None,
         suppression: SuppressionCheck | None = None,
         analysis: BatchAnalysis | None = None,
+        guard: DataGuard | None = None,
     ) -> None:
-        """analysis says where the models run; without it, this process (workers=1) or local worker processes."""
+        """analysis says where the models run; without it, this process (workers=1) or local worker processes.
+        guard: the run holds its session (the data directory's writer lock) and each batch's store takes writing(),
+        never the analysis, so searches in the same process continue between batches."""
+        self._guard = guard or Unguarded()
         self._catalog = catalog
         self._index = index
         self._thumbnails_dir = thumbnails_dir
@@ -171,6 +175,10 @@ class IngestRunner:
         self._unstored: set[str] = set()
 
     def run(self, items: Iterable[SourceItem], description: str) -> IngestSummary:
+        with self._guard.session(description):
+            return self._run(items, description)
+
+    def _run(self, items: Iterable[SourceItem], description: str) -> IngestSummary:
         run_id = self._catalog.start_run(description, self._model_id)
         state = IngestProgress()
         status = "interrupted"
@@ -178,7 +186,8 @@ class IngestRunner:
             self._run_batches(run_id, items, state)
             status = "finished"
         finally:
-            self._index.save()
+            with self._guard.writing(description):
+                self._index.save()
             self._catalog.finish_run(
                 run_id,
                 status,
@@ -215,8 +224,9 @@ class IngestRunner:
         tagged = ((batch, [(p.data, p.item.uri) for p in batch]) for batch in batches)
         with closing(self._analysis.map(tagged)) as results:
             for batch, analysed in results:
-                self._store(run_id, batch, analysed, state)
-                last_checkpoint = self._checkpoint(last_checkpoint)
+                with self._guard.writing(f"ingest run {run_id}"):
+                    self._store(run_id, batch, analysed, state)
+                    last_checkpoint = self._checkpoint(last_checkpoint)
 
     def _checkpoint(self, last: float) -> float:
         now = time.monotonic()

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from facetrace.core.errors import InvalidRequestError, NotFoundError
-from facetrace.core.ports import Catalog, ClusterStore, IdArray, VectorIndex
+from facetrace.core.ports import Catalog, ClusterStore, DataGuard, IdArray, Unguarded, VectorIndex
 from facetrace.core.types import ClusterAssignment, ClusterEvent, FloatArray, NewCluster
 from facetrace.search.clustering import (
     ClusteringThresholds,
@@ -48,8 +48,10 @@ class IdentityClusters:
         index: VectorIndex,
         model_id: str,
         thresholds: ClusteringThresholds,
+        guard: DataGuard | None = None,
     ) -> None:
         self._store = store
+        self._guard = guard or Unguarded()
         self._catalog = catalog
         self._index = index
         self._model_id = model_id
@@ -114,10 +116,11 @@ class IdentityClusters:
 
     def _assignments(self, ids: IdArray, vectors: FloatArray) -> list[ClusterAssignment]:
         """Each face's nearest neighbours in the index name its candidate clusters; the rules pick among them."""
-        k = min(self.thresholds.neighbours + 1, len(self._index))
-        if k == 0:
-            return []
-        sims, neighbours = self._index.search(vectors, k)
+        with self._guard.reading():
+            k = min(self.thresholds.neighbours + 1, len(self._index))
+            if k == 0:
+                return []
+            sims, neighbours = self._index.search(vectors, k)
         close = (sims >= self.thresholds.min_edge_similarity) & (neighbours >= 0)
         cluster_of = self._store.clusters_of_faces(np.unique(neighbours[close]).tolist())
         candidates_of = [

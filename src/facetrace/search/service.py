@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrace.core.errors import FaceSelectionError, NoFaceError
-from facetrace.core.ports import Catalog, FaceAnalyzer, SuppressionCheck, VectorIndex
+from facetrace.core.ports import Catalog, DataGuard, FaceAnalyzer, SuppressionCheck, Unguarded, VectorIndex
 from facetrace.core.types import (
     AnalyzedFace,
     AnalyzedImage,
@@ -67,7 +67,10 @@ class SearchService:
         calibrator: ScoreCalibrator,
         thumbnails_dir: Path | None = None,
         suppression: SuppressionCheck | None = None,
+        guard: DataGuard | None = None,
     ) -> None:
+        """guard is taken (shared) around the index and catalog reads of each search, never around analysis."""
+        self._guard = guard or Unguarded()
         self._suppression = suppression
         self._analyzer = analyzer
         self._catalog = catalog
@@ -148,6 +151,12 @@ class SearchService:
         )
 
     def _hits(self, queries: FloatArray, qualities: Sequence[FaceQuality], top_k: int) -> list[tuple[SearchHit, ...]]:
+        with self._guard.reading():
+            return self._hits_locked(queries, qualities, top_k)
+
+    def _hits_locked(
+        self, queries: FloatArray, qualities: Sequence[FaceQuality], top_k: int
+    ) -> list[tuple[SearchHit, ...]]:
         gallery_size = len(self._index)
         if gallery_size == 0:
             return [() for _ in qualities]

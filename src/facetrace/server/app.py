@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, FastAPI, Request
@@ -45,7 +44,6 @@ def create_app(engine: Engine) -> FastAPI:
         },
     )
     app.state.engine = engine
-    app.state.engine_lock = threading.Lock()
     app.state.guards = Guards.from_settings(engine.settings)
     install_error_handlers(app)
 
@@ -62,8 +60,8 @@ def create_app(engine: Engine) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     # Background ingest jobs: one queue per app, shared by the API and the UI.
-    app.state.jobs = JobQueue(engine, app.state.engine_lock)
-    ui = create_ui_app(engine, app.state.engine_lock, app.state.guards)
+    app.state.jobs = JobQueue(engine)
+    ui = create_ui_app(engine, app.state.guards)
     ui.state.jobs = app.state.jobs
     ui.include_router(admin_ui.router)
     ui.include_router(compare_ui.router)

@@ -86,11 +86,11 @@ def gather_report(engine: Engine, user: User, probes: ProbeStore, case_id: int, 
 
 def _view(engine: Engine, user: User, face_id: int) -> tuple[FaceRecord | None, bytes | None]:
     try:
-        face = engine.view_face(user, face_id)
+        face = engine.gallery.face(user, face_id)
     except NotFoundError:
         return None, None  # erased since the search: its stored hit stays, the face is gone
     thumbnail = None
     if face.thumbnail_path:
         with contextlib.suppress(NotFoundError):
-            thumbnail = engine.face_thumbnail(user, face_id)
+            thumbnail = engine.gallery.thumbnail(user, face_id)
     return face, thumbnail

@@ -3,8 +3,8 @@ progress from the ingest runner.
 
 Why one at a time: ingest already uses every core through its worker processes (Settings.workers); two jobs at once
 would only compete. Why a thread of the server process: the index the API searches is the engine's, in this
-process; a job writes to it through IndexUnderLock, which takes the API's engine lock for each write, so searches run
-between batches and see each batch's faces as soon as it is stored.
+process; the engine takes its lock for each batch's write (never for the models), so searches run between batches and
+see each batch's faces as soon as it is stored.
 
 Jobs live in memory (the newest MAX_JOBS_KEPT): a restart forgets them, while the catalog keeps each job's ingest run
 (run_id), its per-file errors and, for uploads, the files under <data>/uploads/<job id>/. Server-side paths and
@@ -27,8 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from facetrace.core.errors import FacetraceError, InvalidRequestError, PermissionDeniedError
-from facetrace.core.ports import IdArray, VectorIndex
-from facetrace.core.types import FloatArray, User
+from facetrace.core.types import User
 from facetrace.engine import Engine
 from facetrace.ingest.runner import MAX_ERROR_MESSAGES_KEPT, IngestProgress
 from facetrace.ingest.sources import SourceItem, iter_manifest, iter_paths
@@ -93,51 +92,6 @@ class IngestJob:
         return min(100, round(100 * (self.images_seen + self.refused) / max(1, self.files_total)))
 
 
-class IndexUnderLock:
-    """A VectorIndex whose every call takes the server's engine lock: the lock API requests hold while they search,
-    so a background ingest never writes to the index while a search reads it."""
-
-    def __init__(self, index: VectorIndex, lock: threading.Lock) -> None:
-        self._index = index
-        self._lock = lock
-
-    @property
-    def model_id(self) -> str:
-        return self._index.model_id
-
-    @property
-    def dim(self) -> int:
-        return self._index.dim
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._index)
-
-    def add(self, ids: IdArray, vectors: FloatArray) -> None:
-        with self._lock:
-            self._index.add(ids, vectors)
-
-    def remove(self, ids: IdArray) -> int:
-        with self._lock:
-            return self._index.remove(ids)
-
-    def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
-        with self._lock:
-            return self._index.search(queries, k)
-
-    def ids(self) -> IdArray:
-        with self._lock:
-            return self._index.ids()
-
-    def save(self) -> None:
-        with self._lock:
-            self._index.save()
-
-    def settle(self, timeout: float | None = None) -> bool:
-        # Not under the lock: waiting for a structure switch must not stop the searches it exists not to block.
-        return self._index.settle(timeout)
-
-
 def confine(path: str | Path, roots: Sequence[Path]) -> Path:
     """path resolved (symlinks followed), if inside one of roots; else PermissionDeniedError. A server must not
     ingest whatever file a caller names."""
@@ -167,9 +121,8 @@ def stored_name(number: int, original: str) -> str:
 class JobQueue:
     """The server's ingest jobs: submit returns at once; one worker thread runs them in order."""
 
-    def __init__(self, engine: Engine, engine_lock: threading.Lock) -> None:
+    def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._engine_lock = engine_lock
         self._jobs: dict[str, IngestJob] = {}
         self._lock = threading.Lock()  # guards _jobs and every job's fields
         self._queue: queue.Queue[tuple[IngestJob, Callable[[], Iterable[SourceItem]]] | None] = queue.Queue()
@@ -314,13 +267,10 @@ class JobQueue:
             job.status, job.started_at = RUNNING, datetime.now(UTC)
         status, message = FAILED, ""
         try:
-            with self._engine_lock:
-                index = IndexUnderLock(self._engine.index, self._engine_lock)
-            summary = self._engine.ingest(
+            summary = self._engine.ingest.run(
                 items=self._until_stopped(job, items()),
                 progress=lambda progress: self._progress(job, progress),
                 description=f"{job.job_id} ({job.kind}) by {job.started_by}",
-                index=index,
             )
             with self._lock:
                 job.run_id = summary.run_id

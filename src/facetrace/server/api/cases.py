@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from facetrace.core.types import User
-from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER, IdPath, engine_session, read_upload
+from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER, IdPath, read_upload
 from facetrace.server.auth import engine_of, require
 from facetrace.server.schemas import (
     MAX_ID,
@@ -70,13 +70,11 @@ def search(
     """Search the gallery with a probe photo. The search, its probe's sha256 and every hit (face id, similarity,
     evidence) are stored with the case and written to the audit log."""
     data, name = read_upload(probe, "the probe photo")
-    # The models run outside the engine lock (the analyzer is thread-safe); only the index search and the record
-    # are serialised, so concurrent searches overlap their slowest part.
-    analyzed = engine_of(request).analyze_probe(data, name)
-    with engine_session(request) as engine:
-        record, results = engine.search_in_case(
-            user, case_id, purpose, data, name, top_k=top_k, face_index=face_index, analyzed=analyzed
-        )
+    # The engine runs the models outside its lock; only the index search is locked (shared), so concurrent
+    # searches overlap.
+    record, results = engine_of(request).search.in_case(
+        user, case_id, purpose, data, name, top_k=top_k, face_index=face_index
+    )
     return SearchResultOut(search=SearchOut.of(record), results=[ProbeResultOut.of(r) for r in results])
 
 
@@ -107,5 +105,5 @@ def compare(
     """1:1: are these the same person? Belongs to a case like a search, and is audited."""
     first = read_upload(a, "photo a")
     second = read_upload(b, "photo b")
-    with engine_session(request) as engine:
-        return ComparisonOut.of(engine.compare_in_case(user, case_id, purpose, first, second))
+    engine = engine_of(request)
+    return ComparisonOut.of(engine.search.compare_in_case(user, case_id, purpose, first, second))

@@ -1,16 +1,12 @@
-"""What the route modules share: role sets, upload reading, the engine lock."""
+"""What the route modules share: role sets, upload reading."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import Path, Request, UploadFile
+from fastapi import Path, UploadFile
 
 from facetrace.core.errors import ImageTooLargeError, InvalidRequestError
-from facetrace.engine import Engine
 from facetrace.server.schemas import MAX_ID
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -32,12 +28,3 @@ def read_upload(upload: UploadFile, what: str) -> tuple[bytes, str]:
     if not data:
         raise InvalidRequestError(f"{what} is empty")
     return data, name
-
-
-@contextmanager
-def engine_session(request: Request) -> Iterator[Engine]:
-    """The engine, one request at a time for work that touches the index (FAISS is not safe for concurrent
-    writes and searches)."""
-    lock: threading.Lock = request.app.state.engine_lock
-    with lock:
-        yield request.app.state.engine

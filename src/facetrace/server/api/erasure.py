@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from facetrace.core.types import User
-from facetrace.server.api.common import ADMIN, AUDITOR, engine_session, read_upload
+from facetrace.server.api.common import ADMIN, AUDITOR, read_upload
 from facetrace.server.auth import engine_of, require
 from facetrace.server.schemas import EraseFacesIn, ErasePersonIn, ReceiptOut
 
@@ -16,14 +16,14 @@ router = APIRouter(tags=["erasure"])
 
 @router.post("/erasures/faces", response_model=ReceiptOut, status_code=201)
 def erase_faces(body: EraseFacesIn, request: Request, user: Annotated[User, Depends(require(ADMIN))]) -> ReceiptOut:
-    with engine_session(request) as engine:
-        return ReceiptOut.of(engine.erasure.erase_faces(user.name, body.face_ids, body.reason))
+    engine = engine_of(request)
+    return ReceiptOut.of(engine.erasure.erase_faces(user.name, body.face_ids, body.reason))
 
 
 @router.post("/erasures/person", response_model=ReceiptOut, status_code=201)
 def erase_person(body: ErasePersonIn, request: Request, user: Annotated[User, Depends(require(ADMIN))]) -> ReceiptOut:
-    with engine_session(request) as engine:
-        return ReceiptOut.of(engine.erasure.erase_person(user.name, body.label, body.reason))
+    engine = engine_of(request)
+    return ReceiptOut.of(engine.erasure.erase_person(user.name, body.label, body.reason))
 
 
 @router.post("/erasures/photo", response_model=ReceiptOut, status_code=201)
@@ -36,8 +36,8 @@ def erase_by_photo(
     """'Remove me': every gallery face matching a face of this photo at the strict threshold (FMR 1e-6) is erased,
     and the requester's embeddings are kept (embeddings only) so their faces are never stored again."""
     data, name = read_upload(photo, "the requester's photo")
-    with engine_session(request) as engine:
-        return ReceiptOut.of(engine.erase_by_photo(user.name, data, name, reason))
+    engine = engine_of(request)
+    return ReceiptOut.of(engine.erasure.erase_by_photo(user.name, data, name, reason))
 
 
 @router.get("/erasures", response_model=list[ReceiptOut])

@@ -17,10 +17,10 @@ _viewers = require(INVESTIGATOR, REVIEWER)
 
 @router.get("/faces/{face_id}", response_model=FaceOut)
 def get_face(face_id: IdPath, request: Request, user: Annotated[User, Depends(_viewers)]) -> FaceOut:
-    return FaceOut.of(engine_of(request).view_face(user, face_id))
+    return FaceOut.of(engine_of(request).gallery.face(user, face_id))
 
 
 @router.get("/faces/{face_id}/thumbnail", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
 def get_thumbnail(face_id: IdPath, request: Request, user: Annotated[User, Depends(_viewers)]) -> Response:
-    data = engine_of(request).face_thumbnail(user, face_id)
+    data = engine_of(request).gallery.thumbnail(user, face_id)
     return Response(content=data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})

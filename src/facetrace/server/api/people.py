@@ -25,7 +25,7 @@ def list_people(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> PeoplePageOut:
     """Labels by name with how many faces each has (admins too: erasure by person needs the exact label)."""
-    page, total = engine_of(request).people(user, offset, limit)
+    page, total = engine_of(request).gallery.people(user, offset, limit)
     return PeoplePageOut(total=total, offset=offset, limit=limit, people=[PersonOut(label=n, faces=c) for n, c in page])
 
 
@@ -36,5 +36,5 @@ def get_person(
     """Every face shown with this label, with provenance, as GET /faces/{id} shows one."""
     if "\x00" in label:
         raise NotFoundError("no face is labelled with a NUL character")
-    faces = engine_of(request).person_faces(user, label)
+    faces = engine_of(request).gallery.person_faces(user, label)
     return PersonDetailOut(label=label, faces=[FaceOut.of(face) for face in faces])

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from facetrace.core.types import User
-from facetrace.server.api.common import ADMIN, engine_session
-from facetrace.server.auth import require
+from facetrace.server.api.common import ADMIN
+from facetrace.server.auth import engine_of, require
 from facetrace.server.schemas import PurgeIn, PurgeOut
 
 router = APIRouter(tags=["retention"])
@@ -18,5 +18,5 @@ router = APIRouter(tags=["retention"])
 def purge(body: PurgeIn, request: Request, user: Annotated[User, Depends(require(ADMIN))]) -> PurgeOut:
     """Delete the faces (catalog rows, index entries, thumbnails) and photos past their retain_until, audited as one
     `purge` entry with its counts. Unlike erasure nothing is suppressed. dry_run counts and changes nothing."""
-    with engine_session(request) as engine:
-        return PurgeOut.of(engine.purge(user.name, dry_run=body.dry_run))
+    engine = engine_of(request)
+    return PurgeOut.of(engine.retention.purge(user.name, dry_run=body.dry_run))

@@ -22,7 +22,7 @@ from facetrace.core.errors import (
 )
 from facetrace.core.types import ROLES, ErasureReceipt
 from facetrace.governance.users import IssuedKey
-from facetrace.server.api.common import ADMIN, AUDITOR, IdPath, engine_session, read_upload
+from facetrace.server.api.common import ADMIN, AUDITOR, IdPath, read_upload
 from facetrace.server.auth import password_hasher
 from facetrace.server.ui.routes import Visitor, render, signed_in
 from facetrace.server.ui.routes import _check_csrf as check_csrf
@@ -187,8 +187,8 @@ def erase_faces(
     check_csrf(visitor, csrf_token)
     try:
         ids = _face_ids(face_ids)
-        with engine_session(request) as engine:
-            receipt = engine.erasure.erase_faces(visitor.user.name, ids, reason)
+        engine = engine_of(request)
+        receipt = engine.erasure.erase_faces(visitor.user.name, ids, reason)
     except _FORM_ERRORS as exc:
         return _erasures_page(request, visitor, 422, str(exc), face_ids=face_ids, reason=reason)
     return _receipt_redirect(receipt)
@@ -204,8 +204,8 @@ def erase_person(
 ) -> Response:
     check_csrf(visitor, csrf_token)
     try:
-        with engine_session(request) as engine:
-            receipt = engine.erasure.erase_person(visitor.user.name, label, reason)
+        engine = engine_of(request)
+        receipt = engine.erasure.erase_person(visitor.user.name, label, reason)
     except _FORM_ERRORS as exc:
         return _erasures_page(request, visitor, 422, str(exc), label=label, reason=reason)
     return _receipt_redirect(receipt)
@@ -227,8 +227,8 @@ def erase_by_photo(
         if not reason.strip():
             raise InvalidRequestError("an erasure states its reason (e.g. the request it answers)")
         data, name = read_upload(photo, "the requester's photo")
-        with engine_session(request) as engine:
-            receipt = engine.erase_by_photo(visitor.user.name, data, name, reason)
+        engine = engine_of(request)
+        receipt = engine.erasure.erase_by_photo(visitor.user.name, data, name, reason)
     except _FORM_ERRORS as exc:
         return _erasures_page(request, visitor, 422, str(exc), reason=reason)
     return _receipt_redirect(receipt)

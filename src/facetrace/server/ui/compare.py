@@ -23,7 +23,7 @@ from facetrace.core.errors import (
 )
 from facetrace.core.types import BoundingBox
 from facetrace.search.service import Comparison
-from facetrace.server.api.common import AUDITOR, INVESTIGATOR, engine_session, read_upload
+from facetrace.server.api.common import AUDITOR, INVESTIGATOR, read_upload
 from facetrace.server.schemas import MAX_ID
 from facetrace.server.ui.routes import Visitor, render, signed_in
 from facetrace.server.ui.routes import _check_csrf as check_csrf
@@ -105,9 +105,9 @@ def compare(
         if a is None or b is None or not a.filename or not b.filename:
             raise InvalidRequestError("choose two photos to compare")
         first, second = read_upload(a, "photo a"), read_upload(b, "photo b")
-        with engine_session(request) as engine:
-            comparison = engine.compare_in_case(visitor.user, case, purpose, first, second)
-            max_pixels = engine.settings.max_image_pixels
+        engine = engine_of(request)
+        comparison = engine.search.compare_in_case(visitor.user, case, purpose, first, second)
+        max_pixels = engine.settings.max_image_pixels
         faces = (
             ComparedFace(first[1], _crop(*first, comparison.box_a, max_pixels), comparison.quality_a.flags),
             ComparedFace(second[1], _crop(*second, comparison.box_b, max_pixels), comparison.quality_b.flags),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,7 +36,7 @@ from facetrace.core.errors import (
 from facetrace.core.types import Case, FaceRecord, Review, SearchRecord, StoredHit, User
 from facetrace.engine import Engine
 from facetrace.governance.users import require_role
-from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER, IdPath, engine_session, read_upload
+from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER, IdPath, read_upload
 from facetrace.server.auth import client_address, guards_of, password_hasher
 from facetrace.server.errors import status_for
 from facetrace.server.ratelimit import Guards, password_sign_in
@@ -345,11 +344,7 @@ def search(
         raise InvalidRequestError("choose a probe photo to upload")
     data, name = read_upload(probe, "the probe photo")
     limit = int(top_k) if top_k.strip().isdigit() and 0 < int(top_k) <= 100 else None
-    analyzed = _engine(request).analyze_probe(data, name)  # outside the lock, as in the API
-    with engine_session(request) as engine:
-        record, results = engine.search_in_case(
-            visitor.user, case_id, purpose, data, name, top_k=limit, analyzed=analyzed
-        )
+    record, results = _engine(request).search.in_case(visitor.user, case_id, purpose, data, name, top_k=limit)
     _probes(request).save(record.search_id, data, name, results)
     return _redirect(f"/searches/{record.search_id}")
 
@@ -364,7 +359,7 @@ def _view_faces(engine: Engine, visitor: Visitor, face_ids: list[int]) -> dict[i
     shown: dict[int, FaceRecord] = {}
     for face_id in face_ids:
         try:
-            shown[face_id] = engine.view_face(visitor.user, face_id)
+            shown[face_id] = engine.gallery.face(visitor.user, face_id)
         except NotFoundError:
             continue  # erased since the search: its stored hit stays, the face is gone
     return shown
@@ -468,7 +463,7 @@ def probe_crop(
 
 @router.get("/faces/{face_id}/thumbnail")
 def thumbnail(face_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]) -> Response:
-    return _jpeg(_engine(request).face_thumbnail(visitor.user, face_id))
+    return _jpeg(_engine(request).gallery.thumbnail(visitor.user, face_id))
 
 
 # -- the case report -----------------------------------------------------------------------------------------------
@@ -500,7 +495,7 @@ def report(
                 if candidate.face is not None and candidate.face.thumbnail_path:
                     with contextlib.suppress(NotFoundError):
                         thumbnails[candidate.hit.face_id] = _data_uri(
-                            engine.face_thumbnail(visitor.user, candidate.hit.face_id)
+                            engine.gallery.thumbnail(visitor.user, candidate.hit.face_id)
                         )
         sections.append({"search": record, "groups": groups, "thumbnails": thumbnails, "reviews": reviews})
     entry = engine.audit.record(
@@ -547,11 +542,10 @@ def _error_page(request: Request, status_code: int, title: str, message: str) ->
     return render(request, "error.html", _visitor(request), status_code=status_code, title=title, message=message)
 
 
-def create_ui_app(engine: Engine, engine_lock: threading.Lock, guards: Guards | None = None) -> FastAPI:
+def create_ui_app(engine: Engine, guards: Guards | None = None) -> FastAPI:
     """The UI over one engine, sharing the API's engine lock and sign-in guard; mount it at UI_PREFIX."""
     ui = FastAPI(title="facetrace UI", openapi_url=None, docs_url=None, redoc_url=None)
     ui.state.engine = engine
-    ui.state.engine_lock = engine_lock
     ui.state.guards = guards or Guards.from_settings(engine.settings)
     ui.state.signer = SessionSigner(load_secret(engine.settings.data))
     ui.state.probes = ProbeStore(engine.settings.data, engine.settings.max_image_pixels)

@@ -1,0 +1,53 @@
+"""engine.gallery: looking at the gallery's faces and people; every look is one audited view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from facetrace.core.errors import NotFoundError
+from facetrace.core.ports import Catalog
+from facetrace.core.types import FaceRecord, User
+from facetrace.governance.audit import AuditLog
+
+
+class Gallery:
+    def __init__(self, catalog: Catalog, audit: AuditLog, thumbnails_dir: Path, *, model_id: str) -> None:
+        self._catalog = catalog
+        self._audit = audit
+        self._thumbnails_dir = thumbnails_dir
+        self._model_id = model_id
+
+    def face(self, user: User, face_id: int) -> FaceRecord:
+        record = self._catalog.faces_by_id([face_id]).get(face_id)
+        if record is None:
+            raise NotFoundError(f"no face {face_id}")
+        self._audit.record(user.name, "view_face", f"face:{face_id}")
+        return record
+
+    def thumbnail(self, user: User, face_id: int) -> bytes:
+        record = self._catalog.faces_by_id([face_id]).get(face_id)
+        if record is None or not record.thumbnail_path:
+            raise NotFoundError(f"face {face_id} has no thumbnail")
+        path = self._thumbnails_dir / record.thumbnail_path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise NotFoundError(f"face {face_id}: its thumbnail file is missing") from exc
+        self._audit.record(user.name, "view_thumbnail", f"face:{face_id}")
+        return data
+
+    def people(self, user: User, offset: int = 0, limit: int = 100) -> tuple[list[tuple[str, int]], int]:
+        """A page of the gallery's labels with their face counts, and the number of labels; audited, since the
+        list says who is in the gallery."""
+        page, total = self._catalog.labels(self._model_id, offset, limit)
+        self._audit.record(user.name, "list_people", "people", offset=offset, limit=limit, returned=len(page))
+        return page, total
+
+    def person_faces(self, user: User, label: str) -> list[FaceRecord]:
+        """Every face shown with this label, with provenance; one audited view of the person."""
+        records = self._catalog.faces_by_id(self._catalog.face_ids_labelled(label))
+        if not records:
+            raise NotFoundError(f"no face is labelled {label!r}")
+        faces = [records[face_id] for face_id in sorted(records)]
+        self._audit.record(user.name, "view_person", f"person:{label}", face_ids=[f.face_id for f in faces])
+        return faces

@@ -1,0 +1,240 @@
+"""The index as state derived from the catalog: opening it, keeping it current, checking and rebuilding it.
+
+The catalog is the source of truth and the index is derived (docs/decisions/0001). This service owns the open
+index of one engine: it opens the stored file once, on first use, and keeps it current with the catalog, whoever
+changed it. Reading its `index` never writes: reconciling happens through the engine's lock (engine/locking.py),
+which calls catch_up() before a read when the catalog's change counters moved, and before every write.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from facetrace.core.ports import Catalog, IdArray, VectorIndex
+from facetrace.core.types import ChangeCounters, FloatArray
+
+if TYPE_CHECKING:
+    from facetrace.engine.locking import DataLock
+
+log = logging.getLogger(__name__)
+
+IndexOpener = Callable[..., VectorIndex]
+
+
+class CurrentIndex:
+    """The engine's index as the services see it: whichever index is open now (a rebuild replaces the object)."""
+
+    def __init__(self, owner: IndexMaintenance) -> None:
+        self._owner = owner
+
+    @property
+    def model_id(self) -> str:
+        return self._owner.stored.model_id
+
+    @property
+    def dim(self) -> int:
+        return self._owner.stored.dim
+
+    def __len__(self) -> int:
+        return len(self._owner.stored)
+
+    def add(self, ids: IdArray, vectors: FloatArray) -> None:
+        self._owner.stored.add(ids, vectors)
+
+    def remove(self, ids: IdArray) -> int:
+        return self._owner.stored.remove(ids)
+
+    def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
+        return self._owner.stored.search(queries, k)
+
+    def ids(self) -> IdArray:
+        return self._owner.stored.ids()
+
+    def save(self) -> None:
+        self._owner.stored.save()
+
+    def settle(self, timeout: float | None = None) -> bool:
+        return self._owner.stored.settle(timeout)
+
+
+@dataclass(frozen=True)
+class ConsistencyReport:
+    """How the catalog (source of truth) and the index (derived) agree for the active model."""
+
+    model_id: str
+    catalog_faces: int
+    index_entries: int
+    missing_from_index: int
+    orphaned_in_index: int
+    repaired: bool
+
+    @property
+    def consistent(self) -> bool:
+        return self.missing_from_index == 0 and self.orphaned_in_index == 0
+
+
+class IndexMaintenance:
+    """engine.index: check, repair and rebuild the index; and the engine lock's DerivedState (catch-up)."""
+
+    def __init__(self, catalog: Catalog, open_index: IndexOpener, model_id: str) -> None:
+        self._catalog = catalog
+        self._open_index = open_index
+        self.model_id = model_id
+        self._index: VectorIndex | None = None
+        self._open_lock = threading.Lock()
+        # What this process's index has applied: the catalog's counters and its highest face id when last current.
+        self._seen: ChangeCounters | None = None
+        self._max_id = -1
+        # The in-memory index differs from the stored file (caught up with another process's writes, not saved).
+        self._unsaved = False
+        self.lock: DataLock | None = None  # set by the engine: the lock whose DerivedState this is
+        self.current: VectorIndex = CurrentIndex(self)
+
+    # -- the open index ---------------------------------------------------------------------------------------------
+
+    @property
+    def stored(self) -> VectorIndex:
+        """The index as opened from storage, without catching up: what check() compares (use it under the lock)."""
+        if self._index is None:
+            with self._open_lock:
+                if self._index is None:
+                    self._index = self._open_index()
+        return self._index
+
+    @property
+    def opened(self) -> bool:
+        return self._index is not None
+
+    # -- DerivedState: keeping the in-memory index current ------------------------------------------------------------
+
+    def behind(self) -> bool:
+        return self._seen is None or self._catalog.change_counters() != self._seen
+
+    def catch_up(self) -> None:
+        """Apply what the catalog changed since this index was last current. Only added faces: add the ones above
+        the highest id seen; any removal (or the first time): compare every id. Nothing is saved here."""
+        counters = self._catalog.change_counters()
+        if counters == self._seen:
+            return
+        index = self.stored
+        if self._seen is not None and counters.faces_removed == self._seen.faces_removed:
+            missing, orphaned = self._catalog.face_ids(self.model_id, after=self._max_id), np.zeros(0, np.int64)
+            if missing.size:
+                self._max_id = int(missing[-1])
+        else:
+            catalog_ids, missing, orphaned = self._differences(index)
+            self._max_id = int(catalog_ids.max()) if catalog_ids.size else -1
+        if orphaned.size:
+            index.remove(orphaned)
+        if missing.size:
+            ids, vectors = self._catalog.embeddings_by_id(missing.tolist(), self.model_id)
+            if len(ids):
+                index.add(ids, vectors)
+        if missing.size or orphaned.size:
+            self._unsaved = True
+            log.info("index caught up with the catalog: %d faces added, %d removed", missing.size, orphaned.size)
+        self._seen = counters
+
+    def mark_current(self) -> None:
+        """After this process's own write, under the writer lock (no other process can have written meanwhile)."""
+        if self._seen is None:
+            return  # never compared with the catalog yet: the next catch-up compares every id
+        self._seen = self._catalog.change_counters()
+        ids = self._catalog.face_ids(self.model_id, after=self._max_id)
+        if ids.size:
+            self._max_id = int(ids[-1])
+
+    def _current_as_of(self, counters: ChangeCounters, catalog_ids: IdArray) -> None:
+        self._seen = counters
+        self._max_id = int(catalog_ids[-1]) if catalog_ids.size else -1
+
+    def _differences(self, index: VectorIndex) -> tuple[IdArray, IdArray, IdArray]:
+        """(catalog ids, ids the index lacks, ids only the index has)."""
+        catalog_ids = self._catalog.face_ids(self.model_id)
+        index_ids = index.ids()
+        missing = np.setdiff1d(catalog_ids, index_ids, assume_unique=True)
+        orphaned = np.setdiff1d(index_ids, catalog_ids, assume_unique=True)
+        return catalog_ids, missing, orphaned
+
+    # -- verbs ------------------------------------------------------------------------------------------------------
+
+    def check(self, *, repair: bool = False) -> ConsistencyReport:
+        """Compare the stored index with the catalog; with repair, add what it lacks, drop orphans and save.
+
+        Without repair nothing changes; the report describes the index as this process holds it (as stored, plus
+        what it caught up with, for a process that has already served reads).
+        """
+        assert self.lock is not None
+        if repair:
+            with self.lock.maintaining("index repair"):
+                return self._check(repair=True)
+        with self.lock.exclusive():
+            return self._check(repair=False)
+
+    def _check(self, *, repair: bool) -> ConsistencyReport:
+        index = self.stored
+        counters = self._catalog.change_counters()
+        catalog_ids, missing, orphaned = self._differences(index)
+        index_entries = len(index)
+        changed = bool(missing.size or orphaned.size)
+        if repair:
+            if orphaned.size:
+                index.remove(orphaned)
+            if missing.size:
+                ids, vectors = self._catalog.embeddings_by_id(missing.tolist(), self.model_id)
+                index.add(ids, vectors)
+            if changed or self._unsaved:
+                index.save()
+                self._unsaved = False
+            self._current_as_of(counters, catalog_ids)
+        return ConsistencyReport(
+            model_id=self.model_id,
+            catalog_faces=int(catalog_ids.size),
+            index_entries=index_entries,
+            missing_from_index=int(missing.size),
+            orphaned_in_index=int(orphaned.size),
+            repaired=repair and changed,
+        )
+
+    def rebuild(self) -> int:
+        """Recreate the index from the catalog's stored embeddings (the index is derived data)."""
+        assert self.lock is not None
+        with self.lock.maintaining("index rebuild"):
+            # The expected size picks the structure up front (exact, or IVF with re-ranking past 200k faces) instead
+            # of filling an exact index and converting it, which would double the peak memory.
+            counters = self._catalog.change_counters()
+            index = self._open_index(fresh=True, expected_count=self._catalog.count_faces(self.model_id))
+            for ids, vectors in self._catalog.iter_embeddings(self.model_id):
+                index.add(ids, vectors)
+            index.save()
+            with self._open_lock:
+                self._index = index
+            self._unsaved = False
+            self._current_as_of(counters, index.ids())
+            return len(index)
+
+    def save(self) -> None:
+        """Save the index (the caller holds the writer lock): after a write, or to keep what catch-up applied."""
+        if self._index is not None:
+            self._index.settle()  # a structure switch still being built is finished and saved, not lost
+            self._index.save()
+            self._unsaved = False
+
+    def close(self) -> None:
+        """On the engine's close: an index this process changed is saved, if no other process is writing now (the
+        writer saves its own; the next open reconciles in any case)."""
+        if self._index is None:
+            return
+        self._index.settle()
+        if not self._unsaved:
+            return
+        assert self.lock is not None
+        with self.lock.try_writing("saving the index on close") as writing:
+            if writing:
+                self.save()
