@@ -50,7 +50,9 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.index.faiss_backend import FaissIndex, row_ids_path_for, structure_for_size, vectors_path_for
+from facetrace.index.faiss.backend import FaissIndex
+from facetrace.index.faiss.files import row_ids_path_for, vectors_path_for
+from facetrace.index.faiss.sizing import structure_for_size
 
 MODEL_ID = "bench-synthetic-faces"
 CHUNK = 100_000

@@ -314,14 +314,6 @@ def test_embeddings_by_id_keeps_the_order_asked(catalog: SqlCatalog) -> None:
     assert catalog.embeddings_by_id(face_ids, model_id="other-model")[0].tolist() == []
 
 
-def test_fingerprint_changes_when_faces_change(catalog: SqlCatalog) -> None:
-    run_id = catalog.start_run("", MODEL)
-    empty = catalog.fingerprint(MODEL)
-    catalog.add_asset_with_faces(run_id, make_asset(1), [make_face(1)], MODEL)
-    one = catalog.fingerprint(MODEL)
-    assert empty != one and catalog.fingerprint(MODEL) == one
-
-
 # People
 
 

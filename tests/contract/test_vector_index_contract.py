@@ -14,7 +14,7 @@ import pytest
 from facetrace.core.errors import ModelMismatchError, VectorIndexError
 from facetrace.core.ports import VectorIndex
 from facetrace.index import ExactMemoryIndex, VectorShapeError, open_index
-from facetrace.index.faiss_backend import FaissIndex
+from facetrace.index.faiss.backend import FaissIndex
 
 MODEL = "test-model-v1"
 DIM = 32

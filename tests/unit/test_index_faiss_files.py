@@ -10,7 +10,8 @@ import numpy.typing as npt
 import pytest
 
 from facetrace.core.errors import ModelMismatchError, VectorIndexError
-from facetrace.index.faiss_backend import FORMAT_VERSION, FaissIndex, meta_path_for
+from facetrace.index.faiss.backend import FaissIndex
+from facetrace.index.faiss.files import FORMAT_VERSION, meta_path_for
 
 MODEL = "model-a"
 DIM = 16
@@ -65,19 +66,12 @@ def test_failed_save_keeps_the_previous_files(saved_index: Path, monkeypatch: py
     def fail(*_args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("facetrace.index.faiss_backend._fsync_file", fail)
+    monkeypatch.setattr("facetrace.index.faiss.files._fsync_file", fail)
     with pytest.raises(OSError, match="disk full"):
         index.save()
     assert saved_index.read_bytes() == before
     assert sorted(p.name for p in saved_index.parent.iterdir()) == ["faces.faiss", "faces.faiss.meta.json"]
     assert len(FaissIndex(saved_index, MODEL, DIM)) == 20
-
-
-def test_catalog_fingerprint_round_trips(saved_index: Path) -> None:
-    index = FaissIndex(saved_index, MODEL, DIM)
-    index.catalog_fingerprint = "faces:20:0:19:190"
-    index.save()
-    assert FaissIndex(saved_index, MODEL, DIM).catalog_fingerprint == "faces:20:0:19:190"
 
 
 def test_model_mismatch_names_both_models_and_the_file(saved_index: Path) -> None:

@@ -10,14 +10,11 @@ import numpy.typing as npt
 import pytest
 
 from facetrace.core.errors import VectorIndexError
-from facetrace.index import ExactMemoryIndex, faiss_backend, open_index
-from facetrace.index.faiss_backend import (
-    FaissIndex,
-    meta_path_for,
-    row_ids_path_for,
-    structure_for_size,
-    vectors_path_for,
-)
+from facetrace.index import ExactMemoryIndex, open_index
+from facetrace.index.faiss import sizing, stores
+from facetrace.index.faiss.backend import FaissIndex
+from facetrace.index.faiss.files import meta_path_for, row_ids_path_for, vectors_path_for
+from facetrace.index.faiss.sizing import structure_for_size
 
 MODEL = "model-a"
 DIM = 16
@@ -141,8 +138,8 @@ def test_save_compacts_when_many_rows_are_dead(tmp_path: Path) -> None:
 def test_auto_structure_switches_at_save_as_the_gallery_grows_and_shrinks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(faiss_backend, "APPROXIMATE_FROM", 300)
-    monkeypatch.setattr(faiss_backend, "EXACT_BELOW", 150)
+    monkeypatch.setattr(sizing, "APPROXIMATE_FROM", 300)
+    monkeypatch.setattr(sizing, "EXACT_BELOW", 150)
     path = tmp_path / "f.faiss"
     index = FaissIndex(path, MODEL, DIM, nlist=4)
     vectors = unit_vectors(400, seed=7)
@@ -163,7 +160,7 @@ def test_auto_structure_switches_at_save_as_the_gallery_grows_and_shrinks(
 
 
 def test_expected_count_picks_the_structure_of_a_fresh_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(faiss_backend, "APPROXIMATE_FROM", 300)
+    monkeypatch.setattr(sizing, "APPROXIMATE_FROM", 300)
     index = open_index(tmp_path / "f.faiss", MODEL, DIM, fresh=True, expected_count=1_000)
     assert isinstance(index, FaissIndex)
     assert (index.structure.kind, index.structure.nlist) == ("ivf", 126)
@@ -278,7 +275,7 @@ def test_adding_in_many_batches_grows_without_copying_everything_each_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Small blocks so that batches straddle block boundaries, as 100k batches do with the real 65,536-row blocks.
-    monkeypatch.setattr(faiss_backend, "ROW_BLOCK", 64)
+    monkeypatch.setattr(stores, "ROW_BLOCK", 64)
     path = tmp_path / "f.faiss"
     index = forced_ivf(path)
     vectors = unit_vectors(3000, seed=13)
@@ -348,14 +345,14 @@ def test_a_background_restructure_keeps_serving_and_replays_what_changed_meanwhi
     index.save()
 
     training, release = threading.Event(), threading.Event()
-    real_train = faiss_backend._IvfStore.train
+    real_train = stores.IvfStore.train
 
     def gated_train(store: object) -> None:
         training.set()
         assert release.wait(30), "the test never released the build"
         real_train(store)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(faiss_backend._IvfStore, "train", gated_train)
+    monkeypatch.setattr(stores.IvfStore, "train", gated_train)
     assert index.restructure("ivf", background=True).kind == "ivf"
     assert training.wait(30)
     assert index.restructuring and index.structure.kind == "exact"
@@ -379,7 +376,7 @@ def test_a_background_restructure_keeps_serving_and_replays_what_changed_meanwhi
 def test_auto_switch_runs_in_the_background_and_close_settles_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(faiss_backend, "APPROXIMATE_FROM", 300)
+    monkeypatch.setattr(sizing, "APPROXIMATE_FROM", 300)
     path = tmp_path / "f.faiss"
     index = open_index(path, MODEL, DIM)  # what the engine opens: background switching on
     assert isinstance(index, FaissIndex)
@@ -402,7 +399,7 @@ def test_a_failed_background_restructure_leaves_the_index_serving_and_says_so(
     def broken_train(store: object) -> None:
         raise MemoryError("no room to train")
 
-    monkeypatch.setattr(faiss_backend._IvfStore, "train", broken_train)
+    monkeypatch.setattr(stores.IvfStore, "train", broken_train)
     index.restructure("ivf", background=True)
     with pytest.raises(VectorIndexError, match="background restructure failed"):
         index.settle(timeout=60)

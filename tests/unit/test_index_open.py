@@ -10,7 +10,7 @@ import pytest
 
 from facetrace.core.errors import VectorIndexError
 from facetrace.index import ExactMemoryIndex, open_index
-from facetrace.index.faiss_backend import FaissIndex
+from facetrace.index.faiss.backend import FaissIndex
 
 
 def test_memory_uri_gives_the_exact_index() -> None:

@@ -378,23 +378,6 @@ class SqlCatalog:
         with self._read() as connection:
             return int(connection.execute(query).scalar_one())
 
-    def fingerprint(self, model_id: str) -> str:
-        """A cheap summary of one model's face ids (count, min, max, sum) to store beside an index and compare later.
-
-        Equal fingerprints do not prove equal contents, but any add or delete since the index was saved changes
-        the fingerprint in practice, which is what a staleness warning needs.
-        """
-        with self._read() as connection:
-            count, low, high, total = connection.execute(
-                sa.select(
-                    sa.func.count(faces_table.c.id),
-                    sa.func.min(faces_table.c.id),
-                    sa.func.max(faces_table.c.id),
-                    sa.func.sum(faces_table.c.id),
-                ).where(faces_table.c.model_id == model_id)
-            ).one()
-        return f"faces:{int(count)}:{int(low or 0)}:{int(high or 0)}:{int(total or 0)}"
-
     # Erasure (implements the FaceEraser port)
 
     def face_ids_labelled(self, label: str) -> list[int]:

@@ -69,7 +69,7 @@ def open_index(
 
 def _open_faiss(path: Path, model_id: str, dim: int, fresh: bool, expected_count: int | None) -> VectorIndex:
     # Imported here so that importing facetrace.index (or using the memory backend) does not load faiss.
-    from facetrace.index.faiss_backend import FaissIndex
+    from facetrace.index.faiss.backend import FaissIndex
 
     # Served and ingested indexes switch structure in the background (searches never wait for a training run);
     # Engine.close() settles before its last save.
