@@ -99,12 +99,11 @@ def run_facetrace_ingest(paths: Sequence[str], threads: int) -> dict[str, Any]:
 
 def run_facetrace_analyze(paths: Sequence[str], threads: int) -> dict[str, Any]:
     """The vision pipeline alone (no storage), one process with `threads` inference threads, batches of 32."""
-    from facetrace.config import Settings
-    from facetrace.vision.analyzer import open_analyzer
+    from facetrace.evaluation.harness import Pipeline, pipeline_settings
 
     started = time.perf_counter()
-    # The engine's detection threshold, so this row finds the same faces as the ingest row.
-    analyzer = open_analyzer(threads=threads, min_detection_score=Settings().min_detection_score)
+    # The engine's pipeline (its settings, FACETRACE_* included), so this row finds the same faces as the ingest row.
+    analyzer = Pipeline.from_settings(pipeline_settings(threads=threads)).open_analyzer()
     faces: list[int] = []
     for start in range(0, len(paths), 32):
         batch = [(Path(path).read_bytes(), path) for path in paths[start : start + 32]]

@@ -1,7 +1,7 @@
 """Rotation robustness: does a face turned in plane still match its upright self, and what does looking cost?
 
     python bench/rotation_robustness.py --n 200 [--modes off,auto,always] [--angles 0,15,30,45,60,75,90,135,180]
-        [--pack ID --data-dir DIR] [--json]
+        [--pack ID --data DIR] [--json]
 
 Photos: the first photo of every k-th LFW identity (sorted by name), n of them, so no person counts twice. Each is
 turned about its centre by every angle on a canvas large enough to keep every pixel (counter-clockwise as displayed)
@@ -11,16 +11,17 @@ image centre) has cosine at least the pack's similarity at a false-match rate of
 default pack's) with the main face of the same photo analysed upright under the same mode; "found" counts turned
 photos with any face at all.
 
-The minimum detection score is the service's default (Settings.min_detection_score, 0.8) unless --min-score is
-given. Cost: milliseconds per upright photo for a full analysis of every face (median of --repeats passes over the
-first --cost-n photos, after a warm-up), and the mean number of detection passes per photo (1 when the upright pass
-sufficed).
+The analyzer is the engine's (its settings: FACETRACE_* variables, else the defaults; minimum detection score 0.8)
+but for the rotation_fallback mode compared, --pack, --data and --min-score. Cost: milliseconds per upright photo for
+a full analysis of every face (median of --repeats passes over the first --cost-n photos, after a warm-up), and the
+mean number of detection passes per photo (1 when the upright pass sufficed).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import statistics
 import sys
@@ -32,8 +33,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from facetrace.config import Settings
 from facetrace.core.types import Detection
+from facetrace.evaluation.harness import pipeline_settings
 from facetrace.search.calibration import ScoreCalibrator
 from facetrace.vision.analyzer import OnnxFaceAnalyzer, open_analyzer
 from facetrace.vision.detectors.rotation import ROTATION_MODES
@@ -124,7 +125,7 @@ def measure_angles(
             matched += cosine >= threshold
         results.append(
             AngleResult(
-                mode=analyzer.rotation_fallback,
+                mode=analyzer.options.rotation_fallback,
                 angle=angle,
                 photos=len(photos),
                 found=found,
@@ -142,21 +143,21 @@ def measure_costs(analyzers: list[OnnxFaceAnalyzer], photos: list[Bgr], repeats:
     for analyzer in analyzers:
         for bgr in photos[:5]:
             analyzer.analyze_array(bgr, "warm-up")
-    runs: dict[str, list[float]] = {analyzer.rotation_fallback: [] for analyzer in analyzers}
+    runs: dict[str, list[float]] = {analyzer.options.rotation_fallback: [] for analyzer in analyzers}
     for _ in range(repeats):
         for analyzer in analyzers:
             start = time.perf_counter()
             for bgr in photos:
                 analyzer.analyze_array(bgr, "upright")
-            runs[analyzer.rotation_fallback].append((time.perf_counter() - start) * 1000 / len(photos))
+            runs[analyzer.options.rotation_fallback].append((time.perf_counter() - start) * 1000 / len(photos))
     results = []
     for analyzer in analyzers:
         passes = sum(len(analyzer.detect_report(bgr).passes) for bgr in photos)
         results.append(
             CostResult(
-                mode=analyzer.rotation_fallback,
+                mode=analyzer.options.rotation_fallback,
                 photos=len(photos),
-                ms_per_photo=round(statistics.median(runs[analyzer.rotation_fallback]), 2),
+                ms_per_photo=round(statistics.median(runs[analyzer.options.rotation_fallback]), 2),
                 mean_passes=round(passes / len(photos), 3),
             )
         )
@@ -170,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--angles", default=",".join(map(str, DEFAULT_ANGLES)), help="comma-separated degrees")
     parser.add_argument("--modes", default=",".join(ROTATION_MODES), help="rotation_fallback modes to compare")
     parser.add_argument("--pack", default=None, help="model pack id or folder (default: the built-in pack)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="data directory holding added packs")
-    parser.add_argument("--min-score", type=float, default=None, help="minimum detection score (default: Settings')")
+    parser.add_argument("--data", type=Path, default=None, help="data directory holding added packs (FACETRACE_DATA)")
+    parser.add_argument("--min-score", type=float, default=None, help="minimum detection score (default: the setting)")
     parser.add_argument("--repeats", type=int, default=3, help="timing passes over the upright photos")
     parser.add_argument("--cost-n", type=int, default=100, help="upright photos timed (the first of the n)")
     parser.add_argument("--skip-cost", action="store_true", help="do not time the upright photos")
@@ -181,15 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    min_score = args.min_score if args.min_score is not None else Settings().min_detection_score
+    settings = pipeline_settings(args.data, pack=args.pack, min_detection_score=args.min_score)
+    options = settings.analyzer_options()
+    min_score = options.min_detection_score
     paths = one_photo_per_person(args.lfw, args.n)
     photos = [decode_image(path.read_bytes(), str(path)) for path in paths]
     angles = [int(a) for a in args.angles.split(",")]
     records: list[AngleResult | CostResult] = []
-    analyzers = [
-        open_analyzer(args.pack, data_dir=args.data_dir, min_detection_score=min_score, rotation_fallback=mode)
-        for mode in args.modes.split(",")
-    ]
+    analyzers = [open_analyzer(dataclasses.replace(options, rotation_fallback=mode)) for mode in args.modes.split(",")]
     # An uncalibrated pack (SCRFD's until calibrated) is judged at the default pack's threshold, as docs/models.md
     # does: the embedder is the same.
     calibration = analyzers[0].pack.calibration or load_pack(None).calibration

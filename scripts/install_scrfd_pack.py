@@ -88,7 +88,7 @@ MANIFEST: dict[str, Any] = {
         "alignment": "arcface-5point",
         "preferred_runtime": "opencv",
     },
-    # Absent until made with `python -m facetrace.evaluation calibrate --pack ... --out <pack folder>/calibration.json`;
+    # Absent until made with `facetrace eval calibrate --pack ... --out <pack folder>/calibration.json`;
     # until then similarities are not converted to false-match rates.
     "calibration": "calibration.json",
 }
@@ -198,8 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.write(
         f"installed pack {pack.id} in {data_dir}\n"
         f"licence: {pack.licence.spdx}: {pack.licence.summary} ({pack.licence.url})\n"
-        f"use it with --pack {pack.id} (e.g. python -m facetrace.evaluation verify --pack {pack.id} "
-        f"--data-dir {data_dir} ...) or FACETRACE_PACK={pack.id}\n"
+        f"use it with --pack {pack.id} (e.g. facetrace eval verify --pack {pack.id} "
+        f"--data {data_dir} ...) or FACETRACE_PACK={pack.id}\n"
     )
     return 0
 

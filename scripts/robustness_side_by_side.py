@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from facetrace.evaluation.robustness import side_by_side_table
+from facetrace.evaluation.robustness.report import side_by_side_table
 
 
 def main(argv: list[str] | None = None) -> int:

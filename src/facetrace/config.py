@@ -7,12 +7,17 @@ a server without changing how facetrace is used.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from facetrace.vision.options import DEFAULT_MIN_DETECTION_SCORE, AnalyzerOptions, Restoration, RotationFallback
+
+# The analyzer's settings take their defaults from its options record, so the two cannot drift apart.
+_ANALYZER_DEFAULTS = AnalyzerOptions()
 
 
 def default_data_dir() -> Path:
@@ -40,12 +45,14 @@ class Settings(BaseSettings):
         "or memory://. Default: faces.faiss in the data dir.",
     )
     pack: str | None = Field(
-        default=None, description="Model pack id or directory. Default: the built-in freely licensed pack."
+        default=_ANALYZER_DEFAULTS.pack,
+        description="Model pack id or directory. Default: the built-in freely licensed pack.",
     )
     runtime: str = Field(
-        default="auto", description="Inference runtime: auto (fastest measured per model), opencv or onnxruntime."
+        default=_ANALYZER_DEFAULTS.runtime,
+        description="Inference runtime: auto (fastest measured per model), opencv or onnxruntime.",
     )
-    threads: int = Field(default=1, ge=1, description="Inference threads per worker process.")
+    threads: int = Field(default=_ANALYZER_DEFAULTS.threads, ge=1, description="Inference threads per worker process.")
     workers: int = Field(
         default_factory=lambda: max(1, os.cpu_count() or 1),
         ge=1,
@@ -59,27 +66,30 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=32, ge=1, description="Images per ingest batch (one catalog transaction each).")
     flip_tta: bool = Field(
-        default=False, description="Average each face's embedding with its mirror image's (slower, more robust)."
+        default=_ANALYZER_DEFAULTS.flip_tta,
+        description="Average each face's embedding with its mirror image's (slower, more robust).",
     )
     max_image_pixels: int = Field(
-        default=50_000_000, ge=1, description="Images declaring more pixels are refused (decompression-bomb guard)."
+        default=_ANALYZER_DEFAULTS.max_image_pixels,
+        ge=1,
+        description="Images declaring more pixels are refused (decompression-bomb guard).",
     )
     min_detection_score: float = Field(
-        default=0.8,
+        default=DEFAULT_MIN_DETECTION_SCORE,
         ge=0.0,
         le=1.0,
         description="Faces the detector is less sure of are ignored. 0.8 keeps animal faces and other look-alikes "
         "out of the gallery (YuNet scores dog faces up to 0.77); lower it to dig for a hard probe.",
     )
-    rotation_fallback: Literal["off", "auto", "always"] = Field(
-        default="auto",
+    rotation_fallback: RotationFallback = Field(
+        default=_ANALYZER_DEFAULTS.rotation_fallback,
         description="Faces turned in plane: also detect on copies of the photo turned every 45° and levelled on the "
         "eye line. auto does so only when the upright pass looks unsure (no face, a best score below 0.9, an eye line "
         "tilted over 15°; over 10°: one 45° turn), so upright photos rarely pay; always does so for every photo (8-9 "
         "detection passes); off never. See docs/accuracy.md (Rotation).",
     )
-    restoration: Literal["off", "auto"] = Field(
-        default="auto",
+    restoration: Restoration = Field(
+        default=_ANALYZER_DEFAULTS.restoration,
         description="Grainy and flat photos: auto passes a photo through a 5x5 median filter when it measures grainy "
         "and stretches its grey range when it measures flat, before detection and embedding (quality flags and "
         "thumbnails still come from the photo as it came); clean photos are left alone. off never. See "
@@ -134,6 +144,16 @@ class Settings(BaseSettings):
         "whose manifest row or ingest command does not say (retain_days column, --retain-days). Default: kept until "
         "erased.",
     )
+
+    def analyzer_options(self) -> AnalyzerOptions:
+        """The analyzer these settings describe: what ingest, search and the accuracy harness (facetrace eval) run."""
+        # Every option is the setting of its name, but the data directory (whose packs/ holds added packs).
+        named = {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(AnalyzerOptions)
+            if field.name != "data_dir"
+        }
+        return AnalyzerOptions(data_dir=self.data, **named)
 
     @property
     def resolved_catalog_uri(self) -> str:

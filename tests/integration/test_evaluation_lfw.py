@@ -9,6 +9,7 @@ import pytest
 
 from facetrace.evaluation.datasets import VerificationPair, read_pairs
 from facetrace.evaluation.verify import evaluate_verification
+from facetrace.vision.options import AnalyzerOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +39,7 @@ def test_default_pack_verifies_lfw_pairs() -> None:
     analyzer_module = pytest.importorskip("facetrace.vision.analyzer", reason="the vision layer is not built yet")
     pairs = _two_of_each_per_fold(read_pairs(lfw / "pairs_resolved.csv"))
     assert len(pairs) == 40
-    analyzer = analyzer_module.open_analyzer(threads=2)
+    analyzer = analyzer_module.open_analyzer(AnalyzerOptions(threads=2, min_detection_score=None))
     report = evaluate_verification(analyzer, pairs, lfw)
     assert report.folds == 10
     assert report.images_without_face <= 1

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from facetrace.evaluation.datasets import VerificationPair, read_pairs
-from facetrace.evaluation.robustness import CLEAN, evaluate_robustness, plot_report
+from facetrace.evaluation.robustness.benchmark import evaluate_robustness
+from facetrace.evaluation.robustness.plot import plot_report
+from facetrace.evaluation.robustness.protocol import CLEAN
 from facetrace.vision.analyzer import open_analyzer
+from facetrace.vision.options import AnalyzerOptions
 
 
 def _four_of_each(pairs: tuple[VerificationPair, ...], folds: tuple[int, ...]) -> list[VerificationPair]:
@@ -25,7 +28,8 @@ def _four_of_each(pairs: tuple[VerificationPair, ...], folds: tuple[int, ...]) -
 
 @pytest.mark.slow
 def test_degradations_lower_accuracy_and_every_condition_is_reported(lfw: Path, tmp_path: Path) -> None:
-    analyzer = open_analyzer(threads=2, rotation_fallback="off")  # the plain pipeline; the fallback is tested below
+    # The plain pipeline at the pack's detection threshold; the fallback is tested below.
+    analyzer = open_analyzer(AnalyzerOptions(threads=2, rotation_fallback="off", min_detection_score=None))
     calibration = analyzer.pack.calibration
     assert calibration is not None
     pairs = _four_of_each(read_pairs(lfw / "pairs_resolved.csv"), (1, 2))
@@ -44,7 +48,7 @@ def test_degradations_lower_accuracy_and_every_condition_is_reported(lfw: Path, 
     assert by_label["rotate 90"].tar_at_fmr < 0.5 * clean.tar_at_fmr
     # ...which the rotation fallback (detection on turned copies of unsure photos) recovers.
     turned = evaluate_robustness(
-        open_analyzer(threads=2, rotation_fallback="auto"),
+        open_analyzer(AnalyzerOptions(threads=2, rotation_fallback="auto", min_detection_score=None)),
         pairs,
         lfw,
         calibration,

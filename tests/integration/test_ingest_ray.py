@@ -34,6 +34,7 @@ from facetrace.ingest.ray_runner import RayAnalysis
 from facetrace.ingest.runner import IngestRunner
 from facetrace.ingest.sources import SourceItem
 from facetrace.vision.analyzer import open_analyzer
+from facetrace.vision.options import AnalyzerOptions
 
 pytestmark = pytest.mark.slow
 
@@ -183,7 +184,7 @@ def test_a_node_without_the_pack_stops_the_run_and_a_rerun_resumes(
     paths = photos.listing.read_text().split()[:6]
     with open_engine(tmp_path / "d", batch_size=2) as engine:
         # What an actor on a node lacking the pack does: its analyzer cannot be built.
-        missing_pack = functools.partial(open_analyzer, "no-such-pack")
+        missing_pack = functools.partial(open_analyzer, AnalyzerOptions(pack="no-such-pack"))
         runner = IngestRunner(
             engine.analyzer_factory(),
             engine.catalog,

@@ -11,11 +11,12 @@ import pytest
 from facetrace.engine import open_engine
 from facetrace.evaluation.datasets import VerificationPair, read_pairs
 from facetrace.evaluation.quality_calibration import measure_quality_calibration
-from facetrace.evaluation.robustness import evaluate_robustness
+from facetrace.evaluation.robustness.benchmark import evaluate_robustness
 from facetrace.search.calibration import ScoreCalibrator
 from facetrace.vision.analyzer import open_analyzer
 from facetrace.vision.degradations import degrade
 from facetrace.vision.images import decode_image, encode_jpeg
+from facetrace.vision.options import AnalyzerOptions
 from facetrace.vision.packs import load_pack
 
 
@@ -46,7 +47,7 @@ class _NothingToAnalyse:
 
 @pytest.mark.slow
 def test_tables_are_measured_from_the_robustness_cache(lfw: Path, tmp_path: Path) -> None:
-    analyzer = open_analyzer(threads=2, rotation_fallback="off")
+    analyzer = open_analyzer(AnalyzerOptions(threads=2, rotation_fallback="off", min_detection_score=None))
     calibration = analyzer.pack.calibration
     assert calibration is not None
     pairs = _four_of_each(read_pairs(lfw / "pairs_resolved.csv"), (1, 2))

@@ -19,12 +19,13 @@ from facetrace.core.ports import FaceAnalyzer
 from facetrace.core.types import AnalyzedImage
 from facetrace.vision.analyzer import OnnxFaceAnalyzer, open_analyzer
 from facetrace.vision.images import decode_image
+from facetrace.vision.options import AnalyzerOptions
 from facetrace.vision.packs import add_pack
 
 
 @pytest.fixture(scope="module")
 def analyzer() -> Iterator[OnnxFaceAnalyzer]:
-    yield open_analyzer()
+    yield open_analyzer(AnalyzerOptions(min_detection_score=None))
 
 
 def _png_declaring(width: int, height: int) -> bytes:
@@ -141,7 +142,9 @@ def _tiny_arcface_pack(folder: Path) -> Path:
 def test_arcface_pack_added_by_path_embeds_a_real_face(datasets: Path, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     add_pack(_tiny_arcface_pack(tmp_path / "incoming"), data_dir)
-    analyzer = open_analyzer("tiny-arcface+yunet-2023mar", data_dir=data_dir, runtime="auto")
+    analyzer = open_analyzer(
+        AnalyzerOptions(pack="tiny-arcface+yunet-2023mar", data_dir=data_dir, runtime="auto", min_detection_score=None)
+    )
     path = datasets / "face_recognition_examples" / "examples" / "obama-480p.jpg"
     result = analyzer.analyze(path.read_bytes(), str(path))
     assert len(result.faces) == 1

@@ -14,13 +14,14 @@ from PIL import Image
 from facetrace.vision.analyzer import OnnxFaceAnalyzer, open_analyzer
 from facetrace.vision.graph_fixes import drop_unused_inputs, parse_model
 from facetrace.vision.images import decode_image
+from facetrace.vision.options import AnalyzerOptions
 
 OBAMA_FRAMES = ("obama-240p.jpg", "obama-480p.jpg", "obama-720p.jpg", "obama-1080p.jpg")
 
 
 @pytest.fixture(scope="module")
 def analyzer() -> Iterator[OnnxFaceAnalyzer]:
-    yield open_analyzer()
+    yield open_analyzer(AnalyzerOptions(min_detection_score=None))
 
 
 def _embedding(analyzer: OnnxFaceAnalyzer, path: Path) -> np.ndarray:
@@ -113,7 +114,8 @@ def test_exif_rotated_copy_is_found_and_matches(datasets: Path, analyzer: OnnxFa
 def test_both_runtimes_give_the_same_embeddings(datasets: Path) -> None:
     path = datasets / "face_recognition_examples" / "examples" / "two_people.jpg"
     results = [
-        open_analyzer(runtime=runtime).analyze(path.read_bytes(), str(path)) for runtime in ("opencv", "onnxruntime")
+        open_analyzer(AnalyzerOptions(runtime=runtime, min_detection_score=None)).analyze(path.read_bytes(), str(path))
+        for runtime in ("opencv", "onnxruntime")
     ]
     assert len(results[0].faces) == len(results[1].faces) == 2
     for a, b in zip(results[0].faces, results[1].faces, strict=True):
@@ -123,7 +125,7 @@ def test_both_runtimes_give_the_same_embeddings(datasets: Path) -> None:
 
 def test_flip_tta_stays_in_the_same_embedding_space(datasets: Path, analyzer: OnnxFaceAnalyzer) -> None:
     examples = datasets / "face_recognition_examples" / "examples"
-    tta = open_analyzer(flip_tta=True)
+    tta = open_analyzer(AnalyzerOptions(flip_tta=True, min_detection_score=None))
     assert tta.model_id == analyzer.model_id
     plain = _embedding(analyzer, examples / "obama-720p.jpg")
     flipped = _embedding(tta, examples / "obama-720p.jpg")

@@ -12,19 +12,20 @@ from facetrace.evaluation.embeddings import select_subject_face
 from facetrace.vision import degradations
 from facetrace.vision.analyzer import OnnxFaceAnalyzer, open_analyzer
 from facetrace.vision.images import decode_image
+from facetrace.vision.options import AnalyzerOptions
 
 PHOTOS = 12
 
 
 @pytest.fixture(scope="module")
 def analyzer() -> Iterator[OnnxFaceAnalyzer]:
-    yield open_analyzer(threads=2)
+    yield open_analyzer(AnalyzerOptions(threads=2, min_detection_score=None))
 
 
 @pytest.fixture(scope="module")
 def plain_analyzer() -> Iterator[OnnxFaceAnalyzer]:
     """Without the rotation fallback: upside-down faces reach the quality stage as the detector saw them."""
-    yield open_analyzer(threads=2, rotation_fallback="off")
+    yield open_analyzer(AnalyzerOptions(threads=2, rotation_fallback="off", min_detection_score=None))
 
 
 def _flags_under(

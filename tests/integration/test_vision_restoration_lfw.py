@@ -14,6 +14,7 @@ from facetrace.evaluation.embeddings import select_subject_face
 from facetrace.vision import degradations
 from facetrace.vision.analyzer import OnnxFaceAnalyzer, open_analyzer
 from facetrace.vision.images import decode_image
+from facetrace.vision.options import AnalyzerOptions
 
 PHOTOS = 12
 THRESHOLD_1E3 = 0.3674  # the default pack's similarity at a false-match rate of 1e-3 (docs/robustness.md)
@@ -21,14 +22,21 @@ THRESHOLD_1E3 = 0.3674  # the default pack's similarity at a false-match rate of
 
 @pytest.fixture(scope="module")
 def analyzers() -> Iterator[dict[str, OnnxFaceAnalyzer]]:
-    yield {mode: open_analyzer(threads=2, rotation_fallback="off", restoration=mode) for mode in ("off", "auto")}
+    yield {
+        mode: open_analyzer(
+            AnalyzerOptions(threads=2, rotation_fallback="off", restoration=mode, min_detection_score=None)
+        )
+        for mode in ("off", "auto")
+    }
 
 
 def _matches(
     analyzer: OnnxFaceAnalyzer, lfw: Path, condition: str, strength: float
 ) -> tuple[int, int, list[tuple[str, ...]]]:
     """(faces found, faces matching their clean selves at the 1e-3 threshold, their flags) over PHOTOS photos."""
-    clean_analyzer = open_analyzer(threads=2, rotation_fallback="off", restoration="off")
+    clean_analyzer = open_analyzer(
+        AnalyzerOptions(threads=2, rotation_fallback="off", restoration="off", min_detection_score=None)
+    )
     paths = list(dict.fromkeys(pair.path_b for pair in read_pairs(lfw / "pairs_resolved.csv")))[:PHOTOS]
     found = matched = 0
     flags: list[tuple[str, ...]] = []

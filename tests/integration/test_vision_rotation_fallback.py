@@ -16,6 +16,7 @@ import pytest
 from facetrace.core.types import Detection
 from facetrace.vision.analyzer import OnnxFaceAnalyzer, open_analyzer
 from facetrace.vision.images import decode_image
+from facetrace.vision.options import AnalyzerOptions
 from facetrace.vision.packs import load_pack
 
 # The default pack's similarity at a false-match rate of 1e-3 on LFW (its calibration.json).
@@ -38,7 +39,7 @@ def photos(lfw: Path) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def analyzer() -> Iterator[OnnxFaceAnalyzer]:
-    yield open_analyzer(min_detection_score=SERVICE_MIN_DETECTION_SCORE)
+    yield open_analyzer(AnalyzerOptions(min_detection_score=SERVICE_MIN_DETECTION_SCORE))
 
 
 def _turned(bgr: np.ndarray, degrees: float) -> np.ndarray:
@@ -76,7 +77,7 @@ def _matched(analyzer: OnnxFaceAnalyzer, photos: list[np.ndarray], degrees: floa
 
 
 def test_upright_photos_run_one_detection_pass(analyzer: OnnxFaceAnalyzer, photos: list[np.ndarray]) -> None:
-    assert analyzer.rotation_fallback == "auto"
+    assert analyzer.options.rotation_fallback == "auto"
     for bgr in photos:
         report = analyzer.detect_report(bgr)
         assert report.detections and report.passes == (0.0,)
@@ -92,7 +93,7 @@ def test_turned_faces_match_their_upright_selves(
 
 
 def test_without_the_fallback_upside_down_faces_do_not_match(photos: list[np.ndarray]) -> None:
-    off = open_analyzer(min_detection_score=SERVICE_MIN_DETECTION_SCORE, rotation_fallback="off")
+    off = open_analyzer(AnalyzerOptions(min_detection_score=SERVICE_MIN_DETECTION_SCORE, rotation_fallback="off"))
     assert _matched(off, photos[:10], 180.0) <= 1
     assert off.detect_report(_turned(photos[0], 180.0)).passes == (0.0,)
 
@@ -105,5 +106,7 @@ def test_the_packs_confident_detection_score_sets_the_low_score_flag(
     assert "low_detection_score" not in face.quality.flags and face.detection.score < 0.99
     pack = load_pack(None)
     strict = dataclasses.replace(pack, detector=dataclasses.replace(pack.detector, confident_detection_score=0.99))
-    (flagged,) = OnnxFaceAnalyzer(strict).analyze(path.read_bytes(), str(path)).faces
+    (flagged,) = (
+        OnnxFaceAnalyzer(strict, AnalyzerOptions(min_detection_score=None)).analyze(path.read_bytes(), str(path)).faces
+    )
     assert "low_detection_score" in flagged.quality.flags

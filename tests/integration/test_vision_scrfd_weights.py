@@ -21,6 +21,7 @@ import pytest
 from facetrace.core.types import BoundingBox, Detection
 from facetrace.vision.analyzer import OnnxFaceAnalyzer, open_analyzer
 from facetrace.vision.images import decode_image
+from facetrace.vision.options import AnalyzerOptions
 from facetrace.vision.packs import DEFAULT_PACK_ID, list_packs, load_pack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -62,12 +63,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def scrfd(data_dir: Path) -> Iterator[OnnxFaceAnalyzer]:
-    yield open_analyzer(SCRFD_PACK_ID, data_dir=data_dir)
+    yield open_analyzer(AnalyzerOptions(pack=SCRFD_PACK_ID, data_dir=data_dir, min_detection_score=None))
 
 
 @pytest.fixture(scope="module")
 def yunet() -> Iterator[OnnxFaceAnalyzer]:
-    yield open_analyzer()
+    yield open_analyzer(AnalyzerOptions(min_detection_score=None))
 
 
 def _read(path: Path) -> np.ndarray:
@@ -135,7 +136,9 @@ def test_landmarks_agree_with_yunet_in_the_core_order(
 
 def test_both_runtimes_give_the_same_detections(datasets: Path, data_dir: Path, scrfd: OnnxFaceAnalyzer) -> None:
     # OpenCV reads the graph as given; with the fixed Resize sizes it would be silently wrong at this 1126x661 size.
-    opencv = open_analyzer(SCRFD_PACK_ID, data_dir=data_dir, runtime="opencv")
+    opencv = open_analyzer(
+        AnalyzerOptions(pack=SCRFD_PACK_ID, data_dir=data_dir, runtime="opencv", min_detection_score=None)
+    )
     bgr = _read(datasets / "face_recognition_examples" / "examples" / "two_people.jpg")
     ours, theirs = scrfd.detect(bgr), opencv.detect(bgr)
     assert len(ours) == len(theirs) >= 2

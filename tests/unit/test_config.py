@@ -47,8 +47,8 @@ def test_rotation_fallback_reaches_the_analyzer_and_bad_modes_are_refused(tmp_pa
 
     assert Settings().rotation_fallback == "auto"
     with open_engine(tmp_path / "off", rotation_fallback="off") as engine:
-        assert engine.analyzer.rotation_fallback == "off"  # type: ignore[attr-defined]
-        assert engine.analyzer_factory()().rotation_fallback == "off"  # type: ignore[attr-defined]
+        assert engine.analyzer.options.rotation_fallback == "off"  # type: ignore[attr-defined]
+        assert engine.analyzer_factory()().options.rotation_fallback == "off"  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="rotation_fallback"):
         open_engine(tmp_path / "bad", rotation_fallback="sometimes")
 
@@ -59,7 +59,27 @@ def test_restoration_reaches_the_analyzer_and_bad_modes_are_refused(tmp_path: Pa
 
     assert Settings().restoration == "auto"
     with open_engine(tmp_path / "off", restoration="off") as engine:
-        assert engine.analyzer.restoration == "off"  # type: ignore[attr-defined]
-        assert engine.analyzer_factory()().restoration == "off"  # type: ignore[attr-defined]
+        assert engine.analyzer.options.restoration == "off"  # type: ignore[attr-defined]
+        assert engine.analyzer_factory()().options.restoration == "off"  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="restoration"):
         open_engine(tmp_path / "bad", restoration="sometimes")
+
+
+def test_the_analyzer_options_are_the_settings_of_their_names(tmp_path: Path) -> None:
+    import dataclasses
+    import pickle
+
+    from facetrace.vision.options import AnalyzerOptions
+
+    defaults = Settings(data=tmp_path).analyzer_options()
+    assert defaults == dataclasses.replace(AnalyzerOptions(), data_dir=tmp_path)  # one set of defaults
+    chosen = Settings(data=tmp_path, pack="p", threads=3, runtime="opencv", flip_tta=True, restoration="off")
+    options = chosen.analyzer_options()
+    assert (options.pack, options.threads, options.runtime, options.flip_tta, options.restoration) == (
+        "p",
+        3,
+        "opencv",
+        True,
+        "off",
+    )
+    assert pickle.loads(pickle.dumps(options)) == options  # worker processes and Ray actors build from it

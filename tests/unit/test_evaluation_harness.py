@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
-from facetrace.core.errors import ImageDecodeError
+from facetrace.core.errors import FacetraceError, ImageDecodeError
 from facetrace.core.types import (
     AnalyzedFace,
     AnalyzedImage,
@@ -23,6 +24,7 @@ from facetrace.evaluation.datasets import LabeledImage, VerificationPair
 from facetrace.evaluation.embeddings import embed_images, select_subject_face
 from facetrace.evaluation.identify import evaluate_identification, split_gallery_probes
 from facetrace.evaluation.verify import evaluate_verification
+from facetrace.vision.options import AnalyzerOptions
 
 DIM = 4
 Face = tuple[tuple[float, float, float, float], list[float]]  # (box, vector)
@@ -217,10 +219,9 @@ def test_identification_counts_a_faceless_gallery_photo_as_lost_mates(tmp_path: 
     assert any("lost their mate" in note for note in report.notes)
 
 
-def test_module_entry_runs_verify_identify_and_calibrate(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from facetrace.evaluation import __main__ as entry
+def test_the_eval_commands_run_verify_identify_and_calibrate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from facetrace.cli.main import app
+    from facetrace.evaluation import harness
     from facetrace.evaluation.calibration import read_calibration_json, write_calibration_json
 
     analyzer, pairs = _verification_fixture(tmp_path)
@@ -231,34 +232,89 @@ def test_module_entry_runs_verify_identify_and_calibrate(
     )
     manifest_csv = tmp_path / "manifest.csv"
     manifest_csv.write_text("path,identity\n" + "".join(f"{m.path},{m.identity}\n" for m in manifest))
+    runner = CliRunner()
 
-    monkeypatch.setattr(entry, "_open_analyzer", lambda args: analyzer)
-    assert entry.main(["verify", "--pairs", str(pairs_csv), "--root", str(tmp_path), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["accuracy"] == 1.0
+    monkeypatch.setattr(harness.Pipeline, "open_analyzer", lambda self: analyzer)
+    result = runner.invoke(app, ["eval", "verify", "--pairs", str(pairs_csv), "--root", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["accuracy"] == 1.0
 
-    monkeypatch.setattr(entry, "_open_analyzer", lambda args: id_analyzer)
+    monkeypatch.setattr(harness.Pipeline, "open_analyzer", lambda self: id_analyzer)
     common = ["--manifest", str(manifest_csv), "--root", str(tmp_path / "ids")]
-    assert entry.main(["identify", *common, "--hold-out-every", "4"]) == 0
-    assert "rank-1 100.00%" in capsys.readouterr().out
+    result = runner.invoke(app, ["eval", "identify", *common, "--hold-out-every", "4"])
+    assert result.exit_code == 0, result.output
+    assert "rank-1 100.00%" in result.stdout
 
     out = tmp_path / "calibration.json"
-    assert entry.main(["calibrate", *common, "--out", str(out)]) == 0
+    result = runner.invoke(app, ["eval", "calibrate", *common, "--out", str(out)])
+    assert result.exit_code == 0, result.output
     assert read_calibration_json(out).model_id == "scripted"
-    assert "impostor pairs" in capsys.readouterr().out
+    assert "impostor pairs" in result.stdout
     # A refit keeps the quality-conditioned tables already in the file (calibrate-quality measured them).
     fitted = read_calibration_json(out)
     with_tables = dataclasses.replace(fitted, conditioned=(("both_flagged", fitted),))
     write_calibration_json(with_tables, out)
-    assert entry.main(["calibrate", *common, "--out", str(out)]) == 0
+    assert runner.invoke(app, ["eval", "calibrate", *common, "--out", str(out)]).exit_code == 0
     assert read_calibration_json(out).table("both_flagged") == fitted
 
 
-def test_module_entry_reports_a_bad_csv_without_a_traceback(tmp_path: Path) -> None:
-    from facetrace.evaluation import __main__ as entry
+def test_an_eval_command_reports_a_bad_csv_without_a_traceback(tmp_path: Path) -> None:
+    from facetrace.cli.main import app
 
     bad = tmp_path / "pairs.csv"
     bad.write_text("path_a,path_b\n")
-    assert entry.main(["verify", "--pairs", str(bad), "--root", str(tmp_path)]) == 1
+    result = CliRunner().invoke(app, ["eval", "verify", "--pairs", str(bad), "--root", str(tmp_path)])
+    assert result.exit_code == 1
+    assert not isinstance(result.exception, FacetraceError)  # handled: exit 1, not an uncaught error
+
+
+def test_eval_measures_the_analyzer_the_engine_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The harness's analyzer options equal the engine's for the same settings: environment, defaults and the flags
+    given alike (an earlier harness kept options of its own and measured another pipeline)."""
+    from facetrace.cli.main import app
+    from facetrace.engine import open_engine
+    from facetrace.evaluation import harness
+
+    analyzer, pairs = _verification_fixture(tmp_path)
+    pairs_csv = tmp_path / "pairs.csv"
+    pairs_csv.write_text(
+        "path_a,path_b,same,fold\n" + "".join(f"{p.path_a},{p.path_b},{int(p.same)},{p.fold}\n" for p in pairs)
+    )
+    monkeypatch.setenv("FACETRACE_FLIP_TTA", "true")
+    monkeypatch.setenv("FACETRACE_MAX_IMAGE_PIXELS", "4000000")
+    monkeypatch.setenv("FACETRACE_RESTORATION", "off")
+    data = tmp_path / "data"
+    flags = {"runtime": "opencv", "min_detection_score": 0.7, "rotation_fallback": "always", "threads": 2}
+    measured: list[AnalyzerOptions] = []
+
+    def record(pipeline: harness.Pipeline) -> ScriptedAnalyzer:
+        measured.append(pipeline.options)
+        return analyzer
+
+    monkeypatch.setattr(harness.Pipeline, "open_analyzer", record)
+    command = ["eval", "verify", "--pairs", str(pairs_csv), "--root", str(tmp_path), "--data", str(data)]
+    command += [arg for name, value in flags.items() for arg in (f"--{name.replace('_', '-')}", str(value))]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    with open_engine(data, **flags) as engine:
+        engine_options = engine.analyzer_factory()().options  # type: ignore[attr-defined]
+    assert measured == [engine_options]
+    assert (engine_options.flip_tta, engine_options.max_image_pixels, engine_options.restoration) == (
+        True,
+        4_000_000,
+        "off",
+    )
+    assert (engine_options.runtime, engine_options.rotation_fallback, engine_options.threads) == ("opencv", "always", 2)
+    # Without flags or environment, both run the defaults; the cache key of the defaults is the one caches had.
+    for name in ("FACETRACE_FLIP_TTA", "FACETRACE_MAX_IMAGE_PIXELS", "FACETRACE_RESTORATION"):
+        monkeypatch.delenv(name)
+    default = harness.Pipeline.from_settings(harness.pipeline_settings(data))
+    with open_engine(data) as engine:
+        assert default.options == engine.analyzer_factory()().options  # type: ignore[attr-defined]
+    assert default.cache_key("m") == "m+min_det=0.8+rotation=auto+restoration=auto"
+    assert harness.Pipeline(AnalyzerOptions(runtime="opencv", flip_tta=True)).cache_key("m") == (
+        "m+min_det=0.8+rotation=auto+restoration=auto+runtime=opencv+flip_tta"
+    )
 
 
 def test_calibrated_operating_point_reads_the_threshold_from_the_table() -> None:

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 from facetrace.evaluation.datasets import VerificationPair
-from facetrace.evaluation.robustness import (
-    Observations,
-    _measure,
-    _subset,
+from facetrace.evaluation.robustness.observations import Observations
+from facetrace.evaluation.robustness.protocol import (
     default_conditions,
     identity_of,
     parse_conditions,
     select_pairs,
-    side_by_side_table,
+    subset_of,
 )
+from facetrace.evaluation.robustness.report import side_by_side_table
+from facetrace.evaluation.robustness.scoring import measure_condition
 
 
 def _pairs() -> tuple[VerificationPair, ...]:
@@ -76,7 +76,7 @@ def test_one_condition_counts_impostors_flags_and_failures_by_hand() -> None:
         VerificationPair("x/D/1.jpg", "x/D/2.jpg", True, 2),
         VerificationPair("x/E/1.jpg", "x/B/1.jpg", False, 2),
     ]
-    subset = _subset(pairs, paths, {path: row for row, path in enumerate(paths)})
+    subset = subset_of(pairs, paths, {path: row for row, path in enumerate(paths)})
     assert subset.probe_paths == ("x/A/2.jpg", "x/C/1.jpg", "x/D/2.jpg", "x/B/1.jpg")
     # Degraded probes A2 (unchanged), C1 (half way to B, flagged), D2 (no face), B1 (unchanged).
     probes = Observations(
@@ -88,7 +88,7 @@ def test_one_condition_counts_impostors_flags_and_failures_by_hand() -> None:
         flags=((), ("blurry",), (), ()),
     )
     clean_scores = np.array([1.0, 0.0, 1.0, 1.0])
-    result = _measure("gaussian_blur", 4.0, "sigma px", probes, clean, subset, clean_scores, threshold=0.5)
+    result = measure_condition("gaussian_blur", 4.0, "sigma px", probes, clean, subset, clean_scores, threshold=0.5)
     assert result.tar_at_fmr == 0.5  # A matches, D's probe has no face
     assert result.failure_to_detect == 0.25
     assert result.rank1 == 0.5
@@ -104,29 +104,32 @@ def test_the_robustness_command_measures_the_pipeline_it_is_asked_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--rotation-fallback and --restoration reach the analyzer (an earlier version measured the defaults)."""
-    from facetrace.evaluation import __main__ as cli
-    from facetrace.evaluation import robustness
+    from typer.testing import CliRunner
+
+    from facetrace.cli.main import app
+    from facetrace.evaluation.robustness import benchmark
 
     seen: dict[str, object] = {}
 
     def fake_evaluate(analyzer: object, *args: object, **kwargs: object) -> object:
-        seen["rotation_fallback"] = getattr(analyzer, "rotation_fallback", None)
-        seen["restoration"] = getattr(analyzer, "restoration", None)
+        options = getattr(analyzer, "options", None)
+        seen["rotation_fallback"] = getattr(options, "rotation_fallback", None)
+        seen["restoration"] = getattr(options, "restoration", None)
         seen["cache_key"] = kwargs["cache_key"]
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(robustness, "evaluate_robustness", fake_evaluate)
+    monkeypatch.setattr(benchmark, "evaluate_robustness", fake_evaluate)
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("path_a,path_b,same,fold\na.jpg,b.jpg,1,0\n")
     for rotation, restoration in [("off", "off"), ("always", "auto")]:
-        args = cli.build_parser().parse_args(
+        result = CliRunner().invoke(
+            app,
             [
-                *("robustness", "--pairs", str(pairs), "--root", str(tmp_path), "--min-detection-score", "0.8"),
-                *("--rotation-fallback", rotation, "--restoration", restoration),
-            ]
+                *("eval", "robustness", "--pairs", str(pairs), "--root", str(tmp_path)),
+                *("--min-detection-score", "0.8", "--rotation-fallback", rotation, "--restoration", restoration),
+            ],
         )
-        with pytest.raises(RuntimeError, match="stop here"):
-            cli._run_robustness(args)
+        assert isinstance(result.exception, RuntimeError) and str(result.exception) == "stop here", result.output
         assert (seen["rotation_fallback"], seen["restoration"]) == (rotation, restoration)
         assert (f"rotation={rotation}" in str(seen["cache_key"])) == (rotation != "off")
         assert (f"restoration={restoration}" in str(seen["cache_key"])) == (restoration != "off")

@@ -34,6 +34,7 @@ from facetrace.vision.detectors.scrfd import (
     decode_scrfd,
     scrfd_output_roles,
 )
+from facetrace.vision.options import AnalyzerOptions
 from facetrace.vision.packs import load_pack
 from facetrace.vision.sessions import open_session
 
@@ -356,7 +357,7 @@ def test_pack_with_an_scrfd_detector_loads_and_the_analyzer_uses_it(tmp_path: Pa
     folder = write_scrfd_pack(tmp_path / "pack")
     pack = load_pack(str(folder))
     assert pack.detector.kind == "scrfd"
-    analyzer = open_analyzer(str(folder))
+    analyzer = open_analyzer(AnalyzerOptions(pack=str(folder), min_detection_score=None))
     (face,) = analyzer.detect(red_square_image())
     box, _ = expected_face()
     assert face.box.as_tuple() == pytest.approx(box, abs=1e-3)

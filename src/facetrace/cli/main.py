@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from facetrace.cli.eval import eval_app
+from facetrace.cli.options import DataOpt, JsonOpt, PackOpt, VerboseOpt
 from facetrace.cli.render import format_comparison, format_probe_result, jsonable, probe_result_json
 from facetrace.core.errors import FacetraceError
 from facetrace.core.types import ClusterEvent
@@ -29,9 +31,6 @@ index_app = typer.Typer(help="The vector index (derived from the catalog, rebuil
 models_app = typer.Typer(
     help="Model packs: which weights embed faces, their licences and checks.", no_args_is_help=True
 )
-eval_app = typer.Typer(
-    help="Accuracy on public benchmarks, through the same code path users run.", no_args_is_help=True
-)
 app.add_typer(index_app, name="index")
 app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
@@ -46,18 +45,6 @@ clusters_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(clusters_app, name="clusters")
-
-DataOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data", envvar="FACETRACE_DATA", help="Data directory (catalog, index, thumbnails).", show_default=False
-    ),
-]
-PackOpt = Annotated[
-    str | None, typer.Option("--pack", envvar="FACETRACE_PACK", help="Model pack id or folder (default: built-in).")
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details to stderr.")]
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -540,45 +527,6 @@ def models_add(
         raise _fail(str(exc)) from exc
     note = "" if loaded.commercial_use else f" — licence {loaded.licence.spdx}: NOT for commercial use"
     typer.echo(f"added {loaded.id}{note}")
-
-
-_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
-
-
-def _run_evaluation(command: str, ctx: typer.Context) -> None:
-    from facetrace.evaluation.__main__ import main as evaluation_main
-
-    raise typer.Exit(evaluation_main([command, *ctx.args]))
-
-
-@eval_app.command("verify", context_settings=_PASS_THROUGH, add_help_option=False)
-def eval_verify(ctx: typer.Context) -> None:
-    """1:1 accuracy on a pairs CSV (path_a,path_b,same,fold): 10-fold accuracy, TAR@FAR, ROC. --help for options."""
-    _run_evaluation("verify", ctx)
-
-
-@eval_app.command("identify", context_settings=_PASS_THROUGH, add_help_option=False)
-def eval_identify(ctx: typer.Context) -> None:
-    """1:N on a manifest CSV (path,identity): rank-1, rank-10, FNIR at FPIR 1%. --help for options."""
-    _run_evaluation("identify", ctx)
-
-
-@eval_app.command("calibrate", context_settings=_PASS_THROUGH, add_help_option=False)
-def eval_calibrate(ctx: typer.Context) -> None:
-    """Measure a pack's impostor score distribution on a labelled manifest (writes calibration.json)."""
-    _run_evaluation("calibrate", ctx)
-
-
-@eval_app.command("robustness", context_settings=_PASS_THROUGH, add_help_option=False)
-def eval_robustness(ctx: typer.Context) -> None:
-    """Accuracy on LFW pairs under blur, downscaling, JPEG, noise, occlusion, rotation... (docs/robustness.md)."""
-    _run_evaluation("robustness", ctx)
-
-
-@eval_app.command("calibrate-quality", context_settings=_PASS_THROUGH, add_help_option=False)
-def eval_calibrate_quality(ctx: typer.Context) -> None:
-    """Impostor tables for pairs with one or both faces flagged, on degraded LFW (writes calibration.json)."""
-    _run_evaluation("calibrate-quality", ctx)
 
 
 @app.command()

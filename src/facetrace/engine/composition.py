@@ -95,19 +95,7 @@ class Engine:
 
     def analyzer_factory(self) -> Callable[[], FaceAnalyzer]:
         """A picklable recipe for an analyzer, so each worker process builds its own."""
-        s = self.settings
-        return functools.partial(
-            open_analyzer,
-            s.pack,
-            data_dir=s.data,
-            threads=s.threads,
-            runtime=s.runtime,
-            flip_tta=s.flip_tta,
-            max_image_pixels=s.max_image_pixels,
-            min_detection_score=s.min_detection_score,
-            rotation_fallback=s.rotation_fallback,
-            restoration=s.restoration,
-        )
+        return functools.partial(open_analyzer, self.settings.analyzer_options())
 
     @property
     def analyzer(self) -> FaceAnalyzer:

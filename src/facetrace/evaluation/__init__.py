@@ -1,6 +1,6 @@
 """Accuracy harness: LFW-protocol verification, 1:N identification, and impostor-score calibration.
 
-Run it with `python -m facetrace.evaluation verify|identify|calibrate` (or the CLI's `facetrace eval`).
+Run it with `facetrace eval verify|identify|calibrate|robustness|calibrate-quality` (cli/eval.py over harness.py).
 """
 
 from facetrace.evaluation.calibration import fit_impostor_calibration, read_calibration_json, write_calibration_json

@@ -36,16 +36,14 @@ from facetrace.evaluation.calibration import (
     similarity_at_false_match_rate,
 )
 from facetrace.evaluation.datasets import VerificationPair
-from facetrace.evaluation.robustness import (
+from facetrace.evaluation.robustness.benchmark import prepare_benchmark
+from facetrace.evaluation.robustness.observations import ArrayAnalyzer, Observations, observe_degraded
+from facetrace.evaluation.robustness.protocol import (
     CALIBRATED_FMR,
     DEFAULT_FOLDS,
     DEFAULT_PAIRS_PER_FOLD,
-    ArrayAnalyzer,
     ConditionSpec,
-    Observations,
     default_conditions,
-    observe_degraded,
-    prepare_benchmark,
 )
 
 # The pool of impostor pairs with no flagged face is measured too (for the report), but not stored: the clean table

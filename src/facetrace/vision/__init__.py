@@ -1,6 +1,7 @@
 """Vision layer: decode, detect, assess, align and embed faces with a model pack.
 
-The front door is open_analyzer(); packs are listed, loaded, verified and added with the functions in packs.py.
+The front door is open_analyzer(AnalyzerOptions(...)); packs are listed, loaded, verified and added with the functions
+in packs.py.
 Exports resolve lazily so that importing a pure-numpy submodule (geometry, quality) does not load the runtimes.
 """
 
@@ -12,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from facetrace.vision.analyzer import OnnxFaceAnalyzer, open_analyzer
     from facetrace.vision.images import decode_image, encode_jpeg
+    from facetrace.vision.options import AnalyzerOptions
     from facetrace.vision.packs import ModelPack, PackInfo, add_pack, list_packs, load_pack, verify_pack
 
 _EXPORTS = {
+    "AnalyzerOptions": "facetrace.vision.options",
     "OnnxFaceAnalyzer": "facetrace.vision.analyzer",
     "open_analyzer": "facetrace.vision.analyzer",
     "decode_image": "facetrace.vision.images",
@@ -28,6 +31,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AnalyzerOptions",
     "ModelPack",
     "OnnxFaceAnalyzer",
     "PackInfo",

@@ -6,7 +6,6 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -29,18 +28,17 @@ from facetrace.vision.detectors.yunet import (
     YuNetDetector,
 )
 from facetrace.vision.embedders.manifest_embedder import DEFAULT_MAX_BATCH, ManifestEmbedder
-from facetrace.vision.images import DEFAULT_MAX_IMAGE_PIXELS, as_bgr, decode_image, encode_jpeg
+from facetrace.vision.images import as_bgr, decode_image, encode_jpeg
+from facetrace.vision.options import AnalyzerOptions
 from facetrace.vision.packs import ModelPack, load_pack
 from facetrace.vision.quality import assess_quality
-from facetrace.vision.restoration import DEFAULT_RESTORATION, RESTORATION_MODES, restore
+from facetrace.vision.restoration import RESTORATION_MODES, restore
 from facetrace.vision.sessions import RUNTIMES, open_session
 
 log = logging.getLogger(__name__)
 
 BgrImage = npt.NDArray[np.uint8]
 THUMBNAIL_JPEG_QUALITY = 85
-# Turned copies of a photo are searched only when its upright pass looks unsure (see detectors/rotation.py).
-DEFAULT_ROTATION_FALLBACK = "auto"
 
 
 @dataclass(frozen=True)
@@ -65,49 +63,41 @@ class _PendingImage:
 class OnnxFaceAnalyzer:
     """Implements core.ports.FaceAnalyzer with a model pack's detector and embedder.
 
-    Models load on first use, once, under a lock; analyze calls are then safe from several threads.
+    Models load on first use, once, under a lock; analyze calls are then safe from several threads. options.pack and
+    options.data_dir say where pack came from (open_analyzer loads it from them); the other options are validated here.
     """
 
     def __init__(
         self,
         pack: ModelPack,
+        options: AnalyzerOptions | None = None,
         *,
-        threads: int = 1,
-        runtime: str = "auto",
-        flip_tta: bool = False,
-        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-        min_detection_score: float | None = None,
         max_detection_side_px: int = DEFAULT_MAX_DETECTION_SIDE_PX,
         min_detection_side_px: int = DEFAULT_MIN_DETECTION_SIDE_PX,
         embed_batch_size: int = DEFAULT_MAX_BATCH,
-        rotation_fallback: str = DEFAULT_ROTATION_FALLBACK,
-        restoration: str = DEFAULT_RESTORATION,
     ) -> None:
-        if runtime not in RUNTIMES:
-            raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
-        if threads < 1:
-            raise ConfigError(f"threads must be at least 1, not {threads}")
-        if min_detection_score is not None and not 0.0 <= min_detection_score <= 1.0:
-            raise ConfigError(f"min_detection_score must be in [0, 1], not {min_detection_score}")
-        if rotation_fallback not in ROTATION_MODES:
+        options = AnalyzerOptions() if options is None else options
+        if options.runtime not in RUNTIMES:
+            raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, not {options.runtime!r}")
+        if options.threads < 1:
+            raise ConfigError(f"threads must be at least 1, not {options.threads}")
+        if options.min_detection_score is not None and not 0.0 <= options.min_detection_score <= 1.0:
+            raise ConfigError(f"min_detection_score must be in [0, 1], not {options.min_detection_score}")
+        if options.rotation_fallback not in ROTATION_MODES:
             raise ConfigError(
-                f"rotation_fallback must be one of {', '.join(ROTATION_MODES)}, not {rotation_fallback!r}"
+                f"rotation_fallback must be one of {', '.join(ROTATION_MODES)}, not {options.rotation_fallback!r}"
             )
-        if restoration not in RESTORATION_MODES:
-            raise ConfigError(f"restoration must be one of {', '.join(RESTORATION_MODES)}, not {restoration!r}")
+        if options.restoration not in RESTORATION_MODES:
+            raise ConfigError(f"restoration must be one of {', '.join(RESTORATION_MODES)}, not {options.restoration!r}")
         self.pack = pack
-        self.threads = threads
-        self.runtime = runtime
-        self.flip_tta = flip_tta
-        self.max_image_pixels = max_image_pixels
+        self.options = options
+        # The threshold in force: the options' or, where they leave it to the pack (None), the pack's recommendation.
         self.min_detection_score = (
-            pack.detector.score_threshold if min_detection_score is None else float(min_detection_score)
+            pack.detector.score_threshold if options.min_detection_score is None else float(options.min_detection_score)
         )
         self.max_detection_side_px = max_detection_side_px
         self.min_detection_side_px = min_detection_side_px
         self.embed_batch_size = embed_batch_size
-        self.rotation_fallback = rotation_fallback
-        self.restoration = restoration
         self._lock = threading.Lock()
         self._models: _Models | None = None
 
@@ -123,7 +113,7 @@ class OnnxFaceAnalyzer:
 
     def analyze(self, data: bytes, source: str) -> AnalyzedImage:
         """Every face in an encoded image. Raises ImageDecodeError (naming source) for unreadable input."""
-        return self.analyze_array(decode_image(data, source, max_pixels=self.max_image_pixels), source)
+        return self.analyze_array(decode_image(data, source, max_pixels=self.options.max_image_pixels), source)
 
     def analyze_array(self, bgr: BgrImage, source: str) -> AnalyzedImage:
         """Every face in an already decoded HxWx3 BGR uint8 image (e.g. a deliberately degraded copy)."""
@@ -137,7 +127,7 @@ class OnnxFaceAnalyzer:
         prepared: list[_PendingImage | Exception] = []
         for data, source in items:
             try:
-                bgr = decode_image(data, source, max_pixels=self.max_image_pixels)
+                bgr = decode_image(data, source, max_pixels=self.options.max_image_pixels)
                 prepared.append(self._prepare(bgr, source))
             except Exception as exc:  # an ingest run reports bad files and carries on; the error names the file
                 log.debug("%s: %s", source, exc)
@@ -197,8 +187,8 @@ class OnnxFaceAnalyzer:
         detector_session = open_session(
             # Detectors run at each image's padded size, on either runtime: sizes fixed in the graph become scales.
             graph_fixes.scale_fixed_resizes(detector_spec.model.read_verified(), detector_label),
-            self.runtime,
-            self.threads,
+            self.options.runtime,
+            self.options.threads,
             preferred_runtime=detector_spec.preferred_runtime,
             label=detector_label,
             dynamic_spatial=True,
@@ -206,8 +196,8 @@ class OnnxFaceAnalyzer:
         embedder_spec = pack.embedder
         embedder_session = open_session(
             embedder_spec.model.read_verified(),
-            self.runtime,
-            self.threads,
+            self.options.runtime,
+            self.options.threads,
             preferred_runtime=embedder_spec.preferred_runtime,
             label=f"{pack.id} embedder ({embedder_spec.model.location})",
         )
@@ -217,11 +207,11 @@ class OnnxFaceAnalyzer:
             pack.id,
             detector_session.runtime,
             embedder_session.runtime,
-            self.threads,
-            "on" if self.flip_tta else "off",
+            self.options.threads,
+            "on" if self.options.flip_tta else "off",
             self.min_detection_score,
-            self.rotation_fallback,
-            self.restoration,
+            self.options.rotation_fallback,
+            self.options.restoration,
         )
         detector_class = ScrfdDetector if detector_spec.kind == "scrfd" else YuNetDetector
         detector = detector_class(
@@ -242,7 +232,7 @@ class OnnxFaceAnalyzer:
             }
         )
         return _Models(
-            detector=RotationRobustDetector(detector, self.rotation_fallback, **rotation_bounds),
+            detector=RotationRobustDetector(detector, self.options.rotation_fallback, **rotation_bounds),
             embedder=ManifestEmbedder(
                 embedder_session,
                 input_width=embedder_spec.input_width,
@@ -251,7 +241,7 @@ class OnnxFaceAnalyzer:
                 mean=embedder_spec.mean,
                 std=embedder_spec.std,
                 embedding_dim=embedder_spec.embedding_dim,
-                flip_tta=self.flip_tta,
+                flip_tta=self.options.flip_tta,
                 max_batch=self.embed_batch_size,
                 label=f"{pack.id} embedder",
             ),
@@ -260,7 +250,7 @@ class OnnxFaceAnalyzer:
     def _prepare(self, bgr: BgrImage, source: str) -> _PendingImage:
         # The detector and the embedder see the restored photo (vision/restoration.py); quality and the thumbnail the
         # photo as it came, so a restored face keeps the flags that say it is weak.
-        restored, steps = restore(bgr, self.restoration)
+        restored, steps = restore(bgr, self.options.restoration)
         detections = tuple(self.detect(restored))
         crops = tuple(self.align(restored, d) for d in detections)
         as_taken = tuple(self.align(bgr, d) for d in detections) if steps else crops
@@ -292,29 +282,10 @@ class OnnxFaceAnalyzer:
         return AnalyzedImage(source=pending.source, width=pending.width, height=pending.height, faces=faces)
 
 
-def open_analyzer(
-    pack: str | None = None,
-    *,
-    data_dir: Path | None = None,
-    threads: int = 1,
-    runtime: str = "auto",
-    flip_tta: bool = False,
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-    min_detection_score: float | None = None,
-    rotation_fallback: str = DEFAULT_ROTATION_FALLBACK,
-    restoration: str = DEFAULT_RESTORATION,
-) -> OnnxFaceAnalyzer:
-    """An analyzer for a pack (None: the built-in default; an id; or a pack folder). Models load on first use.
+def open_analyzer(options: AnalyzerOptions | None = None) -> OnnxFaceAnalyzer:
+    """An analyzer for options.pack (None: the built-in default; an id; or a pack folder). Models load on first use.
 
-    min_detection_score None uses the pack's recommended threshold (0.6 for the default pack).
+    Without options: the engine's defaults (AnalyzerOptions()); Settings.analyzer_options() gives the configured ones.
     """
-    return OnnxFaceAnalyzer(
-        load_pack(pack, data_dir),
-        threads=threads,
-        runtime=runtime,
-        flip_tta=flip_tta,
-        max_image_pixels=max_image_pixels,
-        min_detection_score=min_detection_score,
-        rotation_fallback=rotation_fallback,
-        restoration=restoration,
-    )
+    options = AnalyzerOptions() if options is None else options
+    return OnnxFaceAnalyzer(load_pack(options.pack, options.data_dir), options)

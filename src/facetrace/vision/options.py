@@ -1,0 +1,34 @@
+"""The analyzer's options: one frozen record, so the engine, the accuracy harness and the benchmarks run one pipeline.
+
+config.Settings takes its defaults for these fields from here and builds the record (Settings.analyzer_options());
+open_analyzer() and OnnxFaceAnalyzer take it. It is picklable: worker processes and Ray actors build their analyzer
+from it. Plain values only, so that config can import it without loading the runtimes; OnnxFaceAnalyzer validates
+them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+RotationFallback = Literal["off", "auto", "always"]  # vision/detectors/rotation.py
+Restoration = Literal["off", "auto"]  # vision/restoration.py
+# Faces the detector is less sure of are ignored: 0.8 keeps animal faces out (docs/decisions/0003).
+DEFAULT_MIN_DETECTION_SCORE = 0.8
+
+
+@dataclass(frozen=True)
+class AnalyzerOptions:
+    """How to analyse photos; the defaults are the engine's (config.Settings, docs/configuration.md)."""
+
+    pack: str | None = None  # model pack id or folder; None: the built-in default pack
+    data_dir: Path | None = None  # the data directory whose packs/ holds added packs; None: built-in packs only
+    threads: int = 1  # inference threads
+    runtime: str = "auto"  # auto (fastest measured per model), opencv or onnxruntime
+    flip_tta: bool = False  # average each face's embedding with its mirror image's
+    max_image_pixels: int = 50_000_000  # images declaring more pixels are refused (decompression-bomb guard)
+    # None: the pack's recommended threshold instead (0.6 for the default pack, which lets animal faces in).
+    min_detection_score: float | None = DEFAULT_MIN_DETECTION_SCORE
+    rotation_fallback: RotationFallback = "auto"  # detect on turned copies of unsure photos
+    restoration: Restoration = "auto"  # denoise grainy and stretch flat photos before detection
