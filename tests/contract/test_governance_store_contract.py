@@ -21,7 +21,7 @@ from facetrace.core.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from facetrace.core.types import ErasureReceipt, StoredHit, User
+from facetrace.core.types import ErasureReceipt, Evidence, StoredHit, Strength, User
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
 from facetrace.governance.users import UserService, key_sha256
@@ -32,8 +32,13 @@ def store(catalog: SqlCatalog) -> Iterator[SqlGovernanceStore]:
     yield catalog.governance_store()
 
 
+def _evidence(similarity: float, fmr: float = 1e-5) -> Evidence:
+    strength = Strength.UNCALIBRATED if math.isnan(fmr) else Strength.MODERATE
+    return Evidence(similarity, strength, fmr, 10, fmr * 10, 0.5, weak_probe=False, weak_candidate=False)
+
+
 def _hit(face_id: int, rank: int, similarity: float, fmr: float = 1e-5) -> StoredHit:
-    return StoredHit(0, rank, face_id, similarity, fmr, fmr * 10, 10, f"verdict {face_id}")
+    return StoredHit(0, rank, face_id, _evidence(similarity, fmr))
 
 
 def test_users_and_keys(store: SqlGovernanceStore) -> None:
@@ -124,11 +129,12 @@ def test_cases_searches_reviews_and_repeats(store: SqlGovernanceStore) -> None:
     second = cases.open_case(investigator, "Case B", "missing person", "consent", requires_independent_review=False)
     probe = unit_vector(1)
     record = cases.record_search(investigator, first, "who is this", "a" * 64, "probe.jpg", MODEL, probe, [])
-    store_hits = [_hit(7, 1, 0.71), StoredHit(0, 2, 8, 0.2, math.nan, math.nan, 10, "uncalibrated")]
+    store_hits = [_hit(7, 1, 0.71), _hit(8, 2, 0.2, math.nan)]
     stored = store.add_search(second.case_id, "ivan", "again", "b" * 64, "other.jpg", MODEL, probe * 1.0, store_hits)
     again = store.search(stored.search_id)
     assert again is not None and again.hits[0] == store_hits[0]
-    assert math.isnan(again.hits[1].false_match_rate) and again.probe_embedding is not None
+    assert math.isnan(again.hits[1].evidence.false_match_rate) and again.probe_embedding is not None
+    assert not again.hits[1].evidence.calibrated
     np.testing.assert_array_equal(again.probe_embedding, probe)
     assert [s.search_id for s in cases.searches(first.case_id)] == [record.search_id]
     # Four eyes: case A requires independent review, case B does not.

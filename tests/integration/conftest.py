@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +27,15 @@ GALLERY = [
 ]
 PROBE = "examples/knn_examples/test/obama1.jpg"
 OTHER_PROBE = "examples/knn_examples/test/johnsnow_test1.jpg"
+
+
+def assert_rate_as_stated(evidence: dict[str, Any]) -> None:
+    """A JSON evidence's false-match rate is the one its sentence states ("1 in N", N rounded to a whole number),
+    at full precision: a strong hit's rate is never printed as 0."""
+    found = re.search(r"scores this high (?:below )?1 in ([\d,]+) comparisons", evidence["verdict"])
+    assert found, evidence["verdict"]
+    assert evidence["false_match_rate"] > 0
+    assert abs(1 / evidence["false_match_rate"] - int(found.group(1).replace(",", ""))) <= 0.5
 
 
 @dataclass(frozen=True)

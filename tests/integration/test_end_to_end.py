@@ -14,6 +14,7 @@ import cv2
 import pytest
 from typer.testing import CliRunner
 
+from conftest import assert_rate_as_stated
 from facetrace.cli.main import app
 from facetrace.engine import Engine, open_engine
 
@@ -154,6 +155,12 @@ def test_cli_search_compare_check_and_rebuild(tmp_path: Path, fr_examples: Path)
     top = result["hits"][0]
     assert "/obama/" in top["face"]["asset_uri"]
     assert top["evidence"]["false_match_rate"] is not None and top["evidence"]["gallery_size"] >= 8
+    # Evidence as data, unrounded: the strong top hit's rate is the "1 in N" its sentence says (it printed 0.0).
+    assert top["evidence"]["strength"] == "strong" and top["evidence"]["verdict"].startswith("strong lead:")
+    assert top["evidence"]["false_match_rate"] < 5e-7
+    assert_rate_as_stated(top["evidence"])
+    assert top["evidence"]["quality_condition"] in ("clean", "one_flagged", "both_flagged")
+    assert isinstance(top["evidence"]["weak_probe"], bool) and isinstance(top["evidence"]["weak_candidate"], bool)
     human = runner.invoke(app, ["search", str(examples / "knn_examples" / "test" / "obama1.jpg"), "--data", data])
     assert "similarity" in human.stdout and "stranger" in human.stdout
 

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import SmallGallery
+from conftest import SmallGallery, assert_rate_as_stated
+from facetrace.core.evidence import headline
+from facetrace.core.types import QUALITY_CONDITIONS, Strength
 from facetrace.engine import Engine, open_engine
 from facetrace.server.app import create_app
 
@@ -151,6 +153,34 @@ def _search(service: Service, case_id: int, probe: Path, user: str = "investigat
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
     return result
+
+
+def test_a_search_in_a_case_returns_its_evidence_as_data_and_stores_it(service: Service) -> None:
+    """Typed evidence at full precision in the search's response, and the same evidence read back from the stored
+    search: strength as its value, flags, tables, and the sentence rendered from them."""
+    case_id = _open_case(service)
+    body = _search(service, case_id, service.gallery.probe, top_k="5")
+    hits = body["results"][0]["hits"]
+    top = hits[0]["evidence"]
+    assert top["strength"] == "strong" and top["verdict"].startswith("strong lead:")
+    assert top["false_match_rate"] < 5e-7  # rounded to 6 decimals this was 0.0
+    assert_rate_as_stated(top)
+    for hit in hits:
+        evidence = hit["evidence"]
+        assert evidence["strength"] in {strength.value for strength in Strength}
+        assert evidence["verdict"].split(":", 1)[0] == headline(Strength(evidence["strength"]))
+        assert evidence["pair_condition"] == QUALITY_CONDITIONS[evidence["weak_probe"] + evidence["weak_candidate"]]
+        assert evidence["quality_condition"] in QUALITY_CONDITIONS
+        assert isinstance(evidence["condition_table_measured"], bool)
+    stored = service.client.get(
+        f"/api/v1/searches/{body['search']['search_id']}", headers=service.as_user("reviewer")
+    ).json()
+    assert body["search"]["hits"] == stored["hits"]
+    for hit, kept in zip(hits, stored["hits"], strict=True):
+        assert kept["face_id"] == hit["face"]["face_id"]
+        assert kept["evidence"] == hit["evidence"]  # every field, rates to the last bit
+        evidence = hit["evidence"]
+        assert (kept["false_match_rate"], kept["verdict"]) == (evidence["false_match_rate"], evidence["verdict"])
 
 
 def test_a_search_is_stored_with_its_case_and_audited(service: Service) -> None:

@@ -15,6 +15,8 @@ from fastapi.testclient import TestClient
 
 from conftest import SmallGallery
 from facetrace.core.errors import AuthenticationError
+from facetrace.core.evidence import describe, headline
+from facetrace.core.types import Evidence, ProbeResult, SearchHit, Strength
 from facetrace.engine import Engine, open_engine
 from facetrace.server.app import create_app
 from facetrace.server.passwords import Argon2Hasher
@@ -247,6 +249,33 @@ def test_the_search_page_shows_candidates_with_verdicts_and_provenance(ui: Ui) -
     assert ("reviewer", "view_face", f"face:{ui.face_id}") in actions
     assert ("reviewer", "view_thumbnail", f"face:{ui.face_id}") in actions
     assert ("reviewer", "view_probe", f"search:{ui.search_id}") in actions
+
+
+_CARD = re.compile(r'<article class="card (\w+)" id="face-(\d+)"')
+_BADGE = re.compile(r'<div class="strength (\w+)">([^<]+)</div>')
+
+
+def test_badges_read_the_stored_evidence_fields_not_the_sentence(ui: Ui) -> None:
+    record = ui.engine.cases.search(ui.search_id)
+    page = ui.clients["reviewer"].get(f"/ui/searches/{ui.search_id}").text
+    hits = sorted(record.hits, key=lambda h: h.rank)
+    assert _CARD.findall(page) == [(h.evidence.strength.value, str(h.face_id)) for h in hits]
+    assert _BADGE.findall(page) == [(h.evidence.strength.value, headline(h.evidence.strength)) for h in hits]
+    assert hits[0].evidence.strength is Strength.STRONG
+    # A stored hit whose fields say moderate, with both faces flagged: its badge and flags follow the fields.
+    face = ui.engine.catalog.faces_by_id([ui.face_id])[ui.face_id]
+    evidence = Evidence(0.5, Strength.MODERATE, 2.5e-5, 9, 2.25e-4, 0.25, weak_probe=True, weak_candidate=True)
+    result = ProbeResult("probe.jpg", 0, None, None, (SearchHit(1, 0.5, face, evidence),))
+    investigator = ui.engine.users.user("investigator")
+    case = ui.engine.cases.open_case(investigator, "Badges", "check the badges", "test")
+    stored = ui.engine.cases.record_search(
+        investigator, case, "p", "c" * 64, "probe.jpg", face.model_id, None, [result]
+    )
+    page = ui.clients["reviewer"].get(f"/ui/searches/{stored.search_id}").text
+    assert _CARD.findall(page) == [("moderate", str(ui.face_id))]
+    assert _BADGE.findall(page) == [("moderate", "moderate lead")]
+    assert ">weak probe</span>" in page and ">weak candidate" in page
+    assert describe(evidence) in page
 
 
 def test_four_eyes_and_the_report(ui: Ui) -> None:

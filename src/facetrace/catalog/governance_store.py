@@ -29,17 +29,23 @@ from facetrace.catalog.tables import (
     users,
 )
 from facetrace.core.errors import CatalogError, ConflictError
+from facetrace.core.evidence import TABLE_NAMES, describe, headline
 from facetrace.core.ports import AuditSeal
 from facetrace.core.types import (
+    CLEAN_CONDITION,
+    QUALITY_CONDITIONS,
     ApiKey,
     AuditEntry,
     Case,
     ChangeCounters,
     ErasureReceipt,
+    Evidence,
     FloatArray,
+    QualityCondition,
     Review,
     SearchRecord,
     StoredHit,
+    Strength,
     User,
 )
 
@@ -431,29 +437,90 @@ def _audit_entry(row: Row[Any]) -> AuditEntry:
 
 
 def _hit_row(search_id: int, hit: StoredHit) -> dict[str, Any]:
+    evidence = hit.evidence
     return {
         "search_id": search_id,
         "probe_face_index": hit.probe_face_index,
         "rank": hit.rank,
         "face_id": hit.face_id,
-        "similarity": hit.similarity,
-        "false_match_rate": _finite_or_none(hit.false_match_rate),
-        "gallery_false_match_probability": _finite_or_none(hit.gallery_false_match_probability),
-        "gallery_size": hit.gallery_size,
-        "verdict": hit.verdict,
+        "similarity": evidence.similarity,
+        "false_match_rate": _finite_or_none(evidence.false_match_rate),
+        "gallery_false_match_probability": _finite_or_none(evidence.gallery_false_match_probability),
+        "gallery_size": evidence.gallery_size,
+        "verdict": describe(evidence),  # the sentence as shown, for anyone reading the table itself
+        "strength": evidence.strength.value,
+        "false_match_rate_is_upper_bound": evidence.false_match_rate_is_upper_bound,
+        "probe_quality": _finite_or_none(evidence.probe_quality),
+        "weak_probe": evidence.weak_probe,
+        "weak_candidate": evidence.weak_candidate,
+        "quality_condition": evidence.quality_condition,
+        "condition_table_measured": evidence.condition_table_measured,
     }
 
 
 def _stored_hit(row: Row[Any]) -> StoredHit:
+    if row.strength is None:
+        evidence = _legacy_evidence(row)
+    else:
+        evidence = Evidence(
+            similarity=float(row.similarity),
+            strength=Strength(row.strength),
+            false_match_rate=_or_nan(row.false_match_rate),
+            gallery_size=int(row.gallery_size),
+            gallery_false_match_probability=_or_nan(row.gallery_false_match_probability),
+            probe_quality=_or_nan(row.probe_quality),
+            weak_probe=bool(row.weak_probe),
+            weak_candidate=bool(row.weak_candidate),
+            false_match_rate_is_upper_bound=bool(row.false_match_rate_is_upper_bound),
+            quality_condition=_condition(row.quality_condition),
+            condition_table_measured=bool(row.condition_table_measured),
+        )
     return StoredHit(
-        probe_face_index=row.probe_face_index,
-        rank=int(row.rank),
-        face_id=int(row.face_id),
+        probe_face_index=row.probe_face_index, rank=int(row.rank), face_id=int(row.face_id), evidence=evidence
+    )
+
+
+def _condition(value: str | None) -> QualityCondition:
+    for condition in QUALITY_CONDITIONS:
+        if value == condition:
+            return condition
+    raise CatalogError(f"search_hits.quality_condition {value!r} is none of {', '.join(QUALITY_CONDITIONS)}")
+
+
+_LEGACY_STRENGTHS = {headline(strength): strength for strength in Strength}
+
+
+def _legacy_evidence(row: Row[Any]) -> Evidence:
+    """A hit stored before revision 0005 kept its rates and its verdict sentence only: the rest is read back from
+    the sentence, here and nowhere else. Every earlier wording parses alike (the one describe() renders): its head
+    names the strength, "high below" an upper bound, "low-quality probe and candidate face" the weak faces, and the
+    table it names the one the rate came from. The probe's quality score was not kept (NaN)."""
+    sentence: str = row.verdict
+    fmr = _or_nan(row.false_match_rate)
+    strength = _LEGACY_STRENGTHS.get(sentence.split(":", 1)[0])
+    if strength is None:  # not a sentence facetrace wrote: claim no lead
+        strength = Strength.UNCALIBRATED if math.isnan(fmr) else Strength.WEAK
+    weak_faces = (
+        sentence.split("; low-quality ", 1)[1].split(" face:", 1)[0].split(" and ")
+        if "; low-quality " in sentence
+        else []
+    )
+    table: QualityCondition = CLEAN_CONDITION
+    for condition in QUALITY_CONDITIONS:
+        if condition in TABLE_NAMES and f"rate from {TABLE_NAMES[condition]}" in sentence:
+            table = condition
+    return Evidence(
         similarity=float(row.similarity),
-        false_match_rate=_or_nan(row.false_match_rate),
-        gallery_false_match_probability=_or_nan(row.gallery_false_match_probability),
+        strength=strength,
+        false_match_rate=fmr,
         gallery_size=int(row.gallery_size),
-        verdict=row.verdict,
+        gallery_false_match_probability=_or_nan(row.gallery_false_match_probability),
+        probe_quality=math.nan,
+        weak_probe="probe" in weak_faces,
+        weak_candidate="candidate" in weak_faces,
+        false_match_rate_is_upper_bound="scores this high below " in sentence,
+        quality_condition=table,
+        condition_table_measured=table != CLEAN_CONDITION or "rate from the clean table, which is higher" in sentence,
     )
 
 

@@ -218,7 +218,15 @@ search_hits = sa.Table(
     sa.Column("false_match_rate", sa.Float),  # NULL when the pack is uncalibrated
     sa.Column("gallery_false_match_probability", sa.Float),
     sa.Column("gallery_size", sa.Integer, nullable=False),
-    sa.Column("verdict", sa.Text, nullable=False),
+    sa.Column("verdict", sa.Text, nullable=False),  # the sentence as shown (rendered from the fields below)
+    # Revision 0005: the typed evidence. NULL in rows stored before it (read back from their verdict sentence).
+    sa.Column("strength", sa.String(16)),  # strong, moderate, weak or uncalibrated
+    sa.Column("false_match_rate_is_upper_bound", sa.Boolean),
+    sa.Column("probe_quality", sa.Float),
+    sa.Column("weak_probe", sa.Boolean),
+    sa.Column("weak_candidate", sa.Boolean),
+    sa.Column("quality_condition", sa.String(16)),  # the impostor table the rate was read from
+    sa.Column("condition_table_measured", sa.Boolean),
     sa.Index(None, "search_id"),
 )
 

@@ -11,12 +11,16 @@ from typing import Any
 
 import numpy as np
 
+from facetrace.core.evidence import describe
 from facetrace.core.types import Evidence, ProbeResult
 from facetrace.search.service import Comparison
 
 
 def jsonable(value: Any) -> Any:
-    """Plain JSON types from dataclasses, numpy values, datetimes and paths (NaN becomes null)."""
+    """Plain JSON types from dataclasses, numpy values, datetimes and paths (NaN becomes null). Floats keep their
+    full precision: a false-match rate of 2.6e-7 must not print as 0.0."""
+    if isinstance(value, Evidence):
+        return evidence_json(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "thumbnail_jpeg"
@@ -30,7 +34,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return jsonable(value.item())
     if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+        return None if math.isnan(value) or math.isinf(value) else value
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, Path):
@@ -48,8 +52,14 @@ def probe_result_json(result: ProbeResult) -> dict[str, Any]:
     return out
 
 
-def evidence_line(evidence: Evidence) -> str:
-    return evidence.verdict
+def evidence_json(evidence: Evidence) -> dict[str, Any]:
+    """The evidence's fields (strength as its value, rates unrounded) and the sentence rendered from them."""
+    fields = {f.name: jsonable(getattr(evidence, f.name)) for f in dataclasses.fields(evidence)}
+    return fields | {
+        "calibrated": evidence.calibrated,
+        "pair_condition": evidence.pair_condition,
+        "verdict": describe(evidence),
+    }
 
 
 def format_probe_result(result: ProbeResult) -> str:
@@ -70,7 +80,7 @@ def format_probe_result(result: ProbeResult) -> str:
         f = hit.face
         label = f.label or "(unlabelled)"
         lines.append(f"  #{hit.rank}  similarity {hit.similarity:.3f}  {label}  face {f.face_id}  {f.asset_uri}")
-        lines.append(f"        {hit.evidence.verdict}")
+        lines.append(f"        {describe(hit.evidence)}")
         extras = [
             f"page {f.source_page}" if f.source_page else "",
             f"captured {f.captured_at:%Y-%m-%d}" if f.captured_at else "",
@@ -86,7 +96,7 @@ def format_comparison(c: Comparison) -> str:
         [
             f"{c.source_a}  vs  {c.source_b}",
             f"  similarity {c.similarity:.3f}",
-            f"  {c.evidence.verdict}",
+            f"  {describe(c.evidence)}",
             f"  quality {c.quality_a.score:.2f} / {c.quality_b.score:.2f}"
             + (
                 f"  (weak: {', '.join(c.quality_a.flags + c.quality_b.flags)})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Final, Literal
 
 import numpy as np
@@ -145,6 +146,18 @@ class FaceRecord:
     retain_until: datetime | None = None  # when the purge job deletes it (None: kept until erased)
 
 
+class Strength(StrEnum):
+    """How far a hit is a lead, decided from its rates (thresholds in facetrace.search.calibration).
+
+    UNCALIBRATED: the model pack has no impostor table, so the score has no measured rate and no strength.
+    """
+
+    STRONG = "strong"
+    MODERATE = "moderate"
+    WEAK = "weak"
+    UNCALIBRATED = "uncalibrated"
+
+
 @dataclass(frozen=True)
 class Evidence:
     """What a similarity score means for this gallery and this probe: never a bare percentage.
@@ -152,22 +165,42 @@ class Evidence:
     false_match_rate: chance that one comparison with a stranger scores at least this high (FMR(s)).
     gallery_false_match_probability: chance that at least one stranger in a gallery of gallery_size faces
     scores at least this high, 1 - (1 - FMR(s))^N.
+    Both are NaN when the pack is uncalibrated. The sentence a reviewer reads is `verdict`, rendered from these
+    fields by facetrace.core.evidence.describe (the one place it is worded).
     """
 
     similarity: float
+    strength: Strength
     false_match_rate: float
     gallery_size: int
     gallery_false_match_probability: float
-    probe_quality: float
+    probe_quality: float  # NaN when unknown (a case hit stored before it was kept)
     weak_probe: bool
     weak_candidate: bool
-    verdict: str  # a short sentence a reviewer can read
     # True when the similarity lies beyond the calibration's resolution: false_match_rate is then an upper bound.
     false_match_rate_is_upper_bound: bool = False
-    calibrated: bool = True
     # The impostor table the rate was read from (a QUALITY_CONDITIONS entry): "clean" unless the pair has a flagged
     # face and the table measured on such pairs gives a higher (more pessimistic) rate than the clean one.
     quality_condition: QualityCondition = "clean"
+    # The pack has a table of its own for this pair's condition (pair_condition, not clean), compared with the clean
+    # one: False for a flagged pair means its rate comes from good photos only and may understate the risk.
+    condition_table_measured: bool = False
+
+    @property
+    def calibrated(self) -> bool:
+        return self.strength is not Strength.UNCALIBRATED
+
+    @property
+    def pair_condition(self) -> QualityCondition:
+        """The pair's own quality condition: how many of its two faces carry a quality flag."""
+        return quality_condition(self.weak_probe, self.weak_candidate)
+
+    @property
+    def verdict(self) -> str:
+        """The sentence a reviewer reads, rendered from the fields (facetrace.core.evidence.describe)."""
+        from facetrace.core.evidence import describe  # here: evidence.py imports this module
+
+        return describe(self)
 
     @property
     def expected_strangers_at_or_above(self) -> float:
@@ -310,11 +343,11 @@ class StoredHit:
     probe_face_index: int | None
     rank: int
     face_id: int
-    similarity: float
-    false_match_rate: float
-    gallery_false_match_probability: float
-    gallery_size: int
-    verdict: str
+    evidence: Evidence  # as computed at search time: the verdict shown then is rendered from it again
+
+    @property
+    def similarity(self) -> float:
+        return self.evidence.similarity
 
 
 @dataclass(frozen=True, eq=False)

@@ -28,11 +28,7 @@ def stored_hits(results: Sequence[ProbeResult]) -> list[StoredHit]:
             probe_face_index=result.probe_face_index,
             rank=hit.rank,
             face_id=hit.face.face_id,
-            similarity=hit.similarity,
-            false_match_rate=hit.evidence.false_match_rate,
-            gallery_false_match_probability=hit.evidence.gallery_false_match_probability,
-            gallery_size=hit.evidence.gallery_size,
-            verdict=hit.evidence.verdict,
+            evidence=hit.evidence,
         )
         for result in results
         for hit in result.hits

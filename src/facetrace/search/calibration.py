@@ -7,6 +7,8 @@ computed as -expm1(N * log1p(-FMR)) so that tiny rates stay exact.
 Quality-conditioned tables (measured on degraded LFW copies, evaluation/quality_calibration.py): when one or both
 faces of a comparison carry a quality flag and the pack has a table for that condition, the rate is read from it if
 it is HIGHER than the clean table's: low-quality faces may match strangers more often, never less trusted than clean.
+
+The strength of a lead is decided here (strength()); the sentence is worded in one place, facetrace.core.evidence.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ import math
 
 import numpy as np
 
-from facetrace.core.types import CLEAN_CONDITION, Evidence, QualityCondition, ScoreCalibration, quality_condition
+from facetrace.core.types import (
+    CLEAN_CONDITION,
+    Evidence,
+    QualityCondition,
+    ScoreCalibration,
+    Strength,
+    quality_condition,
+)
 
 STRONG_GALLERY_FMP = 0.01
 MODERATE_GALLERY_FMP = 0.2
@@ -97,75 +106,26 @@ class ScoreCalibrator:
             gallery_fmp = 1.0 if fmr >= 1.0 else -math.expm1(n * math.log1p(-fmr))
         return Evidence(
             similarity=similarity,
+            strength=strength(fmr, gallery_fmp),
             false_match_rate=fmr,
             gallery_size=gallery_size,
             gallery_false_match_probability=gallery_fmp,
             probe_quality=probe_quality,
             weak_probe=weak_probe,
             weak_candidate=weak_candidate,
-            verdict=_verdict(
-                fmr,
-                gallery_fmp,
-                upper,
-                weak_probe,
-                weak_candidate,
-                gallery_size,
-                table=used,
-                has_table=conditioned is not None,
-            ),
             false_match_rate_is_upper_bound=upper,
-            calibrated=self.calibrated,
             quality_condition=used,
+            condition_table_measured=conditioned is not None,
         )
 
 
-def _one_in(rate: float) -> str:
-    if rate <= 0:
-        return "never"
-    return f"1 in {1 / rate:,.0f}" if rate < 0.5 else f"{rate:.0%}"
-
-
-_TABLE_NAMES = {
-    "one_flagged": "the table of impostor pairs with one low-quality face",
-    "both_flagged": "the table of impostor pairs with both faces low-quality",
-}
-
-
-def _verdict(
-    fmr: float,
-    gallery_fmp: float,
-    upper: bool,
-    weak_probe: bool,
-    weak_candidate: bool,
-    gallery_size: int,
-    *,
-    table: str = CLEAN_CONDITION,
-    has_table: bool = False,
-) -> str:
-    if math.isnan(fmr):
-        return "uncalibrated model pack: this score has no measured false-match rate; treat as a lead only"
-    bound = "below " if upper else ""
-    rate = f"a stranger scores this high {bound}{_one_in(fmr)} comparisons"
-    if gallery_fmp < STRONG_GALLERY_FMP and fmr <= STRONG_MAX_FMR:
-        strength = "strong lead"
-    elif gallery_fmp < MODERATE_GALLERY_FMP and fmr <= MODERATE_MAX_FMR:
-        strength = "moderate lead"
-    else:
-        strength = "weak: strangers this similar are expected"
-    sentence = (
-        f"{strength}: {rate}; in this gallery of {gallery_size:,} faces, chance that some stranger does: "
-        f"{bound}{gallery_fmp:.2g}"
-    )
-    weak = [w for w, flag in (("probe", weak_probe), ("candidate", weak_candidate)) if flag]
-    if not weak:
-        return sentence
-    faces = f"low-quality {' and '.join(weak)} face"
-    if table != CLEAN_CONDITION:
-        return f"{sentence}; {faces}: rate from {_TABLE_NAMES.get(table, table)} (higher than the clean table's)"
-    if has_table:
-        condition = quality_condition(weak_probe, weak_candidate)
-        return (
-            f"{sentence}; {faces}: rate from the clean table, which is higher here than "
-            f"{_TABLE_NAMES.get(condition, condition)}"
-        )
-    return f"{sentence}; {faces}: rates measured on good photos may understate the risk"
+def strength(false_match_rate: float, gallery_false_match_probability: float) -> Strength:
+    """How far a score is a lead: by the chance some stranger in the gallery scores this high, with floors on the
+    per-comparison rate. NaN rates (an uncalibrated pack) have no strength."""
+    if math.isnan(false_match_rate):
+        return Strength.UNCALIBRATED
+    if gallery_false_match_probability < STRONG_GALLERY_FMP and false_match_rate <= STRONG_MAX_FMR:
+        return Strength.STRONG
+    if gallery_false_match_probability < MODERATE_GALLERY_FMP and false_match_rate <= MODERATE_MAX_FMR:
+        return Strength.MODERATE
+    return Strength.WEAK

@@ -20,6 +20,7 @@ from datetime import datetime
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
+from facetrace.core.evidence import describe
 from facetrace.core.types import FaceRecord
 from facetrace.server.case_report import CaseReport, ReportCandidate, ReportProbe, ReportSearch
 
@@ -158,12 +159,13 @@ def _candidate(pdf: FPDF, candidate: ReportCandidate) -> None:
     who = (face.label or "unlabelled") if face else "face erased since the search"
     _para(pdf, f"#{hit.rank}  face {hit.face_id}: {who}", indent=True)
     pdf.set_font(FONT, size=9)
-    _para(pdf, f"Verdict: {hit.verdict}", indent=True)
+    evidence = hit.evidence
+    _para(pdf, f"Verdict: {describe(evidence)}", indent=True)
     _para(
         pdf,
-        f"Similarity {hit.similarity:.3f} (cosine; not a probability). False-match rate of this score: "
-        f"{_rate(hit.false_match_rate)}; chance some stranger in this gallery of {hit.gallery_size:,} faces "
-        f"scores this high: {_rate(hit.gallery_false_match_probability)}.",
+        f"Similarity {evidence.similarity:.3f} (cosine; not a probability). False-match rate of this score: "
+        f"{_rate(evidence.false_match_rate)}; chance some stranger in this gallery of {evidence.gallery_size:,} faces "
+        f"scores this high: {_rate(evidence.gallery_false_match_probability)}.",
         indent=True,
     )
     if face is not None:

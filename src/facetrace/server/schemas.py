@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
+from facetrace.core.evidence import describe
 from facetrace.core.types import (
     ApiKey,
     AuditEntry,
@@ -23,6 +24,7 @@ from facetrace.core.types import (
     SearchHit,
     SearchRecord,
     StoredHit,
+    Strength,
     User,
 )
 from facetrace.governance.audit import ChainReport
@@ -146,8 +148,16 @@ class QualityOut(BaseModel):
 
 
 class EvidenceOut(BaseModel):
+    """What a score means, as data (the fields the verdict sentence is rendered from) and as that sentence."""
+
     similarity: float
-    false_match_rate: float | None = Field(description="Chance one comparison with a stranger scores this high.")
+    strength: Strength = Field(
+        description="strong, moderate or weak lead, or uncalibrated (the pack has no measured rates): decided from "
+        "the two rates below; the verdict sentence begins with it."
+    )
+    false_match_rate: float | None = Field(
+        description="Chance one comparison with a stranger scores this high (full precision; null if uncalibrated)."
+    )
     false_match_rate_is_upper_bound: bool
     gallery_size: int
     gallery_false_match_probability: float | None = Field(
@@ -160,12 +170,21 @@ class EvidenceOut(BaseModel):
         description="The impostor table the rate was read from: clean, or the table measured on pairs with one or "
         "both faces flagged, used only where it gives the higher (more pessimistic) rate."
     )
-    verdict: str
+    pair_condition: QualityCondition = Field(
+        description="The pair's own condition: how many of its two faces carry a quality flag (weak_probe, "
+        "weak_candidate)."
+    )
+    condition_table_measured: bool = Field(
+        description="The model pack has an impostor table for pair_condition (compared with the clean one); false "
+        "for a flagged pair: its rate was measured on good photos and may understate the risk."
+    )
+    verdict: str = Field(description="The sentence a reviewer reads, rendered from the fields above.")
 
     @classmethod
     def of(cls, evidence: Evidence) -> EvidenceOut:
         return cls(
             similarity=evidence.similarity,
+            strength=evidence.strength,
             false_match_rate=_finite(evidence.false_match_rate),
             false_match_rate_is_upper_bound=evidence.false_match_rate_is_upper_bound,
             gallery_size=evidence.gallery_size,
@@ -174,7 +193,9 @@ class EvidenceOut(BaseModel):
             weak_candidate=evidence.weak_candidate,
             calibrated=evidence.calibrated,
             quality_condition=evidence.quality_condition,
-            verdict=evidence.verdict,
+            pair_condition=evidence.pair_condition,
+            condition_table_measured=evidence.condition_table_measured,
+            verdict=describe(evidence),
         )
 
 
@@ -250,10 +271,15 @@ class ProbeResultOut(BaseModel):
 
 
 class StoredHitOut(BaseModel):
+    """A hit as kept with its search: its evidence as data, as computed then (rows stored before the evidence was
+    kept as data are read back from their sentence; their probe quality is unknown). The flat rate fields and verdict
+    repeat evidence's, for clients written before it was there."""
+
     probe_face_index: int | None
     rank: int
     face_id: int
     similarity: float
+    evidence: EvidenceOut
     false_match_rate: float | None
     gallery_false_match_probability: float | None
     gallery_size: int
@@ -261,15 +287,17 @@ class StoredHitOut(BaseModel):
 
     @classmethod
     def of(cls, hit: StoredHit) -> StoredHitOut:
+        evidence = EvidenceOut.of(hit.evidence)
         return cls(
             probe_face_index=hit.probe_face_index,
             rank=hit.rank,
             face_id=hit.face_id,
             similarity=hit.similarity,
-            false_match_rate=_finite(hit.false_match_rate),
-            gallery_false_match_probability=_finite(hit.gallery_false_match_probability),
-            gallery_size=hit.gallery_size,
-            verdict=hit.verdict,
+            evidence=evidence,
+            false_match_rate=evidence.false_match_rate,
+            gallery_false_match_probability=evidence.gallery_false_match_probability,
+            gallery_size=evidence.gallery_size,
+            verdict=evidence.verdict,
         )
 
 

@@ -45,11 +45,6 @@ class ComparedFace:
     quality_flags: tuple[str, ...]
 
 
-def _strength(verdict: str) -> str:
-    head = verdict.split(":", 1)[0]
-    return {"strong lead": "strong", "moderate lead": "moderate"}.get(head, "weak")
-
-
 def _crop(data: bytes, name: str, box: BoundingBox, max_pixels: int) -> str:
     bgr = decode_image(data, name, max_pixels=max_pixels)
     return data_uri(encode_jpeg(crop_thumbnail(bgr, box), THUMBNAIL_JPEG_QUALITY))
@@ -74,7 +69,6 @@ def _compare_page(
         cases=sorted(cases, key=lambda c: c.case_id, reverse=True),
         error=error,
         comparison=comparison,
-        strength=_strength(comparison.evidence.verdict) if comparison else None,
         faces=faces,
         case_id=case_id,
         purpose=purpose,

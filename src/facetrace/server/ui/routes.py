@@ -33,7 +33,8 @@ from facetrace.core.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
-from facetrace.core.types import Case, FaceRecord, Review, SearchRecord, StoredHit, User
+from facetrace.core.evidence import describe, headline
+from facetrace.core.types import Case, FaceRecord, Review, SearchRecord, StoredHit, Strength, User
 from facetrace.engine import Engine
 from facetrace.governance.users import require_role
 from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER, IdPath, read_upload
@@ -93,17 +94,20 @@ class Visitor:
 class Candidate:
     hit: StoredHit
     face: FaceRecord | None  # None: not viewable by this role, or erased since
-    weak_probe: bool
     reviews: list[Review] = field(default_factory=list)
+
+    # Badges read the stored evidence's fields, never its sentence.
+    @property
+    def weak_probe(self) -> bool:
+        return self.hit.evidence.weak_probe
 
     @property
     def weak_candidate(self) -> bool:
-        return self.face is not None and bool(self.face.quality_flags)
+        return self.hit.evidence.weak_candidate
 
     @property
-    def strength(self) -> str:
-        head = self.hit.verdict.split(":", 1)[0]
-        return {"strong lead": "strong", "moderate lead": "moderate"}.get(head, "weak")
+    def strength(self) -> Strength:
+        return self.hit.evidence.strength
 
 
 @dataclass
@@ -121,6 +125,8 @@ def _when(value: datetime | None) -> str:
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
     env.filters["when"] = _when
+    env.filters["describe"] = describe  # an Evidence's sentence (facetrace.core.evidence: worded there only)
+    env.filters["headline"] = headline  # a Strength's badge words
     env.globals["prefix"] = UI_PREFIX
     return env
 
@@ -372,9 +378,8 @@ def _groups(request: Request, visitor: Visitor, record: SearchRecord, reviews: l
     for hit in sorted(record.hits, key=lambda h: (h.probe_face_index or 0, h.rank)):
         probe = probes.get(hit.probe_face_index) if hit.probe_face_index is not None else None
         group = groups.setdefault(hit.probe_face_index, ProbeGroup(hit.probe_face_index, probe, []))
-        weak_probe = probe.weak if probe else "low-quality probe" in hit.verdict
         group.candidates.append(
-            Candidate(hit, faces.get(hit.face_id), weak_probe, [r for r in reviews if r.face_id == hit.face_id])
+            Candidate(hit, faces.get(hit.face_id), [r for r in reviews if r.face_id == hit.face_id])
         )
     return list(groups.values())
 
@@ -434,7 +439,7 @@ def compare_page(
     probe = probes.get(hit.probe_face_index) if hit.probe_face_index is not None else None
     face = _view_faces(_engine(request), visitor, [face_id]).get(face_id)
     reviews = [r for r in cases.reviews(search_id) if r.face_id == face_id]
-    candidate = Candidate(hit, face, probe.weak if probe else "low-quality probe" in hit.verdict, reviews)
+    candidate = Candidate(hit, face, reviews)
     case = cases.case(record.case_id)
     return render(
         request,
