@@ -282,7 +282,7 @@ def cluster_command(
 ) -> None:
     """Group unknown faces into identities, conservatively: two people wrongly merged is worse than one person
     split, so a merge needs the whole of both groups to agree, at false-match rates of 1e-4 to 1e-5."""
-    from facetrace.evaluation.clustering import score_clustering
+    from facetrace.evaluation.clustering import score_against_manifest
 
     if save:
         if paths:
@@ -303,18 +303,10 @@ def cluster_command(
     with _engine(data, pack, verbose, workers=1) as engine:
         clustered = engine.clusters.cluster(paths or [], run_id=run)
     faces, result, ordered = clustered.faces, clustered.clustering, clustered.groups
-    report = None
-    if labels is not None:
-        truth = _identities_by_path(labels)
-        scored = [
-            (i, truth[str(Path(f.source).resolve())])
-            for i, f in enumerate(faces)
-            if f.main_face and str(Path(f.source).resolve()) in truth
-        ]
-        if not scored:
-            raise _fail(f"{labels}: none of its paths matches a clustered image")
-        positions, identities = zip(*scored, strict=True)
-        report = score_clustering(result.labels[list(positions)], list(identities), len(result.merges))
+    try:
+        report = score_against_manifest(clustered, labels) if labels is not None else None
+    except FacetraceError as exc:
+        raise _fail(str(exc)) from exc
     if as_json:
         payload: dict[str, Any] = {
             "thresholds": jsonable(result.thresholds),
@@ -466,16 +458,6 @@ def _print_event(event: ClusterEvent, as_json: bool) -> None:
         f"{event.kind} recorded (event {event.event_id}) on cluster {event.cluster_id}{other}: "
         f"{len(event.face_ids)} faces; evidence {json.dumps(event.evidence, sort_keys=True)}"
     )
-
-
-def _identities_by_path(manifest: Path) -> dict[str, str]:
-    import csv
-
-    with manifest.open(newline="", encoding="utf-8-sig") as handle:
-        rows = csv.DictReader(handle)
-        if not rows.fieldnames or not {"path", "identity"} <= set(rows.fieldnames):
-            raise _fail(f"{manifest}: the header must name the columns path and identity")
-        return {str((manifest.parent / row["path"]).resolve()): row["identity"] for row in rows}
 
 
 @index_app.command("rebuild")

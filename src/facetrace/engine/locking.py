@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Protocol
@@ -106,20 +106,20 @@ class ProcessLock:
         return self._holders > 0
 
     @contextmanager
-    def hold(self, purpose: str, timeout: float | None = None) -> Iterator[bool]:
-        """Hold the lock; yields True when this call acquired it from the OS (the first holder in this process),
-        which means another process may have written since this one last did."""
-        first = self._acquire(purpose, timeout)
+    def hold(self, purpose: str, timeout: float | None = None) -> Iterator[None]:
+        """Hold the lock, waiting for another process up to timeout seconds (None: as long as it takes; then
+        ConflictError naming the holder)."""
+        self._acquire(purpose, timeout)
         try:
-            yield first
+            yield
         finally:
             self._release()
 
-    def _acquire(self, purpose: str, timeout: float | None) -> bool:
+    def _acquire(self, purpose: str, timeout: float | None) -> None:
         with self._guard:
             if self._holders:
                 self._holders += 1
-                return False
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while held
             try:
@@ -132,7 +132,6 @@ class ProcessLock:
             handle.write(json.dumps(_holder(purpose)) + "\n")
             handle.flush()
             self._file, self._holders = handle, 1
-            return True
 
     def _lock(self, handle: IO[str], purpose: str, timeout: float | None) -> None:
         try:
@@ -246,25 +245,19 @@ class DataLock:
         with self.process.hold(purpose, self._wait_s):
             yield
 
-    def try_writing(self, purpose: str) -> AbstractContextManager[bool]:
-        """writing() if no other process holds the writer lock now, else nothing (yields whether it writes)."""
-        return self._try_writing(purpose)
-
     @contextmanager
-    def _try_writing(self, purpose: str) -> Iterator[bool]:
-        try:
-            hold = self.process.hold(purpose, timeout=0.0)
-            hold.__enter__()
-        except ConflictError:
-            yield False
-            return
-        try:
-            with self._rw.write():
-                self._state.catch_up()
-                yield True
-                self._state.mark_current()
-        finally:
-            hold.__exit__(None, None, None)
+    def try_writing(self, purpose: str) -> Iterator[bool]:
+        """writing() if no other process holds the writer lock now, else nothing (yields whether it writes)."""
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(self.process.hold(purpose, timeout=0.0))
+            except ConflictError:
+                yield False
+                return
+            stack.enter_context(self._rw.write())
+            self._state.catch_up()
+            yield True
+            self._state.mark_current()
 
 
 class DerivedState(Protocol):

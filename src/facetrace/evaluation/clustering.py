@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from facetrace.core.errors import InvalidRequestError
+from facetrace.engine import ClusteredFaces
 
 
 @dataclass(frozen=True)
@@ -69,3 +74,28 @@ def score_clustering(
         bcubed_f1=2 * b_precision * b_recall / (b_precision + b_recall) if b_precision + b_recall else 0.0,
         merges=merges,
     )
+
+
+def identities_by_path(manifest: Path) -> dict[str, str]:
+    """A CSV path,identity (paths relative to the CSV) as {resolved path: identity}."""
+    with manifest.open(newline="", encoding="utf-8-sig") as handle:
+        rows = csv.DictReader(handle)
+        if not rows.fieldnames or not {"path", "identity"} <= set(rows.fieldnames):
+            raise InvalidRequestError(f"{manifest}: the header must name the columns path and identity")
+        return {str((manifest.parent / row["path"]).resolve()): row["identity"] for row in rows}
+
+
+def score_against_manifest(clustered: ClusteredFaces, manifest: Path) -> ClusteringReport:
+    """Score the clustering of each image's largest face (the one an image-level label names) against a CSV
+    path,identity; images the CSV does not name are left out."""
+    truth = identities_by_path(manifest)
+    scored = [
+        (position, truth[str(Path(face.source).resolve())])
+        for position, face in enumerate(clustered.faces)
+        if face.main_face and str(Path(face.source).resolve()) in truth
+    ]
+    if not scored:
+        raise InvalidRequestError(f"{manifest}: none of its paths matches a clustered image")
+    positions, identities = zip(*scored, strict=True)
+    result = clustered.clustering
+    return score_clustering(result.labels[list(positions)], list(identities), len(result.merges))
