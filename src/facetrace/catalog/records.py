@@ -6,12 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-RUNNING = "running"
-FINISHED = "finished"
-INTERRUPTED = "interrupted"
-FAILED = "failed"
-# Statuses finish_run accepts; 'running' is only ever set by start_run.
-FINAL_RUN_STATUSES = frozenset({FINISHED, INTERRUPTED, FAILED})
+from facetrace.core.vocabulary import RunStatus
+
+# Statuses finish_run accepts; RUNNING is only ever set by start_run.
+FINAL_RUN_STATUSES = frozenset({RunStatus.FINISHED, RunStatus.INTERRUPTED, RunStatus.FAILED})
 
 
 @dataclass(frozen=True)
@@ -19,7 +17,7 @@ class RunRecord:
     """One ingest run as stored."""
 
     run_id: int
-    status: str
+    status: RunStatus
     description: str
     model_id: str
     started_at: datetime
@@ -45,7 +43,7 @@ class CatalogStats:
 
     assets: int
     faces_by_model: Mapping[str, int]
-    runs_by_status: Mapping[str, int]
+    runs_by_status: Mapping[RunStatus, int]
     errors: int
     people: int
 

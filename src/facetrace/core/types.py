@@ -15,6 +15,15 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from facetrace.core.vocabulary import (
+    CaseStatus,
+    ClusterAssignedBy,
+    ClusterEventKind,
+    ErasureMode,
+    ReviewDecision,
+    Role,
+)
+
 FloatArray = npt.NDArray[np.float32]
 
 
@@ -245,15 +254,12 @@ def quality_condition(probe_flagged: bool, candidate_flagged: bool) -> QualityCo
 
 # -- governance: who may search, why, what they did, and what was erased ---------------------------------------------
 
-ROLES = ("admin", "investigator", "reviewer", "auditor")
-REVIEW_DECISIONS = ("confirmed", "rejected")
-
 
 @dataclass(frozen=True)
 class User:
     user_id: int
     name: str
-    role: str  # one of ROLES
+    role: Role
     created_at: datetime
     active: bool = True
 
@@ -281,7 +287,7 @@ class AuditEntry:
     seq: int
     at: datetime
     actor: str
-    action: str
+    action: str  # an AuditAction when written; read back as stored, since a verifier must read an edited row too
     target: str
     details: dict[str, object]
     prev_hash: str
@@ -299,7 +305,7 @@ class Case:
     requires_independent_review: bool  # the reviewer of a candidate must not be the user who searched
     created_by: str
     created_at: datetime
-    status: str = "open"
+    status: CaseStatus = CaseStatus.OPEN
 
 
 @dataclass(frozen=True)
@@ -336,7 +342,7 @@ class Review:
     search_id: int
     face_id: int
     reviewer: str
-    decision: str  # one of REVIEW_DECISIONS
+    decision: ReviewDecision
     note: str
     at: datetime
 
@@ -362,7 +368,7 @@ class ErasureReceipt:
     receipt_id: str
     at: datetime
     requested_by: str
-    mode: str  # "faces", "person" or "probe"
+    mode: ErasureMode
     subject: str
     reason: str
     face_ids: tuple[int, ...]
@@ -374,11 +380,6 @@ class ErasureReceipt:
 
 
 # -- persisted clusters: unknown faces grouped into identities, and every change to a group -------------------------
-
-# How a face came into its cluster: batch clustering, incremental assignment (at ingest or a later --save), or a
-# person's merge or split.
-CLUSTER_ASSIGNED_BY = ("batch", "incremental", "manual")
-CLUSTER_EVENT_KINDS = ("create", "merge", "split", "assign", "rename", "erase")
 
 
 @dataclass(frozen=True)
@@ -398,7 +399,7 @@ class NewCluster:
     """A cluster to create: its faces, how they were grouped, and the merges that made it (as event evidence)."""
 
     face_ids: tuple[int, ...]
-    assigned_by: str  # one of CLUSTER_ASSIGNED_BY
+    assigned_by: ClusterAssignedBy
     evidence: dict[str, object] = field(default_factory=dict)
     merges: tuple[dict[str, object], ...] = ()
 
@@ -419,7 +420,7 @@ class ClusterEvent:
 
     event_id: int
     cluster_id: int
-    kind: str  # one of CLUSTER_EVENT_KINDS
+    kind: ClusterEventKind
     actor: str
     reason: str
     face_ids: tuple[int, ...]

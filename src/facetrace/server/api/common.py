@@ -1,4 +1,4 @@
-"""What the route modules share: role sets, upload reading, the engine lock."""
+"""What the route modules share: id paths, upload reading, the engine lock."""
 
 from __future__ import annotations
 
@@ -14,11 +14,6 @@ from facetrace.engine import Engine
 from facetrace.server.schemas import MAX_ID
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-
-ADMIN = "admin"
-INVESTIGATOR = "investigator"
-REVIEWER = "reviewer"
-AUDITOR = "auditor"
 
 # A case, search or face id in a path: out of the catalog's 64-bit range is a 422, not a failed lookup.
 IdPath = Annotated[int, Path(ge=0, le=MAX_ID)]

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from facetrace.core.types import User
-from facetrace.server.api.common import ADMIN, engine_session
+from facetrace.core.vocabulary import Role
+from facetrace.server.api.common import engine_session
 from facetrace.server.auth import require
 from facetrace.server.schemas import PurgeIn, PurgeOut
 
@@ -15,8 +16,8 @@ router = APIRouter(tags=["retention"])
 
 
 @router.post("/retention/purge", response_model=PurgeOut)
-def purge(body: PurgeIn, request: Request, user: Annotated[User, Depends(require(ADMIN))]) -> PurgeOut:
+def purge(body: PurgeIn, request: Request, user: Annotated[User, Depends(require(Role.ADMIN))]) -> PurgeOut:
     """Delete the faces (catalog rows, index entries, thumbnails) and photos past their retain_until, audited as one
     `purge` entry with its counts. Unlike erasure nothing is suppressed. dry_run counts and changes nothing."""
     with engine_session(request) as engine:
-        return PurgeOut.of(engine.purge(user.name, dry_run=body.dry_run))
+        return PurgeOut.model_validate(engine.purge(user.name, dry_run=body.dry_run))
