@@ -43,18 +43,19 @@ This script imports only the standard library and numpy at module level; the per
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import platform
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,10 +229,24 @@ def _positive(text: str) -> int:
 # The worker: one tree's search timing, in a subprocess whose PYTHONPATH names that tree's src.
 
 
+def schema_version(data: Path) -> str | None:
+    """The catalog's Alembic revision, read with sqlite3 (None if it is not a SQLite catalog in data)."""
+    catalog = data / "catalog.db"
+    if not catalog.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)) as connection:
+            row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None
+
+
 def search_worker(data: Path, probes: Sequence[str], searches: int, threads: int) -> dict[str, Any]:
     import facetrace
     from facetrace.engine import open_engine
 
+    schema_before = schema_version(data)
     started = time.perf_counter()
     engine = open_engine(data, workers=1, threads=threads)
     try:
@@ -258,6 +273,8 @@ def search_worker(data: Path, probes: Sequence[str], searches: int, threads: int
     return {
         "facetrace": str(Path(facetrace.__file__).resolve()),
         "api": engine_api(engine),
+        "schema_before": schema_before,
+        "schema_after": schema_version(data),
         "open_ms": (opened - started) * 1000.0,
         "check_ms": (checked - opened) * 1000.0,
         "catalog_faces": report.catalog_faces,
@@ -323,7 +340,7 @@ def _git(*arguments: str) -> str:
     ).stdout.strip()
 
 
-@contextmanager
+@contextlib.contextmanager
 def worktree(revision: str, path: Path) -> Iterator[Path]:
     """A detached worktree of `revision` at `path`, removed (and pruned) on the way out."""
     _git("worktree", "add", "--quiet", "--detach", str(path), revision)
@@ -515,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 context: Any = worktree(args.new, new.root)
             else:
                 new = Tree("new", new_revision, REPO_ROOT)
-                context = _nothing()
+                context = contextlib.nullcontext()
             with context:
                 try:
                     imports = {tree.name: verify_import(tree, args.timeout_s) for tree in (old, new)}
@@ -544,31 +561,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(payload, indent=2))
         return 0
-    gallery = outcome["gallery"]
-    agreement = outcome["top_hit_agreement"]
-    print(f"old: {old.revision}; new: {new.revision}")
-    print(
-        f"gallery: {gallery['faces']:,} faces ({gallery['real_faces']:,} from real LFW photos, "
-        f"{gallery['synthetic_faces']:,} synthetic), built by the old tree in {gallery['build_s']:.0f} s; "
-        f"{gallery['probes']} probe photos, {args.searches} timed searches per run, top_k={TOP_K}"
-    )
-    print(
-        f"machine: {machine['cores']} cores, Python {machine['python']}; load average {load_start} at start, "
-        f"{machine['load_average_end']} at end; {args.repeats} repeat(s), old/new interleaved, "
-        f"{payload['seconds']:.0f} s in all"
-    )
-    print()
-    print(format_table(comparisons))
-    print()
-    print("new/old: above 1 is faster for faces/s, slower for ms. Medians over the repeats; noise = larger relative")
-    print("spread (max - min) / median of the two trees' runs. The new tree's first open upgrades the catalog schema.")
-    print(f"top hit the same face in both trees: {agreement:.1%} of the timed searches (worst repeat)")
+    print(format_report(payload, comparisons))
     return 0
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield None
+def format_report(payload: dict[str, Any], comparisons: Sequence[Comparison]) -> str:
+    gallery, machine, settings = payload["gallery"], payload["machine"], payload["settings"]
+    first = {name: payload[name]["runs"]["search"][0] for name in ("old", "new")}
+    schemas = ", ".join(f"{name} {run['schema_before']} -> {run['schema_after']}" for name, run in first.items())
+    faces = ", ".join(
+        f"{name} {'/'.join(str(run['faces']) for run in payload[name]['runs']['ingest'])}" for name in ("old", "new")
+    )
+    return "\n".join(
+        [
+            f"old: {payload['old']['revision']}; new: {payload['new']['revision']}",
+            f"gallery: {gallery['faces']:,} faces ({gallery['real_faces']:,} from {settings['real_photos']:,} real "
+            f"LFW photos, {gallery['synthetic_faces']:,} synthetic), built by the old tree in {gallery['build_s']:.0f} s",
+            f"searches: {settings['searches']} timed per tree and repeat after {WARMUP_SEARCHES} warm-up, top_k={TOP_K}, "
+            f"{gallery['probes']} distinct held-out probe photos",
+            f"machine: {machine['cores']} cores, Python {machine['python']}; load average {machine['load_average_start']} "
+            f"at start, {machine['load_average_end']} at end; {settings['repeats']} repeat(s), old/new interleaved, "
+            f"{payload['seconds']:.0f} s in all",
+            "",
+            format_table(comparisons),
+            "",
+            "new/old: above 1 is faster for faces/s, slower for ms. Medians over the repeats; noise = the larger",
+            "relative spread (max - min) / median of the two trees' runs.",
+            f"catalog schema at the first search run (before -> after opening): {schemas}",
+            f"faces stored per ingest run: {faces}",
+            f"top hit the same face in both trees: {payload['top_hit_agreement']:.1%} of the timed searches "
+            "(worst repeat)",
+        ]
+    )
 
 
 if __name__ == "__main__":

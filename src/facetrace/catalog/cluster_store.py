@@ -20,13 +20,8 @@ from facetrace.catalog.database import reading, writing
 from facetrace.catalog.tables import cluster_events, cluster_members, clusters, faces
 from facetrace.core.errors import CatalogError, ConflictError, InvalidRequestError, NotFoundError
 from facetrace.core.ports import IdArray
-from facetrace.core.types import (
-    CLUSTER_ASSIGNED_BY,
-    ClusterAssignment,
-    ClusterEvent,
-    NewCluster,
-    StoredCluster,
-)
+from facetrace.core.types import ClusterAssignment, ClusterEvent, NewCluster, StoredCluster
+from facetrace.core.vocabulary import ClusterAssignedBy, ClusterEventKind
 
 # Ids per IN (...) clause, as in sql_catalog.
 _IN_CHUNK = 500
@@ -151,15 +146,25 @@ class SqlClusterStore:
                 ).scalars()
             ]
             members = [
-                {"face_id": int(face_id), "cluster_id": cid, "assigned_by": group.assigned_by, "assigned_at": now}
+                {
+                    "face_id": int(face_id),
+                    "cluster_id": cid,
+                    "assigned_by": ClusterAssignedBy(group.assigned_by),
+                    "assigned_at": now,
+                }
                 for cid, group in zip(ids, groups, strict=True)
                 for face_id in group.face_ids
             ]
             _insert_members(connection, members)
             events: list[dict[str, Any]] = []
             for cluster_id, group in zip(ids, groups, strict=True):
-                events.append(_event_row(cluster_id, "create", actor, reason, group.face_ids, group.evidence, now))
-                events.extend(_event_row(cluster_id, "merge", actor, reason, (), merge, now) for merge in group.merges)
+                events.append(
+                    _event_row(cluster_id, ClusterEventKind.CREATE, actor, reason, group.face_ids, group.evidence, now)
+                )
+                events.extend(
+                    _event_row(cluster_id, ClusterEventKind.MERGE, actor, reason, (), merge, now)
+                    for merge in group.merges
+                )
             _insert_events(connection, events)
         return ids
 
@@ -179,13 +184,21 @@ class SqlClusterStore:
             _insert_members(
                 connection,
                 [
-                    {"face_id": a.face_id, "cluster_id": a.cluster_id, "assigned_by": "incremental", "assigned_at": now}
+                    {
+                        "face_id": a.face_id,
+                        "cluster_id": a.cluster_id,
+                        "assigned_by": ClusterAssignedBy.INCREMENTAL,
+                        "assigned_at": now,
+                    }
                     for a in assignments
                 ],
             )
             _insert_events(
                 connection,
-                [_event_row(a.cluster_id, "assign", actor, reason, (a.face_id,), a.evidence, now) for a in assignments],
+                [
+                    _event_row(a.cluster_id, ClusterEventKind.ASSIGN, actor, reason, (a.face_id,), a.evidence, now)
+                    for a in assignments
+                ],
             )
             _touch(connection, targets, now)
         return len(assignments)
@@ -208,11 +221,11 @@ class SqlClusterStore:
             connection.execute(
                 sa.update(cluster_members)
                 .where(cluster_members.c.cluster_id == absorbed)
-                .values(cluster_id=kept, assigned_by="manual", assigned_at=now)
+                .values(cluster_id=kept, assigned_by=ClusterAssignedBy.MANUAL, assigned_at=now)
             )
             connection.execute(sa.delete(clusters).where(clusters.c.id == absorbed))
             _touch(connection, [kept], now)
-            row = _event_row(kept, "merge", actor, reason, tuple(moved), evidence, now, other=absorbed)
+            row = _event_row(kept, ClusterEventKind.MERGE, actor, reason, tuple(moved), evidence, now, other=absorbed)
             return _insert_event(connection, row)
 
     def split_cluster(
@@ -238,10 +251,12 @@ class SqlClusterStore:
                 connection.execute(
                     sa.update(cluster_members)
                     .where(cluster_members.c.face_id.in_(chunk))
-                    .values(cluster_id=new_id, assigned_by="manual", assigned_at=now)
+                    .values(cluster_id=new_id, assigned_by=ClusterAssignedBy.MANUAL, assigned_at=now)
                 )
             _touch(connection, [cluster_id], now)
-            row = _event_row(cluster_id, "split", actor, reason, tuple(sorted(wanted)), evidence, now, other=new_id)
+            row = _event_row(
+                cluster_id, ClusterEventKind.SPLIT, actor, reason, tuple(sorted(wanted)), evidence, now, other=new_id
+            )
             return _insert_event(connection, row)
 
     def rename_cluster(self, cluster_id: int, name: str | None, actor: str, reason: str) -> ClusterEvent:
@@ -256,7 +271,9 @@ class SqlClusterStore:
                 sa.update(clusters).where(clusters.c.id == cluster_id).values(name=label or None, updated_at=now)
             )
             evidence: dict[str, object] = {"previous_name": previous.name, "name": label or None}
-            return _insert_event(connection, _event_row(cluster_id, "rename", actor, reason, (), evidence, now))
+            return _insert_event(
+                connection, _event_row(cluster_id, ClusterEventKind.RENAME, actor, reason, (), evidence, now)
+            )
 
     def _read(self) -> AbstractContextManager[Connection]:
         return reading(self._engine)
@@ -302,7 +319,7 @@ def leave_clusters(
         [
             _event_row(
                 cluster_id,
-                "erase",
+                ClusterEventKind.ERASE,
                 actor,
                 reason,
                 tuple(sorted(left[cluster_id])),
@@ -316,8 +333,10 @@ def leave_clusters(
 
 
 def _check_assigned_by(how: str) -> None:
-    if how not in CLUSTER_ASSIGNED_BY:
-        raise InvalidRequestError(f"assigned_by must be one of {', '.join(CLUSTER_ASSIGNED_BY)}, not {how!r}")
+    try:
+        ClusterAssignedBy(how)
+    except ValueError:
+        raise InvalidRequestError(f"assigned_by must be one of {', '.join(ClusterAssignedBy)}, not {how!r}") from None
 
 
 def _check_faces(connection: Connection, face_ids: Sequence[int], model_id: str) -> None:
@@ -383,7 +402,7 @@ def _insert_event(connection: Connection, row: dict[str, Any]) -> ClusterEvent:
 
 def _event_row(
     cluster_id: int,
-    kind: str,
+    kind: ClusterEventKind,
     actor: str,
     reason: str,
     face_ids: Sequence[int],
@@ -443,7 +462,7 @@ def _event(row: Row[Any]) -> ClusterEvent:
     return ClusterEvent(
         event_id=int(row.id),
         cluster_id=int(row.cluster_id),
-        kind=row.kind,
+        kind=ClusterEventKind(row.kind),
         actor=row.actor,
         reason=row.reason,
         face_ids=tuple(int(face_id) for face_id in row.face_ids),

@@ -48,6 +48,7 @@ from facetrace.core.types import (
     Strength,
     User,
 )
+from facetrace.core.vocabulary import CaseStatus, ErasureMode, ReviewDecision, Role
 
 # Serialises audit appenders on PostgreSQL (SQLite writers are serialised by BEGIN IMMEDIATE already).
 _AUDIT_LOCK = 0x61756469_745F6C6F & 0x7FFF_FFFF_FFFF_FFFF
@@ -61,7 +62,7 @@ class SqlGovernanceStore:
 
     # Users and keys
 
-    def add_user(self, name: str, role: str, password_hash: str | None = None) -> User:
+    def add_user(self, name: str, role: Role, password_hash: str | None = None) -> User:
         now = _now()
         try:
             with self._write() as connection:
@@ -72,7 +73,7 @@ class SqlGovernanceStore:
                 ).scalar_one()
         except IntegrityError as exc:
             raise ConflictError(f"a user named {name!r} already exists") from exc
-        return User(int(user_id), name, role, now, True)
+        return User(int(user_id), name, Role(role), now, True)
 
     def user(self, name: str) -> User | None:
         with self._read() as connection:
@@ -191,7 +192,7 @@ class SqlGovernanceStore:
                     requires_independent_review=requires_independent_review,
                     created_by=created_by,
                     created_at=now,
-                    status="open",
+                    status=CaseStatus.OPEN,
                 )
                 .returning(cases.c.id)
             ).scalar_one()
@@ -206,7 +207,7 @@ class SqlGovernanceStore:
         with self._read() as connection:
             return [_case(row) for row in connection.execute(sa.select(cases).order_by(cases.c.id))]
 
-    def set_case_status(self, case_id: int, status: str, expected: str) -> bool:
+    def set_case_status(self, case_id: int, status: CaseStatus, expected: CaseStatus) -> bool:
         """Move a case from status expected to status; False if it was not in expected (compare-and-set, so two
         closers cannot both succeed)."""
         with self._write() as connection:
@@ -277,7 +278,7 @@ class SqlGovernanceStore:
                     hits[int(hit.search_id)].append(_stored_hit(hit))
         return [_search_record(row, tuple(hits[int(row.id)])) for row in rows]
 
-    def add_review(self, search_id: int, face_id: int, reviewer: str, decision: str, note: str) -> Review:
+    def add_review(self, search_id: int, face_id: int, reviewer: str, decision: ReviewDecision, note: str) -> Review:
         now = _now()
         with self._write() as connection:
             review_id = connection.execute(
@@ -285,14 +286,14 @@ class SqlGovernanceStore:
                 .values(search_id=search_id, face_id=face_id, reviewer=reviewer, decision=decision, note=note, at=now)
                 .returning(reviews.c.id)
             ).scalar_one()
-        return Review(int(review_id), search_id, face_id, reviewer, decision, note, now)
+        return Review(int(review_id), search_id, face_id, reviewer, ReviewDecision(decision), note, now)
 
     def reviews(self, search_id: int) -> list[Review]:
         with self._read() as connection:
             rows = connection.execute(
                 sa.select(reviews).where(reviews.c.search_id == search_id).order_by(reviews.c.id)
             ).all()
-        return [Review(int(r.id), int(r.search_id), int(r.face_id), r.reviewer, r.decision, r.note, r.at) for r in rows]
+        return [_review(row) for row in rows]
 
     # Suppressions and receipts
 
@@ -397,7 +398,7 @@ def _receipt(row: Row[Any]) -> ErasureReceipt:
         receipt_id=row.receipt_id,
         at=row.at,
         requested_by=row.requested_by,
-        mode=row.mode,
+        mode=ErasureMode(row.mode),
         subject=row.subject,
         reason=row.reason,
         face_ids=tuple(int(i) for i in body.get("face_ids", [])),
@@ -410,7 +411,7 @@ def _receipt(row: Row[Any]) -> ErasureReceipt:
 
 
 def _user(row: Row[Any]) -> User:
-    return User(int(row.id), row.name, row.role, row.created_at, bool(row.active))
+    return User(int(row.id), row.name, Role(row.role), row.created_at, bool(row.active))
 
 
 def _case(row: Row[Any]) -> Case:
@@ -422,7 +423,13 @@ def _case(row: Row[Any]) -> Case:
         requires_independent_review=bool(row.requires_independent_review),
         created_by=row.created_by,
         created_at=row.created_at,
-        status=row.status,
+        status=CaseStatus(row.status),
+    )
+
+
+def _review(row: Row[Any]) -> Review:
+    return Review(
+        int(row.id), int(row.search_id), int(row.face_id), row.reviewer, ReviewDecision(row.decision), row.note, row.at
     )
 
 

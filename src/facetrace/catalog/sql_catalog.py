@@ -22,8 +22,6 @@ from facetrace.catalog.database import create_catalog_engine, describe, reading,
 from facetrace.catalog.governance_store import SqlGovernanceStore
 from facetrace.catalog.records import (
     FINAL_RUN_STATUSES,
-    INTERRUPTED,
-    RUNNING,
 )
 from facetrace.catalog.schema import upgrade_to_head
 from facetrace.catalog.tables import assets, ingest_errors, ingest_runs, people, sources
@@ -42,6 +40,7 @@ from facetrace.core.types import (
     MediaAsset,
     RunRecord,
 )
+from facetrace.core.vocabulary import RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +114,7 @@ class SqlCatalog:
                 sa.insert(ingest_runs)
                 .values(
                     started_at=_now(),
-                    status=RUNNING,
+                    status=RunStatus.RUNNING,
                     description=description,
                     model_id=model_id,
                     stats={},
@@ -127,9 +126,9 @@ class SqlCatalog:
         self._run_models[int(run_id)] = model_id
         return int(run_id)
 
-    def finish_run(self, run_id: int, status: str, stats: dict[str, int]) -> None:
+    def finish_run(self, run_id: int, status: RunStatus, stats: dict[str, int]) -> None:
         if status not in FINAL_RUN_STATUSES:
-            raise CatalogError(f"a run finishes as one of {sorted(FINAL_RUN_STATUSES)}, not {status!r}")
+            raise CatalogError(f"a run finishes as one of {sorted(map(str, FINAL_RUN_STATUSES))}, not {str(status)!r}")
         with self._write() as connection:
             updated = connection.execute(
                 sa.update(ingest_runs)
@@ -139,7 +138,7 @@ class SqlCatalog:
         if updated != 1:
             raise CatalogError(f"no ingest run {run_id} in the catalog at {self.url}")
 
-    def runs(self, status: str | None = None) -> list[RunRecord]:
+    def runs(self, status: RunStatus | None = None) -> list[RunRecord]:
         """Ingest runs, newest first, optionally only those with this status."""
         query = sa.select(ingest_runs).order_by(ingest_runs.c.id.desc())
         if status is not None:
@@ -156,7 +155,7 @@ class SqlCatalog:
         with self._read() as connection:
             candidates = connection.execute(
                 sa.select(ingest_runs.c.id, ingest_runs.c.pid).where(
-                    ingest_runs.c.status == RUNNING, ingest_runs.c.host == host
+                    ingest_runs.c.status == RunStatus.RUNNING, ingest_runs.c.host == host
                 )
             ).all()
         abandoned = [int(run_id) for run_id, pid in candidates if pid is not None and not _process_alive(int(pid))]
@@ -164,8 +163,8 @@ class SqlCatalog:
             with self._write() as connection:
                 connection.execute(
                     sa.update(ingest_runs)
-                    .where(ingest_runs.c.id.in_(abandoned), ingest_runs.c.status == RUNNING)
-                    .values(status=INTERRUPTED)
+                    .where(ingest_runs.c.id.in_(abandoned), ingest_runs.c.status == RunStatus.RUNNING)
+                    .values(status=RunStatus.INTERRUPTED)
                 )
         return abandoned
 
@@ -569,7 +568,7 @@ class SqlCatalog:
         return CatalogStats(
             assets=int(asset_count),
             faces_by_model={str(model): int(count) for model, count in by_model},
-            runs_by_status={str(status): int(count) for status, count in by_status},
+            runs_by_status={RunStatus(status): int(count) for status, count in by_status},
             errors=int(error_count),
             people=int(people_count),
         )
@@ -705,7 +704,7 @@ def _get_or_create(connection: Connection, table: sa.Table, name: str, values: M
 def _run_record(row: Row[Any]) -> RunRecord:
     return RunRecord(
         run_id=int(row.id),
-        status=row.status,
+        status=RunStatus(row.status),
         description=row.description,
         model_id=row.model_id,
         started_at=row.started_at,

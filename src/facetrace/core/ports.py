@@ -33,6 +33,7 @@ from facetrace.core.types import (
     StoredHit,
     User,
 )
+from facetrace.core.vocabulary import CaseStatus, ReviewDecision, Role, RunStatus
 
 IdArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -163,7 +164,7 @@ class RetentionStore(Protocol):
 
 
 class UserStore(Protocol):
-    def add_user(self, name: str, role: str, password_hash: str | None = None) -> User: ...
+    def add_user(self, name: str, role: Role, password_hash: str | None = None) -> User: ...
 
     def user(self, name: str) -> User | None: ...
 
@@ -213,7 +214,7 @@ class CaseStore(Protocol):
 
     def cases(self) -> list[Case]: ...
 
-    def set_case_status(self, case_id: int, status: str, expected: str) -> bool: ...
+    def set_case_status(self, case_id: int, status: CaseStatus, expected: CaseStatus) -> bool: ...
 
     def add_search(
         self,
@@ -233,7 +234,9 @@ class CaseStore(Protocol):
         """Searches in id order; with_hits=False leaves each record's hits empty (cheaper, for probe-only work)."""
         ...
 
-    def add_review(self, search_id: int, face_id: int, reviewer: str, decision: str, note: str) -> Review: ...
+    def add_review(
+        self, search_id: int, face_id: int, reviewer: str, decision: ReviewDecision, note: str
+    ) -> Review: ...
 
     def reviews(self, search_id: int) -> list[Review]: ...
 
@@ -313,7 +316,7 @@ class Catalog(FaceEraser, RetentionStore, Protocol):
 
     def start_run(self, description: str, model_id: str) -> int: ...
 
-    def finish_run(self, run_id: int, status: str, stats: dict[str, int]) -> None: ...
+    def finish_run(self, run_id: int, status: RunStatus, stats: dict[str, int]) -> None: ...
 
     def known_sha256(self, sha256s: Sequence[str]) -> set[str]:
         """Which of these content hashes are already in the catalog."""
@@ -354,7 +357,7 @@ class Catalog(FaceEraser, RetentionStore, Protocol):
 
     def change_counters(self) -> ChangeCounters: ...
 
-    def runs(self, status: str | None = None) -> list[RunRecord]: ...
+    def runs(self, status: RunStatus | None = None) -> list[RunRecord]: ...
 
     def labels(self, model_id: str, offset: int = 0, limit: int = 100) -> tuple[list[tuple[str, int]], int]:
         """A page of (label, face count), and how many labels there are."""

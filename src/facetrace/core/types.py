@@ -17,6 +17,16 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from facetrace.core.vocabulary import (
+    CaseStatus,
+    ClusterAssignedBy,
+    ClusterEventKind,
+    ErasureMode,
+    ReviewDecision,
+    Role,
+    RunStatus,
+)
+
 FloatArray = npt.NDArray[np.float32]
 
 
@@ -279,15 +289,12 @@ def quality_condition(probe_flagged: bool, candidate_flagged: bool) -> QualityCo
 
 # -- governance: who may search, why, what they did, and what was erased ---------------------------------------------
 
-ROLES = ("admin", "investigator", "reviewer", "auditor")
-REVIEW_DECISIONS = ("confirmed", "rejected")
-
 
 @dataclass(frozen=True)
 class User:
     user_id: int
     name: str
-    role: str  # one of ROLES
+    role: Role
     created_at: datetime
     active: bool = True
 
@@ -315,7 +322,7 @@ class AuditEntry:
     seq: int
     at: datetime
     actor: str
-    action: str
+    action: str  # an AuditAction when written; read back as stored, since a verifier must read an edited row too
     target: str
     details: dict[str, object]
     prev_hash: str
@@ -333,7 +340,7 @@ class Case:
     requires_independent_review: bool  # the reviewer of a candidate must not be the user who searched
     created_by: str
     created_at: datetime
-    status: str = "open"
+    status: CaseStatus = CaseStatus.OPEN
 
 
 @dataclass(frozen=True)
@@ -370,7 +377,7 @@ class Review:
     search_id: int
     face_id: int
     reviewer: str
-    decision: str  # one of REVIEW_DECISIONS
+    decision: ReviewDecision
     note: str
     at: datetime
 
@@ -396,7 +403,7 @@ class ErasureReceipt:
     receipt_id: str
     at: datetime
     requested_by: str
-    mode: str  # "faces", "person" or "probe"
+    mode: ErasureMode
     subject: str
     reason: str
     face_ids: tuple[int, ...]
@@ -408,11 +415,6 @@ class ErasureReceipt:
 
 
 # -- persisted clusters: unknown faces grouped into identities, and every change to a group -------------------------
-
-# How a face came into its cluster: batch clustering, incremental assignment (at ingest or a later --save), or a
-# person's merge or split.
-CLUSTER_ASSIGNED_BY = ("batch", "incremental", "manual")
-CLUSTER_EVENT_KINDS = ("create", "merge", "split", "assign", "rename", "erase")
 
 
 @dataclass(frozen=True)
@@ -432,7 +434,7 @@ class NewCluster:
     """A cluster to create: its faces, how they were grouped, and the merges that made it (as event evidence)."""
 
     face_ids: tuple[int, ...]
-    assigned_by: str  # one of CLUSTER_ASSIGNED_BY
+    assigned_by: ClusterAssignedBy
     evidence: dict[str, object] = field(default_factory=dict)
     merges: tuple[dict[str, object], ...] = ()
 
@@ -453,7 +455,7 @@ class ClusterEvent:
 
     event_id: int
     cluster_id: int
-    kind: str  # one of CLUSTER_EVENT_KINDS
+    kind: ClusterEventKind
     actor: str
     reason: str
     face_ids: tuple[int, ...]
@@ -480,7 +482,7 @@ class RunRecord:
     """One ingest run as stored."""
 
     run_id: int
-    status: str
+    status: RunStatus
     description: str
     model_id: str
     started_at: datetime
@@ -506,7 +508,7 @@ class CatalogStats:
 
     assets: int
     faces_by_model: Mapping[str, int]
-    runs_by_status: Mapping[str, int]
+    runs_by_status: Mapping[RunStatus, int]
     errors: int
     people: int
 

@@ -12,6 +12,7 @@ import numpy as np
 from facetrace.core.errors import CatalogError, ConflictError, InvalidRequestError, NotFoundError
 from facetrace.core.ports import Catalog, ClusterStore, FaceAnalyzer, IdArray
 from facetrace.core.types import BoundingBox, ClusterEvent, FaceRecord, StoredCluster
+from facetrace.core.vocabulary import AuditAction
 from facetrace.engine.actors import cli_actor
 from facetrace.governance.audit import AuditLog
 from facetrace.ingest.sources import iter_paths
@@ -116,7 +117,7 @@ class Clusters:
         )
         self._audit.record(
             actor,
-            "cluster_save",
+            AuditAction.CLUSTER_SAVE,
             f"model:{self._model_id}",
             run_id=run_id,
             faces_considered=update.faces_considered,
@@ -159,23 +160,23 @@ class Clusters:
         """A person's merge of two clusters into kept (audited; the rules' evidence is kept whatever it says)."""
         actor = actor or cli_actor()
         event = self._identities().merge(kept, absorbed, actor, reason)
-        self._audit_event(actor, "cluster_merge", event)
+        self._audit_event(actor, AuditAction.CLUSTER_MERGE, event)
         return event
 
     def split(self, cluster_id: int, face_ids: Sequence[int], reason: str, *, actor: str | None = None) -> ClusterEvent:
         """A person's split: face_ids leave cluster_id for a new cluster (audited)."""
         actor = actor or cli_actor()
         event = self._identities().split(cluster_id, face_ids, actor, reason)
-        self._audit_event(actor, "cluster_split", event)
+        self._audit_event(actor, AuditAction.CLUSTER_SPLIT, event)
         return event
 
     def rename(self, cluster_id: int, name: str | None, reason: str, *, actor: str | None = None) -> ClusterEvent:
         actor = actor or cli_actor()
         event = self._identities().rename(cluster_id, name, actor, reason)
-        self._audit_event(actor, "cluster_rename", event)
+        self._audit_event(actor, AuditAction.CLUSTER_RENAME, event)
         return event
 
-    def _audit_event(self, actor: str, action: str, event: ClusterEvent) -> None:
+    def _audit_event(self, actor: str, action: AuditAction, event: ClusterEvent) -> None:
         self._audit.record(
             actor,
             action,

@@ -7,6 +7,7 @@ from pathlib import Path
 from facetrace.core.errors import NotFoundError
 from facetrace.core.ports import Catalog
 from facetrace.core.types import FaceRecord, User
+from facetrace.core.vocabulary import AuditAction
 from facetrace.governance.audit import AuditLog
 
 
@@ -21,7 +22,7 @@ class Gallery:
         record = self._catalog.faces_by_id([face_id]).get(face_id)
         if record is None:
             raise NotFoundError(f"no face {face_id}")
-        self._audit.record(user.name, "view_face", f"face:{face_id}")
+        self._audit.record(user.name, AuditAction.VIEW_FACE, f"face:{face_id}")
         return record
 
     def thumbnail(self, user: User, face_id: int) -> bytes:
@@ -33,14 +34,14 @@ class Gallery:
             data = path.read_bytes()
         except FileNotFoundError as exc:
             raise NotFoundError(f"face {face_id}: its thumbnail file is missing") from exc
-        self._audit.record(user.name, "view_thumbnail", f"face:{face_id}")
+        self._audit.record(user.name, AuditAction.VIEW_THUMBNAIL, f"face:{face_id}")
         return data
 
     def people(self, user: User, offset: int = 0, limit: int = 100) -> tuple[list[tuple[str, int]], int]:
         """A page of the gallery's labels with their face counts, and the number of labels; audited, since the
         list says who is in the gallery."""
         page, total = self._catalog.labels(self._model_id, offset, limit)
-        self._audit.record(user.name, "list_people", "people", offset=offset, limit=limit, returned=len(page))
+        self._audit.record(user.name, AuditAction.LIST_PEOPLE, "people", offset=offset, limit=limit, returned=len(page))
         return page, total
 
     def person_faces(self, user: User, label: str) -> list[FaceRecord]:
@@ -49,5 +50,5 @@ class Gallery:
         if not records:
             raise NotFoundError(f"no face is labelled {label!r}")
         faces = [records[face_id] for face_id in sorted(records)]
-        self._audit.record(user.name, "view_person", f"person:{label}", face_ids=[f.face_id for f in faces])
+        self._audit.record(user.name, AuditAction.VIEW_PERSON, f"person:{label}", face_ids=[f.face_id for f in faces])
         return faces

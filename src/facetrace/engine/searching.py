@@ -12,6 +12,7 @@ from pathlib import Path
 
 from facetrace.core.ports import FaceAnalyzer
 from facetrace.core.types import AnalyzedImage, ProbeResult, SearchRecord, User
+from facetrace.core.vocabulary import AuditAction
 from facetrace.engine.actors import cli_actor
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
@@ -81,7 +82,7 @@ class Searches:
         comparison = self._service().compare(first, second)
         self._audit.record(
             actor or cli_actor(),
-            "compare",
+            AuditAction.COMPARE,
             f"probes:{hashlib.sha256(first[0]).hexdigest()[:16]},{hashlib.sha256(second[0]).hexdigest()[:16]}",
             purpose=purpose or "",
             sources=[first[1], second[1]],
@@ -130,7 +131,7 @@ class Searches:
         comparison = self._service().compare(a, b)
         self._audit.record(
             user.name,
-            "compare",
+            AuditAction.COMPARE,
             f"case:{case.case_id}",
             purpose=purpose,
             sha256_a=hashlib.sha256(a[0]).hexdigest(),
@@ -148,7 +149,7 @@ class Searches:
     ) -> None:
         self._audit.record(
             actor or cli_actor(),
-            "search",
+            AuditAction.SEARCH,
             "probes:" + ",".join(hashlib.sha256(data).hexdigest() for data, _ in probes),
             purpose=purpose or "",
             case=None,

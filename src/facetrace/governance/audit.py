@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from facetrace.core.ports import AuditStore
 from facetrace.core.types import AuditEntry
+from facetrace.core.vocabulary import AuditAction
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,9 @@ class AuditLog:
     def __init__(self, store: AuditStore) -> None:
         self._store = store
 
-    def record(self, actor: str, action: str, target: str, **details: object) -> AuditEntry:
+    def record(self, actor: str, action: AuditAction | str, target: str, **details: object) -> AuditEntry:
+        """Append an entry; action is one of AuditAction (a plain string is checked against it: ValueError if not)."""
+        action = AuditAction(action)
         # Round-trip through canonical JSON now, so what is hashed is exactly what a verifier will read back.
         clean: dict[str, object] = json.loads(canonical_json(details))
 

@@ -12,12 +12,10 @@ from collections.abc import Sequence
 
 from facetrace.core.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
 from facetrace.core.ports import CaseStore
-from facetrace.core.types import REVIEW_DECISIONS, Case, FloatArray, ProbeResult, Review, SearchRecord, StoredHit, User
+from facetrace.core.types import Case, FloatArray, ProbeResult, Review, SearchRecord, StoredHit, User
+from facetrace.core.vocabulary import AuditAction, CaseStatus, ReviewDecision
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.repeats import RepeatedProbe, find_repeated_probes
-
-OPEN = "open"
-CLOSED = "closed"
 
 __all__ = ["CaseService", "RepeatedProbe", "stored_hits"]
 
@@ -60,7 +58,7 @@ class CaseService:
         )
         self._audit.record(
             user.name,
-            "open_case",
+            AuditAction.OPEN_CASE,
             f"case:{case.case_id}",
             title=case.title,
             purpose=case.purpose,
@@ -84,15 +82,15 @@ class CaseService:
         second pair of eyes. The audit entry (close_case) records who closed it, when and why."""
         reason = _required(reason, "a reason for closing the case")
         case = self.case(case_id)
-        if not self._store.set_case_status(case_id, CLOSED, expected=OPEN):
+        if not self._store.set_case_status(case_id, CaseStatus.CLOSED, expected=CaseStatus.OPEN):
             raise ConflictError(f"case {case_id} is {self.case(case_id).status}; only an open case can be closed")
-        self._audit.record(user.name, "close_case", f"case:{case_id}", reason=reason)
-        return dataclasses.replace(case, status=CLOSED)
+        self._audit.record(user.name, AuditAction.CLOSE_CASE, f"case:{case_id}", reason=reason)
+        return dataclasses.replace(case, status=CaseStatus.CLOSED)
 
     def check_search_allowed(self, case_id: int, purpose: str) -> tuple[Case, str]:
         """Before a search runs: the case exists and is open, and the search states its purpose."""
         case = self.case(case_id)
-        if case.status != OPEN:
+        if case.status != CaseStatus.OPEN:
             raise ConflictError(f"case {case_id} is {case.status}; searches need an open case")
         return case, _required(purpose, "a search's purpose")
 
@@ -106,7 +104,7 @@ class CaseService:
         model_id: str,
         probe_embedding: FloatArray | None,
         results: Sequence[ProbeResult],
-        action: str = "search",
+        action: AuditAction = AuditAction.SEARCH,
     ) -> SearchRecord:
         hits = stored_hits(results)
         record = self._store.add_search(
@@ -132,9 +130,13 @@ class CaseService:
     def searches(self, case_id: int | None = None) -> list[SearchRecord]:
         return self._store.searches(case_id)
 
-    def review(self, reviewer: User, search_id: int, face_id: int, decision: str, note: str = "") -> Review:
-        if decision not in REVIEW_DECISIONS:
-            raise InvalidRequestError(f"a decision is one of {', '.join(REVIEW_DECISIONS)}, not {decision!r}")
+    def review(
+        self, reviewer: User, search_id: int, face_id: int, decision: ReviewDecision | str, note: str = ""
+    ) -> Review:
+        try:
+            decision = ReviewDecision(decision)
+        except ValueError:
+            raise InvalidRequestError(f"a decision is one of {', '.join(ReviewDecision)}, not {decision!r}") from None
         record = self.search(search_id)
         if face_id not in {hit.face_id for hit in record.hits}:
             raise NotFoundError(f"face {face_id} is not a candidate of search {search_id}")
@@ -147,7 +149,7 @@ class CaseService:
         review = self._store.add_review(search_id, face_id, reviewer.name, decision, note.strip())
         self._audit.record(
             reviewer.name,
-            "review",
+            AuditAction.REVIEW,
             f"search:{search_id}",
             case_id=case.case_id,
             face_id=face_id,

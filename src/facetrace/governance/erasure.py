@@ -34,6 +34,7 @@ from facetrace.core.ports import (
     VectorIndex,
 )
 from facetrace.core.types import ErasureReceipt, FloatArray
+from facetrace.core.vocabulary import AuditAction, ErasureMode
 from facetrace.governance.audit import AuditLog
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class ErasureService:
         ids = sorted({int(face_id) for face_id in face_ids})
         if not ids:
             raise InvalidRequestError("name at least one face id to erase")
-        return self._erase(actor, "faces", ",".join(map(str, ids)), reason, ids, None)
+        return self._erase(actor, ErasureMode.FACES, ",".join(map(str, ids)), reason, ids, None)
 
     def erase_person(self, actor: str, label: str, reason: str) -> ErasureReceipt:
         label = label.strip()
@@ -119,7 +120,7 @@ class ErasureService:
         ids = self._eraser.face_ids_labelled(label)
         if not ids:
             raise NotFoundError(f"no face is labelled {label!r}")
-        return self._erase(actor, "person", label, reason, ids, None)
+        return self._erase(actor, ErasureMode.PERSON, label, reason, ids, None)
 
     def erase_matching(self, actor: str, probe_vectors: FloatArray, probe_name: str, reason: str) -> ErasureReceipt:
         """Every gallery face at or above min_similarity to any of the requester's faces; the requester's own
@@ -128,7 +129,7 @@ class ErasureService:
         if probes.ndim != 2 or probes.shape[0] == 0:
             raise InvalidRequestError("the requester's photo has no face to match")
         with self._guard.writing(f"erasure by photo {probe_name}"):
-            return self._erase(actor, "probe", probe_name, reason, self._matching_ids(probes), probes)
+            return self._erase(actor, ErasureMode.PROBE, probe_name, reason, self._matching_ids(probes), probes)
 
     def erase_by_photo(self, actor: str, data: bytes, probe_name: str, reason: str) -> ErasureReceipt:
         """'Remove me': every face of the requester's photo is matched at the strict threshold and erased (the
@@ -158,7 +159,7 @@ class ErasureService:
     def _erase(
         self,
         actor: str,
-        mode: str,
+        mode: ErasureMode,
         subject: str,
         reason: str,
         face_ids: Sequence[int],
@@ -174,7 +175,7 @@ class ErasureService:
     def _erase_locked(
         self,
         actor: str,
-        mode: str,
+        mode: ErasureMode,
         subject: str,
         reason: str,
         face_ids: Sequence[int],
@@ -182,7 +183,7 @@ class ErasureService:
         receipt_id: str,
     ) -> ErasureReceipt:
         found_ids, found = self._eraser.embeddings_by_id(list(face_ids), self._model_id)
-        if mode == "faces" and not len(found_ids):
+        if mode == ErasureMode.FACES and not len(found_ids):
             raise NotFoundError(f"none of faces {', '.join(map(str, face_ids))} exists")
         # Suppress first: written before anything is deleted, so a crash part-way can't let the person back in.
         vectors = [found] if len(found_ids) else []
@@ -199,7 +200,7 @@ class ErasureService:
         uploads_removed = sum(self._remove_upload(uri) for uri in deleted.asset_uris)
         entry = self._audit.record(
             actor,
-            "erase",
+            AuditAction.ERASE,
             f"erasure:{receipt_id}",
             mode=mode,
             subject=subject,

@@ -24,6 +24,7 @@ import numpy as np
 
 from facetrace.core.errors import InvalidRequestError
 from facetrace.core.ports import DataGuard, RetentionStore, Unguarded, VectorIndex
+from facetrace.core.vocabulary import AuditAction
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.erasure import remove_thumbnail
 
@@ -89,7 +90,7 @@ class RetentionService:
         asset_ids = tuple(sorted({*deleted.asset_ids, *(asset_id for asset_id, _ in faceless)}))
         entry = self._audit.record(
             actor,
-            "purge",
+            AuditAction.PURGE,
             f"purge:{purge_id}",
             retention_ended_by=at.astimezone(UTC).isoformat(),
             faces=len(deleted.face_ids),

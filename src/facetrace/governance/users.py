@@ -20,7 +20,8 @@ from facetrace.core.errors import (
     PermissionDeniedError,
 )
 from facetrace.core.ports import UserStore
-from facetrace.core.types import ROLES, ApiKey, User
+from facetrace.core.types import ApiKey, User
+from facetrace.core.vocabulary import AuditAction, Role
 from facetrace.governance.audit import AuditLog
 
 API_KEY_PREFIX = "ft_"
@@ -53,9 +54,17 @@ def _check_password(password: str) -> None:
         raise InvalidRequestError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
 
 
-def require_role(user: User, *roles: str) -> None:
+def require_role(user: User, *roles: Role) -> None:
     if user.role not in roles:
-        raise PermissionDeniedError(f"user {user.name!r} has role {user.role!r}; this needs {' or '.join(roles)}")
+        raise PermissionDeniedError(f"user {user.name!r} has role {str(user.role)!r}; this needs {' or '.join(roles)}")
+
+
+def _as_role(role: str) -> Role:
+    """A role named by a caller (a form, a request body, the command line); InvalidRequestError if it is none."""
+    try:
+        return Role(role)
+    except ValueError:
+        raise InvalidRequestError(f"role {role!r} is not one of {', '.join(Role)}") from None
 
 
 class UserService:
@@ -65,10 +74,10 @@ class UserService:
 
     def create_admin(self, name: str, actor: str) -> IssuedKey:
         """The first administrator (or another one, from the command line, which is trusted as the host's owner)."""
-        return self._add(name, "admin", actor, None)
+        return self._add(name, Role.ADMIN, actor, None)
 
     def add_user(
-        self, name: str, role: str, actor: str, password: str | None = None, hasher: PasswordHasher | None = None
+        self, name: str, role: Role | str, actor: str, password: str | None = None, hasher: PasswordHasher | None = None
     ) -> IssuedKey:
         if password is not None and hasher is None:
             raise InvalidRequestError("a password needs a password hasher (the server provides argon2)")
@@ -80,7 +89,7 @@ class UserService:
     def issue_key(self, name: str, actor: str) -> IssuedKey:
         user = self.user(name)
         api_key = self._new_key(user)
-        self._audit.record(actor, "issue_api_key", f"user:{user.name}", prefix=api_key[:10])
+        self._audit.record(actor, AuditAction.ISSUE_API_KEY, f"user:{user.name}", prefix=api_key[:10])
         return IssuedKey(user, api_key)
 
     def deactivate(self, name: str, actor: str) -> User:
@@ -89,7 +98,7 @@ class UserService:
         if user.name == actor:
             raise ConflictError("users cannot deactivate themselves; ask another administrator")
         revoked = self._store.deactivate_user(user.name)
-        self._audit.record(actor, "deactivate_user", f"user:{user.name}", keys_revoked=revoked)
+        self._audit.record(actor, AuditAction.DEACTIVATE_USER, f"user:{user.name}", keys_revoked=revoked)
         return self.user(name)
 
     def set_password(self, name: str, password: str, actor: str, hasher: PasswordHasher) -> User:
@@ -97,7 +106,7 @@ class UserService:
         user = self.user(name)
         _check_password(password)
         self._store.set_password_hash(user.name, hasher.hash(password))
-        self._audit.record(actor, "set_password", f"user:{user.name}")
+        self._audit.record(actor, AuditAction.SET_PASSWORD, f"user:{user.name}")
         return user
 
     def api_keys(self, name: str) -> list[ApiKey]:
@@ -112,7 +121,7 @@ class UserService:
             raise NotFoundError(f"user {user.name!r} has no API key {key_id}")
         if not key.active or not self._store.revoke_api_key(user.user_id, key_id):
             raise ConflictError(f"API key {key_id} of {user.name!r} is revoked already")
-        self._audit.record(actor, "revoke_api_key", f"user:{user.name}", key_id=key_id, prefix=key.prefix)
+        self._audit.record(actor, AuditAction.REVOKE_API_KEY, f"user:{user.name}", key_id=key_id, prefix=key.prefix)
         return next(k for k in self._store.api_keys(user.user_id) if k.key_id == key_id)
 
     def user(self, name: str) -> User:
@@ -137,17 +146,16 @@ class UserService:
             raise AuthenticationError("wrong user name or password")
         return user
 
-    def _add(self, name: str, role: str, actor: str, password_hash: str | None) -> IssuedKey:
+    def _add(self, name: str, role: Role | str, actor: str, password_hash: str | None) -> IssuedKey:
         name = name.strip()
         if not name:
             raise InvalidRequestError("a user name cannot be blank")
-        if role not in ROLES:
-            raise InvalidRequestError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        role = _as_role(role)
         if self._store.user(name) is not None:
             raise ConflictError(f"a user named {name!r} already exists")
         user = self._store.add_user(name, role, password_hash)
         api_key = self._new_key(user)
-        self._audit.record(actor, "add_user", f"user:{name}", role=role, prefix=api_key[:10])
+        self._audit.record(actor, AuditAction.ADD_USER, f"user:{name}", role=role, prefix=api_key[:10])
         return IssuedKey(user, api_key)
 
     def _new_key(self, user: User) -> str:

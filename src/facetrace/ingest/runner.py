@@ -31,6 +31,7 @@ import numpy as np
 from facetrace.core.errors import FacetraceError
 from facetrace.core.ports import Catalog, DataGuard, FaceAnalyzer, SuppressionCheck, Unguarded, VectorIndex
 from facetrace.core.types import AnalyzedFace, AnalyzedImage, IngestSummary, MediaAsset
+from facetrace.core.vocabulary import RunStatus
 from facetrace.ingest.sources import SourceItem
 
 log = logging.getLogger(__name__)
@@ -181,10 +182,10 @@ class IngestRunner:
     def _run(self, items: Iterable[SourceItem], description: str) -> IngestSummary:
         run_id = self._catalog.start_run(description, self._model_id)
         state = IngestProgress()
-        status = "interrupted"
+        status = RunStatus.INTERRUPTED
         try:
             self._run_batches(run_id, items, state)
-            status = "finished"
+            status = RunStatus.FINISHED
         finally:
             with self._guard.writing(description):
                 self._index.save()

@@ -18,6 +18,7 @@ import numpy as np
 from facetrace.core.errors import InvalidRequestError, NotFoundError
 from facetrace.core.ports import Catalog, ClusterStore, DataGuard, IdArray, Unguarded, VectorIndex
 from facetrace.core.types import ClusterAssignment, ClusterEvent, FloatArray, NewCluster
+from facetrace.core.vocabulary import ClusterAssignedBy
 from facetrace.search.clustering import (
     ClusteringThresholds,
     best_cluster,
@@ -166,7 +167,7 @@ class IdentityClusters:
         drafts = [
             NewCluster(
                 face_ids=tuple(int(ids[p]) for p in positions),
-                assigned_by="batch",
+                assigned_by=ClusterAssignedBy.BATCH,
                 evidence={"thresholds": thresholds},
                 merges=tuple(merges_of.get(label, ())),
             )

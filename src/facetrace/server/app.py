@@ -15,7 +15,8 @@ from facetrace.server.schemas import ErrorEnvelope, HealthOut
 from facetrace.server.ui import admin as admin_ui
 from facetrace.server.ui import compare as compare_ui
 from facetrace.server.ui import jobs_pages as ui_jobs
-from facetrace.server.ui.routes import UI_PREFIX, create_ui_app
+from facetrace.server.ui.common import UI_PREFIX
+from facetrace.server.ui.routes import create_ui_app
 
 API_PREFIX = "/api/v1"
 

@@ -14,6 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBas
 
 from facetrace.core.errors import AuthenticationError
 from facetrace.core.types import User
+from facetrace.core.vocabulary import Role
 from facetrace.engine import Engine
 from facetrace.governance.users import key_sha256, require_role
 from facetrace.server.passwords import Argon2Hasher
@@ -60,7 +61,7 @@ def current_user(
     return user
 
 
-def require(*roles: str) -> Callable[..., User]:
+def require(*roles: Role) -> Callable[..., User]:
     """A dependency returning the calling user if their role is one of roles."""
 
     def dependency(user: Annotated[User, Depends(current_user)]) -> User:

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from facetrace.core.errors import NotFoundError
 from facetrace.core.types import Case, FaceRecord, Review, SearchRecord, StoredHit, User
+from facetrace.core.vocabulary import AuditAction
 from facetrace.engine import Engine
 from facetrace.server.ui.probes import ProbeStore
 
@@ -75,7 +76,7 @@ def gather_report(engine: Engine, user: User, probes: ProbeStore, case_id: int, 
         searches.append(ReportSearch(record, list(groups.values())))
     entry = engine.audit.record(
         user.name,
-        "export",
+        AuditAction.EXPORT,
         f"case:{case_id}",
         format=export_format,
         searches=[record.search_id for record in records],

@@ -28,13 +28,13 @@ from pathlib import Path
 
 from facetrace.core.errors import FacetraceError, InvalidRequestError, PermissionDeniedError
 from facetrace.core.types import User
+from facetrace.core.vocabulary import AuditAction, JobKind, JobStatus
 from facetrace.engine import Engine
 from facetrace.ingest.runner import MAX_ERROR_MESSAGES_KEPT, IngestProgress
 from facetrace.ingest.sources import SourceItem, iter_manifest, iter_paths
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 MAX_JOBS_KEPT = 200
 # An upload job holds at most this many photos: a browser form or a script can send more jobs, and a bounded job
 # keeps its progress meaningful and its upload folder small.
@@ -56,13 +56,13 @@ class Upload:
 @dataclass
 class IngestJob:
     job_id: str
-    kind: str  # upload, path or manifest
+    kind: JobKind
     sources: list[str]  # what was asked for: original file names, or the path or manifest
     started_by: str
     created_at: datetime
     label: str | None = None
     legal_basis: str | None = None
-    status: str = QUEUED
+    status: JobStatus = JobStatus.QUEUED
     files_total: int | None = None  # known ahead for uploads only
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -80,7 +80,7 @@ class IngestJob:
 
     @property
     def finished(self) -> bool:
-        return self.status in (DONE, FAILED)
+        return self.status in (JobStatus.DONE, JobStatus.FAILED)
 
     @property
     def percent(self) -> int | None:
@@ -144,7 +144,7 @@ class JobQueue:
         total = sum(len(upload.data) for upload in uploads)
         if total > MAX_UPLOAD_TOTAL_BYTES:
             raise InvalidRequestError(f"at most {MAX_UPLOAD_TOTAL_BYTES:,} bytes per job, not {total:,}")
-        job = self._new_job(user, "upload", [u.name for u in uploads], label, legal_basis)
+        job = self._new_job(user, JobKind.UPLOAD, [u.name for u in uploads], label, legal_basis)
         job.files_total = len(uploads)
         folder = self._engine.settings.uploads_dir / job.job_id
         folder.mkdir(parents=True, exist_ok=False)
@@ -173,7 +173,8 @@ class JobQueue:
             raise InvalidRequestError(f"{path}: no such file or folder")
         if manifest and not resolved.is_file():
             raise InvalidRequestError(f"{path}: a manifest is a file")
-        job = self._new_job(user, "manifest" if manifest else "path", [str(resolved)], label, legal_basis)
+        kind = JobKind.MANIFEST if manifest else JobKind.PATH
+        job = self._new_job(user, kind, [str(resolved)], label, legal_basis)
 
         def items() -> Iterator[SourceItem]:
             source = iter_manifest(resolved) if manifest else iter_paths([resolved])
@@ -217,7 +218,7 @@ class JobQueue:
     # -- running ----------------------------------------------------------------------------------------------------
 
     def _new_job(
-        self, user: User, kind: str, sources: list[str], label: str | None, legal_basis: str | None
+        self, user: User, kind: JobKind, sources: list[str], label: str | None, legal_basis: str | None
     ) -> IngestJob:
         now = datetime.now(UTC)
         job_id = f"job_{now:%Y%m%dT%H%M%S}_{secrets.token_hex(4)}"
@@ -229,7 +230,7 @@ class JobQueue:
         shown = job.sources[:20]
         self._engine.audit.record(
             job.started_by,
-            "ingest_job",
+            AuditAction.INGEST_JOB,
             f"ingest_job:{job.job_id}",
             kind=job.kind,
             sources=shown,
@@ -256,7 +257,7 @@ class JobQueue:
             job, items = entry
             try:
                 if self._stopping.is_set():
-                    self._finish(job, FAILED, STOPPED_MESSAGE)
+                    self._finish(job, JobStatus.FAILED, STOPPED_MESSAGE)
                 else:
                     self._run(job, items)
             except Exception:  # the worker must survive any one job
@@ -264,8 +265,8 @@ class JobQueue:
 
     def _run(self, job: IngestJob, items: Callable[[], Iterable[SourceItem]]) -> None:
         with self._lock:
-            job.status, job.started_at = RUNNING, datetime.now(UTC)
-        status, message = FAILED, ""
+            job.status, job.started_at = JobStatus.RUNNING, datetime.now(UTC)
+        status, message = JobStatus.FAILED, ""
         try:
             summary = self._engine.ingest.run(
                 items=self._until_stopped(job, items()),
@@ -279,9 +280,9 @@ class JobQueue:
                 job.faces_suppressed = summary.source_counts.get("suppressed_faces", 0)
                 job.errors = job.refused + summary.errors
                 _keep_messages(job, summary.error_messages)
-            status = DONE
+            status = JobStatus.DONE
             if job.cut_short:
-                status, message = FAILED, STOPPED_MESSAGE
+                status, message = JobStatus.FAILED, STOPPED_MESSAGE
         except FacetraceError as exc:
             message = str(exc)
         except Exception as exc:
@@ -290,13 +291,13 @@ class JobQueue:
         finally:
             self._finish(job, status, message)
 
-    def _finish(self, job: IngestJob, status: str, message: str) -> None:
+    def _finish(self, job: IngestJob, status: JobStatus, message: str) -> None:
         with self._idle:
             job.status, job.message, job.finished_at = status, message, datetime.now(UTC)
             self._idle.notify_all()
         self._engine.audit.record(
             job.started_by,
-            "ingest_job_finished",
+            AuditAction.INGEST_JOB_FINISHED,
             f"ingest_job:{job.job_id}",
             status=status,
             run_id=job.run_id,

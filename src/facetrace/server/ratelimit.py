@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from facetrace.config import Settings
 from facetrace.core.errors import AuthenticationError, RateLimitedError
 from facetrace.core.types import User
+from facetrace.core.vocabulary import AuditAction
 from facetrace.engine import Engine
 from facetrace.governance.users import PasswordHasher
 
@@ -198,12 +199,14 @@ def password_sign_in(
         user = engine.users.authenticate_password(name, password, hasher)
     except AuthenticationError:
         attempted = name.strip()[:MAX_AUDITED_NAME]
-        engine.audit.record("anonymous", "sign_in_failed", f"user:{attempted}", address=address, channel=channel)
+        engine.audit.record(
+            "anonymous", AuditAction.SIGN_IN_FAILED, f"user:{attempted}", address=address, channel=channel
+        )
         for locked in guards.sign_in.failed(name, address):
             kind, _, who = locked.partition(":")
             engine.audit.record(
                 "anonymous",
-                "sign_in_lockout",
+                AuditAction.SIGN_IN_LOCKOUT,
                 f"{kind}:{who[:MAX_AUDITED_NAME]}",
                 address=address,
                 channel=channel,

@@ -1,23 +1,22 @@
-"""Request and response bodies: pydantic models that document the API (OpenAPI at /docs), built from core types."""
+"""Request and response bodies: pydantic models that document the API (OpenAPI at /docs), built from core types.
+
+A response model whose fields are the attributes of what a use case returns (a core type, an issued key, a chain
+report, an ingest job...: same names, or one computed by its validator) subclasses FromCore and is made with
+Model.model_validate(obj). The hit and evidence models keep their
+of() constructors, which read the stored verdict and turn non-finite rates into null.
+"""
 
 from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from facetrace.core.evidence import describe
 from facetrace.core.types import (
-    ApiKey,
-    AuditEntry,
-    BoundingBox,
-    Case,
-    ErasureReceipt,
     Evidence,
-    FaceQuality,
-    FaceRecord,
     ProbeResult,
     QualityCondition,
     Review,
@@ -25,13 +24,9 @@ from facetrace.core.types import (
     SearchRecord,
     StoredHit,
     Strength,
-    User,
 )
-from facetrace.governance.audit import ChainReport
-from facetrace.governance.cases import RepeatedProbe
-from facetrace.governance.retention import PurgeSummary
+from facetrace.core.vocabulary import CaseStatus, ErasureMode, JobKind, JobStatus, ReviewDecision, Role
 from facetrace.search.service import Comparison
-from facetrace.server.jobs import IngestJob
 
 # Catalog ids are signed 64-bit integers: a larger number names nothing, and SQLite cannot even bind it (a 500
 # schemathesis found), so the API refuses it with a 422 like any other invalid input.
@@ -44,6 +39,17 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+class FromCore(BaseModel):
+    """A response body read from the attributes (and properties) of a result object: Model.model_validate(obj)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def of(cls, obj: object) -> Self:
+        """The same as model_validate(obj): the hit and evidence models' of() build their parts with it."""
+        return cls.model_validate(obj)
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -53,42 +59,29 @@ class ErrorEnvelope(BaseModel):
     error: ErrorBody
 
 
-class UserOut(BaseModel):
+class UserOut(FromCore):
     name: str
-    role: str
+    role: Role
     active: bool
     created_at: datetime
-
-    @classmethod
-    def of(cls, user: User) -> UserOut:
-        return cls(name=user.name, role=user.role, active=user.active, created_at=user.created_at)
 
 
 class NewUserIn(BaseModel):
     name: str = Field(min_length=1, max_length=255)
+    # A plain string, checked by the user service (its message names the roles), as from the CLI and the web UI.
     role: str = Field(description="admin, investigator, reviewer or auditor")
     password: str | None = Field(default=None, min_length=12, description="Optional, for HTTP Basic sign-in.")
 
 
-class ApiKeyOut(BaseModel):
+class ApiKeyOut(FromCore):
     key_id: int
     prefix: str = Field(description="The key's first characters, to tell keys apart; never the key.")
     created_at: datetime
     revoked_at: datetime | None
     active: bool
 
-    @classmethod
-    def of(cls, key: ApiKey) -> ApiKeyOut:
-        return cls(
-            key_id=key.key_id,
-            prefix=key.prefix,
-            created_at=key.created_at,
-            revoked_at=key.revoked_at,
-            active=key.active,
-        )
 
-
-class IssuedKeyOut(BaseModel):
+class IssuedKeyOut(FromCore):
     user: UserOut
     api_key: str = Field(description="Shown this once; only its hash is stored.")
 
@@ -102,7 +95,7 @@ class CaseIn(BaseModel):
     )
 
 
-class CaseOut(BaseModel):
+class CaseOut(FromCore):
     case_id: int
     title: str
     purpose: str
@@ -110,41 +103,20 @@ class CaseOut(BaseModel):
     requires_independent_review: bool
     created_by: str
     created_at: datetime
-    status: str
-
-    @classmethod
-    def of(cls, case: Case) -> CaseOut:
-        return cls(
-            case_id=case.case_id,
-            title=case.title,
-            purpose=case.purpose,
-            legal_basis=case.legal_basis,
-            requires_independent_review=case.requires_independent_review,
-            created_by=case.created_by,
-            created_at=case.created_at,
-            status=case.status,
-        )
+    status: CaseStatus
 
 
-class BoxOut(BaseModel):
+class BoxOut(FromCore):
     x1: float
     y1: float
     x2: float
     y2: float
 
-    @classmethod
-    def of(cls, box: BoundingBox) -> BoxOut:
-        return cls(x1=box.x1, y1=box.y1, x2=box.x2, y2=box.y2)
 
-
-class QualityOut(BaseModel):
+class QualityOut(FromCore):
     score: float
     face_size_px: float
     flags: list[str]
-
-    @classmethod
-    def of(cls, quality: FaceQuality) -> QualityOut:
-        return cls(score=quality.score, face_size_px=quality.face_size_px, flags=list(quality.flags))
 
 
 class EvidenceOut(BaseModel):
@@ -199,7 +171,7 @@ class EvidenceOut(BaseModel):
         )
 
 
-class FaceOut(BaseModel):
+class FaceOut(FromCore):
     """A stored face with its provenance: where the photo came from, when, and what it was labelled."""
 
     face_id: int
@@ -216,29 +188,15 @@ class FaceOut(BaseModel):
     ingested_at: datetime | None
     label: str | None
     legal_basis: str | None = Field(default=None, description="The legal basis the image was collected under.")
-    thumbnail_url: str | None
+    # Read from a FaceRecord's thumbnail_path (see _thumbnail_url).
+    thumbnail_url: str | None = Field(validation_alias=AliasChoices("thumbnail_url", "thumbnail_path"))
     retain_until: datetime | None = Field(default=None, description="When retention ends (null: until erased).")
 
+    @field_validator("thumbnail_url")
     @classmethod
-    def of(cls, face: FaceRecord) -> FaceOut:
-        return cls(
-            face_id=face.face_id,
-            asset_id=face.asset_id,
-            box=BoxOut.of(face.box),
-            detection_score=face.detection_score,
-            quality_score=face.quality_score,
-            quality_flags=list(face.quality_flags),
-            model_id=face.model_id,
-            asset_uri=face.asset_uri,
-            asset_sha256=face.asset_sha256,
-            source_page=face.source_page,
-            captured_at=face.captured_at,
-            ingested_at=face.ingested_at,
-            label=face.label,
-            legal_basis=face.legal_basis,
-            thumbnail_url=f"/api/v1/faces/{face.face_id}/thumbnail" if face.thumbnail_path else None,
-            retain_until=face.retain_until,
-        )
+    def _thumbnail_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """The API's address of the face's thumbnail, if it has one (the stored path is never shown)."""
+        return f"/api/v1/faces/{info.data['face_id']}/thumbnail" if value else None
 
 
 class HitOut(BaseModel):
@@ -303,30 +261,19 @@ class StoredHitOut(BaseModel):
 
 class ReviewIn(BaseModel):
     face_id: CatalogId
+    # A plain string, checked by the case service (its message names the decisions), as from the web UI.
     decision: str = Field(description="confirmed or rejected")
     note: str = ""
 
 
-class ReviewOut(BaseModel):
+class ReviewOut(FromCore):
     review_id: int
     search_id: int
     face_id: int
     reviewer: str
-    decision: str
+    decision: ReviewDecision
     note: str
     at: datetime
-
-    @classmethod
-    def of(cls, review: Review) -> ReviewOut:
-        return cls(
-            review_id=review.review_id,
-            search_id=review.search_id,
-            face_id=review.face_id,
-            reviewer=review.reviewer,
-            decision=review.decision,
-            note=review.note,
-            at=review.at,
-        )
 
 
 class SearchOut(BaseModel):
@@ -391,49 +338,26 @@ class ComparisonOut(BaseModel):
         )
 
 
-class AuditEntryOut(BaseModel):
+class AuditEntryOut(FromCore):
     seq: int
     at: datetime
     actor: str
-    action: str
+    action: str = Field(description="What was done: an AuditAction (e.g. search, view_face, review, erase).")
     target: str
     details: dict[str, object]
     prev_hash: str
     hash: str
 
-    @classmethod
-    def of(cls, entry: AuditEntry) -> AuditEntryOut:
-        return cls(
-            seq=entry.seq,
-            at=entry.at,
-            actor=entry.actor,
-            action=entry.action,
-            target=entry.target,
-            details=entry.details,
-            prev_hash=entry.prev_hash,
-            hash=entry.hash,
-        )
 
-
-class ChainReportOut(BaseModel):
+class ChainReportOut(FromCore):
     ok: bool
     entries: int
     head_hash: str
     first_bad_seq: int | None
     problem: str
 
-    @classmethod
-    def of(cls, report: ChainReport) -> ChainReportOut:
-        return cls(
-            ok=report.ok,
-            entries=report.entries,
-            head_hash=report.head_hash,
-            first_bad_seq=report.first_bad_seq,
-            problem=report.problem,
-        )
 
-
-class RepeatedProbeOut(BaseModel):
+class RepeatedProbeOut(FromCore):
     earlier_search_id: int
     later_search_id: int
     earlier_case_id: int
@@ -442,10 +366,6 @@ class RepeatedProbeOut(BaseModel):
     later_user: str
     same_photo: bool
     similarity: float | None
-
-    @classmethod
-    def of(cls, repeat: RepeatedProbe) -> RepeatedProbeOut:
-        return cls(**{name: getattr(repeat, name) for name in cls.model_fields})
 
 
 class EraseFacesIn(BaseModel):
@@ -458,11 +378,11 @@ class ErasePersonIn(BaseModel):
     reason: str = Field(min_length=1)
 
 
-class ReceiptOut(BaseModel):
+class ReceiptOut(FromCore):
     receipt_id: str
     at: datetime
     requested_by: str
-    mode: str
+    mode: ErasureMode
     subject: str
     reason: str
     face_ids: list[int]
@@ -472,23 +392,6 @@ class ReceiptOut(BaseModel):
     suppressed_embeddings: int
     audit_seq: int
 
-    @classmethod
-    def of(cls, receipt: ErasureReceipt) -> ReceiptOut:
-        return cls(
-            receipt_id=receipt.receipt_id,
-            at=receipt.at,
-            requested_by=receipt.requested_by,
-            mode=receipt.mode,
-            subject=receipt.subject,
-            reason=receipt.reason,
-            face_ids=list(receipt.face_ids),
-            asset_ids=list(receipt.asset_ids),
-            asset_uris=list(receipt.asset_uris),
-            thumbnails_removed=receipt.thumbnails_removed,
-            suppressed_embeddings=receipt.suppressed_embeddings,
-            audit_seq=receipt.audit_seq,
-        )
-
 
 class HealthOut(BaseModel):
     status: str
@@ -496,17 +399,17 @@ class HealthOut(BaseModel):
     version: str
 
 
-class IngestJobOut(BaseModel):
+class IngestJobOut(FromCore):
     """A background ingest job: what it was asked to read, by whom, and how far it got."""
 
     job_id: str
-    kind: str = Field(description="upload, path or manifest")
+    kind: JobKind
     sources: list[str] = Field(description="Original file names of an upload, or the server path or manifest.")
     started_by: str
     created_at: datetime
     label: str | None
     legal_basis: str | None
-    status: str = Field(description="queued, running, done or failed")
+    status: JobStatus
     files_total: int | None = Field(description="Known ahead for uploads only.")
     percent: int | None = Field(description="Progress, when files_total is known.")
     started_at: datetime | None
@@ -520,11 +423,6 @@ class IngestJobOut(BaseModel):
     errors: int
     error_messages: list[str]
     message: str = Field(description="Why a failed job failed.")
-
-    @classmethod
-    def of(cls, job: IngestJob) -> IngestJobOut:
-        fields = {name: getattr(job, name) for name in cls.model_fields if name != "percent"}
-        return cls(percent=job.percent, **fields)
 
 
 class PersonOut(BaseModel):
@@ -552,7 +450,7 @@ class PurgeIn(BaseModel):
     dry_run: bool = Field(default=False, description="Count what would be deleted; change nothing.")
 
 
-class PurgeOut(BaseModel):
+class PurgeOut(FromCore):
     """What a purge of photos past their retention removed (or would remove, for a dry run)."""
 
     purge_id: str
@@ -564,17 +462,3 @@ class PurgeOut(BaseModel):
     thumbnails_removed: int
     index_entries_removed: int
     audit_seq: int | None
-
-    @classmethod
-    def of(cls, summary: PurgeSummary) -> PurgeOut:
-        return cls(
-            purge_id=summary.purge_id,
-            at=summary.at,
-            requested_by=summary.requested_by,
-            dry_run=summary.dry_run,
-            face_ids=list(summary.face_ids),
-            asset_ids=list(summary.asset_ids),
-            thumbnails_removed=summary.thumbnails_removed,
-            index_entries_removed=summary.index_entries_removed,
-            audit_seq=summary.audit_seq,
-        )

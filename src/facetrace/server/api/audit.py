@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from facetrace.core.types import User
-from facetrace.server.api.common import ADMIN, AUDITOR
+from facetrace.core.vocabulary import Role
 from facetrace.server.auth import engine_of, require
 from facetrace.server.schemas import MAX_ID, AuditEntryOut, ChainReportOut, RepeatedProbeOut
 
 router = APIRouter(tags=["audit"])
-_auditors = require(AUDITOR, ADMIN)
+_auditors = require(Role.AUDITOR, Role.ADMIN)
 
 
 @router.get("/audit", response_model=list[AuditEntryOut])
@@ -23,16 +23,16 @@ def list_entries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntryOut]:
     """Entries in order, after_seq onwards (page with the last seq you saw)."""
-    return [AuditEntryOut.of(entry) for entry in engine_of(request).audit.entries(after_seq, limit)]
+    return [AuditEntryOut.model_validate(entry) for entry in engine_of(request).audit.entries(after_seq, limit)]
 
 
 @router.get("/audit/verify", response_model=ChainReportOut)
 def verify(request: Request, _user: Annotated[User, Depends(_auditors)]) -> ChainReportOut:
     """Recompute the hash chain; names the first entry that was edited, deleted or reordered."""
-    return ChainReportOut.of(engine_of(request).audit.verify())
+    return ChainReportOut.model_validate(engine_of(request).audit.verify())
 
 
 @router.get("/audit/repeated-probes", response_model=list[RepeatedProbeOut])
-def repeated_probes(request: Request, _user: Annotated[User, Depends(require(AUDITOR))]) -> list[RepeatedProbeOut]:
+def repeated_probes(request: Request, _user: Annotated[User, Depends(require(Role.AUDITOR))]) -> list[RepeatedProbeOut]:
     """Searches in different cases of the same photo, or of faces within the strict similarity of each other."""
-    return [RepeatedProbeOut.of(repeat) for repeat in engine_of(request).cases.repeated_probes()]
+    return [RepeatedProbeOut.model_validate(repeat) for repeat in engine_of(request).cases.repeated_probes()]

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from facetrace.core.types import User
-from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER, IdPath, read_upload
+from facetrace.core.vocabulary import Role
+from facetrace.server.api.common import IdPath, read_upload
 from facetrace.server.auth import engine_of, require
 from facetrace.server.schemas import (
     MAX_ID,
@@ -24,44 +25,47 @@ from facetrace.server.schemas import (
 )
 
 router = APIRouter(tags=["cases"])
-_readers = require(INVESTIGATOR, REVIEWER, AUDITOR)
+_readers = require(Role.INVESTIGATOR, Role.REVIEWER, Role.AUDITOR)
 
 
 @router.post("/cases", response_model=CaseOut, status_code=201)
-def open_case(body: CaseIn, request: Request, user: Annotated[User, Depends(require(INVESTIGATOR))]) -> CaseOut:
+def open_case(body: CaseIn, request: Request, user: Annotated[User, Depends(require(Role.INVESTIGATOR))]) -> CaseOut:
     """Open a case: its purpose and legal basis are required, and bind every search made in it."""
     case = engine_of(request).cases.open_case(
         user, body.title, body.purpose, body.legal_basis, requires_independent_review=body.requires_independent_review
     )
-    return CaseOut.of(case)
+    return CaseOut.model_validate(case)
 
 
 @router.get("/cases", response_model=list[CaseOut])
 def list_cases(request: Request, _user: Annotated[User, Depends(_readers)]) -> list[CaseOut]:
-    return [CaseOut.of(case) for case in engine_of(request).cases.cases()]
+    return [CaseOut.model_validate(case) for case in engine_of(request).cases.cases()]
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetailOut)
 def get_case(case_id: IdPath, request: Request, _user: Annotated[User, Depends(_readers)]) -> CaseDetailOut:
     cases = engine_of(request).cases
     case = cases.case(case_id)
-    return CaseDetailOut(case=CaseOut.of(case), searches=[SearchOut.of(s) for s in cases.searches(case_id)])
+    return CaseDetailOut(case=CaseOut.model_validate(case), searches=[SearchOut.of(s) for s in cases.searches(case_id)])
 
 
 @router.post("/cases/{case_id}/close", response_model=CaseOut)
 def close_case(
-    case_id: IdPath, body: CloseCaseIn, request: Request, user: Annotated[User, Depends(require(INVESTIGATOR, ADMIN))]
+    case_id: IdPath,
+    body: CloseCaseIn,
+    request: Request,
+    user: Annotated[User, Depends(require(Role.INVESTIGATOR, Role.ADMIN))],
 ) -> CaseOut:
     """Close a case: it keeps its record (searches, hits, reviews, probe crops) and refuses new searches and
     comparisons (409); closing a closed case is 409 too. Audited as close_case with the reason."""
-    return CaseOut.of(engine_of(request).cases.close_case(user, case_id, body.reason))
+    return CaseOut.model_validate(engine_of(request).cases.close_case(user, case_id, body.reason))
 
 
 @router.post("/cases/{case_id}/searches", response_model=SearchResultOut, status_code=201)
 def search(
     case_id: IdPath,
     request: Request,
-    user: Annotated[User, Depends(require(INVESTIGATOR))],
+    user: Annotated[User, Depends(require(Role.INVESTIGATOR))],
     probe: Annotated[UploadFile, File(description="The probe photo.")],
     purpose: Annotated[str, Form(min_length=1, description="Why this search, within the case's purpose.")],
     top_k: Annotated[int | None, Form(ge=1, le=1000)] = None,
@@ -86,17 +90,22 @@ def get_search(search_id: IdPath, request: Request, _user: Annotated[User, Depen
 
 @router.post("/searches/{search_id}/reviews", response_model=ReviewOut, status_code=201)
 def review(
-    search_id: IdPath, body: ReviewIn, request: Request, user: Annotated[User, Depends(require(REVIEWER, INVESTIGATOR))]
+    search_id: IdPath,
+    body: ReviewIn,
+    request: Request,
+    user: Annotated[User, Depends(require(Role.REVIEWER, Role.INVESTIGATOR))],
 ) -> ReviewOut:
     """Confirm or reject a candidate (reviewers, and investigators on others' searches). In a case that requires
     independent review, the user who ran the search cannot review it (403)."""
-    return ReviewOut.of(engine_of(request).cases.review(user, search_id, body.face_id, body.decision, body.note))
+    return ReviewOut.model_validate(
+        engine_of(request).cases.review(user, search_id, body.face_id, body.decision, body.note)
+    )
 
 
 @router.post("/compare", response_model=ComparisonOut)
 def compare(
     request: Request,
-    user: Annotated[User, Depends(require(INVESTIGATOR))],
+    user: Annotated[User, Depends(require(Role.INVESTIGATOR))],
     a: Annotated[UploadFile, File(description="First photo (its largest face).")],
     b: Annotated[UploadFile, File(description="Second photo (its largest face).")],
     case_id: Annotated[int, Form(ge=0, le=MAX_ID)],

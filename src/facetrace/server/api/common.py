@@ -1,4 +1,4 @@
-"""What the route modules share: role sets, upload reading."""
+"""What the route modules share: id paths, upload reading."""
 
 from __future__ import annotations
 
@@ -10,11 +10,6 @@ from facetrace.core.errors import ImageTooLargeError, InvalidRequestError
 from facetrace.server.schemas import MAX_ID
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-
-ADMIN = "admin"
-INVESTIGATOR = "investigator"
-REVIEWER = "reviewer"
-AUDITOR = "auditor"
 
 # A case, search or face id in a path: out of the catalog's 64-bit range is a 422, not a failed lookup.
 IdPath = Annotated[int, Path(ge=0, le=MAX_ID)]

@@ -7,17 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from facetrace.core.types import User
-from facetrace.server.api.common import INVESTIGATOR, REVIEWER, IdPath
+from facetrace.core.vocabulary import Role
+from facetrace.server.api.common import IdPath
 from facetrace.server.auth import engine_of, require
 from facetrace.server.schemas import FaceOut
 
 router = APIRouter(tags=["faces"])
-_viewers = require(INVESTIGATOR, REVIEWER)
+_viewers = require(Role.INVESTIGATOR, Role.REVIEWER)
 
 
 @router.get("/faces/{face_id}", response_model=FaceOut)
 def get_face(face_id: IdPath, request: Request, user: Annotated[User, Depends(_viewers)]) -> FaceOut:
-    return FaceOut.of(engine_of(request).gallery.face(user, face_id))
+    return FaceOut.model_validate(engine_of(request).gallery.face(user, face_id))
 
 
 @router.get("/faces/{face_id}/thumbnail", response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})

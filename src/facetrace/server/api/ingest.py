@@ -13,13 +13,14 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from facetrace.core.errors import InvalidRequestError, NotFoundError
 from facetrace.core.types import User
-from facetrace.server.api.common import ADMIN, read_upload
+from facetrace.core.vocabulary import Role
+from facetrace.server.api.common import read_upload
 from facetrace.server.auth import require
 from facetrace.server.jobs import MAX_UPLOAD_FILES, MAX_UPLOAD_TOTAL_BYTES, JobQueue, Upload
 from facetrace.server.schemas import IngestJobOut
 
 router = APIRouter(tags=["ingest"])
-_admin = require(ADMIN)
+_admin = require(Role.ADMIN)
 
 
 def job_queue(request: Request) -> JobQueue:
@@ -77,13 +78,13 @@ def start_job(
     else:
         where = path or manifest or ""
         job = jobs.submit_path(user, where, manifest=bool(manifest), label=label, legal_basis=legal_basis)
-    return IngestJobOut.of(job)
+    return IngestJobOut.model_validate(job)
 
 
 @router.get("/ingest/jobs", response_model=list[IngestJobOut])
 def list_jobs(request: Request, _user: Annotated[User, Depends(_admin)]) -> list[IngestJobOut]:
     """This server process's jobs, newest first (a restart forgets them; the catalog keeps their runs)."""
-    return [IngestJobOut.of(job) for job in job_queue(request).jobs()]
+    return [IngestJobOut.model_validate(job) for job in job_queue(request).jobs()]
 
 
 @router.get("/ingest/jobs/{job_id}", response_model=IngestJobOut)
@@ -91,4 +92,4 @@ def get_job(job_id: str, request: Request, _user: Annotated[User, Depends(_admin
     job = job_queue(request).job(job_id)
     if job is None:
         raise NotFoundError(f"no ingest job {job_id}")
-    return IngestJobOut.of(job)
+    return IngestJobOut.model_validate(job)

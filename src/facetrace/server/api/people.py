@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from facetrace.core.errors import NotFoundError
 from facetrace.core.types import User
-from facetrace.server.api.common import ADMIN, INVESTIGATOR, REVIEWER
+from facetrace.core.vocabulary import Role
 from facetrace.server.auth import engine_of, require
 from facetrace.server.schemas import MAX_ID, FaceOut, PeoplePageOut, PersonDetailOut, PersonOut
 
@@ -20,7 +20,7 @@ MAX_PAGE = 500
 @router.get("/people", response_model=PeoplePageOut)
 def list_people(
     request: Request,
-    user: Annotated[User, Depends(require(INVESTIGATOR, REVIEWER, ADMIN))],
+    user: Annotated[User, Depends(require(Role.INVESTIGATOR, Role.REVIEWER, Role.ADMIN))],
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> PeoplePageOut:
@@ -31,10 +31,10 @@ def list_people(
 
 @router.get("/people/{label}", response_model=PersonDetailOut)
 def get_person(
-    label: str, request: Request, user: Annotated[User, Depends(require(INVESTIGATOR, REVIEWER))]
+    label: str, request: Request, user: Annotated[User, Depends(require(Role.INVESTIGATOR, Role.REVIEWER))]
 ) -> PersonDetailOut:
     """Every face shown with this label, with provenance, as GET /faces/{id} shows one."""
     if "\x00" in label:
         raise NotFoundError("no face is labelled with a NUL character")
     faces = engine_of(request).gallery.person_faces(user, label)
-    return PersonDetailOut(label=label, faces=[FaceOut.of(face) for face in faces])
+    return PersonDetailOut(label=label, faces=[FaceOut.model_validate(face) for face in faces])

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from facetrace.core.types import User
-from facetrace.server.api.common import INVESTIGATOR, REVIEWER, IdPath
+from facetrace.core.vocabulary import Role
+from facetrace.server.api.common import IdPath
 from facetrace.server.auth import engine_of, require
 from facetrace.server.case_report import gather_report
 from facetrace.server.reports_pdf import render_pdf
@@ -31,7 +32,7 @@ def pdf_response(data: bytes, case_id: int) -> Response:
     "/cases/{case_id}/report.pdf", response_class=Response, responses={200: {"content": {"application/pdf": {}}}}
 )
 def case_report_pdf(
-    case_id: IdPath, request: Request, user: Annotated[User, Depends(require(INVESTIGATOR, REVIEWER))]
+    case_id: IdPath, request: Request, user: Annotated[User, Depends(require(Role.INVESTIGATOR, Role.REVIEWER))]
 ) -> Response:
     """The case report (probe crops, candidates with thumbnails, scores and what they mean, provenance, reviewers'
     decisions) as a PDF. Investigators and reviewers, who may see faces; every face in it is an audited view and

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from facetrace.core.types import User
-from facetrace.server.api.common import ADMIN
+from facetrace.core.vocabulary import Role
 from facetrace.server.auth import engine_of, require
 from facetrace.server.schemas import PurgeIn, PurgeOut
 
@@ -15,8 +15,8 @@ router = APIRouter(tags=["retention"])
 
 
 @router.post("/retention/purge", response_model=PurgeOut)
-def purge(body: PurgeIn, request: Request, user: Annotated[User, Depends(require(ADMIN))]) -> PurgeOut:
+def purge(body: PurgeIn, request: Request, user: Annotated[User, Depends(require(Role.ADMIN))]) -> PurgeOut:
     """Delete the faces (catalog rows, index entries, thumbnails) and photos past their retain_until, audited as one
     `purge` entry with its counts. Unlike erasure nothing is suppressed. dry_run counts and changes nothing."""
     engine = engine_of(request)
-    return PurgeOut.of(engine.retention.purge(user.name, dry_run=body.dry_run))
+    return PurgeOut.model_validate(engine.retention.purge(user.name, dry_run=body.dry_run))

@@ -8,6 +8,7 @@ only its prefix afterwards.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -20,18 +21,16 @@ from facetrace.core.errors import (
     NoFaceError,
     NotFoundError,
 )
-from facetrace.core.types import ROLES, ErasureReceipt
-from facetrace.governance.users import IssuedKey
-from facetrace.server.api.common import ADMIN, AUDITOR, IdPath, read_upload
-from facetrace.server.auth import password_hasher
-from facetrace.server.ui.routes import Visitor, render, signed_in
-from facetrace.server.ui.routes import _check_csrf as check_csrf
-from facetrace.server.ui.routes import _engine as engine_of
-from facetrace.server.ui.routes import _redirect as redirect
+from facetrace.core.types import ErasureReceipt
+from facetrace.core.vocabulary import Role
+from facetrace.governance.users import IssuedKey, UserService
+from facetrace.server.api.common import IdPath, read_upload
+from facetrace.server.auth import engine_of, password_hasher
+from facetrace.server.ui.common import Visitor, check_csrf, redirect, render, signed_in
 
 router = APIRouter()
-_admins = signed_in(ADMIN)
-_readers = signed_in(ADMIN, AUDITOR)
+_admins = signed_in(Role.ADMIN)
+_readers = signed_in(Role.ADMIN, Role.AUDITOR)
 # What a form can get wrong: shown on the page again with the message, rather than as an error page.
 _FORM_ERRORS = (InvalidRequestError, NotFoundError, ConflictError, NoFaceError, ImageDecodeError)
 
@@ -54,10 +53,25 @@ def _users_page(
         visitor,
         status_code=status_code,
         users=listed,
-        roles=ROLES,
+        roles=tuple(Role),
         error=error,
         issued=issued,
     )
+
+
+def _change_users(
+    request: Request, visitor: Visitor, csrf_token: str, error_status: int, change: Callable[[UserService], object]
+) -> Response:
+    """Every users form: the CSRF check, the change, then the users page again with the form's error
+    (error_status), or with a new secret shown once (201, never in a redirect's address), or a redirect to it."""
+    check_csrf(visitor, csrf_token)
+    try:
+        outcome = change(engine_of(request).users)
+    except _FORM_ERRORS as exc:
+        return _users_page(request, visitor, status_code=error_status, error=str(exc))
+    if isinstance(outcome, IssuedKey):
+        return _users_page(request, visitor, status_code=201, issued=outcome)
+    return redirect("/admin/users")
 
 
 @router.get("/admin/users", response_class=HTMLResponse)
@@ -75,15 +89,14 @@ def add_user(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     """A new user with a role, an API key shown once, and a password if one is given (for the web UI)."""
-    check_csrf(visitor, csrf_token)
-    users = engine_of(request).users
-    try:
-        issued = users.add_user(
-            name, role, visitor.user.name, password=password or None, hasher=password_hasher() if password else None
-        )
-    except _FORM_ERRORS as exc:
-        return _users_page(request, visitor, status_code=422, error=str(exc))
-    return _users_page(request, visitor, status_code=201, issued=issued)
+    hasher = password_hasher() if password else None
+    return _change_users(
+        request,
+        visitor,
+        csrf_token,
+        422,
+        lambda users: users.add_user(name, role, visitor.user.name, password=password or None, hasher=hasher),
+    )
 
 
 @router.post("/admin/users/{name}/deactivate", response_model=None)
@@ -93,12 +106,7 @@ def deactivate_user(
     visitor: Annotated[Visitor, Depends(_admins)],
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    check_csrf(visitor, csrf_token)
-    try:
-        engine_of(request).users.deactivate(name, visitor.user.name)
-    except _FORM_ERRORS as exc:
-        return _users_page(request, visitor, status_code=409, error=str(exc))
-    return redirect("/admin/users")
+    return _change_users(request, visitor, csrf_token, 409, lambda users: users.deactivate(name, visitor.user.name))
 
 
 @router.post("/admin/users/{name}/password", response_model=None)
@@ -109,12 +117,13 @@ def set_password(
     password: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    check_csrf(visitor, csrf_token)
-    try:
-        engine_of(request).users.set_password(name, password, visitor.user.name, password_hasher())
-    except _FORM_ERRORS as exc:
-        return _users_page(request, visitor, status_code=422, error=str(exc))
-    return redirect("/admin/users")
+    return _change_users(
+        request,
+        visitor,
+        csrf_token,
+        422,
+        lambda users: users.set_password(name, password, visitor.user.name, password_hasher()),
+    )
 
 
 @router.post("/admin/users/{name}/keys", response_model=None)
@@ -124,12 +133,7 @@ def issue_key(
     visitor: Annotated[Visitor, Depends(_admins)],
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    check_csrf(visitor, csrf_token)
-    try:
-        issued = engine_of(request).users.issue_key(name, visitor.user.name)
-    except _FORM_ERRORS as exc:
-        return _users_page(request, visitor, status_code=404, error=str(exc))
-    return _users_page(request, visitor, status_code=201, issued=issued)
+    return _change_users(request, visitor, csrf_token, 404, lambda users: users.issue_key(name, visitor.user.name))
 
 
 @router.post("/admin/users/{name}/keys/{key_id}/revoke", response_model=None)
@@ -140,12 +144,9 @@ def revoke_key(
     visitor: Annotated[Visitor, Depends(_admins)],
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    check_csrf(visitor, csrf_token)
-    try:
-        engine_of(request).users.revoke_key(name, key_id, visitor.user.name)
-    except _FORM_ERRORS as exc:
-        return _users_page(request, visitor, status_code=409, error=str(exc))
-    return redirect("/admin/users")
+    return _change_users(
+        request, visitor, csrf_token, 409, lambda users: users.revoke_key(name, key_id, visitor.user.name)
+    )
 
 
 # -- erasure -------------------------------------------------------------------------------------------------------
@@ -160,6 +161,19 @@ def _erasures_page(
     )
 
 
+def _erase(
+    request: Request, visitor: Visitor, csrf_token: str, erase: Callable[[], ErasureReceipt], **form: str
+) -> Response:
+    """Every erasure form: the CSRF check, the erasure, then its receipt's page, or the erasure page again with the
+    form's error and what was typed (form)."""
+    check_csrf(visitor, csrf_token)
+    try:
+        receipt = erase()
+    except _FORM_ERRORS as exc:
+        return _erasures_page(request, visitor, 422, str(exc), **form)
+    return redirect(f"/admin/erasures/{receipt.receipt_id}")
+
+
 @router.get("/admin/erasures", response_class=HTMLResponse)
 def erasures_page(request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
     return _erasures_page(request, visitor)
@@ -172,10 +186,6 @@ def _face_ids(text: str) -> list[int]:
     return [int(part) for part in parts]
 
 
-def _receipt_redirect(receipt: ErasureReceipt) -> Response:
-    return redirect(f"/admin/erasures/{receipt.receipt_id}")
-
-
 @router.post("/admin/erasures/faces", response_model=None)
 def erase_faces(
     request: Request,
@@ -184,14 +194,12 @@ def erase_faces(
     reason: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    check_csrf(visitor, csrf_token)
-    try:
+    def erase() -> ErasureReceipt:
         ids = _face_ids(face_ids)
         engine = engine_of(request)
-        receipt = engine.erasure.erase_faces(visitor.user.name, ids, reason)
-    except _FORM_ERRORS as exc:
-        return _erasures_page(request, visitor, 422, str(exc), face_ids=face_ids, reason=reason)
-    return _receipt_redirect(receipt)
+        return engine.erasure.erase_faces(visitor.user.name, ids, reason)
+
+    return _erase(request, visitor, csrf_token, erase, face_ids=face_ids, reason=reason)
 
 
 @router.post("/admin/erasures/person", response_model=None)
@@ -202,13 +210,11 @@ def erase_person(
     reason: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    check_csrf(visitor, csrf_token)
-    try:
+    def erase() -> ErasureReceipt:
         engine = engine_of(request)
-        receipt = engine.erasure.erase_person(visitor.user.name, label, reason)
-    except _FORM_ERRORS as exc:
-        return _erasures_page(request, visitor, 422, str(exc), label=label, reason=reason)
-    return _receipt_redirect(receipt)
+        return engine.erasure.erase_person(visitor.user.name, label, reason)
+
+    return _erase(request, visitor, csrf_token, erase, label=label, reason=reason)
 
 
 @router.post("/admin/erasures/photo", response_model=None)
@@ -220,18 +226,17 @@ def erase_by_photo(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     """'Remove me' with the requester's photo: matched at the strict threshold, as in the API."""
-    check_csrf(visitor, csrf_token)
-    try:
+
+    def erase() -> ErasureReceipt:
         if photo is None or not photo.filename:
             raise InvalidRequestError("choose the requester's photo to upload")
         if not reason.strip():
             raise InvalidRequestError("an erasure states its reason (e.g. the request it answers)")
         data, name = read_upload(photo, "the requester's photo")
         engine = engine_of(request)
-        receipt = engine.erasure.erase_by_photo(visitor.user.name, data, name, reason)
-    except _FORM_ERRORS as exc:
-        return _erasures_page(request, visitor, 422, str(exc), reason=reason)
-    return _receipt_redirect(receipt)
+        return engine.erasure.erase_by_photo(visitor.user.name, data, name, reason)
+
+    return _erase(request, visitor, csrf_token, erase, reason=reason)
 
 
 @router.get("/admin/erasures/{receipt_id}", response_class=HTMLResponse)

@@ -22,19 +22,18 @@ from facetrace.core.errors import (
     NotFoundError,
 )
 from facetrace.core.types import BoundingBox
+from facetrace.core.vocabulary import CaseStatus, Role
 from facetrace.search.service import Comparison
-from facetrace.server.api.common import AUDITOR, INVESTIGATOR, read_upload
+from facetrace.server.api.common import read_upload
+from facetrace.server.auth import engine_of
 from facetrace.server.schemas import MAX_ID
-from facetrace.server.ui.routes import Visitor, render, signed_in
-from facetrace.server.ui.routes import _check_csrf as check_csrf
-from facetrace.server.ui.routes import _data_uri as data_uri
-from facetrace.server.ui.routes import _engine as engine_of
+from facetrace.server.ui.common import Visitor, check_csrf, data_uri, render, signed_in
 from facetrace.vision.alignment import crop_thumbnail
 from facetrace.vision.analyzer import THUMBNAIL_JPEG_QUALITY
 from facetrace.vision.images import decode_image, encode_jpeg
 
 router = APIRouter()
-_investigators = signed_in(INVESTIGATOR)
+_investigators = signed_in(Role.INVESTIGATOR)
 _FORM_ERRORS = (InvalidRequestError, NotFoundError, ConflictError, NoFaceError, FaceSelectionError, ImageDecodeError)
 
 
@@ -60,7 +59,7 @@ def _compare_page(
     case_id: int | None = None,
     purpose: str = "",
 ) -> HTMLResponse:
-    cases = [case for case in engine_of(request).cases.cases() if case.status == "open"]
+    cases = [case for case in engine_of(request).cases.cases() if case.status == CaseStatus.OPEN]
     return render(
         request,
         "compare_photos.html",
@@ -112,7 +111,7 @@ def compare(
 
 
 @router.get("/audit/repeated-probes", response_class=HTMLResponse)
-def repeated_probes(request: Request, visitor: Annotated[Visitor, Depends(signed_in(AUDITOR))]) -> HTMLResponse:
+def repeated_probes(request: Request, visitor: Annotated[Visitor, Depends(signed_in(Role.AUDITOR))]) -> HTMLResponse:
     """Searches in different cases of the same photo, or of faces within the strict similarity of each other."""
     repeats = engine_of(request).cases.repeated_probes()
     return render(request, "repeated_probes.html", visitor, repeats=repeats)

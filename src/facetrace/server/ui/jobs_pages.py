@@ -13,13 +13,15 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from facetrace.core.errors import InvalidRequestError
-from facetrace.server.api.common import ADMIN, INVESTIGATOR, IdPath
+from facetrace.core.vocabulary import Role
+from facetrace.server.api.common import IdPath
 from facetrace.server.api.ingest import collect_uploads, form_text
 from facetrace.server.api.reports import pdf_response
+from facetrace.server.auth import engine_of
 from facetrace.server.case_report import gather_report
 from facetrace.server.jobs import MAX_UPLOAD_FILES, JobQueue
 from facetrace.server.reports_pdf import render_pdf
-from facetrace.server.ui.routes import VIEWERS, Visitor, _check_csrf, _engine, _probes, _redirect, render, signed_in
+from facetrace.server.ui.common import VIEWERS, Visitor, check_csrf, probes_of, redirect, render, signed_in
 
 router = APIRouter()
 JOBS_REFRESH_S = 3
@@ -46,21 +48,21 @@ def _jobs_page(request: Request, visitor: Visitor, status_code: int = 200, error
 
 
 @router.get("/ingest", response_class=HTMLResponse)
-def ingest_page(request: Request, visitor: Annotated[Visitor, Depends(signed_in(ADMIN))]) -> HTMLResponse:
+def ingest_page(request: Request, visitor: Annotated[Visitor, Depends(signed_in(Role.ADMIN))]) -> HTMLResponse:
     return _jobs_page(request, visitor)
 
 
 @router.post("/ingest", response_model=None)
 def upload(
     request: Request,
-    visitor: Annotated[Visitor, Depends(signed_in(ADMIN))],
+    visitor: Annotated[Visitor, Depends(signed_in(Role.ADMIN))],
     photos: Annotated[list[UploadFile] | None, File()] = None,
     label: Annotated[str, Form()] = "",
     legal_basis: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     """Upload photos as one background ingest job (the API's POST /ingest/jobs), then back to the jobs list."""
-    _check_csrf(visitor, csrf_token)
+    check_csrf(visitor, csrf_token)
     chosen = [photo for photo in photos or [] if photo.filename]
     try:
         uploads = collect_uploads(chosen)
@@ -68,25 +70,25 @@ def upload(
         _jobs(request).submit_uploads(visitor.user, uploads, form_text(label, "label"), basis)
     except InvalidRequestError as exc:
         return _jobs_page(request, visitor, status_code=422, error=str(exc))
-    return _redirect("/ingest")
+    return redirect("/ingest")
 
 
 @router.post("/cases/{case_id}/close", response_model=None)
 def close_case(
     case_id: IdPath,
     request: Request,
-    visitor: Annotated[Visitor, Depends(signed_in(INVESTIGATOR))],
+    visitor: Annotated[Visitor, Depends(signed_in(Role.INVESTIGATOR))],
     reason: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    _check_csrf(visitor, csrf_token)
-    _engine(request).cases.close_case(visitor.user, case_id, reason)
-    return _redirect(f"/cases/{case_id}")
+    check_csrf(visitor, csrf_token)
+    engine_of(request).cases.close_case(visitor.user, case_id, reason)
+    return redirect(f"/cases/{case_id}")
 
 
 @router.get("/cases/{case_id}/report.pdf")
 def report_pdf(
     case_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(signed_in(*VIEWERS))]
 ) -> Response:
-    report = gather_report(_engine(request), visitor.user, _probes(request), case_id, "pdf")
+    report = gather_report(engine_of(request), visitor.user, probes_of(request), case_id, "pdf")
     return pdf_response(render_pdf(report), case_id)

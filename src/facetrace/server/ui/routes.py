@@ -1,28 +1,22 @@
 """The web UI's routes: sign in, cases, searches with their candidates, reviews, side-by-side comparison, the case
-report, and the audit log. Mounted at /ui as its own app, so its errors are pages rather than JSON and it stays out
-of the API's OpenAPI document.
+report, and the audit log; and create_ui_app, which mounts them with the other page modules' routers at /ui as its
+own app, so its errors are pages rather than JSON and it stays out of the API's OpenAPI document.
 
-Every route checks the signed-in user's role (the same roles as the API): signed-out visitors are redirected to the
-sign-in page, a wrong role gets a 403 page. Every face, thumbnail and probe crop shown, and every report, is written
-to the audit log through the engine.
+What the page modules share (the visitor and role check, CSRF, rendering) is in server/ui/common.py. Every face,
+thumbnail and probe crop shown, and every report, is written to the audit log through the engine.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from facetrace.core.errors import (
@@ -33,61 +27,36 @@ from facetrace.core.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
-from facetrace.core.evidence import describe, headline
-from facetrace.core.types import Case, FaceRecord, Review, SearchRecord, StoredHit, Strength, User
+from facetrace.core.types import Case, FaceRecord, Review, SearchRecord, StoredHit, Strength
+from facetrace.core.vocabulary import AuditAction, Role
 from facetrace.engine import Engine
-from facetrace.governance.users import require_role
-from facetrace.server.api.common import ADMIN, AUDITOR, INVESTIGATOR, REVIEWER, IdPath, read_upload
-from facetrace.server.auth import client_address, guards_of, password_hasher
+from facetrace.server.api.common import IdPath, read_upload
+from facetrace.server.auth import client_address, engine_of, guards_of, password_hasher
 from facetrace.server.errors import status_for
 from facetrace.server.ratelimit import Guards, password_sign_in
-from facetrace.server.ui.probes import ProbeFace, ProbeStore
-from facetrace.server.ui.sessions import (
-    SESSION_COOKIE,
-    SESSION_MAX_AGE_S,
-    Session,
-    SessionSigner,
-    load_secret,
-    same_token,
+from facetrace.server.ui.common import (
+    READERS,
+    UI_PREFIX,
+    VIEWERS,
+    BadCsrfToken,
+    SignInRequired,
+    Visitor,
+    check_csrf,
+    data_uri,
+    probes_of,
+    redirect,
+    render,
+    session_of,
+    signed_in,
+    signer_of,
+    visitor_of,
 )
+from facetrace.server.ui.probes import ProbeFace, ProbeStore
+from facetrace.server.ui.sessions import SESSION_COOKIE, SESSION_MAX_AGE_S, Session, SessionSigner, load_secret
 
 log = logging.getLogger(__name__)
 
-UI_PREFIX = "/ui"
-TEMPLATES_DIR = Path(__file__).parent / "templates"
-READERS = (INVESTIGATOR, REVIEWER, AUDITOR)
-VIEWERS = (INVESTIGATOR, REVIEWER)  # may see faces and thumbnails, as in the API
 AUDIT_PAGE_SIZE = 200
-
-# Pages show faces: never cached, never framed, and no referrer leaks a case URL to a provenance link's site.
-SECURITY_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-}
-
-
-class SignInRequired(Exception):
-    def __init__(self, next_path: str) -> None:
-        super().__init__(next_path)
-        self.next_path = next_path
-
-
-class BadCsrfToken(Exception):
-    pass
-
-
-@dataclass(frozen=True)
-class Visitor:
-    user: User
-    session: Session
-
-    @property
-    def can_view_faces(self) -> bool:
-        return self.user.role in VIEWERS
 
 
 @dataclass
@@ -118,96 +87,16 @@ class ProbeGroup:
     crop_data_uri: str | None = None  # for the self-contained report
 
 
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "—"
-
-
-def _environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
-    env.filters["when"] = _when
-    env.filters["describe"] = describe  # an Evidence's sentence (facetrace.core.evidence: worded there only)
-    env.filters["headline"] = headline  # a Strength's badge words
-    env.globals["prefix"] = UI_PREFIX
-    return env
-
-
-_templates = _environment()
-
-
-def _engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
-
-
-def _signer(request: Request) -> SessionSigner:
-    signer: SessionSigner = request.app.state.signer
-    return signer
-
-
-def _probes(request: Request) -> ProbeStore:
-    probes: ProbeStore = request.app.state.probes
-    return probes
-
-
-def _session(request: Request) -> Session | None:
-    return _signer(request).load(request.cookies.get(SESSION_COOKIE))
-
-
-def _visitor(request: Request) -> Visitor | None:
-    session = _session(request)
-    if session is None or session.user is None:
-        return None
-    try:
-        user = _engine(request).users.user(session.user)
-    except NotFoundError:
-        return None
-    return Visitor(user, session) if user.active else None
-
-
-def signed_in(*roles: str) -> Callable[[Request], Visitor]:
-    """A dependency: the signed-in visitor if their role is one of roles (else a redirect to sign in, or 403)."""
-
-    def dependency(request: Request) -> Visitor:
-        visitor = _visitor(request)
-        if visitor is None:
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            raise SignInRequired(target)
-        require_role(visitor.user, *roles)
-        return visitor
-
-    dependency.__name__ = "signed_in_" + "_or_".join(roles)
-    return dependency
-
-
-def _check_csrf(visitor: Visitor | Session | None, sent: str) -> None:
-    session = visitor.session if isinstance(visitor, Visitor) else visitor
-    if session is None or not same_token(sent, session.csrf):
-        raise BadCsrfToken()
-
-
-def render(
-    request: Request, template: str, visitor: Visitor | None, status_code: int = 200, **context: Any
-) -> HTMLResponse:
-    html = _templates.get_template(template).render(
-        visitor=visitor, csrf=visitor.session.csrf if visitor else "", **context
-    )
-    return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
-
-
 def _set_session(request: Request, response: Response, session: Session) -> None:
     response.set_cookie(
         SESSION_COOKIE,
-        _signer(request).dump(session),
+        signer_of(request).dump(session),
         max_age=SESSION_MAX_AGE_S,
         path=UI_PREFIX,
         httponly=True,
         samesite="lax",
         secure=request.url.scheme == "https",
     )
-
-
-def _redirect(path: str) -> RedirectResponse:
-    return RedirectResponse(UI_PREFIX + path, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 def _safe_next(next_path: str) -> str:
@@ -221,14 +110,10 @@ def _jpeg(data: bytes) -> Response:
     return Response(content=data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
-def _data_uri(data: bytes) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(data).decode("ascii")
-
-
 router = APIRouter()
 _readers = signed_in(*READERS)
 _viewers = signed_in(*VIEWERS)
-_anyone = signed_in(ADMIN, INVESTIGATOR, REVIEWER, AUDITOR)
+_anyone = signed_in(Role.ADMIN, Role.INVESTIGATOR, Role.REVIEWER, Role.AUDITOR)
 
 
 # -- signing in and out -----------------------------------------------------------------------------------------------
@@ -236,7 +121,7 @@ _anyone = signed_in(ADMIN, INVESTIGATOR, REVIEWER, AUDITOR)
 
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, next: str = "") -> HTMLResponse:
-    session = _session(request) or Session.new(None)
+    session = session_of(request) or Session.new(None)
     response = render(request, "login.html", None, csrf_token=session.csrf, next=_safe_next(next), error=None)
     _set_session(request, response, session)
     return response
@@ -250,8 +135,8 @@ def login(
     csrf_token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "",
 ) -> Response:
-    _check_csrf(_session(request), csrf_token)
-    engine = _engine(request)
+    check_csrf(session_of(request), csrf_token)
+    engine = engine_of(request)
     address = client_address(request)
     try:
         user = password_sign_in(
@@ -259,7 +144,7 @@ def login(
         )
     except (AuthenticationError, RateLimitedError) as exc:
         locked = isinstance(exc, RateLimitedError)
-        session = _session(request) or Session.new(None)
+        session = session_of(request) or Session.new(None)
         page = render(
             request,
             "login.html",
@@ -272,7 +157,7 @@ def login(
         if isinstance(exc, RateLimitedError):  # locked
             page.headers["Retry-After"] = str(exc.retry_after_s)
         return page
-    engine.audit.record(user.name, "sign_in", f"user:{user.name}", address=address, channel="ui")
+    engine.audit.record(user.name, AuditAction.SIGN_IN, f"user:{user.name}", address=address, channel="ui")
     response = RedirectResponse(_safe_next(next), status_code=303)
     _set_session(request, response, Session.new(user.name))
     return response
@@ -282,22 +167,22 @@ def login(
 def logout(
     request: Request, visitor: Annotated[Visitor, Depends(_anyone)], csrf_token: Annotated[str, Form()] = ""
 ) -> Response:
-    _check_csrf(visitor, csrf_token)
-    response = _redirect("/login")
+    check_csrf(visitor, csrf_token)
+    response = redirect("/login")
     _set_session(request, response, Session.new(None))
     return response
 
 
 @router.get("/")
 def home(visitor: Annotated[Visitor, Depends(_anyone)]) -> Response:
-    return _redirect("/audit" if visitor.user.role == ADMIN else "/cases")
+    return redirect("/audit" if visitor.user.role == Role.ADMIN else "/cases")
 
 
 # -- cases ---------------------------------------------------------------------------------------------------------
 
 
 def _cases_page(request: Request, visitor: Visitor, status_code: int = 200, error: str | None = None) -> HTMLResponse:
-    cases = sorted(_engine(request).cases.cases(), key=lambda c: c.case_id, reverse=True)
+    cases = sorted(engine_of(request).cases.cases(), key=lambda c: c.case_id, reverse=True)
     return render(request, "cases.html", visitor, status_code=status_code, cases=cases, error=error)
 
 
@@ -309,26 +194,26 @@ def cases_page(request: Request, visitor: Annotated[Visitor, Depends(_readers)])
 @router.post("/cases", response_model=None)
 def open_case(
     request: Request,
-    visitor: Annotated[Visitor, Depends(signed_in(INVESTIGATOR))],
+    visitor: Annotated[Visitor, Depends(signed_in(Role.INVESTIGATOR))],
     title: Annotated[str, Form()] = "",
     purpose: Annotated[str, Form()] = "",
     legal_basis: Annotated[str, Form()] = "",
     requires_independent_review: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    _check_csrf(visitor, csrf_token)
+    check_csrf(visitor, csrf_token)
     try:
-        case = _engine(request).cases.open_case(
+        case = engine_of(request).cases.open_case(
             visitor.user, title, purpose, legal_basis, requires_independent_review=bool(requires_independent_review)
         )
     except InvalidRequestError as exc:
         return _cases_page(request, visitor, status_code=422, error=str(exc))
-    return _redirect(f"/cases/{case.case_id}")
+    return redirect(f"/cases/{case.case_id}")
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 def case_page(case_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
-    cases = _engine(request).cases
+    cases = engine_of(request).cases
     case = cases.case(case_id)
     searches = sorted(cases.searches(case_id), key=lambda s: s.search_id, reverse=True)
     return render(request, "case.html", visitor, case=case, searches=searches, error=None)
@@ -338,21 +223,21 @@ def case_page(case_id: IdPath, request: Request, visitor: Annotated[Visitor, Dep
 def search(
     case_id: IdPath,
     request: Request,
-    visitor: Annotated[Visitor, Depends(signed_in(INVESTIGATOR))],
+    visitor: Annotated[Visitor, Depends(signed_in(Role.INVESTIGATOR))],
     probe: Annotated[UploadFile | None, File()] = None,
     purpose: Annotated[str, Form()] = "",
     top_k: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     """The same governed search as the API's: purpose required, stored with the case, audited."""
-    _check_csrf(visitor, csrf_token)
+    check_csrf(visitor, csrf_token)
     if probe is None:
         raise InvalidRequestError("choose a probe photo to upload")
     data, name = read_upload(probe, "the probe photo")
     limit = int(top_k) if top_k.strip().isdigit() and 0 < int(top_k) <= 100 else None
-    record, results = _engine(request).search.in_case(visitor.user, case_id, purpose, data, name, top_k=limit)
-    _probes(request).save(record.search_id, data, name, results)
-    return _redirect(f"/searches/{record.search_id}")
+    record, results = engine_of(request).search.in_case(visitor.user, case_id, purpose, data, name, top_k=limit)
+    probes_of(request).save(record.search_id, data, name, results)
+    return redirect(f"/searches/{record.search_id}")
 
 
 # -- a search's candidates, reviews and comparison -----------------------------------------------------------------
@@ -372,8 +257,8 @@ def _view_faces(engine: Engine, visitor: Visitor, face_ids: list[int]) -> dict[i
 
 
 def _groups(request: Request, visitor: Visitor, record: SearchRecord, reviews: list[Review]) -> list[ProbeGroup]:
-    probes = _probes(request).faces(record.search_id)
-    faces = _view_faces(_engine(request), visitor, sorted({hit.face_id for hit in record.hits}))
+    probes = probes_of(request).faces(record.search_id)
+    faces = _view_faces(engine_of(request), visitor, sorted({hit.face_id for hit in record.hits}))
     groups: dict[int | None, ProbeGroup] = {}
     for hit in sorted(record.hits, key=lambda h: (h.probe_face_index or 0, h.rank)):
         probe = probes.get(hit.probe_face_index) if hit.probe_face_index is not None else None
@@ -385,14 +270,14 @@ def _groups(request: Request, visitor: Visitor, record: SearchRecord, reviews: l
 
 
 def _may_review(visitor: Visitor, case: Case, record: SearchRecord) -> bool:
-    if visitor.user.role not in (REVIEWER, INVESTIGATOR):
+    if visitor.user.role not in (Role.REVIEWER, Role.INVESTIGATOR):
         return False
     return not (case.requires_independent_review and visitor.user.name == record.user)
 
 
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
 def search_page(search_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
-    cases = _engine(request).cases
+    cases = engine_of(request).cases
     record = cases.search(search_id)
     case = cases.case(record.case_id)
     reviews = cases.reviews(search_id)
@@ -411,33 +296,33 @@ def search_page(search_id: IdPath, request: Request, visitor: Annotated[Visitor,
 def review(
     search_id: IdPath,
     request: Request,
-    visitor: Annotated[Visitor, Depends(signed_in(REVIEWER, INVESTIGATOR))],
+    visitor: Annotated[Visitor, Depends(signed_in(Role.REVIEWER, Role.INVESTIGATOR))],
     face_id: Annotated[str, Form()] = "",
     decision: Annotated[str, Form()] = "",
     note: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     """Confirm or reject a candidate; the four-eyes rule is the case service's, as for the API."""
-    _check_csrf(visitor, csrf_token)
+    check_csrf(visitor, csrf_token)
     if not face_id.strip().isdigit():
         raise InvalidRequestError("a review names the candidate's face id")
-    _engine(request).cases.review(visitor.user, search_id, int(face_id), decision, note)
-    return _redirect(f"/searches/{search_id}#face-{int(face_id)}")
+    engine_of(request).cases.review(visitor.user, search_id, int(face_id), decision, note)
+    return redirect(f"/searches/{search_id}#face-{int(face_id)}")
 
 
 @router.get("/searches/{search_id}/compare/{face_id}", response_class=HTMLResponse)
 def compare_page(
     search_id: IdPath, face_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]
 ) -> HTMLResponse:
-    cases = _engine(request).cases
+    cases = engine_of(request).cases
     record = cases.search(search_id)
     hits = [hit for hit in record.hits if hit.face_id == face_id]
     if not hits:
         raise NotFoundError(f"face {face_id} is not a candidate of search {search_id}")
     hit = hits[0]
-    probes = _probes(request).faces(search_id)
+    probes = probes_of(request).faces(search_id)
     probe = probes.get(hit.probe_face_index) if hit.probe_face_index is not None else None
-    face = _view_faces(_engine(request), visitor, [face_id]).get(face_id)
+    face = _view_faces(engine_of(request), visitor, [face_id]).get(face_id)
     reviews = [r for r in cases.reviews(search_id) if r.face_id == face_id]
     candidate = Candidate(hit, face, reviews)
     case = cases.case(record.case_id)
@@ -457,18 +342,18 @@ def compare_page(
 def probe_crop(
     search_id: IdPath, face_index: int, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]
 ) -> Response:
-    engine = _engine(request)
+    engine = engine_of(request)
     engine.cases.search(search_id)
-    data = _probes(request).crop(search_id, face_index)
+    data = probes_of(request).crop(search_id, face_index)
     if data is None:
         raise NotFoundError(f"search {search_id} kept no crop of probe face {face_index}")
-    engine.audit.record(visitor.user.name, "view_probe", f"search:{search_id}", face_index=face_index)
+    engine.audit.record(visitor.user.name, AuditAction.VIEW_PROBE, f"search:{search_id}", face_index=face_index)
     return _jpeg(data)
 
 
 @router.get("/faces/{face_id}/thumbnail")
 def thumbnail(face_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]) -> Response:
-    return _jpeg(_engine(request).gallery.thumbnail(visitor.user, face_id))
+    return _jpeg(engine_of(request).gallery.thumbnail(visitor.user, face_id))
 
 
 # -- the case report -----------------------------------------------------------------------------------------------
@@ -480,7 +365,7 @@ def report(
 ) -> HTMLResponse:
     """A self-contained printable page (images inline): probe faces, candidates, what each score means,
     provenance and the reviewers' decisions. Each face in it is an audited view; the export itself is audited."""
-    engine = _engine(request)
+    engine = engine_of(request)
     cases = engine.cases
     case = cases.case(case_id)
     searches = sorted(cases.searches(case_id), key=lambda s: s.search_id)
@@ -491,21 +376,21 @@ def report(
         groups = _groups(request, visitor, record, reviews)
         for group in groups:
             if group.face_index is not None:
-                crop = _probes(request).crop(record.search_id, group.face_index)
-                group.crop_data_uri = _data_uri(crop) if crop else None
+                crop = probes_of(request).crop(record.search_id, group.face_index)
+                group.crop_data_uri = data_uri(crop) if crop else None
         thumbnails: dict[int, str] = {}
         for group in groups:
             for candidate in group.candidates:
                 face_ids.add(candidate.hit.face_id)
                 if candidate.face is not None and candidate.face.thumbnail_path:
                     with contextlib.suppress(NotFoundError):
-                        thumbnails[candidate.hit.face_id] = _data_uri(
+                        thumbnails[candidate.hit.face_id] = data_uri(
                             engine.gallery.thumbnail(visitor.user, candidate.hit.face_id)
                         )
         sections.append({"search": record, "groups": groups, "thumbnails": thumbnails, "reviews": reviews})
     entry = engine.audit.record(
         visitor.user.name,
-        "export",
+        AuditAction.EXPORT,
         f"case:{case_id}",
         format="html",
         searches=[record.search_id for record in searches],
@@ -524,9 +409,11 @@ def report(
 
 @router.get("/audit", response_class=HTMLResponse)
 def audit_page(
-    request: Request, visitor: Annotated[Visitor, Depends(signed_in(AUDITOR, ADMIN))], after_seq: int | None = None
+    request: Request,
+    visitor: Annotated[Visitor, Depends(signed_in(Role.AUDITOR, Role.ADMIN))],
+    after_seq: int | None = None,
 ) -> HTMLResponse:
-    audit = _engine(request).audit
+    audit = engine_of(request).audit
     chain = audit.verify()
     start = max(0, chain.entries - AUDIT_PAGE_SIZE) if after_seq is None else max(0, after_seq)
     entries = list(reversed(audit.entries(start, AUDIT_PAGE_SIZE)))
@@ -544,7 +431,7 @@ def audit_page(
 
 
 def _error_page(request: Request, status_code: int, title: str, message: str) -> HTMLResponse:
-    return render(request, "error.html", _visitor(request), status_code=status_code, title=title, message=message)
+    return render(request, "error.html", visitor_of(request), status_code=status_code, title=title, message=message)
 
 
 def create_ui_app(engine: Engine, guards: Guards | None = None) -> FastAPI:

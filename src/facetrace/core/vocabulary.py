@@ -1,0 +1,123 @@
+"""The domain's words, each defined once: roles, case and run statuses, review decisions, erasure modes, ingest job
+kinds and statuses, cluster assignment and event kinds, and the actions the audit log records.
+
+They are StrEnums: a member is the string it stands for (Role.ADMIN == "admin", f"{Role.ADMIN}" == "admin", JSON
+and the catalog hold "admin"), so stored values, API bodies and CLI output are plain strings. Code that takes such a
+value from outside (a form, a request body, a catalog row) turns it into the enum, e.g. Role(text), which raises
+ValueError for a word that is not one of them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """A user's role, which decides what they may do (the same roles in the API, the web UI and the CLI)."""
+
+    ADMIN = "admin"
+    INVESTIGATOR = "investigator"
+    REVIEWER = "reviewer"
+    AUDITOR = "auditor"
+
+
+class CaseStatus(StrEnum):
+    """An open case accepts searches and comparisons; a closed one keeps its record and accepts only reviews."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class ReviewDecision(StrEnum):
+    """A reviewer's word on one candidate of a search."""
+
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+
+
+class ErasureMode(StrEnum):
+    """What an erasure request named: face ids, a person's label, or the requester's photo."""
+
+    FACES = "faces"
+    PERSON = "person"
+    PROBE = "probe"
+
+
+class JobKind(StrEnum):
+    """What a background ingest job reads: uploaded photos, a server folder or file, or a server manifest."""
+
+    UPLOAD = "upload"
+    PATH = "path"
+    MANIFEST = "manifest"
+
+
+class JobStatus(StrEnum):
+    """Where a background ingest job of the server is: waiting, reading, or finished (done or failed)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class RunStatus(StrEnum):
+    """An ingest run as the catalog keeps it; RUNNING is only ever set when the run starts."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+
+class ClusterAssignedBy(StrEnum):
+    """How a face came into its saved cluster."""
+
+    BATCH = "batch"  # batch clustering (the first save)
+    INCREMENTAL = "incremental"  # placed later, at ingest or a later save
+    MANUAL = "manual"  # a person's merge or split
+
+
+class ClusterEventKind(StrEnum):
+    """One recorded change to a saved cluster."""
+
+    CREATE = "create"
+    MERGE = "merge"
+    SPLIT = "split"
+    ASSIGN = "assign"
+    RENAME = "rename"
+    ERASE = "erase"
+
+
+class AuditAction(StrEnum):
+    """What an audit entry records (its `action`). Entries are read back as stored: a plain string."""
+
+    # users and keys
+    ADD_USER = "add_user"
+    ISSUE_API_KEY = "issue_api_key"
+    REVOKE_API_KEY = "revoke_api_key"
+    DEACTIVATE_USER = "deactivate_user"
+    SET_PASSWORD = "set_password"
+    SIGN_IN = "sign_in"
+    SIGN_IN_FAILED = "sign_in_failed"
+    SIGN_IN_LOCKOUT = "sign_in_lockout"
+    # cases, searches and what they showed
+    OPEN_CASE = "open_case"
+    CLOSE_CASE = "close_case"
+    SEARCH = "search"
+    COMPARE = "compare"
+    REVIEW = "review"
+    VIEW_FACE = "view_face"
+    VIEW_THUMBNAIL = "view_thumbnail"
+    VIEW_PROBE = "view_probe"
+    LIST_PEOPLE = "list_people"
+    VIEW_PERSON = "view_person"
+    EXPORT = "export"
+    # the gallery: ingest, erasure, retention, saved clusters
+    INGEST_JOB = "ingest_job"
+    INGEST_JOB_FINISHED = "ingest_job_finished"
+    ERASE = "erase"
+    PURGE = "purge"
+    CLUSTER_SAVE = "cluster_save"
+    CLUSTER_MERGE = "cluster_merge"
+    CLUSTER_SPLIT = "cluster_split"
+    CLUSTER_RENAME = "cluster_rename"
