@@ -5,7 +5,9 @@
 
 The two trees:
     old  revision --base, checked out with `git worktree add --detach` into a temporary folder (removed at the end)
-    new  this checkout's working tree, uncommitted edits included (or revision --new, checked out the same way)
+    new  this checkout's working tree, uncommitted edits included (or revision --new, checked out the same way):
+         every subprocess imports the tree as it is when it starts, so edits made during a run leak into it;
+         --new HEAD measures a fixed tree
 Every measurement runs in a fresh subprocess with PYTHONPATH=<that tree>/src; before measuring, the script checks
 that `import facetrace` under that PYTHONPATH loads that tree's package (the venv's editable install points at this
 checkout, and PYTHONPATH comes first). Both trees run under this interpreter and its installed dependencies.
@@ -23,10 +25,13 @@ of load from other jobs falls on both:
              (engine.check() / engine.index.check(), no repair), 3 warm-up searches, then --searches sequential
              single-photo searches (engine.search_file / engine.search.file, top_k=10; the API is detected, not
              assumed), each timed from the file path to the hits, audit record included
-    open     milliseconds from open_engine() to a finished consistency check; the new tree's first open includes the
-             schema upgrade, so the first run is reported on its own
+    open     milliseconds for open_engine() and, apart, for the consistency check after it; the new tree's first
+             open includes the schema upgrade (the report shows the schema before and after), so the first run's
+             open is reported apart from the later runs'
 Probes are the same photos for both trees, none of them in the gallery: the gallery's held-out LFW probes (the last
 photo of each ingested person), then further LFW photos in manifest order, cycled if --searches asks for more.
+--gallery DIR keeps the gallery for the next run (serve_load reuses a folder that already holds --faces faces): at
+full size building it is most of the run. Only the old tree ever opens DIR.
 
 The numbers: for each tree the median over the repeats of faces/s, of the per-repeat search p50 and p95 (ms), and
 of the check time; ratio = new / old (above 1 is faster for faces/s, slower for milliseconds). Noise is the larger of
@@ -575,13 +580,14 @@ def format_report(payload: dict[str, Any], comparisons: Sequence[Comparison]) ->
     return "\n".join(
         [
             f"old: {payload['old']['revision']}; new: {payload['new']['revision']}",
-            f"gallery: {gallery['faces']:,} faces ({gallery['real_faces']:,} from {settings['real_photos']:,} real "
-            f"LFW photos, {gallery['synthetic_faces']:,} synthetic), built by the old tree in {gallery['build_s']:.0f} s",
-            f"searches: {settings['searches']} timed per tree and repeat after {WARMUP_SEARCHES} warm-up, top_k={TOP_K}, "
-            f"{gallery['probes']} distinct held-out probe photos",
-            f"machine: {machine['cores']} cores, Python {machine['python']}; load average {machine['load_average_start']} "
-            f"at start, {machine['load_average_end']} at end; {settings['repeats']} repeat(s), old/new interleaved, "
-            f"{payload['seconds']:.0f} s in all",
+            f"gallery: {gallery['faces']:,} faces ({gallery['real_faces']:,} from {settings['real_photos']:,} "
+            f"real LFW photos, {gallery['synthetic_faces']:,} synthetic), built by the old tree in "
+            f"{gallery['build_s']:.0f} s",
+            f"searches: {settings['searches']} timed per tree and repeat after {WARMUP_SEARCHES} warm-up, "
+            f"top_k={TOP_K}, {gallery['probes']} distinct held-out probe photos",
+            f"machine: {machine['cores']} cores, Python {machine['python']}; load average "
+            f"{machine['load_average_start']} at start, {machine['load_average_end']} at end; "
+            f"{settings['repeats']} repeat(s), old/new interleaved, {payload['seconds']:.0f} s in all",
             "",
             format_table(comparisons),
             "",

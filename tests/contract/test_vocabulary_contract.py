@@ -16,7 +16,7 @@ from catalog_samples import MODEL
 import facetrace
 from facetrace.catalog import SqlCatalog
 from facetrace.core.errors import CatalogError, InvalidRequestError
-from facetrace.core.types import StoredHit, User
+from facetrace.core.types import Evidence, StoredHit, Strength, User
 from facetrace.core.vocabulary import (
     AuditAction,
     CaseStatus,
@@ -106,7 +106,8 @@ def test_case_statuses_and_review_decisions(catalog: SqlCatalog, raw_engine: sa.
     rita = User(2, "rita", Role.REVIEWER, datetime.now(UTC))
     case = cases.open_case(ivan, "Case", "purpose", "warrant")
     assert case.status is CaseStatus.OPEN and cases.case(case.case_id).status is CaseStatus.OPEN
-    hit = StoredHit(0, 1, 7, 0.7, 1e-5, 1e-4, 10, "verdict")
+    evidence = Evidence(0.7, Strength.MODERATE, 1e-5, 10, 1e-4, 0.5, weak_probe=False, weak_candidate=False)
+    hit = StoredHit(0, 1, 7, evidence)
     search = store.add_search(case.case_id, "ivan", "why", "a" * 64, "p.jpg", MODEL, None, [hit])
     for decision in WORDS[ReviewDecision]:
         assert cases.review(rita, search.search_id, 7, decision).decision is ReviewDecision(decision)

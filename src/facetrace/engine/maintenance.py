@@ -91,7 +91,8 @@ class IndexMaintenance:
         # What this process's index has applied: the catalog's counters and its highest face id when last current.
         self._seen: ChangeCounters | None = None
         self._max_id = -1
-        # The in-memory index differs from the stored file (caught up with another process's writes, not saved).
+        # The in-memory index may differ from the stored file: caught up with another process's writes, or written by
+        # this process (whose last save may predate a background structure switch). Saved on close when possible.
         self._unsaved = False
         self.lock: DataLock | None = None  # set by the engine: the lock whose DerivedState this is
         self.current: VectorIndex = CurrentIndex(self)
@@ -143,6 +144,7 @@ class IndexMaintenance:
 
     def mark_current(self) -> None:
         """After this process's own write, under the writer lock (no other process can have written meanwhile)."""
+        self._unsaved = True
         if self._seen is None:
             return  # never compared with the catalog yet: the next catch-up compares every id
         self._seen = self._catalog.change_counters()
