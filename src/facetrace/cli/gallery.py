@@ -1,0 +1,195 @@
+"""The gallery: photos in (ingest), faces searched and compared, and the catalog and index kept in agreement."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facetrace.cli.common import engine_session, fail, print_json
+from facetrace.cli.options import DataOpt, JsonOpt, PackOpt, VerboseOpt
+from facetrace.cli.render import format_comparison, format_probe_result, jsonable, probe_result_json
+from facetrace.ingest.runner import IngestProgress
+
+index_app = typer.Typer(help="The vector index (derived from the catalog, rebuildable).", no_args_is_help=True)
+
+
+def ingest(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Folders (recursive), image files, or @list.txt files.")
+    ] = None,
+    manifest: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--manifest",
+            "-m",
+            help="CSV/JSONL manifest with uri, source_page, captured_at, label, legal_basis and any extra columns.",
+        ),
+    ] = None,
+    warc: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--warc",
+            help="A web archive (.warc or .warc.gz; repeatable). Its images are ingested with their URL, crawl date "
+            "and the archived page that showed them; nothing is fetched from the web.",
+        ),
+    ] = None,
+    opt_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--opt-out",
+            help="A file of domains and URL prefixes (one a line, # comments) whose images are never ingested: an "
+            "image is skipped unread if its URL or a page that showed it matches. Applies to every source.",
+        ),
+    ] = None,
+    retain_days: Annotated[
+        int | None,
+        typer.Option(
+            "--retain-days",
+            min=0,
+            help="Keep these photos and their faces this many days, then `facetrace purge` deletes them (a "
+            "manifest's retain_days column wins; default: the retention_days setting, else until erased).",
+        ),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: all cores).")] = None,
+    threads: Annotated[int | None, typer.Option(help="Inference threads per worker.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images analysed together per model call.")] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Analyse on Ray actors instead of local worker processes: local (start Ray here with all cores), "
+            "auto, host:port or ray://host:port. This process still reads the sources and writes the catalog and "
+            "index; every node needs facetrace and the model pack. Needs the ray extra.",
+        ),
+    ] = None,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Add photos to the catalog and index. Re-running is safe: images already ingested (same content hash) are
+    skipped, so an interrupted ingest resumes where it stopped. Unreadable files are reported and skipped."""
+    if not paths and not manifest and not warc:
+        raise fail("give at least one folder, file, @list, --manifest or --warc")
+    overrides = {"workers": workers, "threads": threads, "batch_size": batch_size, "ray_address": ray}
+    with engine_session(data, pack, verbose, **overrides) as engine:
+        summary = engine.ingest.run(
+            paths or [],
+            manifests=manifest or [],
+            warcs=warc or [],
+            opt_out=opt_out,
+            progress=_progress_printer(as_json),
+            retain_days=retain_days,
+        )
+    if as_json:
+        print_json(jsonable(summary))
+        return
+    typer.echo(
+        f"run {summary.run_id}: {summary.images_seen} images seen, {summary.images_added} added, "
+        f"{summary.images_skipped} already known, {summary.faces_added} faces, {summary.errors} errors"
+    )
+    if summary.source_counts:
+        typer.echo("  sources: " + ", ".join(f"{n} {reason}" for reason, n in summary.source_counts.items()))
+    for message in summary.error_messages[:20]:
+        typer.echo(f"  skipped: {message}", err=True)
+    if summary.errors > 20:
+        typer.echo(f"  … and {summary.errors - 20} more (see the catalog's ingest_errors)", err=True)
+
+
+def _progress_printer(quiet: bool) -> Callable[[IngestProgress], None] | None:
+    if quiet or not sys.stderr.isatty():
+        return None
+
+    def show(p: IngestProgress) -> None:
+        sys.stderr.write(
+            f"\r{p.images_seen} seen, {p.images_added} added, {p.images_skipped} known, "
+            f"{p.faces_added} faces, {p.errors} errors"
+        )
+        sys.stderr.flush()
+
+    return show
+
+
+def search(
+    probes: Annotated[list[Path], typer.Argument(help="Probe photo(s).")],
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="Candidates per probe face.")] = None,
+    face: Annotated[int | None, typer.Option("--face", help="Search only face N of the probe (0-based).")] = None,
+    fuse: Annotated[
+        bool, typer.Option("--fuse", help="Fuse all probe photos into one template of one person.")
+    ] = False,
+    purpose: Annotated[
+        str | None, typer.Option("--purpose", help="Why this search is made; recorded in the audit log.")
+    ] = None,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Search the gallery with every face of each probe photo. Each candidate comes with its false-match rate for
+    this gallery's size: a high similarity in a large gallery can still be a stranger. Every search is recorded in
+    the audit log under your user name (cases with a stated purpose and review: the API and web UI)."""
+    with engine_session(data, pack, verbose, workers=1) as engine:
+        if fuse:
+            results = [engine.search.fused(probes, top_k=top_k, purpose=purpose)]
+        else:
+            results = [r for p in probes for r in engine.search.file(p, top_k=top_k, face_index=face, purpose=purpose)]
+    if as_json:
+        print_json({"results": [probe_result_json(r) for r in results]})
+    else:
+        typer.echo("\n\n".join(format_probe_result(r) for r in results))
+
+
+def compare(
+    a: Annotated[Path, typer.Argument(help="First photo (its largest face).")],
+    b: Annotated[Path, typer.Argument(help="Second photo (its largest face).")],
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """1:1 verification: are these the same person? Prints similarity and the false-match rate of that score."""
+    with engine_session(data, pack, workers=1) as engine:
+        result = engine.search.compare_files(a, b)
+    if as_json:
+        print_json(jsonable(result))
+    else:
+        typer.echo(format_comparison(result))
+
+
+def check(
+    repair: Annotated[bool, typer.Option("--repair", help="Add faces missing from the index, drop orphans.")] = False,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check that the catalog and the index agree (exit code 1 if they do not and --repair was not given)."""
+    with engine_session(data, pack, workers=1) as engine:
+        report = engine.index.check(repair=repair)
+    if as_json:
+        print_json(jsonable(report) | {"consistent": report.consistent})
+    else:
+        typer.echo(
+            f"model {report.model_id}: {report.catalog_faces} faces in catalog, {report.index_entries} in index, "
+            f"{report.missing_from_index} missing from index, {report.orphaned_in_index} orphaned"
+            + (" (repaired)" if report.repaired else "")
+        )
+    if not report.consistent and not repair:
+        raise typer.Exit(1)
+
+
+def stats(data: DataOpt = None, pack: PackOpt = None) -> None:
+    """What the data directory holds."""
+    with engine_session(data, pack, workers=1) as engine:
+        print_json(jsonable(engine.stats()))
+
+
+@index_app.command("rebuild")
+def index_rebuild(data: DataOpt = None, pack: PackOpt = None) -> None:
+    """Recreate the index from the catalog's stored embeddings (after corruption, or to change structure)."""
+    with engine_session(data, pack, workers=1) as engine:
+        count = engine.index.rebuild()
+    typer.echo(f"index rebuilt: {count} faces")
