@@ -54,10 +54,22 @@ class Photos:
     probes: list[Path]  # other photos of gallery people, not ingested
 
 
+RAY_START_ATTEMPTS = 3
+
+
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[str]:
-    """A local Ray instance for this module; yields its address (what `--ray host:port` takes)."""
-    ray.init(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False)
+    """A local Ray instance for this module; yields its address (what `--ray host:port` takes). Ray gives its raylet
+    30 s to register, fixed in its code: on a machine busy with other work that can pass, so start-up is tried
+    again before the module is given up."""
+    for attempt in range(1, RAY_START_ATTEMPTS + 1):
+        try:
+            ray.init(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == RAY_START_ATTEMPTS:
+                raise
     try:
         yield str(ray.get_runtime_context().gcs_address)
     finally:
