@@ -212,6 +212,32 @@ def test_a_truncated_index_file_names_the_rebuild_command_and_rebuild_fixes_it(g
     assert rebuilt.stdout.strip() == f"index rebuilt: {report['catalog_faces']} faces"
 
 
+def test_bytes_damaged_inside_the_index_file_are_caught_and_rebuild_gives_right_answers(
+    gallery: Path, photo_list: Path
+) -> None:
+    """4 KB of random bytes written inside faces.faiss at the same size: once `check` said all was well and searches
+    returned similarities of 3e35 as strong leads; the sidecar's checksum now refuses the file."""
+    index_file = gallery / "faces.faiss"
+    data = bytearray(index_file.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = os.urandom(len(data[middle : middle + 4096]))
+    index_file.write_bytes(bytes(data))
+    broken = runner.invoke(app, ["check", "--data", str(gallery)])
+    assert broken.exit_code == 2
+    assert "checksum" in broken.stderr and "facetrace index rebuild" in broken.stderr
+    probes = photo_list.read_text().splitlines()[:5]
+    searched = runner.invoke(app, ["search", probes[0], "--data", str(gallery)])
+    assert searched.exit_code == 2 and "facetrace index rebuild" in searched.stderr
+
+    assert runner.invoke(app, ["index", "rebuild", "--data", str(gallery)]).exit_code == 0
+    code, report = _check(gallery)
+    assert code == 0 and report["consistent"]
+    with open_engine(gallery, workers=1) as engine:
+        for probe in probes:
+            top = engine.search.file(probe)[0].hits[0]
+            assert top.face.asset_uri == probe and -1.0 <= top.similarity <= 1.0 + 1e-5
+
+
 def test_an_index_that_lacks_faces_fails_check_until_repaired(gallery: Path) -> None:
     # Both files gone: the engine starts an empty index, which lacks every face the catalog holds.
     (gallery / "faces.faiss").unlink()
