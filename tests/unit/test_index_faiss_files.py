@@ -187,7 +187,7 @@ def test_bytes_damaged_inside_the_index_file_fail_the_checksum(tmp_path: Path) -
     size = path.stat().st_size
     _damage_inside(path)
     assert path.stat().st_size == size
-    with pytest.raises(VectorIndexError, match="checksum.*facetrace index rebuild"):
+    with pytest.raises(VectorIndexError, match=r"checksum.*facetrace index rebuild"):
         FaissIndex(path, MODEL, DIM)
 
 
@@ -204,7 +204,7 @@ def test_an_approximate_index_checks_its_vectors_and_ids_files_too(tmp_path: Pat
     assert json.loads(meta_path_for(path).read_text())["checksums"]["vectors"] == checksums["vectors"]
     FaissIndex(path, MODEL, DIM)  # still opens
     _damage_inside(vectors_path_for(path), offset_fraction=0.7, length=64)
-    with pytest.raises(VectorIndexError, match="vectors.npy: its contents do not match the checksum"):
+    with pytest.raises(VectorIndexError, match=r"vectors\.npy: its contents do not match the checksum"):
         FaissIndex(path, MODEL, DIM)
 
 

@@ -289,7 +289,7 @@ class IngestRunner:
                     thumbnails.append(None)
                     continue
                 rel = thumbnail_relpath(pending.sha256, number)
-                _write_atomic(self._thumbnails_dir / rel, face.thumbnail_jpeg)
+                write_atomic(self._thumbnails_dir / rel, face.thumbnail_jpeg)
                 thumbnails.append(rel)
             item = pending.item
             asset = MediaAsset(
@@ -354,7 +354,7 @@ def retain_until(retain_days: int | None, now: datetime | None = None) -> dateti
     return (now or datetime.now(UTC)) + timedelta(days=retain_days)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
