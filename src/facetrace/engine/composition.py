@@ -29,6 +29,7 @@ from facetrace.config import Settings
 from facetrace.core.errors import ConfigError
 from facetrace.core.ports import Catalog, FaceAnalyzer, VectorIndex
 from facetrace.core.types import FaceRecord
+from facetrace.engine import audit_key
 from facetrace.engine.clustering import Clusters
 from facetrace.engine.gallery import Gallery
 from facetrace.engine.ingesting import Ingestion
@@ -77,6 +78,9 @@ class Engine:
         self.index.lock = self.lock
         governance = self.catalog.governance_store()
         self.audit = AuditLog(governance)
+        key_file = settings.resolved_audit_key_file
+        self.audit.key = audit_key.load_or_create(key_file, self.audit.length)
+        self.audit.heads = audit_key.HeadFile(key_file.with_name(audit_key.HEAD_FILE_NAME), self.audit.key)
         self.users = UserService(governance, self.audit)
         calibrated = self.pack.calibration is not None
         self.cases = CaseService(governance, self.audit, self.strict_similarity if calibrated else math.inf)
