@@ -137,6 +137,12 @@ class Settings(BaseSettings):
         description="Server folders the HTTP API may ingest from by path or manifest (a JSON list, e.g. "
         '["/srv/photos"]); every file, including each manifest row, must resolve inside one. Empty: uploads only.',
     )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="The secret that seals the audit chain (HMAC), kept outside the catalog; made on first use "
+        "(mode 0600). Default: audit.key in the data directory. Servers sharing one PostgreSQL catalog need the same "
+        "file. See docs/security.md.",
+    )
     retention_days: int | None = Field(
         default=None,
         ge=0,
@@ -162,6 +168,10 @@ class Settings(BaseSettings):
     @property
     def resolved_index_uri(self) -> str:
         return self.index_uri or f"faiss://{(self.data / 'faces.faiss').resolve()}"
+
+    @property
+    def resolved_audit_key_file(self) -> Path:
+        return self.audit_key_file or self.data / "audit.key"
 
     @property
     def thumbnails_dir(self) -> Path:

@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from facetrace.catalog import open_catalog
 from facetrace.cli.main import app
 from facetrace.engine import open_engine
+from facetrace.index.faiss.backend import FaissIndex
 
 pytestmark = [
     pytest.mark.slow,
@@ -210,6 +212,73 @@ def test_a_truncated_index_file_names_the_rebuild_command_and_rebuild_fixes_it(g
     code, report = _check(gallery)
     assert code == 0 and report["consistent"]
     assert rebuilt.stdout.strip() == f"index rebuilt: {report['catalog_faces']} faces"
+
+
+def test_bytes_damaged_inside_the_index_file_are_caught_and_rebuild_gives_right_answers(
+    gallery: Path, photo_list: Path
+) -> None:
+    """4 KB of random bytes written inside faces.faiss at the same size: once `check` said all was well and searches
+    returned similarities of 3e35 as strong leads; the sidecar's checksum now refuses the file."""
+    index_file = gallery / "faces.faiss"
+    data = bytearray(index_file.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = os.urandom(len(data[middle : middle + 4096]))
+    index_file.write_bytes(bytes(data))
+    broken = runner.invoke(app, ["check", "--data", str(gallery)])
+    assert broken.exit_code == 2
+    assert "checksum" in broken.stderr and "facetrace index rebuild" in broken.stderr
+    probes = photo_list.read_text().splitlines()[:5]
+    searched = runner.invoke(app, ["search", probes[0], "--data", str(gallery)])
+    assert searched.exit_code == 2 and "facetrace index rebuild" in searched.stderr
+
+    assert runner.invoke(app, ["index", "rebuild", "--data", str(gallery)]).exit_code == 0
+    code, report = _check(gallery)
+    assert code == 0 and report["consistent"]
+    with open_engine(gallery, workers=1) as engine:
+        for probe in probes:
+            top = engine.search.file(probe)[0].hits[0]
+            assert top.face.asset_uri == probe and -1.0 <= top.similarity <= 1.0 + 1e-5
+
+
+def test_check_compares_index_vectors_with_the_catalog_and_repair_puts_them_back(gallery: Path) -> None:
+    """An index that holds a wrong vector for a face (saved intact, so no checksum can tell) fails check."""
+    with open_engine(gallery, workers=1) as engine:
+        face_ids = engine.catalog.face_ids(engine.model_id)
+        model_id, dim = engine.model_id, engine.pack.embedding_dim
+    victim = int(face_ids[len(face_ids) // 2])
+    index = FaissIndex(gallery / "faces.faiss", model_id, dim)
+    wrong = np.random.default_rng(3).standard_normal((1, dim)).astype(np.float32)
+    index.add(np.asarray([victim], dtype=np.int64), wrong / np.linalg.norm(wrong))  # upsert: replaces the vector
+    index.save()
+
+    code, report = _check(gallery)
+    assert code == 1 and report["vectors_checked"] == len(face_ids) and report["vectors_mismatched"] == 1
+    assert report["missing_from_index"] == report["orphaned_in_index"] == 0
+    code, sampled = _check(gallery, "--sample", "5")
+    assert sampled["vectors_checked"] == 5
+    code, repaired = _check(gallery, "--repair")
+    assert code == 0 and repaired["repaired"] and repaired["consistent"]
+    code, report = _check(gallery)
+    assert code == 0 and report["vectors_mismatched"] == 0
+
+
+def test_lost_thumbnails_are_reported_and_made_again_from_their_photos(gallery: Path) -> None:
+    thumbnails = sorted((gallery / "thumbnails").rglob("*.jpg"))
+    emptied, folder = thumbnails[0], thumbnails[-1].parent
+    in_folder = len(list(folder.glob("*.jpg")))
+    emptied.write_bytes(b"")
+    shutil.rmtree(folder)
+    lost = in_folder + (0 if emptied.parent == folder else 1)
+
+    code, report = _check(gallery)
+    assert code == 1 and report["thumbnails_missing"] == lost
+    assert report["thumbnails_checked"] == len(thumbnails)
+    code, repaired = _check(gallery, "--repair")
+    assert code == 0 and repaired["thumbnails_restored"] == lost and repaired["consistent"]
+    assert emptied.stat().st_size > 0 and emptied.read_bytes()[:2] == b"\xff\xd8"  # a JPEG again
+    assert len(list(folder.glob("*.jpg"))) == in_folder
+    code, report = _check(gallery)
+    assert code == 0 and report["thumbnails_missing"] == 0
 
 
 def test_an_index_that_lacks_faces_fails_check_until_repaired(gallery: Path) -> None:

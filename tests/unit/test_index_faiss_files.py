@@ -11,7 +11,7 @@ import pytest
 
 from facetrace.core.errors import ModelMismatchError, VectorIndexError
 from facetrace.index.faiss.backend import FaissIndex
-from facetrace.index.faiss.files import FORMAT_VERSION, meta_path_for
+from facetrace.index.faiss.files import FORMAT_VERSION, meta_path_for, vectors_path_for
 
 MODEL = "model-a"
 DIM = 16
@@ -165,3 +165,55 @@ def test_fresh_start_replaces_an_unusable_or_foreign_index(saved_index: Path, da
     index.save()
     reopened = FaissIndex(saved_index, model, DIM)
     assert (reopened.model_id, len(reopened)) == (model, 3)
+
+
+def _damage_inside(path: Path, offset_fraction: float = 0.5, length: int = 4096) -> None:
+    """Random bytes written inside the file at the same size: what a bad sector or a stray write leaves."""
+    data = bytearray(path.read_bytes())
+    start = int(len(data) * offset_fraction)
+    end = min(len(data), start + length)
+    data[start:end] = np.random.default_rng(7).integers(0, 256, end - start, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def test_bytes_damaged_inside_the_index_file_fail_the_checksum(tmp_path: Path) -> None:
+    # Large enough that 4 KB of random bytes land in the vectors, where FAISS itself notices nothing.
+    path = tmp_path / "faces.faiss"
+    index = FaissIndex(path, MODEL, DIM)
+    index.add(np.arange(2000, dtype=np.int64), unit_vectors(2000))
+    index.save()
+    meta = json.loads(meta_path_for(path).read_text())
+    assert set(meta["checksums"]) == {"index"} and len(meta["checksums"]["index"]) == 32
+    size = path.stat().st_size
+    _damage_inside(path)
+    assert path.stat().st_size == size
+    with pytest.raises(VectorIndexError, match=r"checksum.*facetrace index rebuild"):
+        FaissIndex(path, MODEL, DIM)
+
+
+def test_an_approximate_index_checks_its_vectors_and_ids_files_too(tmp_path: Path) -> None:
+    path = tmp_path / "faces.faiss"
+    index = FaissIndex(path, MODEL, DIM, structure="ivf", nlist=4)
+    index.add(np.arange(300, dtype=np.int64), unit_vectors(300))
+    index.save()
+    checksums = json.loads(meta_path_for(path).read_text())["checksums"]
+    assert set(checksums) == {"index", "ids", "vectors"}
+    # Saving again without new vectors keeps the vectors file and its recorded checksum.
+    index.remove(np.asarray([0], dtype=np.int64))
+    index.save()
+    assert json.loads(meta_path_for(path).read_text())["checksums"]["vectors"] == checksums["vectors"]
+    FaissIndex(path, MODEL, DIM)  # still opens
+    _damage_inside(vectors_path_for(path), offset_fraction=0.7, length=64)
+    with pytest.raises(VectorIndexError, match=r"vectors\.npy: its contents do not match the checksum"):
+        FaissIndex(path, MODEL, DIM)
+
+
+def test_an_index_saved_before_checksums_opens_and_gains_them_at_its_next_save(saved_index: Path) -> None:
+    meta_path = meta_path_for(saved_index)
+    meta = json.loads(meta_path.read_text())
+    del meta["checksums"]
+    meta_path.write_text(json.dumps(meta))
+    index = FaissIndex(saved_index, MODEL, DIM)
+    index.add(np.asarray([99], dtype=np.int64), unit_vectors(1, seed=3))
+    index.save()
+    assert "index" in json.loads(meta_path.read_text())["checksums"]

@@ -228,6 +228,7 @@ def write_format_1(path: Path, vectors: npt.NDArray[np.float32]) -> None:
     meta = json.loads(meta_path.read_text())
     meta["format_version"] = 1
     del meta["vectors_dtype"]
+    del meta["checksums"]  # format 1 recorded none
     meta["vectors_file_bytes"] = vectors_path_for(path).stat().st_size
     meta_path.write_text(json.dumps(meta))
 

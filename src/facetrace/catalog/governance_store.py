@@ -176,6 +176,10 @@ class SqlGovernanceStore:
         with self._read() as connection:
             return [_audit_entry(row) for row in connection.execute(query)]
 
+    def audit_length(self) -> int:
+        with self._read() as connection:
+            return int(connection.execute(sa.select(sa.func.coalesce(sa.func.max(audit_log.c.seq), 0))).scalar_one())
+
     # Cases, searches, reviews
 
     def add_case(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from facetrace.cli.common import engine_session, fail, print_json
 from facetrace.cli.options import DataOpt, JsonOpt, PackOpt
 from facetrace.cli.render import jsonable
 from facetrace.engine import cli_actor
+from facetrace.governance.audit import AuditHead
 
 users_app = typer.Typer(
     help="Users, roles (admin, investigator, reviewer, auditor) and API keys.", no_args_is_help=True
@@ -128,11 +130,22 @@ def users_list(data: DataOpt = None, pack: PackOpt = None, as_json: JsonOpt = Fa
 
 
 @audit_app.command("verify")
-def audit_verify(data: DataOpt = None, pack: PackOpt = None, as_json: JsonOpt = False) -> None:
-    """Recompute the audit log's hash chain. Exits 1 naming the first entry (seq) that was edited, deleted or
-    reordered. Keep the printed head hash elsewhere: deleting the newest entries can only be seen against it."""
+def audit_verify(
+    head: Annotated[
+        Path | None,
+        typer.Option(
+            "--head", help="A head exported earlier (`facetrace audit head --out`): the log must still hold it."
+        ),
+    ] = None,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute the audit log's chain (its entries since the audit key was made are HMACs under that key). Exits 1
+    naming the first entry (seq) that was edited, deleted or reordered, or when the log no longer holds --head."""
+    exported = _read_head(head) if head is not None else None
     with engine_session(data, pack, workers=1) as engine:
-        report = engine.audit.verify()
+        report = engine.audit.verify(exported)
     if as_json:
         print_json(jsonable(report) | {"ok": report.ok})
     elif report.ok:
@@ -141,6 +154,39 @@ def audit_verify(data: DataOpt = None, pack: PackOpt = None, as_json: JsonOpt = 
         typer.echo(f"audit log BROKEN at seq {report.first_bad_seq}: {report.problem}", err=True)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("head")
+def audit_head(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the head here (JSON) as well as printing it.")
+    ] = None,
+    data: DataOpt = None,
+    pack: PackOpt = None,
+) -> None:
+    """The newest entry's seq and hash as JSON: keep it somewhere this machine cannot rewrite (another host, a
+    ticket, paper); `facetrace audit verify --head FILE` then catches the newest entries being deleted."""
+    with engine_session(data, pack, workers=1) as engine:
+        newest = engine.audit.head()
+        key = engine.audit.key
+    body = {
+        "seq": newest.seq,
+        "hash": newest.hash,
+        "at": newest.at.isoformat() if newest.at else None,
+        "key_fingerprint": key.fingerprint if key is not None else None,
+    }
+    text = json.dumps(body, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    typer.echo(text)
+
+
+def _read_head(path: Path) -> AuditHead:
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        return AuditHead(int(body["seq"]), str(body["hash"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise fail(f"{path}: not an exported audit head ({exc})") from exc
 
 
 @audit_app.command("list")

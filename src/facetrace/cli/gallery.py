@@ -161,23 +161,41 @@ def compare(
 
 
 def check(
-    repair: Annotated[bool, typer.Option("--repair", help="Add faces missing from the index, drop orphans.")] = False,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Add faces missing from the index, drop orphans, put back vectors that disagree with the catalog, "
+            "and make missing thumbnails again from their photos.",
+        ),
+    ] = False,
+    sample: Annotated[
+        int | None,
+        typer.Option(
+            "--sample", min=1, help="Compare the vectors of this many random faces with the catalog (default: all)."
+        ),
+    ] = None,
     data: DataOpt = None,
     pack: PackOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check that the catalog and the index agree (exit code 1 if they do not and --repair was not given)."""
+    """Check that the catalog, the index and the thumbnails agree (exit code 1 if they do not and --repair was not
+    given, or if --repair could not mend everything)."""
     with engine_session(data, pack, workers=1) as engine:
-        report = engine.index.check(repair=repair)
+        report = engine.index.check(repair=repair, sample=sample)
     if as_json:
         print_json(jsonable(report) | {"consistent": report.consistent})
     else:
         typer.echo(
             f"model {report.model_id}: {report.catalog_faces} faces in catalog, {report.index_entries} in index, "
-            f"{report.missing_from_index} missing from index, {report.orphaned_in_index} orphaned"
-            + (" (repaired)" if report.repaired else "")
+            f"{report.missing_from_index} missing from index, {report.orphaned_in_index} orphaned; "
+            f"{report.vectors_mismatched} of {report.vectors_checked} vectors disagree with the catalog; "
+            f"{report.thumbnails_missing} of {report.thumbnails_checked} thumbnails missing"
+            + (f" (repaired; {report.thumbnails_restored} thumbnails made again)" if report.repaired else "")
         )
-    if not report.consistent and not repair:
+        for problem in report.unrepaired:
+            typer.echo(f"not repaired: {problem}", err=True)
+    if not report.consistent:
         raise typer.Exit(1)
 
 

@@ -204,6 +204,10 @@ class AuditStore(Protocol):
         """Entries in seq order (as stored: a verifier must see edits, not hide them)."""
         ...
 
+    def audit_length(self) -> int:
+        """The newest entry's seq (0 for an empty log)."""
+        ...
+
 
 class CaseStore(Protocol):
     def add_case(

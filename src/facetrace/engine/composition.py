@@ -28,6 +28,8 @@ from facetrace.catalog import open_catalog
 from facetrace.config import Settings
 from facetrace.core.errors import ConfigError
 from facetrace.core.ports import Catalog, FaceAnalyzer, VectorIndex
+from facetrace.core.types import FaceRecord
+from facetrace.engine import audit_key
 from facetrace.engine.clustering import Clusters
 from facetrace.engine.gallery import Gallery
 from facetrace.engine.ingesting import Ingestion
@@ -40,11 +42,12 @@ from facetrace.governance.erasure import ERASURE_FALSE_MATCH_RATE, ErasureServic
 from facetrace.governance.retention import RetentionService
 from facetrace.governance.users import UserService
 from facetrace.index import open_index
+from facetrace.ingest.sources import read_uri
 from facetrace.search.calibration import ScoreCalibrator
 from facetrace.search.clustering import ClusteringThresholds, thresholds_for
 from facetrace.search.identities import IdentityClusters
 from facetrace.search.service import SearchService
-from facetrace.vision.analyzer import open_analyzer
+from facetrace.vision.analyzer import open_analyzer, thumbnail_jpeg
 from facetrace.vision.packs import ModelPack, PackInfo, add_pack, list_packs, load_pack, verify_pack
 
 log = logging.getLogger(__name__)
@@ -64,11 +67,20 @@ class Engine:
         settings.data.mkdir(parents=True, exist_ok=True)
         self.pack: ModelPack = load_pack(settings.pack, data_dir=settings.data)
         self.catalog: Catalog = open_catalog(settings.resolved_catalog_uri)
-        self.index = IndexMaintenance(self.catalog, self._open_index, self.pack.model_id)
+        self.index = IndexMaintenance(
+            self.catalog,
+            self._open_index,
+            self.pack.model_id,
+            thumbnails_dir=settings.thumbnails_dir,
+            make_thumbnail=self._remake_thumbnail,
+        )
         self.lock = DataLock(settings.data, self.index, on_wait=on_wait)
         self.index.lock = self.lock
         governance = self.catalog.governance_store()
         self.audit = AuditLog(governance)
+        key_file = settings.resolved_audit_key_file
+        self.audit.key = audit_key.load_or_create(key_file, self.audit.length)
+        self.audit.heads = audit_key.HeadFile(key_file.with_name(audit_key.HEAD_FILE_NAME), self.audit.key)
         self.users = UserService(governance, self.audit)
         calibrated = self.pack.calibration is not None
         self.cases = CaseService(governance, self.audit, self.strict_similarity if calibrated else math.inf)
@@ -85,6 +97,11 @@ class Engine:
 
     def _open_index(self, **options: Any) -> VectorIndex:
         return open_index(self.settings.resolved_index_uri, self.model_id, self.pack.embedding_dim, **options)
+
+    def _remake_thumbnail(self, face: FaceRecord) -> bytes:
+        """A face's crop made again from its source photo (check --repair of a lost thumbnail)."""
+        data = read_uri(face.asset_uri)
+        return thumbnail_jpeg(data, face.asset_uri, face.box, max_pixels=self.settings.max_image_pixels)
 
     def _once(self, name: str, build: Callable[[], _T]) -> _T:
         """Build a service on first use, once, also when several threads ask at the same moment."""

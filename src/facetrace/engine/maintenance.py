@@ -12,12 +12,15 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from facetrace.core.errors import FacetraceError
 from facetrace.core.ports import Catalog, IdArray, VectorIndex
-from facetrace.core.types import ChangeCounters, FloatArray
+from facetrace.core.types import ChangeCounters, FaceRecord, FloatArray
+from facetrace.ingest.runner import write_atomic
 
 if TYPE_CHECKING:
     from facetrace.engine.locking import DataLock
@@ -25,6 +28,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IndexOpener = Callable[..., VectorIndex]
+ThumbnailMaker = Callable[[FaceRecord], bytes]
+# check(): a face's own catalog embedding must find it among this many neighbours at a similarity this close to 1
+# (exact: 1e-6; approximate: re-ranked from float16 copies, about 1e-3).
+SELF_MATCH_NEIGHBOURS = 10
+SELF_MATCH_TOLERANCE = 0.02
+VECTOR_CHECK_BATCH = 1024
 
 
 class CurrentIndex:
@@ -65,7 +74,8 @@ class CurrentIndex:
 
 @dataclass(frozen=True)
 class ConsistencyReport:
-    """How the catalog (source of truth) and the index (derived) agree for the active model."""
+    """How the catalog (source of truth) and what is derived from it (the index, the thumbnails) agree for the active
+    model. With repair, the counts are what was found before repairing; `unrepaired` says what could not be mended."""
 
     model_id: str
     catalog_faces: int
@@ -73,17 +83,41 @@ class ConsistencyReport:
     missing_from_index: int
     orphaned_in_index: int
     repaired: bool
+    # Faces whose catalog embedding, searched in the index, does not find the face itself at similarity ~1.
+    vectors_checked: int = 0
+    vectors_mismatched: int = 0
+    # Faces with a stored thumbnail path whose file is missing or empty.
+    thumbnails_checked: int = 0
+    thumbnails_missing: int = 0
+    thumbnails_restored: int = 0
+    unrepaired: tuple[str, ...] = ()
 
     @property
     def consistent(self) -> bool:
-        return self.missing_from_index == 0 and self.orphaned_in_index == 0
+        """Everything agrees (after a repair: everything that was wrong was mended)."""
+        if self.repaired or self.unrepaired:
+            return not self.unrepaired
+        return not (
+            self.missing_from_index or self.orphaned_in_index or self.vectors_mismatched or self.thumbnails_missing
+        )
 
 
 class IndexMaintenance:
     """engine.index: check, repair and rebuild the index; and the engine lock's DerivedState (catch-up)."""
 
-    def __init__(self, catalog: Catalog, open_index: IndexOpener, model_id: str) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        open_index: IndexOpener,
+        model_id: str,
+        *,
+        thumbnails_dir: Path | None = None,
+        make_thumbnail: ThumbnailMaker | None = None,
+    ) -> None:
+        """make_thumbnail(face) is the face's crop made again from its source photo, for check --repair."""
         self._catalog = catalog
+        self._thumbnails_dir = thumbnails_dir
+        self._make_thumbnail = make_thumbnail
         self._open_index = open_index
         self.model_id = model_id
         self._index: VectorIndex | None = None
@@ -166,8 +200,11 @@ class IndexMaintenance:
 
     # -- verbs ------------------------------------------------------------------------------------------------------
 
-    def check(self, *, repair: bool = False) -> ConsistencyReport:
-        """Compare the stored index with the catalog; with repair, add what it lacks, drop orphans and save.
+    def check(self, *, repair: bool = False, sample: int | None = None, seed: int = 0) -> ConsistencyReport:
+        """Compare the stored index with the catalog: ids (missing, orphaned), vectors (each catalog embedding must
+        find its own face at similarity ~1; all, or `sample` faces drawn with seed), and thumbnail files. With
+        repair: add what the index lacks, drop orphans, put mismatched vectors back from the catalog, save, and make
+        missing thumbnails again from their source photos where those are readable.
 
         Without repair nothing changes; the report describes the index as this process holds it (as stored, plus
         what it caught up with, for a process that has already served reads).
@@ -175,34 +212,113 @@ class IndexMaintenance:
         assert self.lock is not None
         if repair:
             with self.lock.maintaining("index repair"):
-                return self._check(repair=True)
+                return self._check(repair=True, sample=sample, seed=seed)
         with self.lock.exclusive():
-            return self._check(repair=False)
+            return self._check(repair=False, sample=sample, seed=seed)
 
-    def _check(self, *, repair: bool) -> ConsistencyReport:
+    def _check(self, *, repair: bool, sample: int | None, seed: int) -> ConsistencyReport:
         index = self.stored
         counters = self._catalog.change_counters()
         catalog_ids, missing, orphaned = self._differences(index)
         index_entries = len(index)
-        changed = bool(missing.size or orphaned.size)
+        present = np.setdiff1d(catalog_ids, missing, assume_unique=True)
+        if sample is not None and sample < present.size:
+            present = np.sort(np.random.default_rng(seed).choice(present, size=sample, replace=False))
+        mismatched = self._mismatched_vectors(index, present)
+        thumbnails_checked, lost = self._lost_thumbnails(catalog_ids)
+        changed = bool(missing.size or orphaned.size or mismatched.size)
+        restored = 0
+        unrepaired: list[str] = []
         if repair:
             if orphaned.size:
                 index.remove(orphaned)
-            if missing.size:
-                ids, vectors = self._catalog.embeddings_by_id(missing.tolist(), self.model_id)
+            readd = np.union1d(missing, mismatched)
+            if readd.size:
+                ids, vectors = self._catalog.embeddings_by_id(readd.tolist(), self.model_id)
                 index.add(ids, vectors)
             if changed or self._unsaved:
                 index.save()
                 self._unsaved = False
             self._current_as_of(counters, catalog_ids)
+            if mismatched.size and self._mismatched_vectors(index, mismatched).size:
+                unrepaired.append("index vectors still disagree after re-adding them: run `facetrace index rebuild`")
+            restored, failures = self._restore_thumbnails(lost)
+            unrepaired.extend(failures)
         return ConsistencyReport(
             model_id=self.model_id,
             catalog_faces=int(catalog_ids.size),
             index_entries=index_entries,
             missing_from_index=int(missing.size),
             orphaned_in_index=int(orphaned.size),
-            repaired=repair and changed,
+            repaired=repair and (changed or bool(lost)),
+            vectors_checked=int(present.size),
+            vectors_mismatched=int(mismatched.size),
+            thumbnails_checked=thumbnails_checked,
+            thumbnails_missing=len(lost),
+            thumbnails_restored=restored,
+            unrepaired=tuple(unrepaired),
         )
+
+    def _mismatched_vectors(self, index: VectorIndex, face_ids: IdArray) -> IdArray:
+        """The faces among face_ids whose catalog embedding does not find the face itself in the index at a
+        similarity within SELF_MATCH_TOLERANCE of 1 (a damaged or stale entry; one compressed by the approximate
+        structure still finds itself, re-ranked from its float16 copy)."""
+        bad: list[np.ndarray] = []
+        k = min(SELF_MATCH_NEIGHBOURS, len(index))
+        if k == 0 or face_ids.size == 0:
+            return np.zeros(0, np.int64)
+        for start in range(0, face_ids.size, VECTOR_CHECK_BATCH):
+            ids, vectors = self._catalog.embeddings_by_id(
+                face_ids[start : start + VECTOR_CHECK_BATCH].tolist(), self.model_id
+            )
+            if not len(ids):
+                continue
+            similarities, found = index.search(vectors, k)
+            own = found == ids[:, None]
+            own_similarity = np.where(own, similarities, -np.inf).max(axis=1)
+            ok = own.any(axis=1) & (np.abs(own_similarity - 1.0) <= SELF_MATCH_TOLERANCE)
+            bad.append(ids[~ok])
+        return np.concatenate(bad).astype(np.int64) if bad else np.zeros(0, np.int64)
+
+    def _lost_thumbnails(self, catalog_ids: IdArray) -> tuple[int, list[FaceRecord]]:
+        """(how many faces have a stored thumbnail path, those whose file is missing or empty)."""
+        if self._thumbnails_dir is None:
+            return 0, []
+        checked = 0
+        lost: list[FaceRecord] = []
+        for start in range(0, catalog_ids.size, VECTOR_CHECK_BATCH):
+            records = self._catalog.faces_by_id(catalog_ids[start : start + VECTOR_CHECK_BATCH].tolist())
+            for record in records.values():
+                if not record.thumbnail_path:
+                    continue
+                checked += 1
+                path = self._thumbnails_dir / record.thumbnail_path
+                try:
+                    empty = path.stat().st_size == 0
+                except OSError:
+                    empty = True
+                if empty:
+                    lost.append(record)
+        return checked, lost
+
+    def _restore_thumbnails(self, lost: list[FaceRecord]) -> tuple[int, list[str]]:
+        if not lost or self._thumbnails_dir is None or self._make_thumbnail is None:
+            return 0, [f"{len(lost)} thumbnails are missing and cannot be made here"] if lost else []
+        root = self._thumbnails_dir.resolve()
+        restored = 0
+        unreadable: list[str] = []
+        for record in lost:
+            target = (root / str(record.thumbnail_path)).resolve()
+            if not target.is_relative_to(root):
+                unreadable.append(f"face {record.face_id}: its thumbnail path lies outside the thumbnails folder")
+                continue
+            try:
+                write_atomic(target, self._make_thumbnail(record))
+            except FacetraceError as exc:
+                unreadable.append(f"face {record.face_id}: thumbnail not restored: {exc}")
+                continue
+            restored += 1
+        return restored, unreadable
 
     def rebuild(self) -> int:
         """Recreate the index from the catalog's stored embeddings (the index is derived data)."""

@@ -11,9 +11,13 @@ Where the models run is a BatchAnalysis: this process, local worker processes, o
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
+import signal
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -103,8 +107,36 @@ class LocalAnalysis:
 _worker_analyzer: FaceAnalyzer | None = None
 
 
-def _init_worker(factory: AnalyzerFactory) -> None:
+# How often a worker looks whether its parent is still there (where the OS cannot tell it: not Linux).
+PARENT_WATCH_INTERVAL_S = 1.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this process when parent_pid does, however it ends (SIGKILL included): on Linux the kernel sends SIGKILL
+    (prctl PR_SET_PDEATHSIG); everywhere a daemon thread also exits once the parent has gone. Without this, a killed
+    ingest left its worker processes (and multiprocessing's resource tracker, which waits for them) running."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            log.debug("prctl(PR_SET_PDEATHSIG) is unavailable; watching the parent instead")
+    if os.getppid() != parent_pid:  # the parent died before the line above could take effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_WATCH_INTERVAL_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="facetrace-parent-watch", daemon=True).start()
+
+
+def _init_worker(factory: AnalyzerFactory, parent_pid: int) -> None:
     global _worker_analyzer
+    die_with_parent(parent_pid)
     _worker_analyzer = factory()
 
 
@@ -124,7 +156,10 @@ class ProcessPoolAnalysis:
         # spawn, not fork: inference runtimes keep thread pools that do not survive a fork.
         context = get_context("spawn")
         with ProcessPoolExecutor(
-            max_workers=self._workers, mp_context=context, initializer=_init_worker, initargs=(self._factory,)
+            max_workers=self._workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(self._factory, os.getpid()),
         ) as pool:
             in_flight: deque[tuple[Tag, Future[list[AnalyzedImage | Exception]]]] = deque()
             for tag, batch in batches:
@@ -289,7 +324,7 @@ class IngestRunner:
                     thumbnails.append(None)
                     continue
                 rel = thumbnail_relpath(pending.sha256, number)
-                _write_atomic(self._thumbnails_dir / rel, face.thumbnail_jpeg)
+                write_atomic(self._thumbnails_dir / rel, face.thumbnail_jpeg)
                 thumbnails.append(rel)
             item = pending.item
             asset = MediaAsset(
@@ -354,7 +389,7 @@ def retain_until(retain_days: int | None, now: datetime | None = None) -> dateti
     return (now or datetime.now(UTC)) + timedelta(days=retain_days)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)

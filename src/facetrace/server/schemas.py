@@ -355,6 +355,21 @@ class ChainReportOut(FromCore):
     head_hash: str
     first_bad_seq: int | None
     problem: str
+    keyed_from: int | None = Field(
+        default=None,
+        description="Entries from this seq on are sealed with the audit key (HMAC) kept outside the catalog.",
+    )
+    key_fingerprint: str | None = None
+
+
+class AuditHeadOut(FromCore):
+    """The newest entry: export it and keep it elsewhere; `facetrace audit verify --head` checks the log still
+    holds it unchanged (deleting the newest entries can only be seen that way)."""
+
+    seq: int
+    hash: str
+    at: datetime | None
+    key_fingerprint: str | None
 
 
 class RepeatedProbeOut(FromCore):

@@ -11,7 +11,15 @@ import numpy as np
 import numpy.typing as npt
 
 from facetrace.core.errors import ConfigError
-from facetrace.core.types import AnalyzedFace, AnalyzedImage, Detection, Embedding, FaceQuality, FloatArray
+from facetrace.core.types import (
+    AnalyzedFace,
+    AnalyzedImage,
+    BoundingBox,
+    Detection,
+    Embedding,
+    FaceQuality,
+    FloatArray,
+)
 from facetrace.vision import graph_fixes
 from facetrace.vision.alignment import align_face, crop_thumbnail
 from facetrace.vision.detectors.rotation import (
@@ -39,6 +47,11 @@ log = logging.getLogger(__name__)
 
 BgrImage = npt.NDArray[np.uint8]
 THUMBNAIL_JPEG_QUALITY = 85
+
+
+def thumbnail_jpeg(data: bytes, source: str, box: BoundingBox, *, max_pixels: int) -> bytes:
+    """The face crop stored for a face (as ingest makes it), from its photo's bytes and its stored box."""
+    return encode_jpeg(crop_thumbnail(decode_image(data, source, max_pixels=max_pixels), box), THUMBNAIL_JPEG_QUALITY)
 
 
 @dataclass(frozen=True)

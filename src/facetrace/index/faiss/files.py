@@ -6,10 +6,16 @@ for another model's vectors). save() writes every file to a temporary sibling, f
 one, the sidecar last, so a crash leaves the previous set, never a half-written one. Sidecar format 2 says the
 vectors file is float16; a format 1 index (float32 vectors) still opens, and is rewritten as format 2 at its next
 save.
+
+The sidecar also records a BLAKE2b checksum of every file (key "checksums", by role), verified on open: bytes damaged
+on disk at the same size (a bad sector, a stray write) fail the open with the rebuild hint instead of serving
+confident wrong answers. A sidecar written before checksums existed opens unverified and gains them at the next
+save.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -32,6 +38,7 @@ FORMAT_VERSION = 2
 # Formats this facetrace opens, and the dtype of an approximate index's vectors file in each.
 VECTORS_DTYPE_BY_FORMAT: dict[int, type[np.floating[Any]]] = {1: np.float32, FORMAT_VERSION: VECTORS_DTYPE}
 REBUILD_HINT = "run `facetrace index rebuild` to recreate it from the catalog"
+_CHECKSUM_CHUNK = 8 * 1024 * 1024
 
 
 def meta_path_for(index_path: Path) -> Path:
@@ -71,6 +78,7 @@ def load(path: Path, model_id: str, dim: int) -> tuple[dict[str, Any], Store]:
     if not path.exists():
         raise VectorIndexError(f"{path}: index file is missing but its sidecar exists; {REBUILD_HINT}")
     _check_size(path, meta.get("file_bytes"))
+    _verify_checksum(path, meta, "index")
     try:
         index = faiss.read_index(str(path))
     except RuntimeError as exc:
@@ -99,10 +107,11 @@ def load(path: Path, model_id: str, dim: int) -> tuple[dict[str, Any], Store]:
 def _load_ivf(path: Path, dim: int, meta: dict[str, Any], index: Any, dtype: type[np.floating[Any]]) -> IvfStore:
     vectors_path = vectors_path_for(path)
     ids_path = row_ids_path_for(path)
-    for file, key in ((vectors_path, "vectors_file_bytes"), (ids_path, "ids_file_bytes")):
+    for file, role in ((vectors_path, "vectors"), (ids_path, "ids")):
         if not file.exists():
             raise VectorIndexError(f"{file}: missing, but the sidecar describes an approximate index; {REBUILD_HINT}")
-        _check_size(file, meta.get(key))
+        _check_size(file, meta.get(f"{role}_file_bytes"))
+        _verify_checksum(file, meta, role)
     try:
         vectors = np.load(vectors_path, mmap_mode="r")
         row_ids = np.array(np.load(ids_path), dtype=np.int64)
@@ -155,6 +164,26 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return cast(dict[str, Any], meta)
 
 
+def checksum(path: Path) -> str:
+    """The BLAKE2b-128 digest of a file, read in chunks (a memory-mapped vectors file is never loaded whole)."""
+    digest = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHECKSUM_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify_checksum(path: Path, meta: dict[str, Any], role: str) -> None:
+    recorded = (meta.get("checksums") or {}).get(role)
+    if recorded is None:
+        return  # saved before checksums were recorded: the next save records them
+    if checksum(path) != recorded:
+        raise VectorIndexError(
+            f"{path}: its contents do not match the checksum recorded when it was saved (damaged on disk or "
+            f"changed by something else); {REBUILD_HINT}"
+        )
+
+
 def _check_size(path: Path, recorded: object) -> None:
     size = path.stat().st_size
     if recorded is not None and int(cast(int, recorded)) != size:
@@ -172,12 +201,15 @@ def save(path: Path, store: Store, *, model_id: str, dim: int, choice: str) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     writers = store.writers(vectors_on_disk=vectors_path_for(path).exists())
     targets = [(_path_for(path, role), role) for role in writers]
+    # A file kept as it was (an approximate index's unchanged vectors) keeps the checksum it was saved with.
+    checksums = {role: value for role, value in _previous_checksums(path).items() if role not in writers}
     with _temporary_siblings([target for target, _ in targets] + [meta_path]) as temps:
         file_bytes: dict[str, int] = {}
         for (_, role), tmp in zip(targets, temps, strict=False):
             writers[role](tmp)
             _fsync_file(tmp)
             file_bytes[role] = tmp.stat().st_size
+            checksums[role] = checksum(tmp)
         meta: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "model_id": model_id,
@@ -188,6 +220,7 @@ def save(path: Path, store: Store, *, model_id: str, dim: int, choice: str) -> N
             "file_bytes": file_bytes.get("index", 0),
             # A key of format 2 that nothing sets or reads any more; kept so that the sidecar's keys stay the same.
             "catalog_fingerprint": None,
+            "checksums": checksums if isinstance(store, IvfStore) else {"index": checksums["index"]},
             **store.meta(),
         }
         for key, size in file_bytes.items():
@@ -211,6 +244,15 @@ def save(path: Path, store: Store, *, model_id: str, dim: int, choice: str) -> N
         store.saved(vectors_path_for(path))
     _fsync_directory(path.parent)
     logger.debug("saved %d vectors of %s to %s", meta["count"], model_id, path)
+
+
+def _previous_checksums(path: Path) -> dict[str, str]:
+    try:
+        previous = json.loads(meta_path_for(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    checksums = previous.get("checksums") if isinstance(previous, dict) else None
+    return {str(role): str(value) for role, value in checksums.items()} if isinstance(checksums, dict) else {}
 
 
 @contextmanager

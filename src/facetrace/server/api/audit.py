@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from facetrace.core.types import User
 from facetrace.core.vocabulary import Role
 from facetrace.server.auth import engine_of, require
-from facetrace.server.schemas import MAX_ID, AuditEntryOut, ChainReportOut, RepeatedProbeOut
+from facetrace.server.schemas import MAX_ID, AuditEntryOut, AuditHeadOut, ChainReportOut, RepeatedProbeOut
 
 router = APIRouter(tags=["audit"])
 _auditors = require(Role.AUDITOR, Role.ADMIN)
@@ -30,6 +30,15 @@ def list_entries(
 def verify(request: Request, _user: Annotated[User, Depends(_auditors)]) -> ChainReportOut:
     """Recompute the hash chain; names the first entry that was edited, deleted or reordered."""
     return ChainReportOut.model_validate(engine_of(request).audit.verify())
+
+
+@router.get("/audit/head", response_model=AuditHeadOut)
+def head(request: Request, _user: Annotated[User, Depends(_auditors)]) -> AuditHeadOut:
+    """The newest entry's seq and hash, to keep outside this server (a later verify checks against it)."""
+    audit = engine_of(request).audit
+    newest = audit.head()
+    fingerprint = audit.key.fingerprint if audit.key is not None else None
+    return AuditHeadOut(seq=newest.seq, hash=newest.hash, at=newest.at, key_fingerprint=fingerprint)
 
 
 @router.get("/audit/repeated-probes", response_model=list[RepeatedProbeOut])
