@@ -317,7 +317,8 @@ def test_embeddings_by_id_keeps_the_order_asked(catalog: SqlCatalog) -> None:
 # People
 
 
-def test_labels_show_on_faces_and_name_the_person_of_a_single_face(catalog: SqlCatalog, raw_engine: sa.Engine) -> None:
+def test_a_label_names_the_subject_face_and_not_the_others(catalog: SqlCatalog, raw_engine: sa.Engine) -> None:
+    # Issue 10 changed this: a photo's label used to show on every face of it; now it names its subject face only.
     run_id = catalog.start_run("", MODEL)
     _, (alice_face,) = catalog.add_asset_with_faces(run_id, make_asset(1, label="Alice"), [make_face(1)], MODEL)
     _, group_faces = catalog.add_asset_with_faces(
@@ -325,13 +326,25 @@ def test_labels_show_on_faces_and_name_the_person_of_a_single_face(catalog: SqlC
     )
     _, (unlabelled,) = catalog.add_asset_with_faces(run_id, make_asset(3), [make_face(4)], MODEL)
     records = catalog.faces_by_id([alice_face, *group_faces, unlabelled])
+    # Two faces of one size and no photo size: neither dominates, so neither is Alice; both are in her photo.
     assert [records[face_id].label for face_id in (alice_face, *group_faces, unlabelled)] == [
+        "Alice",
+        None,
+        None,
+        None,
+    ]
+    assert [records[face_id].photo_label for face_id in (alice_face, *group_faces, unlabelled)] == [
         "Alice",
         "Alice",
         "Alice",
         None,
     ]
-    # Only the single-face photo says which face is Alice; the group photo's faces get no person.
+    assert [records[face_id].photo_role for face_id in (alice_face, *group_faces, unlabelled)] == [
+        "subject",
+        "unattributed",
+        "unattributed",
+        None,
+    ]
     alice = catalog.get_or_create_person("Alice")
     face_table = metadata.tables["faces"]
     with raw_engine.connect() as connection:

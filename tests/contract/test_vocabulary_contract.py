@@ -25,14 +25,16 @@ from facetrace.core.vocabulary import (
     ErasureMode,
     JobKind,
     JobStatus,
+    PhotoRole,
     ReviewDecision,
     Role,
     RunStatus,
+    SubjectAttribution,
 )
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
 from facetrace.governance.users import UserService
-from facetrace.server.schemas import IngestJobOut, NewUserIn, ReceiptOut, ReviewIn, ReviewOut, UserOut
+from facetrace.server.schemas import FaceOut, IngestJobOut, NewUserIn, ReceiptOut, ReviewIn, ReviewOut, UserOut
 
 # The words as the catalog holds them and the API documents them, written out here so that a change to an enum
 # (which would need a migration of stored rows and breaks API clients) is a change to this test too.
@@ -44,6 +46,8 @@ WORDS: dict[type[StrEnum], tuple[str, ...]] = {
     JobKind: ("upload", "path", "manifest"),
     JobStatus: ("queued", "running", "done", "failed"),
     RunStatus: ("running", "finished", "interrupted", "failed"),
+    SubjectAttribution: ("only_face", "dominant", "face_index", "face_box", "ambiguous", "not_found", "no_face"),
+    PhotoRole: ("subject", "bystander", "unattributed"),
     ClusterAssignedBy: ("batch", "incremental", "manual"),
     ClusterEventKind: ("create", "merge", "split", "assign", "rename", "erase"),
 }
@@ -147,3 +151,4 @@ def test_the_api_lists_the_other_words() -> None:
         list(WORDS[JobKind]),
         list(WORDS[JobStatus]),
     )
+    assert FaceOut.model_json_schema()["$defs"]["PhotoRole"]["enum"] == list(WORDS[PhotoRole])

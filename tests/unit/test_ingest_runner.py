@@ -182,3 +182,47 @@ def test_results_may_come_back_in_any_order(tmp_path: Path) -> None:
     uris = {record.asset_uri for record in catalog.faces_by_id(index.ids().tolist()).values()}
     assert str(tmp_path / "photos" / "p005.jpg") in uris
     assert str(tmp_path / "photos" / "p013.jpg") not in uris
+
+
+class FirstFaceErased:
+    """A SuppressionCheck that takes every image's first face for an erased person's."""
+
+    def suppressed(self, vectors: np.ndarray) -> np.ndarray:
+        flags = np.zeros(len(vectors), dtype=bool)
+        flags[0] = True
+        return flags
+
+
+def test_the_label_goes_to_the_face_the_item_names_or_to_none(tmp_path: Path) -> None:
+    # The fake's faces are all one size, so no face dominates: only face_index or face_box names the subject.
+    three, two, one, other = _photos(tmp_path / "photos", [b"img-7", b"img-77x", b"img-77", b"img-88x"])
+    runner, catalog, index = _runner(tmp_path)
+    items = [
+        SourceItem(uri=str(three), label="Ann", face_index=1),
+        SourceItem(uri=str(two), label="Ben", face_box=BoundingBox(0.5, 0.5, 10.5, 10.5)),  # face 0 at (0,0)-(10,10)
+        SourceItem(uri=str(one), label="Cy"),
+        SourceItem(uri=str(other), label="Di", face_index=4),  # the photo has two faces: not found
+    ]
+    summary = runner.run(items, "attribution")
+    assert summary.faces_added == 3 + 2 + 1 + 2 and summary.unattributed_labels == 1
+    records = catalog.faces_by_id(index.ids().tolist())  # type: ignore[attr-defined]
+    labelled = sorted((r.label, Path(r.asset_uri).name, r.box.x1) for r in records.values() if r.label)
+    assert labelled == [("Ann", three.name, 1.0), ("Ben", two.name, 0.0), ("Cy", one.name, 0.0)]
+    roles = sorted((Path(r.asset_uri).name, str(r.photo_role)) for r in records.values() if r.label is None)
+    assert roles == sorted(
+        [(three.name, "bystander"), (three.name, "bystander"), (two.name, "bystander")]
+        + [(other.name, "unattributed")] * 2
+    )
+    assert catalog.runs()[0].stats["unattributed_labels"] == 1  # type: ignore[attr-defined]
+
+
+def test_a_suppressed_subject_leaves_its_label_to_no_one(tmp_path: Path) -> None:
+    (two,) = _photos(tmp_path / "photos", [b"img-77x"])
+    catalog = open_catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    index = ExactMemoryIndex(MODEL, DIM)
+    runner = IngestRunner(make_fake, catalog, index, tmp_path / "thumbs", model_id=MODEL, suppression=FirstFaceErased())
+    summary = runner.run([SourceItem(uri=str(two), label="Ann", face_index=0)], "suppressed subject")
+    assert summary.faces_added == 1 and summary.source_counts == {"suppressed_faces": 1}
+    (record,) = catalog.faces_by_id(index.ids().tolist()).values()
+    # The stored face is face 1 of the photo: a bystander of Ann's photo, never Ann.
+    assert (record.box.x1, record.label, record.photo_label, record.photo_role) == (1.0, None, "Ann", "bystander")

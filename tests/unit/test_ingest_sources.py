@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from facetrace.core.errors import ImageDecodeError, ManifestError
-from facetrace.ingest.sources import iter_manifest, iter_paths, parse_timestamp, read_uri
+from facetrace.core.types import BoundingBox
+from facetrace.ingest.sources import SourceItem, iter_manifest, iter_paths, parse_timestamp, read_uri
 
 
 def _touch(path: Path, data: bytes = b"x") -> Path:
@@ -75,6 +76,13 @@ def test_jsonl_manifest_and_identity_as_label(tmp_path: Path) -> None:
         ("m.jsonl", '{"uri": "a.jpg"}\n{broken\n', r"m.jsonl:2: not valid JSON"),
         ("m.jsonl", '["a.jpg"]\n', r"m.jsonl:1: each line must be a JSON object"),
         ("m.xlsx", "", "must end in"),
+        ("m.csv", "uri,label,face_index\na.jpg,x,1\nb.jpg,y,first\n", r"m.csv:3: face_index 'first' is not a whole"),
+        ("m.csv", "uri,label,face_index\na.jpg,x,-1\n", r"m.csv:2: face_index counts faces from 0, got -1"),
+        ("m.csv", 'uri,face_box\na.jpg,"1,2,3"\n', r"m.csv:2: face_box '1,2,3' is not four numbers x1,y1,x2,y2"),
+        ("m.csv", 'uri,face_box\na.jpg,"1,2,3,nan"\n', r"m.csv:2: face_box '1,2,3,nan' is not four numbers"),
+        ("m.csv", 'uri,face_box\na.jpg,"50,2,10,40"\n', r"m.csv:2: face_box '50,2,10,40' must have x1 < x2"),
+        ("m.csv", 'uri,face_index,face_box\na.jpg,0,"1,2,3,4"\n', r"m.csv:2: give face_index or face_box, not both"),
+        ("m.jsonl", '{"uri": "a.jpg", "face_index": 1.5}\n', r"m.jsonl:1: face_index '1.5' is not a whole number"),
     ],
 )
 def test_malformed_manifests_name_the_line(tmp_path: Path, name: str, text: str, message: str) -> None:
@@ -82,6 +90,27 @@ def test_malformed_manifests_name_the_line(tmp_path: Path, name: str, text: str,
     manifest.write_text(text)
     with pytest.raises(ManifestError, match=message):
         list(iter_manifest(manifest))
+
+
+def test_a_manifest_names_the_labelled_face_by_index_or_box(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        'uri,label,face_index,face_box\na.jpg,obama,1,\nb.jpg,biden,," 10.5, 20 ,110,140.25 "\nc.jpg,biden,,\n'
+    )
+    by_index, by_box, by_rule = list(iter_manifest(manifest))
+    assert (by_index.face_index, by_index.face_box) == (1, None)
+    assert (by_box.face_index, by_box.face_box) == (None, BoundingBox(10.5, 20.0, 110.0, 140.25))
+    assert (by_rule.face_index, by_rule.face_box) == (None, None)
+    assert by_index.extra == by_box.extra == {}  # known columns, not extra metadata
+    jsonl = tmp_path / "m.jsonl"
+    rows = [{"uri": "a.jpg", "label": "x", "face_box": [1, 2, 30, 40]}, {"uri": "b.jpg", "label": "y", "face_index": 0}]
+    jsonl.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    listed, counted = list(iter_manifest(jsonl))
+    assert listed.face_box == BoundingBox(1, 2, 30, 40) and counted.face_index == 0
+    with pytest.raises(ValueError, match="not both"):
+        SourceItem(uri="x.jpg", face_index=0, face_box=BoundingBox(1, 2, 3, 4))
+    with pytest.raises(ValueError, match="counts faces from 0"):
+        SourceItem(uri="x.jpg", face_index=-2)
 
 
 def test_timestamps_without_zone_are_utc() -> None:

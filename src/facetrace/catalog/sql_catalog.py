@@ -28,6 +28,7 @@ from facetrace.catalog.tables import assets, ingest_errors, ingest_runs, people,
 from facetrace.catalog.tables import faces as faces_table
 from facetrace.core.errors import CatalogError, ModelMismatchError
 from facetrace.core.ports import IdArray
+from facetrace.core.subject import decide_subject
 from facetrace.core.types import (
     AnalyzedFace,
     BoundingBox,
@@ -39,8 +40,9 @@ from facetrace.core.types import (
     IngestErrorRecord,
     MediaAsset,
     RunRecord,
+    SubjectChoice,
 )
-from facetrace.core.vocabulary import RunStatus
+from facetrace.core.vocabulary import PhotoRole, RunStatus, SubjectAttribution
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +206,7 @@ class SqlCatalog:
         width: int | None = None,
         height: int | None = None,
         thumbnail_paths: Sequence[str | None] | None = None,
+        subject: SubjectChoice | None = None,
     ) -> tuple[int, list[int]]:
         """Store an asset and its faces in one transaction; returns (asset_id, face_ids).
 
@@ -211,9 +214,11 @@ class SqlCatalog:
         same transaction means a crash can never leave a face without its thumbnail.
 
         An asset whose sha256 is already stored is not stored again: its existing id comes back with no face ids.
-        The asset's label is kept as provenance and shown as each face's label. Only on an asset with exactly one
-        face does it also assign that face to the person (get_or_create_person): with several faces which one is
-        the person is unknown (assign_person can say so later).
+        The asset's label names one face, its subject: subject.face (a position in faces), or without subject the
+        face core/subject.py's rule finds among faces (with width and height). That face is assigned to the person
+        (get_or_create_person); the other faces are bystanders and get no person. How the subject was decided is
+        stored with the asset (assets.attribution: ambiguous when no face dominates, and then no face gets the
+        label). The label itself stays with the asset as provenance (FaceRecord.photo_label).
         """
         self._check_run_model(run_id, model_id)
         face_rows = [self._face_row(face, model_id, asset.uri) for face in faces]
@@ -222,6 +227,14 @@ class SqlCatalog:
                 raise CatalogError(f"{asset.uri}: {len(thumbnail_paths)} thumbnail paths for {len(face_rows)} faces")
             for row, thumbnail in zip(face_rows, thumbnail_paths, strict=True):
                 row["thumbnail_path"] = thumbnail
+        person_name = (asset.label or "").strip()
+        if not person_name:
+            subject = None
+        elif subject is None:
+            boxes = [face.detection.box for face in faces]
+            subject = decide_subject(boxes, float(width or 0), float(height or 0))
+        elif subject.face is not None and not 0 <= subject.face < len(face_rows):
+            raise CatalogError(f"{asset.uri}: the subject is face {subject.face}, but the photo has {len(face_rows)}")
         captured_at = _aware(asset.captured_at, f"{asset.uri}: captured_at")
         retain_until = _aware(asset.retain_until, f"{asset.uri}: retain_until")
         try:
@@ -233,8 +246,7 @@ class SqlCatalog:
                 if asset.source_name:
                     source_id = _get_or_create_source(connection, asset.source_name, asset.legal_basis, None)
                 person_id = None
-                person_name = (asset.label or "").strip()
-                if person_name and len(face_rows) == 1:
+                if subject is not None and subject.face is not None:
                     person_id = _get_or_create_person(connection, person_name)
                 asset_id = int(
                     connection.execute(
@@ -252,13 +264,18 @@ class SqlCatalog:
                             height=height,
                             extra=_extra_with_legal_basis(asset) or None,
                             retain_until=retain_until,
+                            attribution=None if subject is None else SubjectAttribution(subject.attribution),
                         )
                         .returning(assets.c.id)
                     ).scalar_one()
                 )
                 face_ids: list[int] = []
                 if face_rows:
-                    rows = [{**row, "asset_id": asset_id, "person_id": person_id} for row in face_rows]
+                    subject_face = None if subject is None else subject.face
+                    rows = [
+                        {**row, "asset_id": asset_id, "person_id": person_id if number == subject_face else None}
+                        for number, row in enumerate(face_rows)
+                    ]
                     face_ids = [
                         int(face_id)
                         for face_id in connection.execute(
@@ -290,7 +307,8 @@ class SqlCatalog:
     def faces_by_id(self, face_ids: Sequence[int]) -> dict[int, FaceRecord]:
         """The stored faces among face_ids with their assets' provenance; absent ids are simply not in the result.
 
-        FaceRecord.label is the name of the person assigned to the face, or else the label of its asset.
+        FaceRecord.label is the name of the person assigned to the face (a labelled photo's subject carries its
+        label); photo_label is the photo's label and photo_role the face's part in that photo.
         """
         query = (
             sa.select(
@@ -302,6 +320,7 @@ class SqlCatalog:
                 assets.c.ingested_at,
                 assets.c.retain_until,
                 assets.c.label.label("asset_label"),
+                assets.c.attribution.label("asset_attribution"),
                 assets.c.extra.label("asset_extra"),
                 people.c.name.label("person_name"),
                 sources.c.legal_basis.label("source_legal_basis"),
@@ -380,27 +399,24 @@ class SqlCatalog:
     # Erasure (implements the FaceEraser port)
 
     def face_ids_labelled(self, label: str) -> list[int]:
-        """Faces whose shown label (FaceRecord.label: the assigned person's name, else the asset's label) is label."""
-        shown = sa.func.coalesce(people.c.name, assets.c.label)
+        """Faces carrying this label (FaceRecord.label: their person's name); a bystander in a photo labelled so is
+        not one of them."""
         query = (
             sa.select(faces_table.c.id)
-            .join(assets, faces_table.c.asset_id == assets.c.id)
-            .outerjoin(people, faces_table.c.person_id == people.c.id)
-            .where(shown == label)
+            .join(people, faces_table.c.person_id == people.c.id)
+            .where(people.c.name == label)
             .order_by(faces_table.c.id)
         )
         with self._read() as connection:
             return [int(face_id) for face_id in connection.execute(query).scalars()]
 
     def labels(self, model_id: str, offset: int = 0, limit: int = 100) -> tuple[list[tuple[str, int]], int]:
-        """A page of shown labels (as face_ids_labelled matches them) with their face counts for one model, by
-        name, and how many labels there are in all. Unlabelled faces are not listed."""
-        shown = sa.func.coalesce(people.c.name, assets.c.label).label("shown")
+        """A page of labels (as face_ids_labelled matches them) with the number of faces of one model carrying
+        each, by name, and how many labels there are in all. Unlabelled faces (bystanders too) are not counted."""
         labelled = (
-            sa.select(shown, faces_table.c.id)
-            .join(assets, faces_table.c.asset_id == assets.c.id)
-            .outerjoin(people, faces_table.c.person_id == people.c.id)
-            .where(faces_table.c.model_id == model_id, shown.is_not(None))
+            sa.select(people.c.name.label("shown"), faces_table.c.id)
+            .join(people, faces_table.c.person_id == people.c.id)
+            .where(faces_table.c.model_id == model_id)
             .subquery()
         )
         page = (
@@ -565,12 +581,18 @@ class SqlCatalog:
             ).all()
             error_count = connection.execute(sa.select(sa.func.count()).select_from(ingest_errors)).scalar_one()
             people_count = connection.execute(sa.select(sa.func.count()).select_from(people)).scalar_one()
+            unattributed = connection.execute(
+                sa.select(sa.func.count())
+                .select_from(assets)
+                .where(assets.c.attribution.in_([a for a in SubjectAttribution if not a.names_a_face]))
+            ).scalar_one()
         return CatalogStats(
             assets=int(asset_count),
             faces_by_model={str(model): int(count) for model, count in by_model},
             runs_by_status={RunStatus(status): int(count) for status, count in by_status},
             errors=int(error_count),
             people=int(people_count),
+            unattributed_labels=int(unattributed),
         )
 
     # Internals
@@ -730,12 +752,27 @@ def _face_record(row: Row[Any]) -> FaceRecord:
         source_page=row.source_page,
         captured_at=row.captured_at,
         ingested_at=row.ingested_at,
-        # The face's own person when one is assigned, else what the operator said the photo shows.
-        label=row.person_name if row.person_name is not None else row.asset_label,
+        # The face's own person only: a photo's label names its subject, never a bystander.
+        label=row.person_name,
         thumbnail_path=row.thumbnail_path,
         legal_basis=row.source_legal_basis or _extra_legal_basis(row.asset_extra),
         retain_until=row.retain_until,
+        photo_label=row.asset_label,
+        photo_role=_photo_role(row.person_name, row.asset_label, row.asset_attribution),
     )
+
+
+def _photo_role(person: str | None, photo_label: str | None, attribution: str | None) -> PhotoRole | None:
+    """A face's part in its photo: the subject carries the photo's label as its person; in a photo whose subject
+    nobody could name, the other faces are unattributed; otherwise they are bystanders. None for unlabelled photos."""
+    label = (photo_label or "").strip()
+    if not label:
+        return None
+    if person == label:
+        return PhotoRole.SUBJECT
+    if attribution is not None and not SubjectAttribution(attribution).names_a_face:
+        return PhotoRole.UNATTRIBUTED
+    return PhotoRole.BYSTANDER
 
 
 def _extra_with_legal_basis(asset: MediaAsset) -> dict[str, Any]:

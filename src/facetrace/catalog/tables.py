@@ -104,6 +104,9 @@ assets = sa.Table(
     sa.Column("extra", sa.JSON),
     # Revision 0004: when retention ends for this asset and its faces (NULL: kept until erased).
     sa.Column("retain_until", UtcDateTime),
+    # Revision 0007: how the face the label names was decided (a SubjectAttribution; NULL for an unlabelled photo).
+    # The subject face carries the label as its person (faces.person_id); the photo's other faces do not.
+    sa.Column("attribution", sa.String(16)),
     sa.Index(None, "sha256", unique=True),
     sa.Index(None, "retain_until"),
 )

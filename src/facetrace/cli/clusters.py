@@ -145,7 +145,7 @@ def clusters_show(
     for face_id in found.face_ids:
         record = records.get(face_id)
         if record is not None:
-            typer.echo(f"  face {face_id}  {record.asset_uri}" + (f"  ({record.label})" if record.label else ""))
+            typer.echo(f"  face {face_id}  {record.asset_uri}" + (f"  ({record.shown_as})" if record.shown_as else ""))
     typer.echo("events:")
     for event in events:
         other = f" (cluster {event.other_cluster_id})" if event.other_cluster_id is not None else ""

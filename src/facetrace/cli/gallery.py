@@ -26,7 +26,8 @@ def ingest(
         typer.Option(
             "--manifest",
             "-m",
-            help="CSV/JSONL manifest with uri, source_page, captured_at, label, legal_basis and any extra columns.",
+            help="CSV/JSONL manifest with uri, source_page, captured_at, label, legal_basis, face_index or face_box "
+            "(which face the label names) and any extra columns.",
         ),
     ] = None,
     warc: Annotated[
@@ -95,6 +96,11 @@ def ingest(
     )
     if summary.source_counts:
         typer.echo("  sources: " + ", ".join(f"{n} {reason}" for reason, n in summary.source_counts.items()))
+    if summary.unattributed_labels:
+        typer.echo(
+            f"  {summary.unattributed_labels} labelled photo(s) with no face the label clearly names (several faces, "
+            "none dominant, or the face named not found): their label went to no face; give face_index or face_box"
+        )
     for message in summary.error_messages[:20]:
         typer.echo(f"  skipped: {message}", err=True)
     if summary.errors > 20:

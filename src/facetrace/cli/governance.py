@@ -16,7 +16,9 @@ from facetrace.ingest.sources import read_uri
 
 def erase(
     face: Annotated[list[int] | None, typer.Option("--face", help="Erase this face id (repeatable).")] = None,
-    label: Annotated[str | None, typer.Option("--label", help="Erase every face shown with this label.")] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="Erase every face carrying this label (never a bystander).")
+    ] = None,
     photo: Annotated[
         Path | None,
         typer.Option(

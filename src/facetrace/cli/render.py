@@ -78,7 +78,7 @@ def format_probe_result(result: ProbeResult) -> str:
         lines.append("  no candidates (empty gallery)")
     for hit in result.hits:
         f = hit.face
-        label = f.label or "(unlabelled)"
+        label = f.shown_as or "(unlabelled)"
         lines.append(f"  #{hit.rank}  similarity {hit.similarity:.3f}  {label}  face {f.face_id}  {f.asset_uri}")
         lines.append(f"        {describe(hit.evidence)}")
         extras = [

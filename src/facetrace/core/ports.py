@@ -31,6 +31,7 @@ from facetrace.core.types import (
     SearchRecord,
     StoredCluster,
     StoredHit,
+    SubjectChoice,
     User,
 )
 from facetrace.core.vocabulary import CaseStatus, ReviewDecision, Role, RunStatus
@@ -136,7 +137,7 @@ class FaceEraser(Protocol):
     """The catalog side of erasure."""
 
     def face_ids_labelled(self, label: str) -> list[int]:
-        """Faces shown with this label: their person's name, or else their asset's label."""
+        """Faces carrying this label as their person's name (a labelled photo's subject; never its bystanders)."""
         ...
 
     def embeddings_by_id(self, ids: Sequence[int], model_id: str | None = None) -> tuple[IdArray, FloatArray]: ...
@@ -336,9 +337,11 @@ class Catalog(FaceEraser, RetentionStore, Protocol):
         width: int | None = None,
         height: int | None = None,
         thumbnail_paths: Sequence[str | None] | None = None,
+        subject: SubjectChoice | None = None,
     ) -> tuple[int, list[int]]:
         """Store an asset and its faces (with their thumbnail paths, one per face) in one transaction;
-        returns (asset_id, face_ids). A known sha256 returns the existing asset id and no face ids."""
+        returns (asset_id, face_ids). A known sha256 returns the existing asset id and no face ids.
+        A labelled asset's label goes to its subject face only (subject, else core/subject.py's rule)."""
         ...
 
     def set_thumbnail_paths(self, paths: dict[int, str]) -> None: ...

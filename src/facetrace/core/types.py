@@ -22,9 +22,11 @@ from facetrace.core.vocabulary import (
     ClusterAssignedBy,
     ClusterEventKind,
     ErasureMode,
+    PhotoRole,
     ReviewDecision,
     Role,
     RunStatus,
+    SubjectAttribution,
 )
 
 FloatArray = npt.NDArray[np.float32]
@@ -133,9 +135,25 @@ class MediaAsset:
     retain_until: datetime | None = None  # the purge job deletes the asset and its faces after this (None: keep)
 
 
+@dataclass(frozen=True)
+class SubjectChoice:
+    """Which of a labelled photo's faces its label names (its subject), and how that was decided (core/subject.py).
+
+    face is a position in the photo's faces (detector order), or None when no face gets the label.
+    """
+
+    face: int | None
+    attribution: SubjectAttribution
+
+
 @dataclass(frozen=True, eq=False)
 class FaceRecord:
-    """A face as stored in the catalog, joined with its asset's provenance."""
+    """A face as stored in the catalog, joined with its asset's provenance.
+
+    label is the face's own person (the subject of a labelled photo carries the photo's label); photo_label is what
+    the photo's label said, shown on every face of the photo with photo_role (None for an unlabelled photo), so that
+    a bystander reads as "bystander in a photo of <photo_label>" and never as that person.
+    """
 
     face_id: int
     asset_id: int
@@ -154,6 +172,19 @@ class FaceRecord:
     thumbnail_path: str | None = None
     legal_basis: str | None = None  # the law, licence or consent the image was collected under, if stated
     retain_until: datetime | None = None  # when the purge job deletes it (None: kept until erased)
+    photo_label: str | None = None  # the label of the photo the face is in (provenance, not the face's name)
+    photo_role: PhotoRole | None = None  # the face's part in a labelled photo
+
+    @property
+    def shown_as(self) -> str | None:
+        """What a face is shown as: its label, else its part in a labelled photo ("bystander in a photo of X")."""
+        if self.label is not None:
+            return self.label
+        if self.photo_label is None or self.photo_role is None:
+            return None
+        if self.photo_role is PhotoRole.UNATTRIBUTED:
+            return f"unattributed face in a photo of {self.photo_label} (subject ambiguous)"
+        return f"bystander in a photo of {self.photo_label}"
 
 
 class Strength(StrEnum):
@@ -247,6 +278,8 @@ class IngestSummary:
     error_messages: tuple[str, ...] = ()
     # What the sources left out before analysis, by reason ("opted_out", WARC "warc_revisits_skipped", ...).
     source_counts: dict[str, int] = field(default_factory=dict)
+    # Labelled photos whose label went to no face: several faces and none dominant, or the named face not found.
+    unattributed_labels: int = 0
 
 
 @dataclass(frozen=True)
@@ -511,6 +544,8 @@ class CatalogStats:
     runs_by_status: Mapping[RunStatus, int]
     errors: int
     people: int
+    # Labelled photos whose label went to no face (ambiguous subject, or the manifest's face not found).
+    unattributed_labels: int = 0
 
     @property
     def faces(self) -> int:

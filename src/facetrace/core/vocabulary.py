@@ -1,5 +1,6 @@
 """The domain's words, each defined once: roles, case and run statuses, review decisions, erasure modes, ingest job
-kinds and statuses, cluster assignment and event kinds, and the actions the audit log records.
+kinds and statuses, how a photo's label found its face and a face's part in its photo, cluster assignment and event
+kinds, and the actions the audit log records.
 
 They are StrEnums: a member is the string it stands for (Role.ADMIN == "admin", f"{Role.ADMIN}" == "admin", JSON
 and the catalog hold "admin"), so stored values, API bodies and CLI output are plain strings. Code that takes such a
@@ -67,6 +68,33 @@ class RunStatus(StrEnum):
     FINISHED = "finished"
     INTERRUPTED = "interrupted"
     FAILED = "failed"
+
+
+class SubjectAttribution(StrEnum):
+    """How the face a labelled photo is about (its subject, the one face its label names) was decided; stored with
+    the photo (assets.attribution). AMBIGUOUS, NOT_FOUND and NO_FACE photos give their label to no face."""
+
+    ONLY_FACE = "only_face"  # the photo has one face
+    DOMINANT = "dominant"  # the face that clearly dominates the photo (core/subject.py's rule)
+    FACE_INDEX = "face_index"  # named by the manifest's face_index column
+    FACE_BOX = "face_box"  # named by the manifest's face_box column (the detected face that overlaps it best)
+    AMBIGUOUS = "ambiguous"  # several faces and none dominates: nobody said which face is the subject
+    NOT_FOUND = "not_found"  # the manifest's face_index or face_box names no detected face
+    NO_FACE = "no_face"  # no face was detected in the photo
+
+    @property
+    def names_a_face(self) -> bool:
+        """Whether the photo's label went to one of its faces."""
+        return self not in (SubjectAttribution.AMBIGUOUS, SubjectAttribution.NOT_FOUND, SubjectAttribution.NO_FACE)
+
+
+class PhotoRole(StrEnum):
+    """A stored face's part in a labelled photo: its subject (it carries the label), a bystander (the photo is of
+    someone else), or unattributed (the photo's subject is ambiguous, so this face may or may not be the one)."""
+
+    SUBJECT = "subject"
+    BYSTANDER = "bystander"
+    UNATTRIBUTED = "unattributed"
 
 
 class ClusterAssignedBy(StrEnum):

@@ -29,8 +29,8 @@ class ClusteredFace:
     source: str  # the image's path or URI
     face_id: int | None  # catalog id, when clustering the catalog
     box: BoundingBox
-    main_face: bool  # the largest face of its image (the one an image-level label names)
-    label: str | None = None  # the catalog's label for it, if any
+    main_face: bool  # the largest face of its image (the one `cluster --labels` scores against a photo's identity)
+    label: str | None = None  # the catalog's label for it (its own; a bystander has none), if any
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,9 @@ def identities_by_path(manifest: Path) -> dict[str, str]:
 
 
 def score_against_manifest(clustered: ClusteredFaces, manifest: Path) -> ClusteringReport:
-    """Score the clustering of each image's largest face (the one an image-level label names) against a CSV
-    path,identity; images the CSV does not name are left out."""
+    """Score the clustering of each image's largest face (taken as the one the CSV's identity names: a benchmark's
+    scoring convention, unlike ingest's subject rule in core/subject.py) against a CSV path,identity; images the CSV
+    does not name are left out."""
     truth = identities_by_path(manifest)
     scored = [
         (position, truth[str(Path(face.source).resolve())])

@@ -34,8 +34,9 @@ import numpy as np
 
 from facetrace.core.errors import FacetraceError
 from facetrace.core.ports import Catalog, DataGuard, FaceAnalyzer, SuppressionCheck, Unguarded, VectorIndex
-from facetrace.core.types import AnalyzedFace, AnalyzedImage, IngestSummary, MediaAsset
-from facetrace.core.vocabulary import RunStatus
+from facetrace.core.subject import decide_subject
+from facetrace.core.types import AnalyzedFace, AnalyzedImage, IngestSummary, MediaAsset, SubjectChoice
+from facetrace.core.vocabulary import RunStatus, SubjectAttribution
 from facetrace.ingest.sources import SourceItem
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class IngestProgress:
     error_messages: list[str] = field(default_factory=list)
     faces_suppressed: int = 0  # matched an erased person's embedding: not stored
     images_suppressed: int = 0  # every face of the image was suppressed: the image was not stored
+    unattributed_labels: int = 0  # labelled images whose label went to no face (core/subject.py)
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,7 @@ class IngestRunner:
                     "images_skipped": state.images_skipped,
                     "faces_added": state.faces_added,
                     "errors": state.errors,
+                    "unattributed_labels": state.unattributed_labels,
                 },
             )
         return IngestSummary(
@@ -251,6 +254,7 @@ class IngestRunner:
                 )
                 if value
             },
+            unattributed_labels=state.unattributed_labels,
         )
 
     def _run_batches(self, run_id: int, items: Iterable[SourceItem], state: IngestProgress) -> None:
@@ -338,6 +342,7 @@ class IngestRunner:
                 retain_until=retain_until(item.retain_days),
             )
             faces = [face for _, face in kept]
+            subject = self._subject(item, result, [number for number, _ in kept])
             _, face_ids = self._catalog.add_asset_with_faces(
                 run_id,
                 asset,
@@ -346,6 +351,7 @@ class IngestRunner:
                 width=result.width,
                 height=result.height,
                 thumbnail_paths=thumbnails,
+                subject=subject,
             )
             if faces and not face_ids:
                 # Another process stored the same image first: it is known now, not added by this run.
@@ -356,11 +362,32 @@ class IngestRunner:
                 new_vectors.append(face.embedding.vector)
             state.images_added += 1
             state.faces_added += len(face_ids)
+            if subject is not None and not subject.attribution.names_a_face:
+                state.unattributed_labels += 1
         if new_ids:
             self._index.add(np.asarray(new_ids, dtype=np.int64), np.vstack(new_vectors).astype(np.float32))
         self._unstored.difference_update(p.sha256 for p in batch)  # the catalog knows them now (or they failed)
         if self._progress:
             self._progress(state)
+
+    def _subject(self, item: SourceItem, image: AnalyzedImage, kept: Sequence[int]) -> SubjectChoice | None:
+        """Which stored face the item's label names (a position in the kept faces), decided on every face the
+        detector found (face_index counts those); None for an unlabelled item. A subject suppressed as an erased
+        person's face is stored as no face: the label never moves to a bystander."""
+        if not (item.label or "").strip():
+            return None
+        boxes = [face.detection.box for face in image.faces]
+        # SourceItem refuses both at once and a negative index, so this cannot raise.
+        choice = decide_subject(boxes, image.width, image.height, face_index=item.face_index, face_box=item.face_box)
+        if not choice.attribution.names_a_face:
+            log.info(
+                "%s: labelled %r, but %s: the label goes to no face (give face_index or face_box)",
+                item.uri,
+                item.label,
+                _UNATTRIBUTED_WHY[choice.attribution].format(faces=len(boxes)),
+            )
+        position = kept.index(choice.face) if choice.face is not None and choice.face in kept else None
+        return SubjectChoice(position, choice.attribution)
 
     def _unsuppressed(self, image: AnalyzedImage, state: IngestProgress) -> list[tuple[int, AnalyzedFace]]:
         """The faces to store, numbered as the detector found them, without those of erased people."""
@@ -380,6 +407,13 @@ class IngestRunner:
             state.error_messages.append(message)
         log.warning("skipped %s", message)
         self._catalog.record_error(run_id, uri, message)
+
+
+_UNATTRIBUTED_WHY = {
+    SubjectAttribution.AMBIGUOUS: "none of its {faces} faces clearly dominates",
+    SubjectAttribution.NOT_FOUND: "its face_index or face_box names none of its {faces} detected faces",
+    SubjectAttribution.NO_FACE: "no face was found in it",
+}
 
 
 def retain_until(retain_days: int | None, now: datetime | None = None) -> datetime | None:

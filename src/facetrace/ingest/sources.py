@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import re
 import urllib.parse
 import urllib.request
@@ -18,13 +19,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from facetrace.core.errors import ImageDecodeError, ManifestError
+from facetrace.core.types import BoundingBox
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"})
 MANIFEST_URI_KEYS = ("uri", "url", "path", "file")
 MANIFEST_KNOWN_KEYS = frozenset(
-    {*MANIFEST_URI_KEYS, "source_page", "captured_at", "label", "identity", "legal_basis", "retain_days"}
+    {
+        *MANIFEST_URI_KEYS,
+        "source_page",
+        "captured_at",
+        "label",
+        "identity",
+        "legal_basis",
+        "retain_days",
+        "face_index",
+        "face_box",
+    }
 )
 MAX_FETCH_BYTES = 64 * 1024 * 1024
 FETCH_TIMEOUT_S = 30.0
@@ -42,9 +54,20 @@ class SourceItem:
     extra: dict[str, str] = field(default_factory=dict)
     # Days to keep the image and its faces after ingest; the purge job deletes them afterwards (None: keep).
     retain_days: int | None = None
+    # Which face the label names (the photo's subject): face_index counts the detected faces from 0 in detector order
+    # (largest first); face_box is (x1, y1, x2, y2) in pixels of the upright photo, matched to a detected face by
+    # overlap. Neither: the face that clearly dominates the photo, if one does (core/subject.py).
+    face_index: int | None = None
+    face_box: BoundingBox | None = None
     # The bytes themselves when the source already holds them (a WARC record's body): uri is then provenance only
     # and is never fetched.
     payload: bytes | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.face_index is not None and self.face_box is not None:
+            raise ValueError(f"{self.uri}: give face_index or face_box, not both (they name the same face)")
+        if self.face_index is not None and self.face_index < 0:
+            raise ValueError(f"{self.uri}: face_index counts faces from 0, got {self.face_index}")
 
     def read(self, max_bytes: int = MAX_FETCH_BYTES) -> bytes:
         """The encoded image. Raises ImageDecodeError naming the uri if it cannot be read."""
@@ -101,9 +124,10 @@ def _iter_file_list(list_path: Path) -> Iterator[SourceItem]:
 
 def iter_manifest(manifest: Path) -> Iterator[SourceItem]:
     """Rows of a CSV (with a header) or JSONL manifest: uri (or url/path/file), source_page, captured_at (ISO 8601),
-    label (or identity), legal_basis, retain_days (whole days to keep after ingest); any other column is kept as
-    extra metadata. Relative paths are relative to the manifest's folder. A malformed row raises ManifestError
-    naming the line."""
+    label (or identity), legal_basis, retain_days (whole days to keep after ingest), and which face the label names:
+    face_index (0-based, in detector order: largest first) or face_box ("x1,y1,x2,y2" in pixels of the upright
+    photo; in JSONL also a list); any other column is kept as extra metadata. Relative paths are relative to the
+    manifest's folder. A malformed row raises ManifestError naming the line."""
     base = manifest.parent
     suffix = manifest.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
@@ -158,6 +182,10 @@ def _row_item(row: dict[str, str], base: Path, where: str) -> SourceItem:
             raise ManifestError(f"{where}: retain_days {row['retain_days']!r} is not a whole number of days") from exc
         if retain_days < 0:
             raise ManifestError(f"{where}: retain_days cannot be negative ({retain_days})")
+    face_index = _face_index(row.get("face_index", ""), where)
+    face_box = _face_box(row.get("face_box", ""), where)
+    if face_index is not None and face_box is not None:
+        raise ManifestError(f"{where}: give face_index or face_box, not both (they name the same face)")
     template = _item(uri, base)
     return SourceItem(
         uri=template.uri,
@@ -167,7 +195,37 @@ def _row_item(row: dict[str, str], base: Path, where: str) -> SourceItem:
         legal_basis=row.get("legal_basis") or None,
         extra={k: v for k, v in row.items() if k not in MANIFEST_KNOWN_KEYS and v},
         retain_days=retain_days,
+        face_index=face_index,
+        face_box=face_box,
     )
+
+
+def _face_index(text: str, where: str) -> int | None:
+    if not text:
+        return None
+    try:
+        index = int(text)
+    except ValueError as exc:
+        raise ManifestError(f"{where}: face_index {text!r} is not a whole number (faces count from 0)") from exc
+    if index < 0:
+        raise ManifestError(f"{where}: face_index counts faces from 0, got {index}")
+    return index
+
+
+def _face_box(text: str, where: str) -> BoundingBox | None:
+    if not text:
+        return None
+    parts = [part for part in re.split(r"[\s,]+", text.strip().strip("[]()")) if part]
+    try:
+        values = [float(part) for part in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4 or not all(math.isfinite(value) for value in values):
+        raise ManifestError(f"{where}: face_box {text!r} is not four numbers x1,y1,x2,y2 (pixels of the photo)")
+    x1, y1, x2, y2 = values
+    if x2 <= x1 or y2 <= y1:
+        raise ManifestError(f"{where}: face_box {text!r} must have x1 < x2 and y1 < y2")
+    return BoundingBox(x1, y1, x2, y2)
 
 
 def _item(entry: str, base: Path) -> SourceItem:

@@ -156,7 +156,7 @@ def _candidate(pdf: FPDF, candidate: ReportCandidate) -> None:
         pdf.image(io.BytesIO(candidate.thumbnail), x=pdf.l_margin, y=top, w=THUMB_MM, h=THUMB_MM)
     pdf.set_xy(pdf.l_margin + TEXT_INDENT_MM, top)
     pdf.set_font(FONT, style="B", size=10)
-    who = (face.label or "unlabelled") if face else "face erased since the search"
+    who = (face.shown_as or "unlabelled") if face else "face erased since the search"
     _para(pdf, f"#{hit.rank}  face {hit.face_id}: {who}", indent=True)
     pdf.set_font(FONT, size=9)
     evidence = hit.evidence

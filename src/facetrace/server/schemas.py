@@ -25,7 +25,7 @@ from facetrace.core.types import (
     StoredHit,
     Strength,
 )
-from facetrace.core.vocabulary import CaseStatus, ErasureMode, JobKind, JobStatus, ReviewDecision, Role
+from facetrace.core.vocabulary import CaseStatus, ErasureMode, JobKind, JobStatus, PhotoRole, ReviewDecision, Role
 from facetrace.search.service import Comparison
 
 # Catalog ids are signed 64-bit integers: a larger number names nothing, and SQLite cannot even bind it (a 500
@@ -186,7 +186,14 @@ class FaceOut(FromCore):
     source_page: str | None
     captured_at: datetime | None
     ingested_at: datetime | None
-    label: str | None
+    label: str | None = Field(description="The face's own label (a labelled photo's subject); null for a bystander.")
+    photo_label: str | None = Field(default=None, description="The label of the photo the face is in (provenance).")
+    photo_role: PhotoRole | None = Field(
+        default=None, description="The face's part in a labelled photo: subject, bystander or unattributed."
+    )
+    shown_as: str | None = Field(
+        default=None, description='What the face is shown as: its label, or e.g. "bystander in a photo of X".'
+    )
     legal_basis: str | None = Field(default=None, description="The legal basis the image was collected under.")
     # Read from a FaceRecord's thumbnail_path (see _thumbnail_url).
     thumbnail_url: str | None = Field(validation_alias=AliasChoices("thumbnail_url", "thumbnail_path"))
