@@ -74,6 +74,18 @@ class Settings(BaseSettings):
         ge=1,
         description="Images declaring more pixels are refused (decompression-bomb guard).",
     )
+    concurrent_analyses: int = Field(
+        default=_ANALYZER_DEFAULTS.concurrent_analyses,
+        ge=0,
+        description="Photos one process decodes and analyses at once; further requests wait their turn, so concurrent "
+        "large probes cannot exhaust memory. 0: the number of cores.",
+    )
+    max_analysis_pixels: int = Field(
+        default=_ANALYZER_DEFAULTS.max_analysis_pixels,
+        ge=1_000_000,
+        description="Larger photos are analysed reduced to this many pixels (a JPEG is decoded reduced), which bounds "
+        "the time and memory one photo can cost; boxes are still given in the photo's own pixels.",
+    )
     min_detection_score: float = Field(
         default=DEFAULT_MIN_DETECTION_SCORE,
         ge=0.0,

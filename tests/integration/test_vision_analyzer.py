@@ -157,3 +157,60 @@ def test_arcface_pack_added_by_path_embeds_a_real_face(datasets: Path, tmp_path:
     weight = np.random.default_rng(11).normal(0, 1, (3, 512)).astype(np.float32)
     expected = rgb_mean @ weight
     assert float(vector @ (expected / np.linalg.norm(expected))) > 0.9999
+
+
+def test_a_huge_photo_is_analysed_reduced_with_its_boxes_in_its_own_pixels(
+    datasets: Path, analyzer: OnnxFaceAnalyzer
+) -> None:
+    """A 49-megapixel photo once cost 27 s and 1.3 GB per search; it is analysed at max_analysis_pixels now."""
+    face = Image.open(datasets / "face_recognition_examples/examples/knn_examples/test/obama1.jpg").convert("RGB")
+    face = face.resize((face.width * 3, face.height * 3))
+    canvas = Image.new("RGB", (7000, 7000), (120, 120, 120))
+    canvas.paste(face, (3000, 3000))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=90)
+    reduced = analyzer.analyze(buffer.getvalue(), "huge.jpg")
+    whole = OnnxFaceAnalyzer(analyzer.pack, AnalyzerOptions(max_analysis_pixels=60_000_000)).analyze(
+        buffer.getvalue(), "huge.jpg"
+    )
+    assert (reduced.width, reduced.height) == (whole.width, whole.height) == (7000, 7000)
+    assert len(reduced.faces) == len(whole.faces) == 1
+    box, reference = reduced.faces[0].detection.box, whole.faces[0].detection.box
+    assert box.iou(reference) > 0.85 and 3000 < box.x1 < box.x2 < 7000
+    landmarks = np.asarray(reduced.faces[0].detection.landmarks)
+    # The detector sees both at the same 1280-px scale; the two resizing paths move the points by a few percent.
+    assert np.abs(landmarks - np.asarray(whole.faces[0].detection.landmarks)).max() < 0.1 * reference.width
+    assert float(reduced.faces[0].embedding.vector @ whole.faces[0].embedding.vector) > 0.9
+
+
+def test_photos_are_admitted_a_bounded_number_at_a_time(analyzer: OnnxFaceAnalyzer, datasets: Path) -> None:
+    """Concurrent requests wait their turn instead of decoding every large probe at once."""
+    import threading
+    import time
+
+    bounded = OnnxFaceAnalyzer(analyzer.pack, AnalyzerOptions(concurrent_analyses=2))
+    inside = 0
+    most = 0
+    guard = threading.Lock()
+    real = bounded._prepare_admitted
+
+    def counting(data: bytes, source: str) -> object:
+        nonlocal inside, most
+        with guard:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.2)
+        try:
+            return real(data, source)
+        finally:
+            with guard:
+                inside -= 1
+
+    bounded._prepare_admitted = counting  # type: ignore[method-assign]
+    photo = (datasets / "face_recognition_examples/examples/knn_examples/test/obama1.jpg").read_bytes()
+    threads = [threading.Thread(target=bounded.analyze, args=(photo, f"p{i}")) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert most == 2

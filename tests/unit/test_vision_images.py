@@ -2,12 +2,13 @@ import io
 import struct
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from facetrace.core.errors import ImageDecodeError, ImageTooLargeError
-from facetrace.vision.images import as_bgr, decode_image, encode_jpeg
+from facetrace.vision.images import as_bgr, decode_image, decode_reduced, encode_jpeg
 
 
 def _encode(image: Image.Image, fmt: str, **params: object) -> bytes:
@@ -158,3 +159,38 @@ def test_as_bgr_accepts_grey_and_bgra_and_refuses_others() -> None:
         as_bgr(np.zeros((4, 5, 3), np.float32), "f")
     with pytest.raises(ImageDecodeError, match="shape"):
         as_bgr(np.zeros((4, 5, 2), np.uint8), "two")
+
+
+def _quadrants(width: int, height: int) -> Image.Image:
+    """Four flat colours, one per quadrant: any turn or mirror of the image moves them."""
+    image = Image.new("RGB", (width, height))
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 30)]
+    for i, colour in enumerate(colours):
+        x, y = (i % 2) * width // 2, (i // 2) * height // 2
+        image.paste(colour, (x, y, x + width // 2, y + height // 2))
+    return image
+
+
+def _small(bgr: np.ndarray) -> np.ndarray:
+    return cv2.resize(bgr, (16, 16), interpolation=cv2.INTER_AREA).astype(np.int16)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_a_large_photo_is_decoded_reduced_the_right_way_up(fmt: str, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = _encode(_quadrants(4000, 3000), fmt, exif=exif)
+    full = decode_image(data, "big")
+    reduced, size = decode_reduced(data, "big", max_decoded_pixels=1_000_000)
+    assert size == (full.shape[1], full.shape[0])  # the upright photo's own size, turned sides included
+    assert reduced.shape[0] * reduced.shape[1] <= 1_000_000
+    assert abs(reduced.shape[1] / reduced.shape[0] - full.shape[1] / full.shape[0]) < 0.01
+    assert np.abs(_small(reduced) - _small(full)).max() < 30  # the same picture, the same way up
+
+
+def test_a_photo_within_the_bound_is_decoded_as_it_is() -> None:
+    data = _noise_jpeg(640, 480)
+    reduced, size = decode_reduced(data, "small", max_decoded_pixels=1_000_000)
+    assert size == (640, 480)
+    np.testing.assert_array_equal(reduced, decode_image(data, "small"))

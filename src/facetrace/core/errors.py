@@ -107,5 +107,9 @@ class InvalidRequestError(FacetraceError):
     """A request is well-formed but cannot be done as asked: a blank purpose, an unknown role (HTTP 422)."""
 
 
+class RequestTooLargeError(InvalidRequestError):
+    """An upload or request body is larger, in bytes, than the service takes (HTTP 413)."""
+
+
 class ConflictError(FacetraceError):
     """The request clashes with what is stored: a user name taken, a candidate already reviewed (HTTP 409)."""

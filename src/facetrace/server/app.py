@@ -10,6 +10,7 @@ from facetrace.engine import Engine
 from facetrace.server.api import audit, cases, erasure, faces, ingest, people, reports, retention, users
 from facetrace.server.errors import install_error_handlers
 from facetrace.server.jobs import JobQueue
+from facetrace.server.limits import BodyGuard
 from facetrace.server.ratelimit import Guards
 from facetrace.server.schemas import ErrorEnvelope, HealthOut
 from facetrace.server.ui import admin as admin_ui
@@ -68,4 +69,11 @@ def create_app(engine: Engine) -> FastAPI:
     ui.include_router(compare_ui.router)
     ui.include_router(ui_jobs.router)
     app.mount(UI_PREFIX, ui)
+
+    def session_ok(cookie: str | None, path: str) -> bool:
+        session = ui.state.signer.load(cookie)
+        return session is not None and (session.user is not None or path == f"{UI_PREFIX}/login")
+
+    # Outermost: bodies are bounded and callers known before any body is read (server/limits.py).
+    app.add_middleware(BodyGuard, check_key=engine.users.authenticate_key, session_ok=session_ok)
     return app

@@ -25,6 +25,7 @@ from facetrace.core.errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
+    RequestTooLargeError,
     VectorIndexError,
 )
 
@@ -37,6 +38,7 @@ ERROR_STATUS: tuple[tuple[type[FacetraceError], int, str], ...] = (
     (RateLimitedError, 429, "rate_limited"),
     (NotFoundError, 404, "not_found"),
     (ConflictError, 409, "conflict"),
+    (RequestTooLargeError, 413, "too_large"),
     (InvalidRequestError, 422, "invalid_request"),
     (NoFaceError, 422, "no_face"),
     (FaceSelectionError, 422, "face_selection"),

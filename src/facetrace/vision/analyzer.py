@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ from facetrace.vision.detectors.yunet import (
     YuNetDetector,
 )
 from facetrace.vision.embedders.manifest_embedder import DEFAULT_MAX_BATCH, ManifestEmbedder
-from facetrace.vision.images import as_bgr, decode_image, encode_jpeg
+from facetrace.vision.images import as_bgr, decode_image, decode_reduced, encode_jpeg
 from facetrace.vision.options import AnalyzerOptions
 from facetrace.vision.packs import ModelPack, load_pack
 from facetrace.vision.quality import assess_quality
@@ -71,6 +73,21 @@ class _PendingImage:
     qualities: tuple[FaceQuality, ...]
     crops: tuple[BgrImage, ...]
     thumbnails: tuple[bytes, ...]
+
+
+def _in_photo_pixels(pending: _PendingImage, width: int, height: int) -> _PendingImage:
+    """A photo analysed reduced: its detections mapped back to the photo's own pixels (the catalog's convention)."""
+    sx, sy = width / pending.width, height / pending.height
+    scale = np.asarray([sx, sy], dtype=np.float32)
+    detections = tuple(
+        Detection(
+            box=BoundingBox(d.box.x1 * sx, d.box.y1 * sy, d.box.x2 * sx, d.box.y2 * sy),
+            landmarks=(np.asarray(d.landmarks, dtype=np.float32) * scale).astype(np.float32),
+            score=d.score,
+        )
+        for d in pending.detections
+    )
+    return dataclasses.replace(pending, width=width, height=height, detections=detections)
 
 
 class OnnxFaceAnalyzer:
@@ -111,6 +128,9 @@ class OnnxFaceAnalyzer:
         self.max_detection_side_px = max_detection_side_px
         self.min_detection_side_px = min_detection_side_px
         self.embed_batch_size = embed_batch_size
+        # Admission: at most this many photos decoded and analysed at once, whatever the number of calling threads.
+        self.concurrent_analyses = options.concurrent_analyses or max(1, os.cpu_count() or 1)
+        self._admission = threading.BoundedSemaphore(self.concurrent_analyses)
         self._lock = threading.Lock()
         self._models: _Models | None = None
 
@@ -125,8 +145,10 @@ class OnnxFaceAnalyzer:
         return self.pack.embedding_dim
 
     def analyze(self, data: bytes, source: str) -> AnalyzedImage:
-        """Every face in an encoded image. Raises ImageDecodeError (naming source) for unreadable input."""
-        return self.analyze_array(decode_image(data, source, max_pixels=self.options.max_image_pixels), source)
+        """Every face in an encoded image. Raises ImageDecodeError (naming source) for unreadable input. A photo of
+        more than options.max_analysis_pixels is analysed reduced; its boxes and landmarks are in its own pixels."""
+        pending = self._prepare_encoded(data, source)
+        return self._finish(pending, self.embed_aligned(pending.crops))
 
     def analyze_array(self, bgr: BgrImage, source: str) -> AnalyzedImage:
         """Every face in an already decoded HxWx3 BGR uint8 image (e.g. a deliberately degraded copy)."""
@@ -140,8 +162,7 @@ class OnnxFaceAnalyzer:
         prepared: list[_PendingImage | Exception] = []
         for data, source in items:
             try:
-                bgr = decode_image(data, source, max_pixels=self.options.max_image_pixels)
-                prepared.append(self._prepare(bgr, source))
+                prepared.append(self._prepare_encoded(data, source))
             except Exception as exc:  # an ingest run reports bad files and carries on; the error names the file
                 log.debug("%s: %s", source, exc)
                 prepared.append(exc)
@@ -259,6 +280,22 @@ class OnnxFaceAnalyzer:
                 label=f"{pack.id} embedder",
             ),
         )
+
+    def _prepare_encoded(self, data: bytes, source: str) -> _PendingImage:
+        with self._admission:
+            return self._prepare_admitted(data, source)
+
+    def _prepare_admitted(self, data: bytes, source: str) -> _PendingImage:
+        bgr, (width, height) = decode_reduced(
+            data,
+            source,
+            max_pixels=self.options.max_image_pixels,
+            max_decoded_pixels=self.options.max_analysis_pixels,
+        )
+        pending = self._prepare(bgr, source)
+        if (width, height) == (pending.width, pending.height):
+            return pending
+        return _in_photo_pixels(pending, width, height)
 
     def _prepare(self, bgr: BgrImage, source: str) -> _PendingImage:
         # The detector and the embedder see the restored photo (vision/restoration.py); quality and the thumbnail the

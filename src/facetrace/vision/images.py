@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import re
 
 import cv2
@@ -24,6 +25,19 @@ DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 # Transparent pixels are shown on white, the way a browser or photo viewer would show them.
 TRANSPARENCY_BACKGROUND_RGB = (255, 255, 255)
 _PILLOW_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+_EXIF_ORIENTATION = 0x0112
+# EXIF orientations that turn the stored image by a quarter: the upright photo's width is the stored height.
+_SIDE_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+# What ImageOps.exif_transpose does for each orientation, for copies that no longer carry the EXIF block.
+_TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 def decode_image(data: bytes, source: str, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> BgrImage:
@@ -33,6 +47,26 @@ def decode_image(data: bytes, source: str, *, max_pixels: int = DEFAULT_MAX_IMAG
     more than max_pixels pixels (checked before any pixel is decoded) and ImageDecodeError for anything unreadable:
     empty, not an image, truncated or corrupt. Both name source.
     """
+    bgr, _ = _decode(data, source, max_pixels=max_pixels, max_decoded_pixels=None)
+    return bgr
+
+
+def decode_reduced(
+    data: bytes, source: str, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, max_decoded_pixels: int
+) -> tuple[BgrImage, tuple[int, int]]:
+    """decode_image, reduced to at most max_decoded_pixels (aspect kept): faces need no 49 megapixels, and every
+    later step (detection passes, turned copies, restoration) costs time and memory in proportion to the pixels.
+
+    A large JPEG is decoded reduced by its decoder (draft mode: 1/2, 1/4 or 1/8 scale, never below the bound), so
+    its full size never reaches memory; other formats are reduced right after decoding. Returns the image and the
+    upright photo's own (width, height), which boxes found in the reduced image are mapped back to.
+    """
+    return _decode(data, source, max_pixels=max_pixels, max_decoded_pixels=max_decoded_pixels)
+
+
+def _decode(
+    data: bytes, source: str, *, max_pixels: int, max_decoded_pixels: int | None
+) -> tuple[BgrImage, tuple[int, int]]:
     if not data:
         raise ImageDecodeError(source, "the file is empty (0 bytes)")
     try:
@@ -52,6 +86,12 @@ def decode_image(data: bytes, source: str, *, max_pixels: int = DEFAULT_MAX_IMAG
             raise ImageDecodeError(source, f"the header declares an empty {width}x{height} image")
         if width * height > max_pixels:
             raise ImageTooLargeError(source, width * height, max_pixels)
+        reduce_by = 1.0
+        if max_decoded_pixels is not None and width * height > max_decoded_pixels:
+            reduce_by = math.sqrt(max_decoded_pixels / (width * height))
+            if image.format == "JPEG":
+                # The decoder picks the smallest of its scales that is still at least this size.
+                image.draft("RGB", (math.ceil(width * reduce_by), math.ceil(height * reduce_by)))
         try:
             # LOAD_TRUNCATED_IMAGES stays False (Pillow's default), so a cut-off file raises here instead of
             # silently coming back half grey.
@@ -61,10 +101,26 @@ def decode_image(data: bytes, source: str, *, max_pixels: int = DEFAULT_MAX_IMAG
             raise ImageTooLargeError(source, int(match.group(1)) if match else 0, max_pixels) from None
         except Exception as exc:  # truncated data, bad Huffman tables, CRC errors... all mean "cannot read"
             raise ImageDecodeError(source, f"corrupt or truncated image data ({exc})") from None
-        upright = _apply_exif_orientation(image, source)
+        orientation = _orientation(image)
+        swaps_sides = orientation in _SIDE_SWAPPING_ORIENTATIONS
+        if reduce_by < 1.0:
+            # A reduced copy carries no EXIF: turn it by the orientation read from the file.
+            reduced = _reduced(image, reduce_by * width / image.size[0])
+            turn = _TRANSPOSE_FOR_ORIENTATION.get(orientation)
+            upright = reduced.transpose(turn) if turn is not None else reduced
+        else:
+            upright = _apply_exif_orientation(image, source)
         rgb = _to_rgb_array(upright, source)
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    return bgr
+    upright_size = (height, width) if swaps_sides else (width, height)
+    if reduce_by == 1.0:
+        return bgr, (int(bgr.shape[1]), int(bgr.shape[0]))
+    limit = max_decoded_pixels or 0  # not None here: reduce_by is below 1 only with a bound
+    if bgr.shape[0] * bgr.shape[1] > limit:
+        factor = math.sqrt(limit / (bgr.shape[0] * bgr.shape[1]))
+        size = (max(1, int(bgr.shape[1] * factor)), max(1, int(bgr.shape[0] * factor)))
+        bgr = np.ascontiguousarray(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+    return bgr, upright_size
 
 
 def encode_jpeg(bgr: BgrImage, quality: int = 85) -> bytes:
@@ -91,6 +147,25 @@ def as_bgr(image: npt.NDArray[np.generic], source: str) -> BgrImage:
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageDecodeError(source, f"the array is empty (shape {array.shape})")
     return np.ascontiguousarray(array)
+
+
+def _reduced(image: Image.Image, factor: float) -> Image.Image:
+    """The decoded image shrunk by the largest whole factor that keeps it at least `factor` of its size (a box
+    filter, before any array copy is made); the exact size is reached after conversion."""
+    whole = math.floor(1.0 / factor)
+    if whole < 2:
+        return image
+    try:
+        return image.reduce(whole)
+    except (ValueError, NotImplementedError):  # modes reduce() does not take (palette, 1-bit): reduced later
+        return image
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # a malformed EXIF block: _apply_exif_orientation keeps the pixels as stored then
+        return 1
 
 
 def _apply_exif_orientation(image: Image.Image, source: str) -> Image.Image:

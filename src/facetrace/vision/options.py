@@ -28,6 +28,11 @@ class AnalyzerOptions:
     runtime: str = "auto"  # auto (fastest measured per model), opencv or onnxruntime
     flip_tta: bool = False  # average each face's embedding with its mirror image's
     max_image_pixels: int = 50_000_000  # images declaring more pixels are refused (decompression-bomb guard)
+    # Larger photos are analysed reduced to this many pixels (a JPEG decoded reduced): bounds time and memory.
+    max_analysis_pixels: int = 12_000_000
+    # Photos one analyzer decodes and analyses at once (more callers wait their turn): bounds the memory of concurrent
+    # large probes. 0: the number of cores.
+    concurrent_analyses: int = 0
     # None: the pack's recommended threshold instead (0.6 for the default pack, which lets animal faces in).
     min_detection_score: float | None = DEFAULT_MIN_DETECTION_SCORE
     rotation_fallback: RotationFallback = "auto"  # detect on turned copies of unsure photos

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Path, UploadFile
 
-from facetrace.core.errors import ImageTooLargeError, InvalidRequestError
+from facetrace.core.errors import InvalidRequestError, RequestTooLargeError
 from facetrace.server.schemas import MAX_ID
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -19,7 +19,7 @@ def read_upload(upload: UploadFile, what: str) -> tuple[bytes, str]:
     data = upload.file.read(MAX_UPLOAD_BYTES + 1)
     name = upload.filename or what
     if len(data) > MAX_UPLOAD_BYTES:
-        raise ImageTooLargeError(name, len(data), MAX_UPLOAD_BYTES)
+        raise RequestTooLargeError(f"{name}: more than {MAX_UPLOAD_BYTES:,} bytes; send a smaller photo")
     if not data:
         raise InvalidRequestError(f"{what} is empty")
     return data, name
