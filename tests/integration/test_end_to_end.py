@@ -200,6 +200,7 @@ def test_no_face_in_probe_is_a_clear_error(tmp_path: Path, datasets: Path) -> No
     probe = tmp_path / "dogs.jpg"
     photo = cv2.imread(str(dogs))
     assert cv2.imwrite(str(probe), photo[:, photo.shape[1] // 2 :])
+    open_engine(tmp_path / "data").close()  # an empty gallery: search refuses a data directory that does not exist
     result = runner.invoke(app, ["search", str(probe), "--data", str(tmp_path / "data")])
     assert result.exit_code == 2
     assert "no face found" in result.stderr and "dogs.jpg" in result.stderr
@@ -208,5 +209,6 @@ def test_no_face_in_probe_is_a_clear_error(tmp_path: Path, datasets: Path) -> No
 def test_unreadable_probe_is_a_clear_error(tmp_path: Path) -> None:
     probe = tmp_path / "probe.jpg"
     probe.write_bytes(io.BytesIO(b"GIF89a broken").getvalue())
+    open_engine(tmp_path / "data").close()  # compare records itself in the audit log of an existing data directory
     result = runner.invoke(app, ["compare", str(probe), str(probe), "--data", str(tmp_path / "data")])
     assert result.exit_code == 2 and "probe.jpg" in result.stderr

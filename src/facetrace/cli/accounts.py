@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from facetrace.cli.common import engine_session, fail, print_json
+from facetrace.cli.common import MISSING_EXTRA, engine_session, fail, print_json
 from facetrace.cli.options import DataOpt, JsonOpt, PackOpt
 from facetrace.cli.render import jsonable
 from facetrace.engine import cli_actor
@@ -26,11 +26,16 @@ def users_create_admin(
     name: Annotated[str, typer.Argument(help="The administrator's user name.")],
     data: DataOpt = None,
     pack: PackOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create an administrator and print their API key, once: it is stored only as a hash. Whoever can run this
-    command on the data directory is trusted as its operator (the action is audited as cli:<login>)."""
-    with engine_session(data, pack, workers=1) as engine:
+    command on the data directory is trusted as its operator (the action is audited as cli:<login>). Creates the data
+    directory if it does not exist (the first step of a server install: then `facetrace serve`)."""
+    with engine_session(data, pack, workers=1, create=True) as engine:
         issued = engine.users.create_admin(name, cli_actor())
+    if as_json:
+        print_json({"user": jsonable(issued.user), "api_key": issued.api_key})
+        return
     typer.echo(f"created admin {issued.user.name}; API key (shown once, keep it safe):")
     typer.echo(issued.api_key)
 
@@ -41,10 +46,14 @@ def users_add(
     role: Annotated[str, typer.Option("--role", help="admin, investigator, reviewer or auditor.")],
     data: DataOpt = None,
     pack: PackOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Add a user with a role and print their API key, once."""
     with engine_session(data, pack, workers=1) as engine:
         issued = engine.users.add_user(name, role, cli_actor())
+    if as_json:
+        print_json({"user": jsonable(issued.user), "api_key": issued.api_key})
+        return
     typer.echo(f"added {issued.user.role} {issued.user.name}; API key (shown once, keep it safe):")
     typer.echo(issued.api_key)
 
@@ -54,10 +63,14 @@ def users_deactivate(
     name: Annotated[str, typer.Argument(help="User name.")],
     data: DataOpt = None,
     pack: PackOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Revoke every API key of a user and refuse their password; their cases, searches and reviews stay."""
     with engine_session(data, pack, workers=1) as engine:
         engine.users.deactivate(name, cli_actor())
+    if as_json:
+        print_json({"deactivated": name})
+        return
     typer.echo(f"deactivated {name}; all their API keys are revoked")
 
 
@@ -70,19 +83,25 @@ def users_set_password(
     ] = False,
     data: DataOpt = None,
     pack: PackOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Give a user a password for the web UI and HTTP Basic (argon2id; at least 12 characters). Prompts twice
     without echoing unless --password-stdin. Audited as set_password; the password itself is never logged."""
     try:
         from facetrace.server.passwords import Argon2Hasher
     except ImportError as exc:
-        raise fail(f"passwords need the server extra: pip install 'facetrace[server]' ({exc})") from exc
+        raise fail(
+            f"passwords need the server extra: pip install 'facetrace[server]' ({exc})", error=MISSING_EXTRA
+        ) from exc
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt(f"New password for {name}", hide_input=True, confirmation_prompt=True)
     with engine_session(data, pack, workers=1) as engine:
         engine.users.set_password(name, password, cli_actor(), Argon2Hasher())
+    if as_json:
+        print_json({"password_set": name})
+        return
     typer.echo(f"password set for {name}")
 
 
@@ -110,10 +129,14 @@ def users_revoke_key(
     key_id: Annotated[int, typer.Argument(help="The key's id (see `facetrace users keys NAME`).")],
     data: DataOpt = None,
     pack: PackOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Revoke one API key (a leaked one, say); the user's other keys and password keep working. Audited."""
     with engine_session(data, pack, workers=1) as engine:
         key = engine.users.revoke_key(name, key_id, cli_actor())
+    if as_json:
+        print_json({"user": name, "revoked": jsonable(key)})
+        return
     typer.echo(f"revoked key {key.key_id} ({key.prefix}…) of {name}")
 
 
@@ -195,9 +218,13 @@ def audit_list(
     limit: Annotated[int, typer.Option("--limit", help="At most this many entries.")] = 100,
     data: DataOpt = None,
     pack: PackOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Audit entries in order, as JSON lines."""
+    """Audit entries in order, as JSON lines (with --json: one JSON array)."""
     with engine_session(data, pack, workers=1) as engine:
         entries = engine.audit.entries(after, limit)
+    if as_json:
+        print_json(jsonable(entries))
+        return
     for entry in entries:
         typer.echo(json.dumps(jsonable(entry), ensure_ascii=False))

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from facetrace.cli.common import engine_session, fail, print_json
+from facetrace.cli.common import engine_session, fail, fail_on, print_json
 from facetrace.cli.options import DataOpt, JsonOpt, PackOpt, VerboseOpt
 from facetrace.cli.render import jsonable
 from facetrace.core.errors import FacetraceError
@@ -66,13 +66,15 @@ def cluster(
                 f"formed {len(update.clusters_created)} new clusters; {total} clusters saved ({update.seconds:.1f} s)"
             )
         return
-    with engine_session(data, pack, verbose, workers=1) as engine:
+    # Photos given: they are clustered as they are, and the data directory (its model packs) is made if missing, as
+    # before; without them the catalog's faces are clustered, so the directory must hold one.
+    with engine_session(data, pack, verbose, workers=1, create=bool(paths)) as engine:
         clustered = engine.clusters.cluster(paths or [], run_id=run)
     faces, result, ordered = clustered.faces, clustered.clustering, clustered.groups
     try:
         report = score_against_manifest(clustered, labels) if labels is not None else None
     except FacetraceError as exc:
-        raise fail(str(exc)) from exc
+        raise fail_on(exc) from exc
     if as_json:
         payload: dict[str, Any] = {
             "thresholds": jsonable(result.thresholds),

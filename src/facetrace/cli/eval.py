@@ -2,12 +2,14 @@
 
 Every command measures the analyzer that `facetrace ingest` and `facetrace search` build from the same settings (the
 FACETRACE_* variables, then the defaults); its pipeline flags override single settings. Reports go to stdout (JSON
-with --json), progress and diagnostics to stderr through logging; an error exits 1.
+with --json), progress and diagnostics to stderr through logging; an error exits 1 (with --json, after printing the
+error object {"error": {"code", "message"}} on stdout).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -15,8 +17,9 @@ from typing import Annotated, Literal
 
 import typer
 
+from facetrace.cli.common import json_requested, print_json
 from facetrace.cli.options import DataOpt, JsonOpt, PackOpt
-from facetrace.core.errors import FacetraceError
+from facetrace.core.errors import FacetraceError, error_code
 from facetrace.evaluation import harness
 from facetrace.evaluation.robustness.protocol import DEFAULT_FOLDS, DEFAULT_PAIRS_PER_FOLD
 from facetrace.vision.options import AnalyzerOptions, Restoration, RotationFallback
@@ -110,6 +113,8 @@ def _report(run: Callable[[], str]) -> None:
         output = run()
     except FacetraceError as exc:
         harness.logger.error("%s", exc)
+        if json_requested():
+            print_json({"error": {"code": error_code(exc), "message": str(exc)}})
         raise typer.Exit(1) from exc
     typer.echo(output)
 
@@ -202,7 +207,8 @@ def eval_calibrate(
 
     def run() -> str:
         pipeline = _pipeline(ctx)
-        return harness.run_calibrate(pipeline, manifest, root, out=out, measured_on=measured_on)
+        summary = harness.run_calibrate(pipeline, manifest, root, out=out, measured_on=measured_on)
+        return json.dumps({"summary": summary, "out": str(out)}, indent=2) if as_json else summary
 
     _report(run)
 

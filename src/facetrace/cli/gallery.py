@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from facetrace.cli.common import engine_session, fail, print_json
+from facetrace.cli.common import ALL_INPUTS_FAILED, engine_session, fail, print_json
 from facetrace.cli.options import DataOpt, JsonOpt, PackOpt, VerboseOpt
 from facetrace.cli.render import format_comparison, format_probe_result, jsonable, probe_result_json
 from facetrace.ingest.runner import IngestProgress
@@ -73,12 +73,14 @@ def ingest(
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Add photos to the catalog and index. Re-running is safe: images already ingested (same content hash) are
-    skipped, so an interrupted ingest resumes where it stopped. Unreadable files are reported and skipped."""
+    """Add photos to the catalog and index, creating the data directory if it does not exist. Re-running is safe:
+    images already ingested (same content hash) are skipped, so an interrupted ingest resumes where it stopped.
+    Unreadable files are reported and skipped; if every input failed (none stored, none already known), the run
+    exits 1."""
     if not paths and not manifest and not warc:
         raise fail("give at least one folder, file, @list, --manifest or --warc")
     overrides = {"workers": workers, "threads": threads, "batch_size": batch_size, "ray_address": ray}
-    with engine_session(data, pack, verbose, **overrides) as engine:
+    with engine_session(data, pack, verbose, create=True, **overrides) as engine:
         summary = engine.ingest.run(
             paths or [],
             manifests=manifest or [],
@@ -87,8 +89,17 @@ def ingest(
             progress=_progress_printer(as_json),
             retain_days=retain_days,
         )
+    # Every input failed: something was read, nothing was stored or already known. (A run that finds nothing to read,
+    # an empty folder, has nothing failed and exits 0.)
+    all_failed = summary.errors > 0 and summary.images_added == 0 and summary.images_skipped == 0
+    failure = f"every input failed: {summary.errors} of {summary.images_seen} images could not be ingested"
     if as_json:
-        print_json(jsonable(summary))
+        payload = jsonable(summary)
+        if all_failed:
+            payload["error"] = {"code": ALL_INPUTS_FAILED, "message": failure}
+        print_json(payload)
+        if all_failed:
+            raise typer.Exit(1)
         return
     typer.echo(
         f"run {summary.run_id}: {summary.images_seen} images seen, {summary.images_added} added, "
@@ -105,6 +116,9 @@ def ingest(
         typer.echo(f"  skipped: {message}", err=True)
     if summary.errors > 20:
         typer.echo(f"  … and {summary.errors - 20} more (see the catalog's ingest_errors)", err=True)
+    if all_failed:
+        typer.echo(f"error: {failure}", err=True)
+        raise typer.Exit(1)
 
 
 def _progress_printer(quiet: bool) -> Callable[[IngestProgress], None] | None:
@@ -205,15 +219,18 @@ def check(
         raise typer.Exit(1)
 
 
-def stats(data: DataOpt = None, pack: PackOpt = None) -> None:
-    """What the data directory holds."""
+def stats(data: DataOpt = None, pack: PackOpt = None, as_json: JsonOpt = False) -> None:
+    """What the data directory holds and where its catalog and index live. Prints JSON, with or without --json."""
     with engine_session(data, pack, workers=1) as engine:
         print_json(jsonable(engine.stats()))
 
 
 @index_app.command("rebuild")
-def index_rebuild(data: DataOpt = None, pack: PackOpt = None) -> None:
+def index_rebuild(data: DataOpt = None, pack: PackOpt = None, as_json: JsonOpt = False) -> None:
     """Recreate the index from the catalog's stored embeddings (after corruption, or to change structure)."""
     with engine_session(data, pack, workers=1) as engine:
         count = engine.index.rebuild()
-    typer.echo(f"index rebuilt: {count} faces")
+    if as_json:
+        print_json({"faces_indexed": count})
+    else:
+        typer.echo(f"index rebuilt: {count} faces")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from facetrace.cli.common import engine_session, fail, print_json
-from facetrace.cli.options import DataOpt, PackOpt
+from facetrace.cli.options import DataOpt, JsonOpt, PackOpt
 from facetrace.cli.render import jsonable
 from facetrace.engine import cli_actor
 from facetrace.ingest.sources import read_uri
@@ -30,6 +30,7 @@ def erase(
     reason: Annotated[str, typer.Option("--reason", help="The request this erasure answers (required).")] = "",
     data: DataOpt = None,
     pack: PackOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Erase a person: faces, assets left without faces, embeddings, index entries and thumbnails are deleted, and
     the erased embeddings are kept on a suppression list (embeddings only) so ingest never stores them again.
@@ -55,9 +56,11 @@ def purge(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; change nothing.")] = False,
     data: DataOpt = None,
     pack: PackOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Delete every photo and face whose retention has ended (catalog rows, index entries, thumbnails), audited as
-    one `purge` entry. Unlike erase, nothing goes on the suppression list. Prints the summary as JSON."""
+    one `purge` entry. Unlike erase, nothing goes on the suppression list. Prints the summary as JSON, with or
+    without --json."""
     with engine_session(data, pack, workers=1) as engine:
         summary = engine.retention.purge(cli_actor(), dry_run=dry_run)
     print_json(jsonable(summary))

@@ -1,14 +1,16 @@
 """The command line: the `facetrace` app, assembled from the command modules. Thin commands over Engine verbs;
-errors are translated once, in cli/common.py."""
+errors are translated once, in cli/common.py. Every command takes --data and --json (a test walks the tree)."""
 
 from __future__ import annotations
 
 import typer
 
 from facetrace.cli import accounts, clusters, gallery, governance, models, serve
+from facetrace.cli.common import JsonErrorsGroup
 from facetrace.cli.eval import eval_app
 
 app = typer.Typer(
+    cls=JsonErrorsGroup,
     help="facetrace: self-hosted, accountable face search. Ingest photos you lawfully hold, search them with a "
     "probe photo, and read every score as a false-match rate for your gallery's size.",
     no_args_is_help=True,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 import typer
 
-from facetrace.cli.common import engine_session, fail
-from facetrace.cli.options import DataOpt, PackOpt, VerboseOpt
+from facetrace.cli.common import MISSING_EXTRA, engine_session, fail, print_json
+from facetrace.cli.options import DataOpt, JsonOpt, PackOpt, VerboseOpt
 
 
 def serve(
@@ -26,20 +27,33 @@ def serve(
     ] = None,
     data: DataOpt = None,
     pack: PackOpt = None,
+    as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs). Every route but /api/v1/health needs an API key: create the first
-    administrator with `facetrace users create-admin NAME`."""
+    administrator with `facetrace users create-admin NAME` (which creates the data directory; serve refuses one that
+    does not exist). With --json, --get prints {"status", "reason", "body"} and errors are JSON objects."""
     try:
         from facetrace.server import serving
     except ImportError as exc:
-        raise fail(f"the server needs its extra: pip install 'facetrace[server]' ({exc})") from exc
+        raise fail(f"the server needs its extra: pip install 'facetrace[server]' ({exc})", error=MISSING_EXTRA) from exc
     with engine_session(data, pack, verbose, workers=1) as engine:
         if get is not None:
             response = serving.get_once(engine, get, api_key)
-            typer.echo(f"{response.status_code} {response.reason}")
-            typer.echo(response.body)
+            if as_json:
+                print_json({"status": response.status_code, "reason": response.reason, "body": _body(response.body)})
+            else:
+                typer.echo(f"{response.status_code} {response.reason}")
+                typer.echo(response.body)
             if response.status_code >= 400:
                 raise typer.Exit(1)
             return
         serving.serve(engine, host, port, log_level="info" if verbose else "warning")
+
+
+def _body(text: str) -> Any:
+    """The response body as JSON where it is JSON, else as text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text

@@ -113,3 +113,41 @@ class RequestTooLargeError(InvalidRequestError):
 
 class ConflictError(FacetraceError):
     """The request clashes with what is stored: a user name taken, a candidate already reviewed (HTTP 409)."""
+
+
+class DataDirectoryError(FacetraceError):
+    """A data directory that does not exist, holds no catalog, or is opened with another catalog or index than the
+    ones it was made with (recorded in its facetrace.json)."""
+
+
+# The code that names each error for a program, the same over HTTP ({"error": {"code", "message"}}, server/errors.py
+# adds the status) and on the command line with --json. Most specific first: the first class an error is an instance
+# of decides its code.
+ERROR_CODES: tuple[tuple[type[FacetraceError], str], ...] = (
+    (AuthenticationError, "unauthenticated"),
+    (PermissionDeniedError, "forbidden"),
+    (RateLimitedError, "rate_limited"),
+    (NotFoundError, "not_found"),
+    (ConflictError, "conflict"),
+    (RequestTooLargeError, "too_large"),
+    (InvalidRequestError, "invalid_request"),
+    (NoFaceError, "no_face"),
+    (FaceSelectionError, "face_selection"),
+    (ImageTooLargeError, "image_too_large"),
+    (ImageDecodeError, "image_unreadable"),
+    (ManifestError, "invalid_manifest"),
+    (ModelMismatchError, "model_mismatch"),
+    (DataDirectoryError, "data_directory"),
+    (CatalogError, "catalog_unavailable"),
+    (VectorIndexError, "index_unavailable"),
+    (ModelPackError, "model_pack"),
+    (ConfigError, "misconfigured"),
+)
+
+
+def error_code(exc: FacetraceError) -> str:
+    """The code of the first ERROR_CODES class exc is an instance of; "error" for any other FacetraceError."""
+    for cls, code in ERROR_CODES:
+        if isinstance(exc, cls):
+            return code
+    return "error"

@@ -7,6 +7,9 @@
             ...
 
 The public surface is the services: engine.<service>.<verb>, the same for the CLI, the HTTP server and Python.
+open_engine creates a missing data directory by default (create=True, as the example above expects); the CLI's
+commands that read pass create=False, which refuses a directory that does not exist or holds no catalog. Either way
+the directory's recorded catalog and index (engine/datadir.py) are used, and a different one given is refused.
 Services that need the models or the index are built on first use (a `users` command loads neither); none writes
 when it is built or read.
 """
@@ -26,10 +29,10 @@ from pydantic import ValidationError
 
 from facetrace.catalog import open_catalog
 from facetrace.config import Settings
-from facetrace.core.errors import ConfigError
+from facetrace.core.errors import ConfigError, DataDirectoryError
 from facetrace.core.ports import Catalog, FaceAnalyzer, VectorIndex
 from facetrace.core.types import FaceRecord
-from facetrace.engine import audit_key
+from facetrace.engine import audit_key, datadir
 from facetrace.engine.clustering import Clusters
 from facetrace.engine.gallery import Gallery
 from facetrace.engine.ingesting import Ingestion
@@ -60,13 +63,25 @@ class Engine:
     Services: search, gallery, ingest, index (check/repair/rebuild), clusters, cases, users, audit, erasure,
     retention. lock is the engine's lock discipline (engine/locking.py): searches share it, writes take it alone and
     hold the data directory's writer lock across processes; models never run under it.
+
+    create=True makes a missing data directory and records the catalog and index it is opened with; create=False
+    refuses a directory that does not exist or holds no catalog (DataDirectoryError). Settings' catalog_uri and
+    index_uri not given are the directory's recorded ones; given ones must name the recorded places.
     """
 
-    def __init__(self, settings: Settings, *, on_wait: Callable[[str], None] | None = None) -> None:
-        self.settings = settings
-        settings.data.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self, settings: Settings, *, on_wait: Callable[[str], None] | None = None, create: bool = True
+    ) -> None:
+        opened = datadir.open_data_directory(settings, create=create)
+        self.settings = settings = opened.settings
         self.pack: ModelPack = load_pack(settings.pack, data_dir=settings.data)
         self.catalog: Catalog = open_catalog(settings.resolved_catalog_uri)
+        if opened.record_to_write is not None:
+            try:
+                datadir.write_record(settings.data, opened.record_to_write)
+            except OSError as exc:
+                self.catalog.close()
+                raise DataDirectoryError(f"{settings.data}: cannot record the catalog and index: {exc}") from exc
         self.index = IndexMaintenance(
             self.catalog,
             self._open_index,
@@ -256,6 +271,8 @@ class Engine:
             entries = len(self.index.stored)
         return {
             "data_dir": str(self.settings.data),
+            "catalog_uri": datadir.catalog_identity(self.settings.resolved_catalog_uri),
+            "index_uri": datadir.index_identity(self.settings.resolved_index_uri),
             "model_pack": self.pack.id,
             "model_id": self.model_id,
             "catalog": self.catalog.stats(),
@@ -276,10 +293,18 @@ class Engine:
 
 
 def open_engine(
-    data: str | Path | None = None, *, on_wait: Callable[[str], None] | None = None, **overrides: Any
+    data: str | Path | None = None,
+    *,
+    create: bool = True,
+    on_wait: Callable[[str], None] | None = None,
+    **overrides: Any,
 ) -> Engine:
     """An engine over one data directory (default: FACETRACE_DATA or the user's data dir); overrides are Settings
-    fields, e.g. workers=1, catalog_uri="postgresql://…". on_wait is told when a write waits for another process."""
+    fields, e.g. workers=1, catalog_uri="postgresql://…". on_wait is told when a write waits for another process.
+
+    create=True (the default) makes the directory if it is missing and records its catalog and index URIs;
+    create=False refuses a directory that does not exist or holds no catalog. A catalog_uri or index_uri that differs
+    from the directory's recorded one raises DataDirectoryError; one not given is the recorded one."""
     if data is not None:
         overrides["data"] = Path(data).expanduser().resolve()
     try:
@@ -287,7 +312,7 @@ def open_engine(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from exc
-    return Engine(settings, on_wait=on_wait)
+    return Engine(settings, on_wait=on_wait, create=create)
 
 
 # -- model packs: no catalog needed, so these are functions of the data directory alone ------------------------------

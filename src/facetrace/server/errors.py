@@ -9,47 +9,32 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from facetrace.core.errors import (
-    AuthenticationError,
-    CatalogError,
-    ConfigError,
-    ConflictError,
-    FaceSelectionError,
-    FacetraceError,
-    ImageDecodeError,
-    ImageTooLargeError,
-    InvalidRequestError,
-    ManifestError,
-    ModelMismatchError,
-    NoFaceError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitedError,
-    RequestTooLargeError,
-    VectorIndexError,
-)
+from facetrace.core.errors import FacetraceError, RateLimitedError, error_code
 
 log = logging.getLogger(__name__)
 
-# Most specific first: the first class an error is an instance of decides its status and code.
-ERROR_STATUS: tuple[tuple[type[FacetraceError], int, str], ...] = (
-    (AuthenticationError, 401, "unauthenticated"),
-    (PermissionDeniedError, 403, "forbidden"),
-    (RateLimitedError, 429, "rate_limited"),
-    (NotFoundError, 404, "not_found"),
-    (ConflictError, 409, "conflict"),
-    (RequestTooLargeError, 413, "too_large"),
-    (InvalidRequestError, 422, "invalid_request"),
-    (NoFaceError, 422, "no_face"),
-    (FaceSelectionError, 422, "face_selection"),
-    (ImageTooLargeError, 413, "image_too_large"),
-    (ImageDecodeError, 422, "image_unreadable"),
-    (ManifestError, 422, "invalid_manifest"),
-    (ModelMismatchError, 409, "model_mismatch"),
-    (CatalogError, 503, "catalog_unavailable"),
-    (VectorIndexError, 503, "index_unavailable"),
-    (ConfigError, 500, "misconfigured"),
-)
+# The HTTP status of each error code; the codes themselves are core's (core/errors.py ERROR_CODES), shared with the
+# command line's --json errors.
+ERROR_STATUS: dict[str, int] = {
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "rate_limited": 429,
+    "not_found": 404,
+    "conflict": 409,
+    "too_large": 413,
+    "invalid_request": 422,
+    "no_face": 422,
+    "face_selection": 422,
+    "image_too_large": 413,
+    "image_unreadable": 422,
+    "invalid_manifest": 422,
+    "model_mismatch": 409,
+    "data_directory": 500,
+    "catalog_unavailable": 503,
+    "index_unavailable": 503,
+    "model_pack": 500,
+    "misconfigured": 500,
+}
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthenticated",
@@ -73,10 +58,8 @@ def error_headers(exc: FacetraceError) -> dict[str, str] | None:
 
 
 def status_for(exc: FacetraceError) -> tuple[int, str]:
-    for cls, status, code in ERROR_STATUS:
-        if isinstance(exc, cls):
-            return status, code
-    return 500, "error"
+    code = error_code(exc)
+    return ERROR_STATUS.get(code, 500), code
 
 
 def install_error_handlers(app: FastAPI) -> None:
