@@ -107,5 +107,16 @@ class InvalidRequestError(FacetraceError):
     """A request is well-formed but cannot be done as asked: a blank purpose, an unknown role (HTTP 422)."""
 
 
+class MixedProbesError(InvalidRequestError):
+    """Photos given to be fused into one person's template do not show one person; odd_sources names the odd ones."""
+
+    def __init__(self, message: str, odd_sources: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.odd_sources = odd_sources
+
+    def __reduce__(self) -> tuple[type, tuple[str, tuple[str, ...]]]:
+        return (MixedProbesError, (str(self), self.odd_sources))
+
+
 class ConflictError(FacetraceError):
     """The request clashes with what is stored: a user name taken, a candidate already reviewed (HTTP 409)."""
