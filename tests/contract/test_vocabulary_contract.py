@@ -28,6 +28,8 @@ from facetrace.core.vocabulary import (
     ReviewDecision,
     Role,
     RunStatus,
+    SameImage,
+    WithheldReason,
 )
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
@@ -46,6 +48,9 @@ WORDS: dict[type[StrEnum], tuple[str, ...]] = {
     RunStatus: ("running", "finished", "interrupted", "failed"),
     ClusterAssignedBy: ("batch", "incremental", "manual"),
     ClusterEventKind: ("create", "merge", "split", "assign", "rename", "erase"),
+    # Not stored, but in every search's JSON (CLI and API): a hit's same_image, a result's withheld reasons.
+    SameImage: ("none", "identical", "near_duplicate"),
+    WithheldReason: ("erased_person", "no_catalog_row"),
 }
 SOURCE = Path(facetrace.__file__).parent
 
