@@ -1,6 +1,8 @@
 """The thresholds behind fusion's one-person check and the "likely the same photo" mark, measured on LFW.
 
-    python bench/search_marks.py [--pairs 600] [--people 100] [--copies 150] [--json]
+    python bench/search_marks.py [--pairs 600] [--people 100] [--copies 150] [--lfw DIR] [--json]
+
+docs/service.md ("Searches") has the figures of `--pairs 1500 --people 300 --copies 200`.
 
 With the default pack and analyzer settings it measures, on LFW deep-funneled (the subject face of each photo):
 
@@ -8,7 +10,7 @@ With the default pack and analyzer settings it measures, on LFW deep-funneled (t
   the photos they name. Reported: the share that reaches the fusion threshold (the similarity at each candidate
   false-match rate of the pack's calibration), the highest embedding similarities and the highest thumbnail
   correlations (vision/signatures.py) of different photos of one person, and how many of them the "likely the same
-  photo" rule marks (it must mark none);
+  photo" rule marks (it must mark none but LFW's own duplicates of one photo: look at the top pairs it lists);
 - fusion triples: three photos each of --people people with three or more photos, and the same triples with the
   third photo swapped for another person's: the share the fusion rule accepts, and for the mixed ones, how often the
   stranger is the photo it names;
