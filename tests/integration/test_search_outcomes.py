@@ -262,6 +262,14 @@ def test_a_re_encoded_copy_is_marked_likely_the_same_photo(gallery: Engine, phot
     assert sum(mark is not SameImage.NONE for mark in marked.values()) == 1
     code, body = _search_json(gallery, str(copy), "-k", "1")
     assert code == 0 and body["results"][0]["hits"][0]["same_image"] == "near_duplicate"  # type: ignore[index]
+    # Slightly cropped (5% from every side), as a page that shows the photo might.
+    image = Image.open(original)
+    cropped = tmp_path / "cropped.jpg"
+    w, h = image.size
+    image.crop((w // 20, h // 20, w - w // 20, h - h // 20)).save(cropped, "JPEG", quality=90)
+    (result,) = gallery.search.file(cropped, top_k=1)
+    assert result.hits[0].face.asset_uri == str(original.resolve())
+    assert result.hits[0].same_image is SameImage.NEAR_DUPLICATE
 
 
 def test_a_different_photo_of_the_same_person_is_not_marked(gallery: Engine, photos: Photos) -> None:
