@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from facetrace.core.types import MAX_TOP_K
 from facetrace.vision.options import DEFAULT_MIN_DETECTION_SCORE, AnalyzerOptions, Restoration, RotationFallback
 
 # The analyzer's settings take their defaults from its options record, so the two cannot drift apart.
@@ -107,7 +108,7 @@ class Settings(BaseSettings):
         "thumbnails still come from the photo as it came); clean photos are left alone. off never. See "
         "docs/robustness.md (Restoration).",
     )
-    top_k: int = Field(default=10, ge=1, description="Candidates returned per probe face.")
+    top_k: int = Field(default=10, ge=1, le=MAX_TOP_K, description="Candidates returned per probe face (1-1000).")
     sign_in_max_failures: int = Field(
         default=5,
         ge=1,

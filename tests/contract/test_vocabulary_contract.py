@@ -29,7 +29,9 @@ from facetrace.core.vocabulary import (
     ReviewDecision,
     Role,
     RunStatus,
+    SameImage,
     SubjectAttribution,
+    WithheldReason,
 )
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
@@ -50,6 +52,9 @@ WORDS: dict[type[StrEnum], tuple[str, ...]] = {
     PhotoRole: ("subject", "bystander", "unattributed"),
     ClusterAssignedBy: ("batch", "incremental", "manual"),
     ClusterEventKind: ("create", "merge", "split", "assign", "rename", "erase"),
+    # Not stored, but in every search's JSON (CLI and API): a hit's same_image, a result's withheld reasons.
+    SameImage: ("none", "identical", "near_duplicate"),
+    WithheldReason: ("erased_person", "no_catalog_row"),
 }
 SOURCE = Path(facetrace.__file__).parent
 

@@ -325,6 +325,46 @@ def test_compare_belongs_to_a_case(service: Service) -> None:
     assert service.engine.audit.entries(0, None)[-1].action == "compare"
 
 
+def test_a_search_marks_the_probes_own_photo_and_says_what_it_withheld(service: Service) -> None:
+    case_id = _open_case(service)
+    own = service.gallery.paths_of("biden")[0]
+    body = _search(service, case_id, own, top_k="3")
+    (result,) = body["results"]
+    assert result["withheld"] == {}
+    assert [hit["same_image"] for hit in result["hits"]] == ["identical", "none", "none"]
+    assert Path(result["hits"][0]["face"]["asset_uri"]).name == own.name
+    schema = service.client.get("/openapi.json").json()["components"]["schemas"]
+    assert schema["SameImage"]["enum"] == ["none", "identical", "near_duplicate"]
+    refused = service.client.post(
+        f"/api/v1/cases/{case_id}/searches",
+        files={"probe": _photo(own)},
+        data={"purpose": "who?", "top_k": "0"},
+        headers=service.as_user("investigator"),
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_request"
+
+
+def test_compare_chooses_the_face_of_each_photo(service: Service) -> None:
+    case_id = _open_case(service)
+    two_people = service.gallery.root / "examples" / "two_people.jpg"  # face 0: Obama, face 1: Biden
+    biden = service.gallery.paths_of("biden")[0]
+
+    def compare(**faces: str) -> Any:
+        return service.client.post(
+            "/api/v1/compare",
+            files={"a": _photo(two_people), "b": _photo(biden)},
+            data={"case_id": str(case_id), "purpose": "same man in both?", **faces},
+            headers=service.as_user("investigator"),
+        )
+
+    same, other = compare(face_a="1", face_b="0").json(), compare(face_a="0").json()
+    assert (same["face_index_a"], same["face_index_b"], other["face_index_a"]) == (1, 0, 0)
+    assert same["similarity"] > 0.6 > 0.3 > other["similarity"]
+    missing = compare(face_a="2")
+    assert missing.status_code == 422 and missing.json()["error"]["code"] == "face_selection"
+    assert "face 2 asked for" in missing.json()["error"]["message"]
+
+
 def test_users_passwords_and_keys(service: Service) -> None:
     created = service.client.post(
         "/api/v1/users",

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from facetrace.cli.common import ALL_INPUTS_FAILED, engine_session, fail, print_json
 from facetrace.cli.options import DataOpt, JsonOpt, PackOpt, VerboseOpt
-from facetrace.cli.render import format_comparison, format_probe_result, jsonable, probe_result_json
+from facetrace.cli.render import format_comparison, format_probe_result, jsonable, search_outcomes_json
+from facetrace.core.types import MAX_TOP_K, ProbeOutcome
 from facetrace.ingest.runner import IngestProgress
 
 index_app = typer.Typer(help="The vector index (derived from the catalog, rebuildable).", no_args_is_help=True)
@@ -136,11 +138,36 @@ def _progress_printer(quiet: bool) -> Callable[[IngestProgress], None] | None:
 
 
 def search(
-    probes: Annotated[list[Path], typer.Argument(help="Probe photo(s).")],
-    top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="Candidates per probe face.")] = None,
-    face: Annotated[int | None, typer.Option("--face", help="Search only face N of the probe (0-based).")] = None,
+    probes: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Probe photo(s). PATH#N searches only face N of that photo (0-based, in detector order; "
+            "a file whose name really ends in #N is taken as that file)."
+        ),
+    ],
+    top_k: Annotated[
+        int | None,
+        typer.Option("--top-k", "-k", min=1, max=MAX_TOP_K, help="Candidates per probe face (1-1000)."),
+    ] = None,
+    face: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--face",
+            min=0,
+            help="Search only face N of the probe (0-based). Given once: for every probe without its own PATH#N; "
+            "given once per probe photo: for each in order.",
+        ),
+    ] = None,
     fuse: Annotated[
         bool, typer.Option("--fuse", help="Fuse all probe photos into one template of one person.")
+    ] = False,
+    allow_mixed_people: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mixed-people",
+            help="With --fuse: fuse the photos even when their faces do not look like one person (they are refused "
+            "otherwise, naming the odd photo); the result still says which photos were odd.",
+        ),
     ] = False,
     purpose: Annotated[
         str | None, typer.Option("--purpose", help="Why this search is made; recorded in the audit log.")
@@ -151,29 +178,84 @@ def search(
     verbose: VerboseOpt = False,
 ) -> None:
     """Search the gallery with every face of each probe photo. Each candidate comes with its false-match rate for
-    this gallery's size: a high similarity in a large gallery can still be a stranger. Every search is recorded in
-    the audit log under your user name (cases with a stated purpose and review: the API and web UI)."""
+    this gallery's size: a high similarity in a large gallery can still be a stranger. A candidate from the probe's
+    own photo, or likely a copy of it, is marked. Each probe gets its own outcome: a photo that cannot be read or
+    holds no face is reported and the others are searched (the exit code is 2 only if every probe failed). Every
+    search is recorded in the audit log under your user name (cases with a stated purpose and review: the API and
+    web UI)."""
+    paths, faces = _probe_faces(probes, face or [])
+    if allow_mixed_people and not fuse:
+        raise fail("--allow-mixed-people goes with --fuse")
     with engine_session(data, pack, verbose, workers=1) as engine:
         if fuse:
-            results = [engine.search.fused(probes, top_k=top_k, purpose=purpose)]
+            fused = engine.search.fused(
+                paths, top_k=top_k, faces=faces, allow_mixed=allow_mixed_people, purpose=purpose
+            )
+            outcomes = [ProbeOutcome(fused.probe_source, results=(fused,))]
         else:
-            results = [r for p in probes for r in engine.search.file(p, top_k=top_k, face_index=face, purpose=purpose)]
+            outcomes = engine.search.files(paths, top_k=top_k, faces=faces, purpose=purpose)
+    failed = [o for o in outcomes if o.failed]
+    every_probe_failed = len(failed) == len(outcomes)
     if as_json:
-        print_json({"results": [probe_result_json(r) for r in results]})
+        payload: dict[str, Any] = search_outcomes_json(outcomes)
+        if every_probe_failed:
+            payload["error"] = {
+                "code": failed[0].error_code if len(failed) == 1 else "all_probes_failed",
+                "message": "; ".join(o.error_message or "" for o in failed),
+            }
+        print_json(payload)
     else:
-        typer.echo("\n\n".join(format_probe_result(r) for r in results))
+        shown = [format_probe_result(r) for o in outcomes for r in o.results]
+        if shown:
+            typer.echo("\n\n".join(shown))
+        for outcome in failed:
+            typer.echo(f"error: {outcome.error_message}", err=True)
+    if every_probe_failed:
+        raise typer.Exit(2)
+
+
+def _probe_faces(probes: list[Path], face: list[int]) -> tuple[list[Path], list[int | None]]:
+    """The probe paths and the face chosen in each (None: every face, or the main face when fused), from PATH#N
+    arguments and --face options."""
+    parsed = [_split_face(probe) for probe in probes]
+    if len(face) > 1 and len(face) != len(probes):
+        raise fail(
+            f"--face is given once (for every probe) or once per probe photo, in order: {len(face)} given for "
+            f"{len(probes)} photos"
+        )
+    faces: list[int | None] = []
+    for number, (_, own) in enumerate(parsed):
+        option = face[number] if len(face) > 1 else (face[0] if face else None)
+        if own is not None and len(face) > 1:
+            raise fail(f"{probes[number]} chooses its face with #{own} and --face too: give one of them")
+        faces.append(own if own is not None else option)
+    return [path for path, _ in parsed], faces
+
+
+def _split_face(probe: Path) -> tuple[Path, int | None]:
+    """PATH#N as (PATH, N); an existing file whose name ends in #N stays that file."""
+    found = re.fullmatch(r"(.+)#(\d+)", str(probe))
+    if found is None or probe.exists():
+        return probe, None
+    return Path(found.group(1)), int(found.group(2))
 
 
 def compare(
-    a: Annotated[Path, typer.Argument(help="First photo (its largest face).")],
-    b: Annotated[Path, typer.Argument(help="Second photo (its largest face).")],
+    a: Annotated[Path, typer.Argument(help="First photo (its largest face, or --face-a).")],
+    b: Annotated[Path, typer.Argument(help="Second photo (its largest face, or --face-b).")],
+    face_a: Annotated[
+        int | None, typer.Option("--face-a", min=0, help="Compare face N of the first photo (0-based).")
+    ] = None,
+    face_b: Annotated[
+        int | None, typer.Option("--face-b", min=0, help="Compare face N of the second photo (0-based).")
+    ] = None,
     data: DataOpt = None,
     pack: PackOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """1:1 verification: are these the same person? Prints similarity and the false-match rate of that score."""
     with engine_session(data, pack, workers=1) as engine:
-        result = engine.search.compare_files(a, b)
+        result = engine.search.compare_files(a, b, face_a=face_a, face_b=face_b)
     if as_json:
         print_json(jsonable(result))
     else:

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from facetrace.core.evidence import describe
-from facetrace.core.types import Evidence, ProbeResult
+from facetrace.core.types import Evidence, ProbeOutcome, ProbeResult
+from facetrace.core.vocabulary import SameImage, WithheldReason
 from facetrace.search.service import Comparison
 
 
@@ -46,10 +47,24 @@ def jsonable(value: Any) -> Any:
 
 def probe_result_json(result: ProbeResult) -> dict[str, Any]:
     out: dict[str, Any] = jsonable(result)
+    if result.fusion is not None:
+        out["fusion"]["one_person"] = result.fusion.one_person
     for hit in out["hits"]:
         # The embedding is not evidence a reader needs, and landmarks are kept for the crops' geometry.
         hit["face"].pop("landmarks", None)
     return out
+
+
+def search_outcomes_json(outcomes: list[ProbeOutcome]) -> dict[str, Any]:
+    """A search's JSON: every probe face's result, and each probe photo that could not be searched and why."""
+    return {
+        "results": [probe_result_json(r) for o in outcomes for r in o.results],
+        "errors": [
+            {"probe_source": o.probe_source, "code": o.error_code, "message": o.error_message}
+            for o in outcomes
+            if o.failed
+        ],
+    }
 
 
 def evidence_json(evidence: Evidence) -> dict[str, Any]:
@@ -62,9 +77,27 @@ def evidence_json(evidence: Evidence) -> dict[str, Any]:
     }
 
 
+_SAME_IMAGE_TEXT = {
+    SameImage.IDENTICAL: "SAME IMAGE as the probe (same file): not independent evidence",
+    SameImage.NEAR_DUPLICATE: "LIKELY THE SAME PHOTO as the probe (a copy): not independent evidence",
+}
+_WITHHELD_TEXT = {
+    WithheldReason.ERASED_PERSON: "of an erased person",
+    WithheldReason.NO_CATALOG_ROW: "without a catalog row (run `facetrace check --repair`)",
+}
+
+
+def format_withheld(withheld: dict[WithheldReason, int]) -> str:
+    """'3 of an erased person, 1 without a catalog row (...)'."""
+    return ", ".join(f"{n} {_WITHHELD_TEXT.get(reason, str(reason))}" for reason, n in withheld.items())
+
+
 def format_probe_result(result: ProbeResult) -> str:
     if result.probe_face_index is None:
-        head = f"Fused template of {result.probe_source}"
+        faces = (
+            " (faces " + ", ".join(str(n) for n in result.fused_face_indexes) + ")" if result.fused_face_indexes else ""
+        )
+        head = f"Fused template of {result.probe_source}{faces}"
     else:
         box = result.probe_box
         where = f" at ({box.x1:.0f},{box.y1:.0f})-({box.x2:.0f},{box.y2:.0f})" if box else ""
@@ -74,12 +107,24 @@ def format_probe_result(result: ProbeResult) -> str:
         q = result.probe_quality
         flags = f" — WEAK PROBE: {', '.join(q.flags)}" if q.flags else ""
         lines.append(f"  probe quality {q.score:.2f}{flags}")
+    if result.fusion is not None and not result.fusion.one_person:
+        lines.append(
+            f"  MIXED PHOTOS, fused as allowed: {', '.join(result.fusion.odd_sources)} did not match the others at "
+            f"{result.fusion.threshold:.3f}"
+        )
+    withheld = dict(result.withheld)
+    if withheld:
+        total = sum(withheld.values())
+        lines.append(f"  {total} candidate(s) withheld, the next ones shown instead: {format_withheld(withheld)}")
     if not result.hits:
-        lines.append("  no candidates (empty gallery)")
+        empty = "every face in the gallery was withheld" if withheld else "empty gallery"
+        lines.append(f"  no candidates ({empty})")
     for hit in result.hits:
         f = hit.face
         label = f.shown_as or "(unlabelled)"
         lines.append(f"  #{hit.rank}  similarity {hit.similarity:.3f}  {label}  face {f.face_id}  {f.asset_uri}")
+        if hit.same_image is not SameImage.NONE:
+            lines.append(f"        {_SAME_IMAGE_TEXT[hit.same_image]}")
         lines.append(f"        {describe(hit.evidence)}")
         extras = [
             f"page {f.source_page}" if f.source_page else "",
@@ -94,7 +139,7 @@ def format_probe_result(result: ProbeResult) -> str:
 def format_comparison(c: Comparison) -> str:
     return "\n".join(
         [
-            f"{c.source_a}  vs  {c.source_b}",
+            f"{c.source_a} (face {c.face_index_a})  vs  {c.source_b} (face {c.face_index_b})",
             f"  similarity {c.similarity:.3f}",
             f"  {describe(c.evidence)}",
             f"  quality {c.quality_a.score:.2f} / {c.quality_b.score:.2f}"

@@ -111,6 +111,17 @@ class RequestTooLargeError(InvalidRequestError):
     """An upload or request body is larger, in bytes, than the service takes (HTTP 413)."""
 
 
+class MixedProbesError(InvalidRequestError):
+    """Photos given to be fused into one person's template do not show one person; odd_sources names the odd ones."""
+
+    def __init__(self, message: str, odd_sources: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.odd_sources = odd_sources
+
+    def __reduce__(self) -> tuple[type, tuple[str, tuple[str, ...]]]:
+        return (MixedProbesError, (str(self), self.odd_sources))
+
+
 class ConflictError(FacetraceError):
     """The request clashes with what is stored: a user name taken, a candidate already reviewed (HTTP 409)."""
 
@@ -130,6 +141,7 @@ ERROR_CODES: tuple[tuple[type[FacetraceError], str], ...] = (
     (NotFoundError, "not_found"),
     (ConflictError, "conflict"),
     (RequestTooLargeError, "too_large"),
+    (MixedProbesError, "mixed_people"),
     (InvalidRequestError, "invalid_request"),
     (NoFaceError, "no_face"),
     (FaceSelectionError, "face_selection"),

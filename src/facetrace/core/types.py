@@ -26,7 +26,9 @@ from facetrace.core.vocabulary import (
     ReviewDecision,
     Role,
     RunStatus,
+    SameImage,
     SubjectAttribution,
+    WithheldReason,
 )
 
 FloatArray = npt.NDArray[np.float32]
@@ -248,12 +250,34 @@ class Evidence:
         return self.false_match_rate * self.gallery_size
 
 
+# Candidates a search returns per probe face: top_k is 1..MAX_TOP_K wherever it is given.
+MAX_TOP_K: Final = 1000
+
+
 @dataclass(frozen=True, eq=False)
 class SearchHit:
     rank: int
     similarity: float
     face: FaceRecord
     evidence: Evidence
+    # The probe's own photo (same sha256) or likely a copy of it: not independent evidence.
+    same_image: SameImage = SameImage.NONE
+
+
+@dataclass(frozen=True)
+class FusionCheck:
+    """Fusion's check that its photos show one person: a pair of faces belongs together at or above threshold (the
+    pack's similarity at false_match_rate); odd_sources are the photos outside the largest such group. A fusion with
+    odd photos is refused unless the caller allowed mixed photos; then the result carries this check."""
+
+    threshold: float
+    false_match_rate: float
+    lowest_similarity: float  # of every pair of the fused faces
+    odd_sources: tuple[str, ...] = ()
+
+    @property
+    def one_person(self) -> bool:
+        return not self.odd_sources
 
 
 @dataclass(frozen=True, eq=False)
@@ -265,6 +289,27 @@ class ProbeResult:
     probe_box: BoundingBox | None
     probe_quality: FaceQuality | None
     hits: tuple[SearchHit, ...]
+    # Candidates ranked among these hits that were not shown, by reason; the next candidates took their places.
+    withheld: Mapping[WithheldReason, int] = field(default_factory=dict)
+    # A fused template's one-person check (None for one photo's face, or a pack without calibration).
+    fusion: FusionCheck | None = None
+    # The faces chosen in each fused photo (0-based, detector order), in the order of probe_source's photos.
+    fused_face_indexes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """What became of one probe photo of a multi-probe search: its results, or why it could not be searched (error
+    code as the API and the command line name it, e.g. no_face, image_unreadable, face_selection)."""
+
+    probe_source: str
+    results: tuple[ProbeResult, ...] = ()
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error_code is not None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The domain's words, each defined once: roles, case and run statuses, review decisions, erasure modes, ingest job
 kinds and statuses, how a photo's label found its face and a face's part in its photo, cluster assignment and event
-kinds, and the actions the audit log records.
+kinds, how a hit relates to the probe's own photo, why a search withheld a candidate, and the actions the audit log
+records.
 
 They are StrEnums: a member is the string it stands for (Role.ADMIN == "admin", f"{Role.ADMIN}" == "admin", JSON
 and the catalog hold "admin"), so stored values, API bodies and CLI output are plain strings. Code that takes such a
@@ -42,6 +43,25 @@ class ErasureMode(StrEnum):
     FACES = "faces"
     PERSON = "person"
     PROBE = "probe"
+
+
+class SameImage(StrEnum):
+    """Whether a search hit is the probe's own photo, so that a self-match is never read as independent evidence.
+
+    IDENTICAL: the hit's photo has the probe's sha256 (the same file). NEAR_DUPLICATE: likely the same photo, a
+    re-encoded, resized or slightly cropped copy (the rule and its measurement: search/service.py, docs/service.md).
+    """
+
+    NONE = "none"
+    IDENTICAL = "identical"
+    NEAR_DUPLICATE = "near_duplicate"
+
+
+class WithheldReason(StrEnum):
+    """Why a search did not show a face the index ranked among its candidates (the next ones fill its place)."""
+
+    ERASED_PERSON = "erased_person"  # the face matches an erased person's suppressed embeddings
+    NO_CATALOG_ROW = "no_catalog_row"  # the index holds a face the catalog no longer has (`facetrace check --repair`)
 
 
 class JobKind(StrEnum):

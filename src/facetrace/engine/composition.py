@@ -52,6 +52,7 @@ from facetrace.search.identities import IdentityClusters
 from facetrace.search.service import SearchService
 from facetrace.vision.analyzer import open_analyzer, thumbnail_jpeg
 from facetrace.vision.packs import ModelPack, PackInfo, add_pack, list_packs, load_pack, verify_pack
+from facetrace.vision.signatures import same_photo_correlation
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -179,6 +180,7 @@ class Engine:
                 thumbnails_dir=self.settings.thumbnails_dir,
                 suppression=self.suppression,
                 guard=self.lock,
+                photo_correlation=same_photo_correlation,
             ),
         )
 

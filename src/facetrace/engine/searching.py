@@ -1,7 +1,8 @@
 """engine.search: 1:N search, fusion and 1:1 comparison, on the operator's own (audited) or within a case.
 
 Photos are analysed before any lock is taken; the search service takes the engine's lock (shared) for the index and
-catalog reads alone.
+catalog reads alone. top_k is 1..MAX_TOP_K (None: the top_k setting); a face is chosen by its 0-based number in
+detector order.
 """
 
 from __future__ import annotations
@@ -10,14 +11,26 @@ import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from facetrace.core.errors import (
+    FaceSelectionError,
+    FacetraceError,
+    ImageDecodeError,
+    InvalidRequestError,
+    NoFaceError,
+    error_code,
+)
 from facetrace.core.ports import FaceAnalyzer
-from facetrace.core.types import AnalyzedImage, ProbeResult, SearchRecord, User
+from facetrace.core.types import AnalyzedImage, ProbeOutcome, ProbeResult, SearchRecord, User
 from facetrace.core.vocabulary import AuditAction
 from facetrace.engine.actors import cli_actor
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
 from facetrace.ingest.sources import read_uri
-from facetrace.search.service import Comparison, SearchService, main_face
+from facetrace.search.service import Comparison, SearchService, check_top_k, main_face
+
+# What makes one probe photo of several fail on its own (the others are still searched); each outcome carries the
+# error's code (core/errors.py). Anything else (the catalog or the index unusable) fails the whole search.
+PROBE_ERRORS: tuple[type[FacetraceError], ...] = (ImageDecodeError, NoFaceError, FaceSelectionError)
 
 
 class Searches:
@@ -38,6 +51,10 @@ class Searches:
         self._model_id = model_id
         self._top_k = top_k
 
+    def _top_k_or_default(self, top_k: int | None) -> int:
+        """top_k, checked (1..MAX_TOP_K), or the top_k setting when None: 0 is an error, not the default."""
+        return check_top_k(self._top_k if top_k is None else top_k)
+
     def analyze(self, data: bytes, probe_name: str) -> AnalyzedImage:
         """Every face in a probe photo (detect, align, embed); touches no index or catalog, safe from any thread."""
         return self._analyzer().analyze(data, probe_name)
@@ -54,32 +71,69 @@ class Searches:
         purpose: str | None = None,
     ) -> list[ProbeResult]:
         """Search with a probe file outside any case; every face in it, or face number face_index."""
+        top_k = self._top_k_or_default(top_k)
         uri = str(probe)
         data = read_uri(uri)
-        results = self._service().search(data, uri, top_k=top_k or self._top_k, face_index=face_index)
+        results = self._service().search(data, uri, top_k=top_k, face_index=face_index)
         self._audit_search(actor, purpose, [(data, uri)], results)
         return results
+
+    def files(
+        self,
+        probes: Sequence[str | Path],
+        *,
+        top_k: int | None = None,
+        faces: Sequence[int | None] | None = None,
+        actor: str | None = None,
+        purpose: str | None = None,
+    ) -> list[ProbeOutcome]:
+        """Search with each probe file in turn, every face or face number faces[i]: each probe gets its own outcome.
+        A probe that cannot be read, holds no face or lacks the face asked for is reported and the rest go on."""
+        top_k = self._top_k_or_default(top_k)
+        choices = list(faces) if faces is not None else [None] * len(probes)
+        if len(choices) != len(probes):
+            raise InvalidRequestError(f"{len(choices)} face choices for {len(probes)} probe photos")
+        outcomes: list[ProbeOutcome] = []
+        for probe, choice in zip(probes, choices, strict=True):
+            try:
+                results = self.file(probe, top_k=top_k, face_index=choice, actor=actor, purpose=purpose)
+            except PROBE_ERRORS as exc:
+                outcomes.append(ProbeOutcome(str(probe), error_code=error_code(exc), error_message=str(exc)))
+            else:
+                outcomes.append(ProbeOutcome(str(probe), results=tuple(results)))
+        return outcomes
 
     def fused(
         self,
         probes: Sequence[str | Path],
         *,
         top_k: int | None = None,
+        faces: Sequence[int | None] | None = None,
+        allow_mixed: bool = False,
         actor: str | None = None,
         purpose: str | None = None,
     ) -> ProbeResult:
-        """Several photos of one person as one template."""
+        """Several photos of one person as one template: face number faces[i] of each (None: its main face). Photos
+        that do not show one person are refused (MixedProbesError names the odd ones) unless allow_mixed."""
+        top_k = self._top_k_or_default(top_k)
         loaded = [(read_uri(str(p)), str(p)) for p in probes]
-        result = self._service().search_fused(loaded, top_k=top_k or self._top_k)
+        result = self._service().search_fused(loaded, top_k=top_k, faces=faces, allow_mixed=allow_mixed)
         self._audit_search(actor, purpose, loaded, [result])
         return result
 
     def compare_files(
-        self, a: str | Path, b: str | Path, *, actor: str | None = None, purpose: str | None = None
+        self,
+        a: str | Path,
+        b: str | Path,
+        *,
+        face_a: int | None = None,
+        face_b: int | None = None,
+        actor: str | None = None,
+        purpose: str | None = None,
     ) -> Comparison:
-        """1:1: the main face of each photo."""
+        """1:1: face number face_a of photo a against face_b of b (None: the main face of each)."""
         first, second = (read_uri(str(a)), str(a)), (read_uri(str(b)), str(b))
-        comparison = self._service().compare(first, second)
+        comparison = self._service().compare(first, second, face_a=face_a, face_b=face_b)
         self._audit.record(
             actor or cli_actor(),
             AuditAction.COMPARE,
@@ -108,15 +162,17 @@ class Searches:
 
         analyzed is the probe already analysed (analyze()), e.g. to show its faces before searching one of them.
         """
+        top_k = self._top_k_or_default(top_k)
         case, purpose = self._cases.check_search_allowed(case_id, purpose)
         image = analyzed if analyzed is not None else self.analyze(data, probe_name)
-        results = self._service().search_analyzed(image, top_k=top_k or self._top_k, face_index=face_index)
+        sha256 = hashlib.sha256(data).hexdigest()
+        results = self._service().search_analyzed(image, top_k=top_k, face_index=face_index, probe_sha256=sha256)
         probe = image.faces[face_index] if face_index is not None else main_face(image)
         record = self._cases.record_search(
             user,
             case,
             purpose,
-            hashlib.sha256(data).hexdigest(),
+            sha256,
             probe_name,
             self._model_id,
             probe.embedding.vector,
@@ -125,10 +181,18 @@ class Searches:
         return record, results
 
     def compare_in_case(
-        self, user: User, case_id: int, purpose: str, a: tuple[bytes, str], b: tuple[bytes, str]
+        self,
+        user: User,
+        case_id: int,
+        purpose: str,
+        a: tuple[bytes, str],
+        b: tuple[bytes, str],
+        *,
+        face_a: int | None = None,
+        face_b: int | None = None,
     ) -> Comparison:
         case, purpose = self._cases.check_search_allowed(case_id, purpose)
-        comparison = self._service().compare(a, b)
+        comparison = self._service().compare(a, b, face_a=face_a, face_b=face_b)
         self._audit.record(
             user.name,
             AuditAction.COMPARE,
@@ -147,6 +211,7 @@ class Searches:
         probes: Sequence[tuple[bytes, str]],
         results: Sequence[ProbeResult],
     ) -> None:
+        mixed = [source for result in results if result.fusion is not None for source in result.fusion.odd_sources]
         self._audit.record(
             actor or cli_actor(),
             AuditAction.SEARCH,
@@ -155,4 +220,6 @@ class Searches:
             case=None,
             sources=[source for _, source in probes],
             hit_face_ids=[hit.face.face_id for result in results for hit in result.hits],
+            # A fusion allowed although its photos did not show one person: which photos were odd.
+            **({"fused_mixed_sources": mixed} if mixed else {}),
         )

@@ -22,6 +22,7 @@ ERROR_STATUS: dict[str, int] = {
     "not_found": 404,
     "conflict": 409,
     "too_large": 413,
+    "mixed_people": 422,
     "invalid_request": 422,
     "no_face": 422,
     "face_selection": 422,

@@ -25,7 +25,17 @@ from facetrace.core.types import (
     StoredHit,
     Strength,
 )
-from facetrace.core.vocabulary import CaseStatus, ErasureMode, JobKind, JobStatus, PhotoRole, ReviewDecision, Role
+from facetrace.core.vocabulary import (
+    CaseStatus,
+    ErasureMode,
+    JobKind,
+    JobStatus,
+    PhotoRole,
+    ReviewDecision,
+    Role,
+    SameImage,
+    WithheldReason,
+)
 from facetrace.search.service import Comparison
 
 # Catalog ids are signed 64-bit integers: a larger number names nothing, and SQLite cannot even bind it (a 500
@@ -211,11 +221,19 @@ class HitOut(BaseModel):
     similarity: float
     face: FaceOut
     evidence: EvidenceOut
+    same_image: SameImage = Field(
+        description="identical: the probe's own photo (same sha256); near_duplicate: likely the same photo (a "
+        "re-encoded, resized or cropped copy); none. A marked hit is not independent evidence."
+    )
 
     @classmethod
     def of(cls, hit: SearchHit) -> HitOut:
         return cls(
-            rank=hit.rank, similarity=hit.similarity, face=FaceOut.of(hit.face), evidence=EvidenceOut.of(hit.evidence)
+            rank=hit.rank,
+            similarity=hit.similarity,
+            face=FaceOut.of(hit.face),
+            evidence=EvidenceOut.of(hit.evidence),
+            same_image=hit.same_image,
         )
 
 
@@ -224,6 +242,10 @@ class ProbeResultOut(BaseModel):
     probe_box: BoxOut | None
     probe_quality: QualityOut | None
     hits: list[HitOut]
+    withheld: dict[WithheldReason, int] = Field(
+        description="Candidates ranked among these hits that were not shown, by reason (erased_person, "
+        "no_catalog_row); the next candidates took their places."
+    )
 
     @classmethod
     def of(cls, result: ProbeResult) -> ProbeResultOut:
@@ -232,6 +254,7 @@ class ProbeResultOut(BaseModel):
             probe_box=BoxOut.of(result.probe_box) if result.probe_box else None,
             probe_quality=QualityOut.of(result.probe_quality) if result.probe_quality else None,
             hits=[HitOut.of(hit) for hit in result.hits],
+            withheld=dict(result.withheld),
         )
 
 
@@ -326,6 +349,8 @@ class CaseDetailOut(BaseModel):
 
 
 class ComparisonOut(BaseModel):
+    face_index_a: int = Field(description="The face compared in photo a (0-based, detector order).")
+    face_index_b: int = Field(description="The face compared in photo b.")
     box_a: BoxOut
     box_b: BoxOut
     quality_a: QualityOut
@@ -336,6 +361,8 @@ class ComparisonOut(BaseModel):
     @classmethod
     def of(cls, comparison: Comparison) -> ComparisonOut:
         return cls(
+            face_index_a=comparison.face_index_a,
+            face_index_b=comparison.face_index_b,
             box_a=BoxOut.of(comparison.box_a),
             box_b=BoxOut.of(comparison.box_b),
             quality_a=QualityOut.of(comparison.quality_a),

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
-from facetrace.core.types import User
+from facetrace.core.types import MAX_TOP_K, User
 from facetrace.core.vocabulary import Role
 from facetrace.server.api.common import IdPath, read_upload
 from facetrace.server.auth import engine_of, require
@@ -68,8 +68,10 @@ def search(
     user: Annotated[User, Depends(require(Role.INVESTIGATOR))],
     probe: Annotated[UploadFile, File(description="The probe photo.")],
     purpose: Annotated[str, Form(min_length=1, description="Why this search, within the case's purpose.")],
-    top_k: Annotated[int | None, Form(ge=1, le=1000)] = None,
-    face_index: Annotated[int | None, Form(ge=0, description="Search only this face of the probe (0-based).")] = None,
+    top_k: Annotated[int | None, Form(ge=1, le=MAX_TOP_K, description="Candidates per probe face (1-1000).")] = None,
+    face_index: Annotated[
+        int | None, Form(ge=0, le=MAX_ID, description="Search only this face of the probe (0-based).")
+    ] = None,
 ) -> SearchResultOut:
     """Search the gallery with a probe photo. The search, its probe's sha256 and every hit (face id, similarity,
     evidence) are stored with the case and written to the audit log."""
@@ -106,13 +108,17 @@ def review(
 def compare(
     request: Request,
     user: Annotated[User, Depends(require(Role.INVESTIGATOR))],
-    a: Annotated[UploadFile, File(description="First photo (its largest face).")],
-    b: Annotated[UploadFile, File(description="Second photo (its largest face).")],
+    a: Annotated[UploadFile, File(description="First photo (its largest face, or face_a).")],
+    b: Annotated[UploadFile, File(description="Second photo (its largest face, or face_b).")],
     case_id: Annotated[int, Form(ge=0, le=MAX_ID)],
     purpose: Annotated[str, Form(min_length=1)],
+    face_a: Annotated[int | None, Form(ge=0, le=MAX_ID, description="Compare this face of photo a (0-based).")] = None,
+    face_b: Annotated[int | None, Form(ge=0, le=MAX_ID, description="Compare this face of photo b (0-based).")] = None,
 ) -> ComparisonOut:
     """1:1: are these the same person? Belongs to a case like a search, and is audited."""
     first = read_upload(a, "photo a")
     second = read_upload(b, "photo b")
     engine = engine_of(request)
-    return ComparisonOut.of(engine.search.compare_in_case(user, case_id, purpose, first, second))
+    return ComparisonOut.of(
+        engine.search.compare_in_case(user, case_id, purpose, first, second, face_a=face_a, face_b=face_b)
+    )
