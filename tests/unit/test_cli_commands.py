@@ -40,6 +40,7 @@ READ_COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("users", "revoke-key"): ["ivan", "1"],
     ("users", "list"): [],
     ("audit", "verify"): [],
+    ("audit", "head"): [],
     ("audit", "list"): [],
     ("clusters", "list"): [],
     ("clusters", "show"): ["1"],

@@ -186,9 +186,11 @@ def audit_head(
     ] = None,
     data: DataOpt = None,
     pack: PackOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """The newest entry's seq and hash as JSON: keep it somewhere this machine cannot rewrite (another host, a
-    ticket, paper); `facetrace audit verify --head FILE` then catches the newest entries being deleted."""
+    """The newest entry's seq and hash as JSON (with or without --json): keep it somewhere this machine cannot
+    rewrite (another host, a ticket, paper); `facetrace audit verify --head FILE` then catches the newest entries
+    being deleted."""
     with engine_session(data, pack, workers=1) as engine:
         newest = engine.audit.head()
         key = engine.audit.key

@@ -46,6 +46,12 @@ MaxImagePixelsOpt = Annotated[
     int | None,
     typer.Option("--max-image-pixels", help="Refuse images declaring more pixels.", show_default="setting"),
 ]
+MaxAnalysisPixelsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-analysis-pixels", help="Analyse larger photos reduced to this many pixels.", show_default="setting"
+    ),
+]
 FlipTtaOpt = Annotated[
     bool | None,
     typer.Option(
@@ -92,8 +98,11 @@ ConditionsOpt = Annotated[
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the random degradations (noise, motion).")]
 
 
-# Every analyzer option is a flag of every command, named as its setting (data_dir is --data).
-_PIPELINE_FLAGS = tuple(field.name for field in dataclasses.fields(AnalyzerOptions) if field.name != "data_dir")
+# Every analyzer option that can change a result is a flag of every command, named as its setting (data_dir is
+# --data; concurrent_analyses only admits photos, one at a time in a harness anyway).
+_PIPELINE_FLAGS = tuple(
+    field.name for field in dataclasses.fields(AnalyzerOptions) if field.name not in ("data_dir", "concurrent_analyses")
+)
 
 
 def _pipeline(ctx: typer.Context) -> harness.Pipeline:
@@ -137,6 +146,7 @@ def eval_verify(
     threads: ThreadsOpt = None,
     runtime: RuntimeOpt = None,
     max_image_pixels: MaxImagePixelsOpt = None,
+    max_analysis_pixels: MaxAnalysisPixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
@@ -167,6 +177,7 @@ def eval_identify(
     threads: ThreadsOpt = None,
     runtime: RuntimeOpt = None,
     max_image_pixels: MaxImagePixelsOpt = None,
+    max_analysis_pixels: MaxAnalysisPixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
@@ -196,6 +207,7 @@ def eval_calibrate(
     threads: ThreadsOpt = None,
     runtime: RuntimeOpt = None,
     max_image_pixels: MaxImagePixelsOpt = None,
+    max_analysis_pixels: MaxAnalysisPixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
@@ -232,6 +244,7 @@ def eval_robustness(
     threads: ThreadsOpt = None,
     runtime: RuntimeOpt = None,
     max_image_pixels: MaxImagePixelsOpt = None,
+    max_analysis_pixels: MaxAnalysisPixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
@@ -271,6 +284,7 @@ def eval_calibrate_quality(
     threads: ThreadsOpt = None,
     runtime: RuntimeOpt = None,
     max_image_pixels: MaxImagePixelsOpt = None,
+    max_analysis_pixels: MaxAnalysisPixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
     rotation_fallback: RotationFallbackOpt = None,

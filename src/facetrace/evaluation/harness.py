@@ -80,8 +80,12 @@ class Pipeline:
         key += "" if options.rotation_fallback == "off" else f"+rotation={options.rotation_fallback}"
         key += "" if options.restoration == "off" else f"+restoration={options.restoration}"
         key += "" if options.runtime == "auto" else f"+runtime={options.runtime}"
-        default_pixels = AnalyzerOptions().max_image_pixels
-        key += "" if options.max_image_pixels == default_pixels else f"+max_pixels={options.max_image_pixels}"
+        defaults = AnalyzerOptions()
+        key += (
+            "" if options.max_image_pixels == defaults.max_image_pixels else f"+max_pixels={options.max_image_pixels}"
+        )
+        analysed = options.max_analysis_pixels
+        key += "" if analysed == defaults.max_analysis_pixels else f"+analysis_pixels={analysed}"
         return key + ("+flip_tta" if options.flip_tta else "")
 
 
