@@ -150,6 +150,12 @@ class Settings(BaseSettings):
         description="Server folders the HTTP API may ingest from by path or manifest (a JSON list, e.g. "
         '["/srv/photos"]); every file, including each manifest row, must resolve inside one. Empty: uploads only.',
     )
+    trusted_proxies: tuple[str, ...] = Field(
+        default=(),
+        description="Addresses of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto headers are believed (a "
+        'JSON list, e.g. ["127.0.0.1"]). Empty: the headers are ignored and the client is the peer address. See '
+        "docs/security.md.",
+    )
     audit_key_file: Path | None = Field(
         default=None,
         description="The secret that seals the audit chain (HMAC), kept outside the catalog; made on first use "

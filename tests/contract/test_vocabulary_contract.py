@@ -92,7 +92,7 @@ def test_roles_are_accepted_stored_and_read_back(catalog: SqlCatalog, raw_engine
     users = UserService(store, AuditLog(store))
     users.create_admin("root", "cli:test")
     for role in WORDS[Role][1:]:
-        users.add_user(f"a {role}", role, "root")
+        users.add_user(f"a-{role}", role, "root")
     refused = r"^role 'boss' is not one of admin, investigator, reviewer, auditor$"
     with pytest.raises(InvalidRequestError, match=refused):
         users.add_user("boss", "boss", "root")

@@ -20,6 +20,7 @@ import pytest
 from facetrace.engine import Engine
 from facetrace.server.app import create_app
 from facetrace.server.passwords import Argon2Hasher
+from facetrace.server.serving import server_config
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -48,7 +49,7 @@ def serving(engine: Engine, users: Sequence[tuple[str, str]]) -> Iterator[str]:
     for name, role in users:
         engine.users.add_user(name, role, "cli:test", password=PASSWORD, hasher=hasher)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(server_config(create_app(engine), engine, "127.0.0.1", port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

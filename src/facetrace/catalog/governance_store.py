@@ -21,6 +21,7 @@ from facetrace.catalog.tables import (
     api_keys,
     audit_log,
     cases,
+    ended_sessions,
     erasure_receipts,
     reviews,
     search_hits,
@@ -111,7 +112,9 @@ class SqlGovernanceStore:
             user_id = connection.execute(sa.select(users.c.id).where(users.c.name == name)).scalar_one_or_none()
             if user_id is None:
                 return 0
-            connection.execute(sa.update(users).where(users.c.id == user_id).values(active=False))
+            connection.execute(
+                sa.update(users).where(users.c.id == user_id).values(active=False, sessions_valid_after=now)
+            )
             revoked = connection.execute(
                 sa.update(api_keys)
                 .where(api_keys.c.user_id == user_id, api_keys.c.revoked_at.is_(None))
@@ -120,8 +123,29 @@ class SqlGovernanceStore:
         return int(revoked)
 
     def set_password_hash(self, name: str, password_hash: str) -> None:
+        """The new hash; every web session issued before now ends with the old password."""
         with self._write() as connection:
-            connection.execute(sa.update(users).where(users.c.name == name).values(password_hash=password_hash))
+            connection.execute(
+                sa.update(users)
+                .where(users.c.name == name)
+                .values(password_hash=password_hash, sessions_valid_after=_now())
+            )
+
+    def end_session(self, token_sha256: str, forget_before: datetime) -> None:
+        with self._write() as connection:
+            connection.execute(sa.delete(ended_sessions).where(ended_sessions.c.ended_at < forget_before))
+            exists = connection.execute(
+                sa.select(ended_sessions.c.token_sha256).where(ended_sessions.c.token_sha256 == token_sha256)
+            ).first()
+            if exists is None:
+                connection.execute(sa.insert(ended_sessions).values(token_sha256=token_sha256, ended_at=_now()))
+
+    def session_ended(self, token_sha256: str) -> bool:
+        with self._read() as connection:
+            found = connection.execute(
+                sa.select(ended_sessions.c.token_sha256).where(ended_sessions.c.token_sha256 == token_sha256)
+            ).first()
+        return found is not None
 
     def api_keys(self, user_id: int) -> list[ApiKey]:
         query = sa.select(api_keys).where(api_keys.c.user_id == user_id).order_by(api_keys.c.id)
@@ -415,7 +439,7 @@ def _receipt(row: Row[Any]) -> ErasureReceipt:
 
 
 def _user(row: Row[Any]) -> User:
-    return User(int(row.id), row.name, Role(row.role), row.created_at, bool(row.active))
+    return User(int(row.id), row.name, Role(row.role), row.created_at, bool(row.active), row.sessions_valid_after)
 
 
 def _case(row: Row[Any]) -> Case:

@@ -164,6 +164,17 @@ users = sa.Table(
     sa.Column("password_hash", sa.Text),  # argon2 (or bcrypt) encoded hash; NULL for key-only users
     sa.Column("active", sa.Boolean, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    # Revision 0008: web sessions issued before this moment are refused (password change, deactivation).
+    sa.Column("sessions_valid_after", UtcDateTime),
+)
+
+ended_sessions = sa.Table(
+    "ended_sessions",
+    metadata,
+    # Web sessions signed out one by one (sha256 of the session's token), kept until they would have expired anyway.
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("ended_at", UtcDateTime, nullable=False),
+    sa.Index(None, "ended_at"),
 )
 
 api_keys = sa.Table(

@@ -183,7 +183,15 @@ class UserStore(Protocol):
         """Mark the user inactive and revoke all their keys; returns how many keys were revoked."""
         ...
 
-    def set_password_hash(self, name: str, password_hash: str) -> None: ...
+    def set_password_hash(self, name: str, password_hash: str) -> None:
+        """Store a new hash and end the user's web sessions issued before now."""
+        ...
+
+    def end_session(self, token_sha256: str, forget_before: datetime) -> None:
+        """Record one web session as signed out; forget records older than forget_before (expired anyway)."""
+        ...
+
+    def session_ended(self, token_sha256: str) -> bool: ...
 
     def api_keys(self, user_id: int) -> list[ApiKey]:
         """The user's keys, oldest first, revoked ones included."""

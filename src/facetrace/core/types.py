@@ -375,6 +375,7 @@ class User:
     role: Role
     created_at: datetime
     active: bool = True
+    sessions_valid_after: datetime | None = None  # web sessions issued earlier are refused
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import warnings
 from dataclasses import dataclass
 
 import uvicorn
+from fastapi import FastAPI
 
 from facetrace.engine import Engine
 from facetrace.server.app import create_app
@@ -26,9 +27,31 @@ JOB_STOP_TIMEOUT_S = 60.0
 def serve(engine: Engine, host: str, port: int, *, log_level: str = "warning") -> None:
     app = create_app(engine)
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        uvicorn.Server(server_config(app, engine, host, port, log_level=log_level)).run()
     finally:
         app.state.jobs.stop(JOB_STOP_TIMEOUT_S)
+
+
+def server_config(app: FastAPI, engine: Engine, host: str, port: int, *, log_level: str = "warning") -> uvicorn.Config:
+    """How uvicorn serves the app: on host:port, believing forwarded headers only from the trusted proxies."""
+    proxy_headers, forwarded_allow_ips = proxy_options(engine.settings.trusted_proxies)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
+
+
+def proxy_options(trusted_proxies: tuple[str, ...]) -> tuple[bool, str | None]:
+    """uvicorn's (proxy_headers, forwarded_allow_ips): X-Forwarded-For and -Proto are believed only from the
+    configured proxies. uvicorn's own default believes them from 127.0.0.1, so anyone on the host could spoof the
+    client address that the sign-in lockout counts and the audit log records; with no proxy they are ignored."""
+    if not trusted_proxies:
+        return False, None
+    return True, ",".join(trusted_proxies)
 
 
 def get_once(engine: Engine, path: str, api_key: str | None = None) -> OneResponse:

@@ -104,7 +104,8 @@ def visitor_of(request: Request) -> Visitor | None:
         user = engine_of(request).users.user(session.user)
     except NotFoundError:
         return None
-    return Visitor(user, session) if user.active else None
+    valid = user.active and engine_of(request).users.session_valid(user, session.csrf, session.issued_at)
+    return Visitor(user, session) if valid else None
 
 
 def signed_in(*roles: Role) -> Callable[[Request], Visitor]:

@@ -168,6 +168,8 @@ def logout(
     request: Request, visitor: Annotated[Visitor, Depends(_anyone)], csrf_token: Annotated[str, Form()] = ""
 ) -> Response:
     check_csrf(visitor, csrf_token)
+    # Ended on the server: a copy of the cookie (another tab, a stolen one) stops working too.
+    engine_of(request).users.end_session(visitor.session.csrf, SESSION_MAX_AGE_S)
     response = redirect("/login")
     _set_session(request, response, Session.new(None))
     return response

@@ -1,0 +1,107 @@
+"""Authentication that leaks nothing: the same work for an unknown name as for a wrong password, forwarded headers
+believed only from configured proxies, and user names that cannot pass for the audit log's own actors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+import httpx
+
+from facetrace.core.errors import AuthenticationError, InvalidRequestError
+from facetrace.core.vocabulary import AuditAction, Role
+from facetrace.engine import Engine, open_engine
+from facetrace.server.app import create_app
+from facetrace.server.serving import proxy_options, server_config
+
+
+class CountingHasher:
+    """A hasher that counts verifications (what costs the time an attacker measures)."""
+
+    def __init__(self) -> None:
+        self.verified = 0
+
+    def hash(self, password: str) -> str:
+        return "plain:" + password
+
+    def verify(self, encoded: str, password: str) -> bool:
+        self.verified += 1
+        return encoded == "plain:" + password
+
+
+def test_an_unknown_name_costs_the_same_verification_as_a_wrong_password(tmp_path: Path) -> None:
+    with open_engine(tmp_path / "data", workers=1) as engine:
+        hasher = CountingHasher()
+        engine.users.add_user("ivan", Role.INVESTIGATOR, "test", password="a-long-password", hasher=hasher)
+        engine.users.add_user("nopass", Role.REVIEWER, "test")  # no password set
+        for name, password in [("ivan", "wrong-password"), ("nobody", "wrong-password"), ("nopass", "x" * 12)]:
+            before = hasher.verified
+            with pytest.raises(AuthenticationError, match="wrong user name or password"):
+                engine.users.authenticate_password(name, password, hasher)
+            assert hasher.verified - before == 1, name
+        assert engine.users.authenticate_password("ivan", "a-long-password", hasher).name == "ivan"
+
+
+@pytest.mark.parametrize("name", ["anonymous", "cli:operator", "system", "a b", ":x", "x" * 65, "ingest:run 3"])
+def test_names_that_could_pass_for_the_audit_logs_own_actors_are_refused(tmp_path: Path, name: str) -> None:
+    with open_engine(tmp_path / "data", workers=1) as engine, pytest.raises(InvalidRequestError):
+        engine.users.add_user(name, Role.REVIEWER, "test")
+
+
+@contextmanager
+def _served(engine: Engine) -> Iterator[str]:
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(server_config(create_app(engine), engine, "127.0.0.1", port))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _failed_sign_in_address(base: str, engine: Engine) -> str:
+    response = httpx.get(
+        f"{base}/api/v1/me", auth=("ivan", "wrong-password!"), headers={"X-Forwarded-For": "203.0.113.7"}
+    )
+    assert response.status_code == 401
+    failed = [e for e in engine.audit.entries(0) if e.action == AuditAction.SIGN_IN_FAILED]
+    return str(failed[-1].details["address"])
+
+
+@pytest.mark.parametrize(("trusted", "recorded"), [((), "127.0.0.1"), (("127.0.0.1",), "203.0.113.7")])
+def test_x_forwarded_for_is_believed_only_from_configured_proxies(
+    tmp_path: Path, trusted: tuple[str, ...], recorded: str
+) -> None:
+    """uvicorn's default believes X-Forwarded-For from 127.0.0.1: anyone on the host could then pick the address
+    the sign-in lockout counts and the audit log records."""
+    engine = open_engine(tmp_path / "data", workers=1, trusted_proxies=trusted)
+    try:
+        engine.users.add_user("ivan", Role.INVESTIGATOR, "test", password="a-long-password", hasher=CountingHasher())
+        with _served(engine) as base:
+            assert _failed_sign_in_address(base, engine) == recorded
+    finally:
+        engine.close()
+
+
+def test_no_proxy_means_no_forwarded_headers() -> None:
+    assert proxy_options(()) == (False, None)
+    assert proxy_options(("10.0.0.2", "10.0.0.3")) == (True, "10.0.0.2,10.0.0.3")
