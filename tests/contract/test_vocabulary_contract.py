@@ -54,7 +54,7 @@ WORDS: dict[type[StrEnum], tuple[str, ...]] = {
     ClusterEventKind: ("create", "merge", "split", "assign", "rename", "erase"),
     # Not stored, but in every search's JSON (CLI and API): a hit's same_image, a result's withheld reasons.
     SameImage: ("none", "identical", "near_duplicate"),
-    WithheldReason: ("erased_person", "no_catalog_row"),
+    WithheldReason: ("erased_person", "no_catalog_row", "impossible_similarity"),
 }
 SOURCE = Path(facetrace.__file__).parent
 

@@ -62,6 +62,9 @@ class WithheldReason(StrEnum):
 
     ERASED_PERSON = "erased_person"  # the face matches an erased person's suppressed embeddings
     NO_CATALOG_ROW = "no_catalog_row"  # the index holds a face the catalog no longer has (`facetrace check --repair`)
+    # The index gave a similarity no two unit vectors can have (outside [-1, 1], or not a number): a damaged entry
+    # is never a lead (`facetrace check` finds it, `check --repair` or `index rebuild` mends it).
+    IMPOSSIBLE_SIMILARITY = "impossible_similarity"
 
 
 class JobKind(StrEnum):

@@ -37,6 +37,8 @@ from facetrace.core.vocabulary import SameImage, WithheldReason
 from facetrace.search.calibration import ScoreCalibrator
 
 log = logging.getLogger(__name__)
+# Cosines of unit vectors lie in [-1, 1]; float16 re-ranking and rounding stay within this of it.
+SIMILARITY_BOUND = 1.0 + 1e-3
 
 # Fusion's one-person check: two photos' faces belong together at or above the similarity a stranger reaches with
 # this false-match rate (the pack's calibration; 0.367 for the default pack). On LFW (bench/search_marks.py,
@@ -340,6 +342,9 @@ class SearchService:
         missing = sum(reason is WithheldReason.NO_CATALOG_ROW for reason in seen.withheld.values())
         if missing:
             log.warning("%d index entries have no catalog row (run `facetrace check --repair`)", missing)
+        impossible = sum(row.get(WithheldReason.IMPOSSIBLE_SIMILARITY, 0) for _, row in rows)
+        if impossible:
+            log.warning("the index gave %d impossible similarities (run `facetrace check --repair`)", impossible)
         results: list[tuple[tuple[SearchHit, ...], dict[WithheldReason, int]]] = []
         for (shown, withheld), quality in zip(rows, qualities, strict=True):
             hits: list[SearchHit] = []
@@ -390,6 +395,8 @@ class SearchService:
             if face_id < 0:
                 continue
             reason = seen.withheld.get(int(face_id))
+            if reason is None and not -SIMILARITY_BOUND <= score <= SIMILARITY_BOUND:  # NaN fails both sides too
+                reason = WithheldReason.IMPOSSIBLE_SIMILARITY
             if reason is not None:
                 withheld[reason] += 1
                 continue
