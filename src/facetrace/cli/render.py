@@ -84,7 +84,7 @@ _SAME_IMAGE_TEXT = {
 _WITHHELD_TEXT = {
     WithheldReason.ERASED_PERSON: "of an erased person",
     WithheldReason.NO_CATALOG_ROW: "without a catalog row (run `facetrace check --repair`)",
-    WithheldReason.IMPOSSIBLE_SIMILARITY: "with an impossible similarity (a damaged index: run `facetrace check --repair`)",
+    WithheldReason.IMPOSSIBLE_SIMILARITY: "with an impossible similarity (damaged: run `facetrace check --repair`)",
 }
 
 
