@@ -81,6 +81,8 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("POST", "/api/v1/erasures/faces", {"admin"}, {"json": {"face_ids": [999999], "reason": "r"}}),
     ("POST", "/api/v1/erasures/person", {"admin"}, {"json": {"label": "nobody at all", "reason": "r"}}),
     ("POST", "/api/v1/erasures/photo", {"admin"}, {"data": {"reason": "r"}}),
+    ("POST", "/api/v1/erasures/photo/preview", {"admin"}, {"data": {"face_index": "0"}}),
+    ("POST", "/api/v1/erasures/person/preview", {"admin"}, {"json": {"label": "nobody at all"}}),
     ("GET", "/api/v1/erasures", {"admin", "auditor"}, {}),
     ("GET", "/api/v1/erasures/er_unknown", {"admin", "auditor"}, {}),
     ("POST", "/api/v1/cases/999/close", {"investigator", "admin"}, {"json": {"reason": "r"}}),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -136,6 +137,7 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("POST", "/ui/admin/erasures/faces", {"admin"}, {"data": {"face_ids": "999999", "reason": "r"}}),
     ("POST", "/ui/admin/erasures/person", {"admin"}, {"data": {"label": "nobody at all", "reason": "r"}}),
     ("POST", "/ui/admin/erasures/photo", {"admin"}, {"data": {"reason": "r"}}),
+    ("POST", "/ui/admin/erasures/confirm", {"admin"}, {"data": {"preview_id": "none", "reason": "r"}}),
     ("GET", "/ui/admin/erasures/{receipt}", {"admin", "auditor"}, {}),
     ("GET", "/ui/ingest", {"admin"}, {}),
     ("POST", "/ui/ingest", {"admin"}, {"data": {}}),
@@ -378,6 +380,61 @@ def test_the_auditor_sees_repeated_probes(ui: Ui) -> None:
     assert len(ui.engine.cases.repeated_probes()) == page.text.count("<tr><td><a")
 
 
+_PREVIEW_ID = re.compile(r'name="preview_id" value="([^"]+)"')
+_LISTED = re.compile(r'name="face_id" value="(\d+)"')
+
+
+def _previewed(page: Any) -> tuple[str, list[int]]:
+    """A preview page's id and the face ids it lists (each ticked)."""
+    assert page.status_code == 200, page.text
+    assert "Nothing has been erased yet" in page.text
+    preview_id = _PREVIEW_ID.search(page.text)
+    assert preview_id, page.text
+    listed = [int(face_id) for face_id in _LISTED.findall(page.text)]
+    assert page.text.count(" checked>") == len(listed)
+    return preview_id.group(1), listed
+
+
+def test_an_admin_previews_a_photo_request_and_confirms_the_ticked_faces(
+    ui: Ui, small_gallery: SmallGallery, fr_examples: Path
+) -> None:
+    """Erases faces from the shared gallery: after every test but the last. The confirmation erases exactly the
+    faces ticked on the preview the admin saw, even when the gallery has changed since."""
+    admin, engine = ui.clients["admin"], ui.engine
+    page = admin.post(
+        "/ui/admin/erasures/photo",
+        files={"photo": ("request.jpg", small_gallery.probe.read_bytes(), "image/jpeg")},
+        data={"reason": "request 9", "csrf_token": ui.csrf("admin")},
+    )
+    preview_id, listed = _previewed(page)
+    obama = {i for i, r in engine.catalog.faces_by_id(listed).items() if r.label == "obama"}
+    assert len(listed) >= 2 and set(listed) == obama
+    assert 'id="requester-face">face 0 of 1' in page.text and "request 9" in page.text
+    assert engine.catalog.faces_by_id(listed).keys() == set(listed), "a preview erases nothing"
+    # Meanwhile another photo of him is ingested; the admin unticks one listed face, then confirms.
+    added = engine.ingest.run([fr_examples / "examples/obama-480p.jpg"])
+    assert added.faces_added == 1
+    new_face = max(engine.catalog.face_ids(engine.model_id).tolist())
+    kept, ticked = listed[0], listed[1:]
+    confirmed = admin.post(
+        "/ui/admin/erasures/confirm",
+        data={"preview_id": preview_id, "face_id": [str(i) for i in ticked], "reason": "request 9",
+              "csrf_token": ui.csrf("admin")},
+    )  # fmt: skip
+    assert confirmed.status_code == 303, confirmed.text
+    receipt = engine.erasure.receipt(confirmed.headers["location"].rsplit("/", 1)[1])
+    assert receipt.mode == "probe" and sorted(receipt.face_ids) == sorted(ticked)
+    assert receipt.suppressed_embeddings == len(ticked) + 1
+    assert set(engine.catalog.faces_by_id([kept, new_face])) == {kept, new_face}
+    entry = engine.audit.entries(receipt.audit_seq - 1, 1)[0]
+    assert entry.details["listed_not_erased"] == [kept]
+    again = admin.post(
+        "/ui/admin/erasures/confirm",
+        data={"preview_id": preview_id, "face_id": [str(kept)], "reason": "again", "csrf_token": ui.csrf("admin")},
+    )
+    assert again.status_code == 409 and "preview the request again" in again.text
+
+
 def test_an_admin_erases_a_person_and_reads_the_receipt(ui: Ui) -> None:
     """Last in this module: it removes faces from the shared gallery."""
     admin = ui.clients["admin"]
@@ -386,16 +443,24 @@ def test_an_admin_erases_a_person_and_reads_the_receipt(ui: Ui) -> None:
         data={"label": "nobody at all", "reason": "request 7", "csrf_token": ui.csrf("admin")},
     )
     assert missing.status_code == 422 and "no face is labelled" in missing.text
-    erased = admin.post(
+    page = admin.post(
         "/ui/admin/erasures/person",
         data={"label": "rose_leslie", "reason": "request 8", "csrf_token": ui.csrf("admin")},
     )
+    preview_id, listed = _previewed(page)
+    assert listed == ui.engine.catalog.face_ids_labelled("rose_leslie")
+    assert ui.engine.audit.entries()[-1].action == "erase_preview"
+    erased = admin.post(
+        "/ui/admin/erasures/confirm",
+        data={"preview_id": preview_id, "face_id": [str(i) for i in listed], "reason": "request 8",
+              "csrf_token": ui.csrf("admin")},
+    )  # fmt: skip
     assert erased.status_code == 303, erased.text
     receipt_id = erased.headers["location"].rsplit("/", 1)[1]
     receipt = ui.engine.erasure.receipt(receipt_id)
-    assert receipt.mode == "person" and receipt.face_ids
+    assert receipt.mode == "person" and list(receipt.face_ids) == listed
     page = ui.clients["auditor"].get(f"/ui/admin/erasures/{receipt_id}")
     assert page.status_code == 200 and "request 8" in page.text and str(receipt.face_ids[0]) in page.text
     listing = admin.get("/ui/admin/erasures")
-    assert receipt_id in listing.text and "Erase this person" in listing.text
-    assert "Erase this person" not in ui.clients["auditor"].get("/ui/admin/erasures").text
+    assert receipt_id in listing.text and 'id="erase-person"' in listing.text
+    assert 'id="erase-person"' not in ui.clients["auditor"].get("/ui/admin/erasures").text

@@ -86,5 +86,6 @@ def test_searches_compares_and_photo_erasures_are_the_costly_requests() -> None:
     assert is_costly("POST", "/api/v1/cases/12/searches")
     assert is_costly("POST", "/api/v1/compare")
     assert is_costly("POST", "/api/v1/erasures/photo")
+    assert is_costly("POST", "/api/v1/erasures/photo/preview")  # it runs the face models too
     assert not is_costly("GET", "/api/v1/cases/12/searches")
     assert not is_costly("POST", "/api/v1/cases")

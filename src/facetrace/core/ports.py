@@ -142,6 +142,10 @@ class FaceEraser(Protocol):
 
     def embeddings_by_id(self, ids: Sequence[int], model_id: str | None = None) -> tuple[IdArray, FloatArray]: ...
 
+    def faces_by_id(self, face_ids: Sequence[int]) -> dict[int, FaceRecord]:
+        """The faces an erasure would remove, as its preview lists them (provenance, label, thumbnail)."""
+        ...
+
     def delete_faces(self, face_ids: Sequence[int], *, actor: str = "erasure", reason: str = "") -> DeletedFaces:
         """Delete these faces, and every asset left without faces, in one transaction; the faces leave their
         persisted clusters in it too (recorded with actor and reason; emptied clusters are deleted)."""

@@ -21,6 +21,7 @@ from facetrace.core.vocabulary import (
     CaseStatus,
     ClusterAssignedBy,
     ClusterEventKind,
+    ErasureMatch,
     ErasureMode,
     PhotoRole,
     ReviewDecision,
@@ -491,6 +492,43 @@ class ErasureReceipt:
     thumbnails_removed: int
     suppressed_embeddings: int
     audit_seq: int
+
+
+@dataclass(frozen=True)
+class ErasureCandidate:
+    """A face an erasure would remove, and why it is on the list: shown before anything is deleted."""
+
+    face_id: int
+    asset_id: int
+    asset_uri: str
+    label: str | None
+    found_by: ErasureMatch
+    similarity: float | None = None  # to the requester's face (erasure by photo), else None
+    linked_to: int | None = None  # LINKED: the face on the list it matched, at linked_similarity
+    linked_similarity: float | None = None
+    thumbnail_path: str | None = None  # relative to the thumbnails folder
+
+
+@dataclass(frozen=True, eq=False)
+class ErasurePreview:
+    """What an erasure request would remove, computed and changing nothing; confirming it erases exactly these faces
+    (or those of them the admin keeps ticked). The similarities are the thresholds the search used (None: none)."""
+
+    mode: ErasureMode
+    subject: str
+    candidates: tuple[ErasureCandidate, ...]
+    min_similarity: float | None = None  # a gallery face at or above it to the requester's face is listed
+    linked_min_similarity: float | None = None  # ... and one at or above it to a face already listed (one step)
+    false_match_rate: float | None = None  # the rates of the pack's calibration those similarities stand for
+    linked_false_match_rate: float | None = None
+    requester_face_index: int | None = None  # the requester's face in their photo (0-based, detector order)
+    requester_faces: int = 0  # faces found in the requester's photo; the others are bystanders, left alone
+    requester_box: BoundingBox | None = None
+    requester_embedding: FloatArray | None = None  # suppressed on confirmation with the erased faces; never shown
+
+    @property
+    def face_ids(self) -> tuple[int, ...]:
+        return tuple(candidate.face_id for candidate in self.candidates)
 
 
 # -- persisted clusters: unknown faces grouped into identities, and every change to a group -------------------------

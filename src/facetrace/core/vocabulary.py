@@ -67,6 +67,16 @@ class WithheldReason(StrEnum):
     IMPOSSIBLE_SIMILARITY = "impossible_similarity"
 
 
+class ErasureMatch(StrEnum):
+    """Why a face is on an erasure's list: named by its id, shown with the person's label, matching the requester's
+    face (erasure by photo), or matching a face already on the list (one step, never further)."""
+
+    FACE_ID = "face_id"
+    LABEL = "label"
+    PHOTO = "photo"
+    LINKED = "linked"
+
+
 class JobKind(StrEnum):
     """What a background ingest job reads: uploaded photos, a server folder or file, or a server manifest."""
 
@@ -167,6 +177,7 @@ class AuditAction(StrEnum):
     INGEST_JOB = "ingest_job"
     INGEST_JOB_FINISHED = "ingest_job_finished"
     ERASE = "erase"
+    ERASE_PREVIEW = "erase_preview"
     PURGE = "purge"
     CLUSTER_SAVE = "cluster_save"
     CLUSTER_MERGE = "cluster_merge"

@@ -41,7 +41,14 @@ from facetrace.engine.maintenance import IndexMaintenance
 from facetrace.engine.searching import Searches
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
-from facetrace.governance.erasure import ERASURE_FALSE_MATCH_RATE, ErasureService, SuppressionList
+from facetrace.governance.erasure import (
+    ERASURE_FALSE_MATCH_RATE,
+    ERASURE_LINKED_FALSE_MATCH_RATE,
+    STRICT_FALSE_MATCH_RATE,
+    ErasureService,
+    ErasureThresholds,
+    SuppressionList,
+)
 from facetrace.governance.retention import RetentionService
 from facetrace.governance.users import UserService
 from facetrace.index import open_index
@@ -141,11 +148,25 @@ class Engine:
 
     @property
     def strict_similarity(self) -> float:
-        """The similarity at a false-match rate of 1e-6 for this pack: erasure and suppression match at or above
-        it, and a probe this close to an earlier one counts as the same person searched again."""
+        """The similarity at a false-match rate of 1e-6 for this pack: suppression matches at or above it (ingest
+        drops and search hides such a face, with nobody reviewing it), and a probe this close to an earlier one
+        counts as the same person searched again."""
         if self.pack.calibration is None:
-            raise ConfigError(f"pack {self.pack.id} has no calibration: erasure by photo needs a strict threshold")
-        return self.calibrator.similarity_at(ERASURE_FALSE_MATCH_RATE)
+            raise ConfigError(f"pack {self.pack.id} has no calibration: suppression needs a strict threshold")
+        return self.calibrator.similarity_at(STRICT_FALSE_MATCH_RATE)
+
+    @property
+    def erasure_thresholds(self) -> ErasureThresholds:
+        """What an erasure lists, for this pack: faces at the similarity of a false-match rate of 3e-5 to the
+        requester's face, and of 5e-6 to a face already listed (one step); recall matters there, and a person
+        confirms the list (governance/erasure.py, docs/service.md "Erasure")."""
+        if self.pack.calibration is None:
+            raise ConfigError(f"pack {self.pack.id} has no calibration: erasure by photo needs its thresholds")
+        calibrator = self.calibrator
+        return ErasureThresholds(
+            similarity=calibrator.similarity_at(ERASURE_FALSE_MATCH_RATE),
+            linked_similarity=calibrator.similarity_at(ERASURE_LINKED_FALSE_MATCH_RATE),
+        )
 
     def clustering_thresholds(self) -> ClusteringThresholds:
         """The default conservative thresholds, as false-match rates of this pack's calibration."""
@@ -218,7 +239,7 @@ class Engine:
                 self.audit,
                 self.settings.thumbnails_dir,
                 model_id=self.model_id,
-                min_similarity=self.strict_similarity,
+                thresholds=self.erasure_thresholds,
                 uploads_dir=self.settings.uploads_dir,
                 guard=self.lock,
                 analyzer=self.analyzer,

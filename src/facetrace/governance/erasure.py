@@ -1,12 +1,28 @@
 """Erasure ("remove me"): delete a person's faces everywhere and keep them from coming back.
 
-Erase by face ids, by person (label), or by probe photo: every gallery face at or above a strict similarity to the
-requester's face (the pack's similarity at a false-match rate of 1e-6 by default). For each erased face the catalog
-rows go (faces, then assets left without faces; the faces leave their saved clusters in the same transaction, and a
-cluster left empty is deleted, its history kept), then index entries and thumbnail files. Their embeddings, and the
-requester's own probe embeddings, join the suppression list first: embeddings only, never photos. Ingest checks it
-and does not store a matching face; search never shows one. The requester gets a receipt naming what was removed,
-when, and the audit entry that records it.
+Erase by face ids, by person (the faces shown with a label; on request also the faces that match them), or by the
+requester's photo. A request is first a preview: the faces it would remove, each with why it is listed (face id,
+label, its similarity to the requester's face, or the listed face it matched), changing nothing but an
+`erase_preview` audit entry. Confirming erases exactly the previewed faces, or those of them the admin keeps, never
+the result of a new search, so a gallery that changed in between cannot slip a face in: erase_previewed takes the
+preview itself (the web UI keeps it), erase_person / erase_by_photo take its face ids (CLI, API), each of which
+must be on the request's list as it is now. Without face ids those two erase the whole list at once.
+
+By photo, only the requester's face is searched: the photo's subject (core.subject: the face that clearly dominates
+it) or the face the admin names (face_index); a photo with several faces and no clear subject is refused, asking
+which. Bystanders in the requester's photo are never searched nor suppressed. A gallery face is listed when it scores
+at least ERASURE_FALSE_MATCH_RATE's similarity to the requester's face, or at least ERASURE_LINKED_FALSE_MATCH_RATE's
+to a face so listed (one step, never further): photos of one person resemble each other more than they resemble the
+requester's photo, so the step finds the gallery photos a poor request photo misses. Both rates were chosen on LFW
+(bench/erasure_threshold.py, docs/service.md "Erasure": recall matters here, and the preview is where a person
+catches a stranger); erasure by label with matches lists faces one step from the labelled ones alike.
+
+For each erased face the catalog rows go (faces, then assets left without faces; the faces leave their saved
+clusters in the same transaction, and a cluster left empty is deleted, its history kept), then index entries and
+thumbnail files. Their embeddings, and the requester's own face's, join the suppression list first: embeddings
+only, never photos, and never a bystander's. Ingest checks the list at the strict threshold (STRICT_FALSE_MATCH_RATE:
+nobody reviews what ingest drops) and does not store a matching face; search never shows one. The requester gets a
+receipt naming what was removed, when, and the audit entry that records it.
 
 Order of writes: suppression list, catalog (source of truth), index (derived), files, audit, receipt. A crash
 after the suppression list keeps the person from reappearing; a repeated request finishes the job.
@@ -14,16 +30,18 @@ after the suppression list keeps the person from reappearing; a repeated request
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from facetrace.core.errors import InvalidRequestError, NoFaceError, NotFoundError
+from facetrace.core.errors import FaceSelectionError, InvalidRequestError, NoFaceError, NotFoundError
 from facetrace.core.ports import (
     BoolArray,
     DataGuard,
@@ -33,13 +51,25 @@ from facetrace.core.ports import (
     Unguarded,
     VectorIndex,
 )
-from facetrace.core.types import ErasureReceipt, FloatArray
-from facetrace.core.vocabulary import AuditAction, ErasureMode
+from facetrace.core.subject import subject_index
+from facetrace.core.types import (
+    AnalyzedImage,
+    ErasureCandidate,
+    ErasurePreview,
+    ErasureReceipt,
+    FloatArray,
+)
+from facetrace.core.vocabulary import AuditAction, ErasureMatch, ErasureMode
 from facetrace.governance.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
-ERASURE_FALSE_MATCH_RATE = 1e-6
+# Suppression (ingest and search) and repeated probes: a match nobody reviews, so a stranger must almost never reach it.
+STRICT_FALSE_MATCH_RATE = 1e-6
+# Erasure by photo: the requester's face against the gallery, then one step from each face so found (and, by label
+# with matches, from each labelled face). Measured on LFW, docs/service.md "Erasure".
+ERASURE_FALSE_MATCH_RATE = 3e-5
+ERASURE_LINKED_FALSE_MATCH_RATE = 5e-6
 _SEARCH_STEP = 256
 # Receipts the admin screen lists at once: one per erasure request, which come by the dozen, not the thousand.
 RECEIPTS_PAGE_SIZE = 200
@@ -79,6 +109,24 @@ class SuppressionList:
             return self._erased
 
 
+@dataclass(frozen=True)
+class ErasureThresholds:
+    """The similarities an erasure searches at, with the false-match rates of the pack's calibration they stand for."""
+
+    similarity: float  # to the requester's face
+    linked_similarity: float  # to a face already listed (found, or labelled), one step
+    false_match_rate: float = ERASURE_FALSE_MATCH_RATE
+    linked_false_match_rate: float = ERASURE_LINKED_FALSE_MATCH_RATE
+
+
+@dataclass(frozen=True)
+class _Found:
+    found_by: ErasureMatch
+    similarity: float | None = None
+    linked_to: int | None = None
+    linked_similarity: float | None = None
+
+
 class ErasureService:
     def __init__(
         self,
@@ -89,7 +137,7 @@ class ErasureService:
         thumbnails_dir: Path,
         *,
         model_id: str,
-        min_similarity: float,
+        thresholds: ErasureThresholds,
         uploads_dir: Path | None = None,
         guard: DataGuard | None = None,
         analyzer: FaceAnalyzer | None = None,
@@ -105,90 +153,266 @@ class ErasureService:
         self._audit = audit
         self._thumbnails_dir = thumbnails_dir
         self._model_id = model_id
-        self.min_similarity = min_similarity
+        self.thresholds = thresholds
+
+    # -- previews: what a request would remove; nothing changes but one audit entry ------------------------------
+
+    def preview_faces(self, actor: str, face_ids: Sequence[int]) -> ErasurePreview:
+        with self._guard.reading():
+            preview = self._faces_preview(face_ids)
+        return self._audited(actor, preview)
+
+    def preview_person(self, actor: str, label: str, *, with_matches: bool = False) -> ErasurePreview:
+        """The faces shown with this label; with_matches, also every face one step from them (listed apart)."""
+        with self._guard.reading():
+            preview = self._person_preview(label, with_matches)
+        return self._audited(actor, preview)
+
+    def preview_photo(
+        self, actor: str, data: bytes, probe_name: str, *, face_index: int | None = None
+    ) -> ErasurePreview:
+        """The faces matching the requester's face in this photo (its subject, or face_index); the photo is analysed
+        before anything is locked."""
+        image = self._analyse(data, probe_name)
+        with self._guard.reading():
+            preview = self._photo_preview(image, face_index)
+        return self._audited(actor, preview)
+
+    # -- erasures -----------------------------------------------------------------------------------------------
+
+    def erase_previewed(
+        self, actor: str, preview: ErasurePreview, reason: str, *, face_ids: Sequence[int] | None = None
+    ) -> ErasureReceipt:
+        """Erase exactly the faces of a preview shown to a person (or those of them in face_ids: the ones the admin
+        kept ticked), never a new search's; faces erased meanwhile are skipped. The requester's face is suppressed."""
+        chosen = _chosen(preview, face_ids)
+        return self._erase(actor, preview, reason, chosen)
 
     def erase_faces(self, actor: str, face_ids: Sequence[int], reason: str) -> ErasureReceipt:
-        ids = sorted({int(face_id) for face_id in face_ids})
-        if not ids:
-            raise InvalidRequestError("name at least one face id to erase")
-        return self._erase(actor, ErasureMode.FACES, ",".join(map(str, ids)), reason, ids, None)
+        return self._erase_confirmed(actor, reason, None, lambda: self._faces_preview(face_ids), "erasure of faces")
 
-    def erase_person(self, actor: str, label: str, reason: str) -> ErasureReceipt:
-        label = label.strip()
-        if not label:
-            raise InvalidRequestError("a person's label cannot be blank")
-        ids = self._eraser.face_ids_labelled(label)
-        if not ids:
-            raise NotFoundError(f"no face is labelled {label!r}")
-        return self._erase(actor, ErasureMode.PERSON, label, reason, ids, None)
+    def erase_person(
+        self,
+        actor: str,
+        label: str,
+        reason: str,
+        *,
+        with_matches: bool = False,
+        face_ids: Sequence[int] | None = None,
+    ) -> ErasureReceipt:
+        """Every face shown with this label (with_matches: and every face one step from them). face_ids confirms a
+        preview: exactly those faces are erased, each of which must be on the list this request makes now."""
+        return self._erase_confirmed(
+            actor, reason, face_ids, lambda: self._person_preview(label, with_matches), f"erasure of {label}"
+        )
+
+    def erase_by_photo(
+        self,
+        actor: str,
+        data: bytes,
+        probe_name: str,
+        reason: str,
+        *,
+        face_index: int | None = None,
+        face_ids: Sequence[int] | None = None,
+    ) -> ErasureReceipt:
+        """'Remove me': every gallery face matching the requester's face (the photo's subject, or face_index) is
+        erased, and that face is suppressed; bystanders in the photo are left alone. face_ids confirms a preview
+        (see erase_person). The photo is analysed before anything is locked."""
+        image = self._analyse(data, probe_name)
+        return self._erase_confirmed(
+            actor, reason, face_ids, lambda: self._photo_preview(image, face_index), f"erasure by photo {probe_name}"
+        )
 
     def erase_matching(self, actor: str, probe_vectors: FloatArray, probe_name: str, reason: str) -> ErasureReceipt:
-        """Every gallery face at or above min_similarity to any of the requester's faces; the requester's own
-        embeddings are suppressed too, so photos not yet ingested never get in."""
+        """Every gallery face matching the requester's face: probe_vectors holds it (one row, or several faces all
+        the requester's); they are suppressed too, so photos not yet ingested never get in."""
         probes = np.asarray(probe_vectors, dtype=np.float32)
         if probes.ndim != 2 or probes.shape[0] == 0:
             raise InvalidRequestError("the requester's photo has no face to match")
-        with self._guard.writing(f"erasure by photo {probe_name}"):
-            return self._erase(actor, ErasureMode.PROBE, probe_name, reason, self._matching_ids(probes), probes)
+        return self._erase_confirmed(
+            actor,
+            reason,
+            None,
+            lambda: self._matching_preview(probes, probe_name, ErasurePreview(ErasureMode.PROBE, probe_name, ())),
+            f"erasure by photo {probe_name}",
+        )
 
-    def erase_by_photo(self, actor: str, data: bytes, probe_name: str, reason: str) -> ErasureReceipt:
-        """'Remove me': every face of the requester's photo is matched at the strict threshold and erased (the
-        photo is analysed before anything is locked)."""
+    # -- what a request lists ---------------------------------------------------------------------------------------
+
+    def _analyse(self, data: bytes, probe_name: str) -> AnalyzedImage:
         if self._analyzer is None:
             raise InvalidRequestError("erasure by photo needs the face models")
         image = self._analyzer.analyze(data, probe_name)
         if not image.faces:
             raise NoFaceError(probe_name)
-        vectors = np.vstack([face.embedding.vector for face in image.faces]).astype(np.float32)
-        return self.erase_matching(actor, vectors, probe_name, reason)
+        return image
 
-    def _matching_ids(self, probes: FloatArray) -> list[int]:
+    def _faces_preview(self, face_ids: Sequence[int]) -> ErasurePreview:
+        ids = sorted({int(face_id) for face_id in face_ids})
+        if not ids:
+            raise InvalidRequestError("name at least one face id to erase")
+        found = {face_id: _Found(ErasureMatch.FACE_ID) for face_id in ids}
+        candidates = self._candidates(found)
+        if not candidates:
+            raise NotFoundError(f"none of faces {', '.join(map(str, ids))} exists")
+        return ErasurePreview(ErasureMode.FACES, ",".join(map(str, ids)), candidates)
+
+    def _person_preview(self, label: str, with_matches: bool) -> ErasurePreview:
+        label = label.strip()
+        if not label:
+            raise InvalidRequestError("a person's label cannot be blank")
+        labelled = self._eraser.face_ids_labelled(label)
+        if not labelled:
+            raise NotFoundError(f"no face is labelled {label!r}")
+        found = {face_id: _Found(ErasureMatch.LABEL) for face_id in labelled}
+        if with_matches:
+            found |= self._linked(labelled, set(found))
+        preview = ErasurePreview(ErasureMode.PERSON, label, self._candidates(found))
+        if not with_matches:
+            return preview
+        return _with_thresholds(preview, self.thresholds, linked_only=True)
+
+    def _photo_preview(self, image: AnalyzedImage, face_index: int | None) -> ErasurePreview:
+        index = requester_face_index(image, face_index)
+        face = image.faces[index]
+        vector = np.asarray(face.embedding.vector, dtype=np.float32)[None, :]
+        base = ErasurePreview(
+            ErasureMode.PROBE,
+            image.source,
+            (),
+            requester_face_index=index,
+            requester_faces=len(image.faces),
+            requester_box=face.detection.box,
+        )
+        return self._matching_preview(vector, image.source, base)
+
+    def _matching_preview(self, probes: FloatArray, name: str, base: ErasurePreview) -> ErasurePreview:
+        found = {
+            face_id: _Found(ErasureMatch.PHOTO, similarity=score)
+            for face_id, (score, _) in self._above(probes, self.thresholds.similarity).items()
+        }
+        linked = self._linked(sorted(found), set(found))
+        if linked:
+            ids, vectors = self._eraser.embeddings_by_id(sorted(linked), self._model_id)
+            to_requester = (vectors @ probes.T).max(axis=1) if len(ids) else np.zeros(0)
+            for face_id, score in zip(ids.tolist(), to_requester.tolist(), strict=True):
+                linked[int(face_id)] = _replace_similarity(linked[int(face_id)], float(score))
+        preview = ErasurePreview(
+            base.mode,
+            base.subject or name,
+            self._candidates(found | linked),
+            requester_face_index=base.requester_face_index,
+            requester_faces=base.requester_faces or probes.shape[0],
+            requester_box=base.requester_box,
+            requester_embedding=probes,
+        )
+        return _with_thresholds(preview, self.thresholds, linked_only=False)
+
+    def _linked(self, listed: Sequence[int], exclude: set[int]) -> dict[int, _Found]:
+        """Faces at or above the linked similarity to one of the listed faces (one step), not already listed."""
+        if not listed:
+            return {}
+        ids, vectors = self._eraser.embeddings_by_id(list(listed), self._model_id)
+        if not len(ids):
+            return {}
+        linked: dict[int, _Found] = {}
+        for face_id, (score, row) in self._above(vectors, self.thresholds.linked_similarity).items():
+            if face_id not in exclude:
+                linked[face_id] = _Found(ErasureMatch.LINKED, linked_to=int(ids[row]), linked_similarity=score)
+        return linked
+
+    def _above(self, queries: FloatArray, min_similarity: float) -> dict[int, tuple[float, int]]:
+        """face id -> (best similarity, the query row it came from) for every indexed face at or above
+        min_similarity to one of the queries."""
         total = len(self._index)
-        found: set[int] = set()
+        best: dict[int, tuple[float, int]] = {}
         k = min(_SEARCH_STEP, total)
         while k > 0:
-            scores, ids = self._index.search(probes, k)
-            above = (scores >= self.min_similarity) & (ids >= 0)
-            found.update(int(i) for i in ids[above])
-            # Widen only while some probe's k-th neighbour is still above the threshold (more may follow).
+            scores, ids = self._index.search(queries, k)
+            above = (scores >= min_similarity) & (ids >= 0)
+            for row, column in zip(*np.nonzero(above), strict=True):
+                face_id, score = int(ids[row, column]), float(scores[row, column])
+                if face_id not in best or score > best[face_id][0]:
+                    best[face_id] = (score, int(row))
+            # Widen only while some query's k-th neighbour is still above the threshold (more may follow).
             if k >= total or not above[:, -1].any():
                 break
             k = min(k * 4, total)
-        return sorted(found)
+        return best
 
-    def _erase(
+    def _candidates(self, found: dict[int, _Found]) -> tuple[ErasureCandidate, ...]:
+        """The listed faces that exist, with their provenance: first by how they were found (id or label, then the
+        requester's face, then one step), then by similarity, best first."""
+        records = self._eraser.faces_by_id(sorted(found))
+        order = list(ErasureMatch)
+
+        def key(face_id: int) -> tuple[int, float, int]:
+            item = found[face_id]
+            score = item.linked_similarity if item.found_by == ErasureMatch.LINKED else item.similarity
+            return (order.index(item.found_by), -(score if score is not None else 0.0), face_id)
+
+        return tuple(
+            ErasureCandidate(
+                face_id=face_id,
+                asset_id=records[face_id].asset_id,
+                asset_uri=records[face_id].asset_uri,
+                label=records[face_id].label,
+                found_by=found[face_id].found_by,
+                similarity=found[face_id].similarity,
+                linked_to=found[face_id].linked_to,
+                linked_similarity=found[face_id].linked_similarity,
+                thumbnail_path=records[face_id].thumbnail_path,
+            )
+            for face_id in sorted(records, key=key)
+        )
+
+    def _audited(self, actor: str, preview: ErasurePreview) -> ErasurePreview:
+        self._audit.record(
+            actor,
+            AuditAction.ERASE_PREVIEW,
+            f"erasure_preview:{preview.mode}",
+            mode=preview.mode,
+            subject=preview.subject,
+            face_ids=list(preview.face_ids),
+            requester_face_index=preview.requester_face_index,
+            min_similarity=preview.min_similarity,
+            linked_min_similarity=preview.linked_min_similarity,
+        )
+        return preview
+
+    # -- erasing ----------------------------------------------------------------------------------------------------
+
+    def _erase_confirmed(
         self,
         actor: str,
-        mode: ErasureMode,
-        subject: str,
         reason: str,
-        face_ids: Sequence[int],
-        extra_suppressed: FloatArray | None,
+        face_ids: Sequence[int] | None,
+        listing: Callable[[], ErasurePreview],
+        purpose: str,
     ) -> ErasureReceipt:
-        reason = reason.strip()
-        if not reason:
-            raise InvalidRequestError("an erasure states its reason (e.g. the request it answers)")
+        """List under the writer lock, then erase that list, or the confirmed face_ids of an earlier preview: each
+        must be on the list as it is now (a face erased meanwhile is refused too: preview again)."""
+        _check_reason(reason)
+        with self._guard.writing(purpose):
+            preview = listing()
+            return self._erase(actor, preview, reason, _chosen(preview, face_ids))
+
+    def _erase(self, actor: str, preview: ErasurePreview, reason: str, face_ids: Sequence[int]) -> ErasureReceipt:
+        reason = _check_reason(reason)
         receipt_id = "er_" + secrets.token_hex(12)
         with self._guard.writing(f"erasure {receipt_id}"):
-            return self._erase_locked(actor, mode, subject, reason, face_ids, extra_suppressed, receipt_id)
+            return self._erase_locked(actor, preview, reason, face_ids, receipt_id)
 
     def _erase_locked(
-        self,
-        actor: str,
-        mode: ErasureMode,
-        subject: str,
-        reason: str,
-        face_ids: Sequence[int],
-        extra_suppressed: FloatArray | None,
-        receipt_id: str,
+        self, actor: str, preview: ErasurePreview, reason: str, face_ids: Sequence[int], receipt_id: str
     ) -> ErasureReceipt:
         found_ids, found = self._eraser.embeddings_by_id(list(face_ids), self._model_id)
-        if mode == ErasureMode.FACES and not len(found_ids):
-            raise NotFoundError(f"none of faces {', '.join(map(str, face_ids))} exists")
         # Suppress first: written before anything is deleted, so a crash part-way can't let the person back in.
+        # The erased faces' embeddings and the requester's own face: never a bystander of the requester's photo.
         vectors = [found] if len(found_ids) else []
-        if extra_suppressed is not None:
-            vectors.append(extra_suppressed)
+        if preview.requester_embedding is not None:
+            vectors.append(np.atleast_2d(np.asarray(preview.requester_embedding, dtype=np.float32)))
         suppressed = 0
         if vectors:
             suppressed = self._suppressions.add_suppressions(self._model_id, np.vstack(vectors), receipt_id)
@@ -202,8 +426,8 @@ class ErasureService:
             actor,
             AuditAction.ERASE,
             f"erasure:{receipt_id}",
-            mode=mode,
-            subject=subject,
+            mode=preview.mode,
+            subject=preview.subject,
             reason=reason,
             face_ids=list(deleted.face_ids),
             asset_ids=list(deleted.asset_ids),
@@ -212,13 +436,19 @@ class ErasureService:
             suppressed_embeddings=suppressed,
             clusters_left=list(deleted.cluster_ids),
             clusters_deleted=list(deleted.clusters_deleted),
+            # Listed but not confirmed (the admin left them out), and confirmed but erased meanwhile.
+            listed_not_erased=sorted(set(preview.face_ids) - set(face_ids)),
+            already_gone=sorted(set(face_ids) - set(deleted.face_ids)),
+            requester_face_index=preview.requester_face_index,
+            min_similarity=preview.min_similarity,
+            linked_min_similarity=preview.linked_min_similarity,
         )
         receipt = ErasureReceipt(
             receipt_id=receipt_id,
             at=datetime.now(UTC),
             requested_by=actor,
-            mode=mode,
-            subject=subject,
+            mode=preview.mode,
+            subject=preview.subject,
             reason=reason,
             face_ids=deleted.face_ids,
             asset_ids=deleted.asset_ids,
@@ -267,3 +497,67 @@ def remove_thumbnail(thumbnails_dir: Path, rel: str) -> bool:
     except FileNotFoundError:
         return False
     return True
+
+
+def requester_face_index(image: AnalyzedImage, face_index: int | None) -> int:
+    """Which face of the requester's photo is theirs: face_index when given, else the photo's subject (the face that
+    clearly dominates it, core.subject). Several faces and none dominating: FaceSelectionError asking which."""
+    count = len(image.faces)
+    if count == 0:
+        raise NoFaceError(image.source)
+    if face_index is not None:
+        if not 0 <= face_index < count:
+            raise FaceSelectionError(
+                f"{image.source}: face {face_index} asked for, but the photo has {count} face(s) numbered 0-{count - 1}"
+            )
+        return face_index
+    boxes = [face.detection.box for face in image.faces]
+    chosen = subject_index(boxes, image.width, image.height)
+    if chosen is None:
+        listed = "; ".join(
+            f"{number}: box ({box.x1:.0f}, {box.y1:.0f}, {box.x2:.0f}, {box.y2:.0f})"
+            for number, box in enumerate(boxes)
+        )
+        raise FaceSelectionError(
+            f"{image.source}: {count} faces and none clearly is the requester's (the photo's subject); say which "
+            f"face is theirs with a face index, 0-{count - 1} in detector order ({listed})"
+        )
+    return chosen
+
+
+def _check_reason(reason: str) -> str:
+    reason = reason.strip()
+    if not reason:
+        raise InvalidRequestError("an erasure states its reason (e.g. the request it answers)")
+    return reason
+
+
+def _chosen(preview: ErasurePreview, face_ids: Sequence[int] | None) -> list[int]:
+    """The faces to erase: the preview's, or the confirmed face_ids, each of which must be on its list."""
+    if face_ids is None:
+        return list(preview.face_ids)
+    wanted = sorted({int(face_id) for face_id in face_ids})
+    if not wanted and preview.mode != ErasureMode.PROBE:
+        # By photo, confirming none of the list still suppresses the requester's face; otherwise it does nothing.
+        raise InvalidRequestError("confirm at least one face of the list")
+    extra = sorted(set(wanted) - set(preview.face_ids))
+    if extra:
+        raise InvalidRequestError(
+            f"face(s) {', '.join(map(str, extra))} are not on this request's list ({len(preview.face_ids)} faces "
+            "now); confirm only listed faces (preview again if the gallery changed), or erase others by face id"
+        )
+    return wanted
+
+
+def _replace_similarity(found: _Found, similarity: float) -> _Found:
+    return _Found(found.found_by, similarity, found.linked_to, found.linked_similarity)
+
+
+def _with_thresholds(preview: ErasurePreview, thresholds: ErasureThresholds, *, linked_only: bool) -> ErasurePreview:
+    return dataclasses.replace(
+        preview,
+        min_similarity=None if linked_only else thresholds.similarity,
+        false_match_rate=None if linked_only else thresholds.false_match_rate,
+        linked_min_similarity=thresholds.linked_similarity,
+        linked_false_match_rate=thresholds.linked_false_match_rate,
+    )

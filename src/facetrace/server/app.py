@@ -65,6 +65,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.state.jobs = JobQueue(engine)
     ui = create_ui_app(engine, app.state.guards)
     ui.state.jobs = app.state.jobs
+    ui.state.erasure_previews = admin_ui.PendingErasures()  # previews an admin has seen, until confirmed
     ui.include_router(admin_ui.router)
     ui.include_router(compare_ui.router)
     ui.include_router(ui_jobs.router)

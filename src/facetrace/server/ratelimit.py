@@ -44,7 +44,7 @@ MAX_TRACKED = 100_000
 # password in the name field should not be kept whole.
 MAX_AUDITED_NAME = 64
 # Requests that run the face models (search, compare, erase by photo) and so also draw from the search bucket.
-_COSTLY = re.compile(r"/(cases/\d+/searches|compare|erasures/photo)$")
+_COSTLY = re.compile(r"/(cases/\d+/searches|compare|erasures/photo(/preview)?)$")
 
 
 def is_costly(method: str, path: str) -> bool:

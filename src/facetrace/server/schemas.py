@@ -27,6 +27,7 @@ from facetrace.core.types import (
 )
 from facetrace.core.vocabulary import (
     CaseStatus,
+    ErasureMatch,
     ErasureMode,
     JobKind,
     JobStatus,
@@ -425,6 +426,48 @@ class EraseFacesIn(BaseModel):
 class ErasePersonIn(BaseModel):
     label: str = Field(min_length=1)
     reason: str = Field(min_length=1)
+    with_matches: bool = Field(
+        default=False, description="Also the faces matching a labelled face (one step): preview them first."
+    )
+    face_ids: list[CatalogId] | None = Field(
+        default=None,
+        description="Confirm a preview: erase exactly these faces of its list (each must still be on it). "
+        "Without it, the whole list is erased at once.",
+    )
+
+
+class ErasePersonPreviewIn(BaseModel):
+    label: str = Field(min_length=1)
+    with_matches: bool = False
+
+
+class ErasureCandidateOut(FromCore):
+    """A face the erasure would remove, and why it is listed (found_by: face_id, label, photo or linked)."""
+
+    face_id: int
+    asset_id: int
+    asset_uri: str
+    label: str | None
+    found_by: ErasureMatch
+    similarity: float | None = Field(description="To the requester's face (erasure by photo).")
+    linked_to: int | None = Field(description="found_by linked: the listed face this one matched.")
+    linked_similarity: float | None
+
+
+class ErasurePreviewOut(FromCore):
+    """What an erasure request would remove; nothing was changed. Confirm with the same request and face_ids."""
+
+    mode: ErasureMode
+    subject: str
+    face_ids: list[int]
+    candidates: list[ErasureCandidateOut]
+    min_similarity: float | None = Field(description="Listed at or above this similarity to the requester's face.")
+    false_match_rate: float | None
+    linked_min_similarity: float | None = Field(description="... or to a face already listed (one step).")
+    linked_false_match_rate: float | None
+    requester_face_index: int | None = Field(description="The requester's face in their photo (0-based).")
+    requester_faces: int = Field(description="Faces in the requester's photo; the others are left alone.")
+    requester_box: BoxOut | None
 
 
 class ReceiptOut(FromCore):

@@ -1,4 +1,5 @@
-"""The web UI's administration screens: users and their API keys, and erasure with its receipts.
+"""The web UI's administration screens: users and their API keys, and erasure (preview, then confirm) with its
+receipts.
 
 The same engine calls as the API's /users and /erasures routes, so the same rules and audit entries hold. Admins
 change things; auditors may read the same pages (users, keys, receipts) without the forms, as in the API. A new
@@ -8,6 +9,9 @@ only its prefix afterwards.
 
 from __future__ import annotations
 
+import secrets
+import threading
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -16,13 +20,14 @@ from fastapi.responses import HTMLResponse, Response
 
 from facetrace.core.errors import (
     ConflictError,
+    FaceSelectionError,
     ImageDecodeError,
     InvalidRequestError,
     NoFaceError,
     NotFoundError,
 )
-from facetrace.core.types import ErasureReceipt
-from facetrace.core.vocabulary import Role
+from facetrace.core.types import ErasurePreview
+from facetrace.core.vocabulary import ErasureMatch, ErasureMode, Role
 from facetrace.governance.users import IssuedKey, UserService
 from facetrace.server.api.common import IdPath, read_upload
 from facetrace.server.auth import engine_of, password_hasher
@@ -32,7 +37,7 @@ router = APIRouter()
 _admins = signed_in(Role.ADMIN)
 _readers = signed_in(Role.ADMIN, Role.AUDITOR)
 # What a form can get wrong: shown on the page again with the message, rather than as an error page.
-_FORM_ERRORS = (InvalidRequestError, NotFoundError, ConflictError, NoFaceError, ImageDecodeError)
+_FORM_ERRORS = (InvalidRequestError, NotFoundError, ConflictError, NoFaceError, FaceSelectionError, ImageDecodeError)
 
 
 # -- users and keys ------------------------------------------------------------------------------------------------
@@ -149,7 +154,56 @@ def revoke_key(
     )
 
 
-# -- erasure -------------------------------------------------------------------------------------------------------
+# -- erasure: preview, then confirm --------------------------------------------------------------------------------
+
+
+class PendingErasures:
+    """Previews shown to an admin and not yet confirmed, kept in this server's memory: a confirmation erases exactly
+    the faces of the preview the admin saw (those they kept ticked), never a new search's, and the requester's face
+    (an embedding of a photo that is not kept) is known only here. A preview is its admin's alone, lasts
+    TTL_S, and goes when confirmed; a restart forgets them all (preview again)."""
+
+    TTL_S = 30 * 60
+    MAX_KEPT = 200
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._previews: dict[str, tuple[str, float, ErasurePreview]] = {}
+
+    def add(self, user: str, preview: ErasurePreview) -> str:
+        preview_id = secrets.token_urlsafe(18)
+        with self._lock:
+            self._expire()
+            while len(self._previews) >= self.MAX_KEPT:
+                del self._previews[next(iter(self._previews))]
+            self._previews[preview_id] = (user, time.monotonic(), preview)
+        return preview_id
+
+    def take(self, preview_id: str, user: str) -> ErasurePreview:
+        """The preview, removed: two confirmations of one preview cannot both run (put it back if one fails)."""
+        with self._lock:
+            self._expire()
+            kept = self._previews.get(preview_id)
+            if kept is None or kept[0] != user:
+                raise InvalidRequestError(
+                    "this preview has expired or was confirmed already: preview the request again"
+                )
+            del self._previews[preview_id]
+        return kept[2]
+
+    def put_back(self, preview_id: str, user: str, preview: ErasurePreview) -> None:
+        with self._lock:
+            self._previews[preview_id] = (user, time.monotonic(), preview)
+
+    def _expire(self) -> None:
+        oldest = time.monotonic() - self.TTL_S
+        for preview_id in [key for key, (_, at, _) in self._previews.items() if at < oldest]:
+            del self._previews[preview_id]
+
+
+def pending_of(request: Request) -> PendingErasures:
+    pending: PendingErasures = request.app.state.erasure_previews
+    return pending
 
 
 def _erasures_page(
@@ -161,17 +215,46 @@ def _erasures_page(
     )
 
 
-def _erase(
-    request: Request, visitor: Visitor, csrf_token: str, erase: Callable[[], ErasureReceipt], **form: str
+def _preview_page(
+    request: Request,
+    visitor: Visitor,
+    preview_id: str,
+    preview: ErasurePreview,
+    reason: str,
+    status_code: int = 200,
+    error: str | None = None,
+) -> HTMLResponse:
+    return render(
+        request,
+        "admin_erasure_preview.html",
+        visitor,
+        status_code=status_code,
+        preview_id=preview_id,
+        preview=preview,
+        reason=reason,
+        error=error,
+        ErasureMatch=ErasureMatch,
+        ErasureMode=ErasureMode,
+    )
+
+
+def _preview(
+    request: Request,
+    visitor: Visitor,
+    csrf_token: str,
+    reason: str,
+    make: Callable[[], ErasurePreview],
+    **form: str,
 ) -> Response:
-    """Every erasure form: the CSRF check, the erasure, then its receipt's page, or the erasure page again with the
-    form's error and what was typed (form)."""
+    """Every erasure form: the CSRF check, the preview (audited; nothing is erased), then its page with the faces
+    ticked and a confirm button; or the erasure page again with the form's error and what was typed (form)."""
     check_csrf(visitor, csrf_token)
     try:
-        receipt = erase()
+        preview = make()
     except _FORM_ERRORS as exc:
-        return _erasures_page(request, visitor, 422, str(exc), **form)
-    return redirect(f"/admin/erasures/{receipt.receipt_id}")
+        return _erasures_page(request, visitor, 422, str(exc), reason=reason, **form)
+    preview_id = pending_of(request).add(visitor.user.name, preview)
+    return _preview_page(request, visitor, preview_id, preview, reason)
 
 
 @router.get("/admin/erasures", response_class=HTMLResponse)
@@ -181,7 +264,7 @@ def erasures_page(request: Request, visitor: Annotated[Visitor, Depends(_readers
 
 def _face_ids(text: str) -> list[int]:
     parts = [part for part in text.replace(",", " ").split() if part]
-    if not parts or not all(part.isdigit() for part in parts):
+    if not parts or not all(part.isascii() and part.isdigit() for part in parts):
         raise InvalidRequestError("face ids are whole numbers, separated by commas or spaces")
     return [int(part) for part in parts]
 
@@ -194,12 +277,15 @@ def erase_faces(
     reason: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    def erase() -> ErasureReceipt:
-        ids = _face_ids(face_ids)
-        engine = engine_of(request)
-        return engine.erasure.erase_faces(visitor.user.name, ids, reason)
-
-    return _erase(request, visitor, csrf_token, erase, face_ids=face_ids, reason=reason)
+    """The preview of erasing these face ids."""
+    return _preview(
+        request,
+        visitor,
+        csrf_token,
+        reason,
+        lambda: engine_of(request).erasure.preview_faces(visitor.user.name, _face_ids(face_ids)),
+        face_ids=face_ids,
+    )
 
 
 @router.post("/admin/erasures/person", response_model=None)
@@ -207,14 +293,19 @@ def erase_person(
     request: Request,
     visitor: Annotated[Visitor, Depends(_admins)],
     label: Annotated[str, Form()] = "",
+    with_matches: Annotated[bool, Form()] = False,
     reason: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    def erase() -> ErasureReceipt:
-        engine = engine_of(request)
-        return engine.erasure.erase_person(visitor.user.name, label, reason)
-
-    return _erase(request, visitor, csrf_token, erase, label=label, reason=reason)
+    """The preview of erasing the faces labelled so (with_matches: and the faces matching them)."""
+    return _preview(
+        request,
+        visitor,
+        csrf_token,
+        reason,
+        lambda: engine_of(request).erasure.preview_person(visitor.user.name, label, with_matches=with_matches),
+        label=label,
+    )
 
 
 @router.post("/admin/erasures/photo", response_model=None)
@@ -222,21 +313,48 @@ def erase_by_photo(
     request: Request,
     visitor: Annotated[Visitor, Depends(_admins)],
     photo: Annotated[UploadFile | None, File()] = None,
+    face_index: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    """'Remove me' with the requester's photo: matched at the strict threshold, as in the API."""
+    """'Remove me' with the requester's photo: the preview of the faces matching the requester's face, as in the
+    API (the photo itself is not kept; the preview holds the requester's face's embedding until confirmed)."""
 
-    def erase() -> ErasureReceipt:
+    def make() -> ErasurePreview:
         if photo is None or not photo.filename:
             raise InvalidRequestError("choose the requester's photo to upload")
-        if not reason.strip():
-            raise InvalidRequestError("an erasure states its reason (e.g. the request it answers)")
+        if face_index.strip() and not (face_index.strip().isascii() and face_index.strip().isdigit()):
+            raise InvalidRequestError("the requester's face is a face number: 0, 1, 2...")
         data, name = read_upload(photo, "the requester's photo")
-        engine = engine_of(request)
-        return engine.erasure.erase_by_photo(visitor.user.name, data, name, reason)
+        index = int(face_index) if face_index.strip() else None
+        return engine_of(request).erasure.preview_photo(visitor.user.name, data, name, face_index=index)
 
-    return _erase(request, visitor, csrf_token, erase, reason=reason)
+    return _preview(request, visitor, csrf_token, reason, make, face_index=face_index)
+
+
+@router.post("/admin/erasures/confirm", response_model=None)
+def confirm_erasure(
+    request: Request,
+    visitor: Annotated[Visitor, Depends(_admins)],
+    preview_id: Annotated[str, Form()] = "",
+    face_id: Annotated[list[str] | None, Form()] = None,
+    reason: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Erase exactly the ticked faces of the preview this admin saw, then show the receipt."""
+    check_csrf(visitor, csrf_token)
+    pending = pending_of(request)
+    try:
+        preview = pending.take(preview_id, visitor.user.name)
+    except InvalidRequestError as exc:
+        return _erasures_page(request, visitor, 409, str(exc), reason=reason)
+    try:
+        ticked = _face_ids(" ".join(face_id)) if face_id else []
+        receipt = engine_of(request).erasure.erase_previewed(visitor.user.name, preview, reason, face_ids=ticked)
+    except _FORM_ERRORS as exc:
+        pending.put_back(preview_id, visitor.user.name, preview)  # the admin may fix the form and confirm again
+        return _preview_page(request, visitor, preview_id, preview, reason, 422, str(exc))
+    return redirect(f"/admin/erasures/{receipt.receipt_id}")
 
 
 @router.get("/admin/erasures/{receipt_id}", response_class=HTMLResponse)
