@@ -53,7 +53,19 @@ FlipTtaOpt = Annotated[
 ]
 MinDetectionScoreOpt = Annotated[
     float | None,
-    typer.Option("--min-detection-score", help="Ignore faces the detector is less sure of.", show_default="setting"),
+    typer.Option(
+        "--min-detection-score",
+        help="Ignore faces the detector is less sure of (unset: the pack's own threshold).",
+        show_default="setting",
+    ),
+]
+SubjectFallbackOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--subject-fallback/--no-subject-fallback",
+        help="Keep the best doubtful face of a photo without a face at the threshold (flagged).",
+        show_default="setting",
+    ),
 ]
 RotationFallbackOpt = Annotated[
     RotationFallback | None,
@@ -134,6 +146,7 @@ def eval_verify(
     max_image_pixels: MaxImagePixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
+    subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -164,6 +177,7 @@ def eval_identify(
     max_image_pixels: MaxImagePixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
+    subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -193,6 +207,7 @@ def eval_calibrate(
     max_image_pixels: MaxImagePixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
+    subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -228,6 +243,7 @@ def eval_robustness(
     max_image_pixels: MaxImagePixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
+    subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -267,6 +283,7 @@ def eval_calibrate_quality(
     max_image_pixels: MaxImagePixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
+    subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
     cache_dir: CacheDirOpt = None,
