@@ -11,7 +11,7 @@ image centre) has cosine at least the pack's similarity at a false-match rate of
 default pack's) with the main face of the same photo analysed upright under the same mode; "found" counts turned
 photos with any face at all.
 
-The analyzer is the engine's (its settings: FACETRACE_* variables, else the defaults; minimum detection score 0.8)
+The analyzer is the engine's (its settings: FACETRACE_* variables, else the defaults; the pack's detection threshold)
 but for the rotation_fallback mode compared, --pack, --data and --min-score. Cost: milliseconds per upright photo for
 a full analysis of every face (median of --repeats passes over the first --cost-n photos, after a warm-up), and the
 mean number of detection passes per photo (1 when the upright pass sufficed).

@@ -15,7 +15,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facetrace.core.types import MAX_TOP_K
-from facetrace.vision.options import DEFAULT_MIN_DETECTION_SCORE, AnalyzerOptions, Restoration, RotationFallback
+from facetrace.vision.options import AnalyzerOptions, Restoration, RotationFallback
 
 # The analyzer's settings take their defaults from its options record, so the two cannot drift apart.
 _ANALYZER_DEFAULTS = AnalyzerOptions()
@@ -87,12 +87,21 @@ class Settings(BaseSettings):
         description="Larger photos are analysed reduced to this many pixels (a JPEG is decoded reduced), which bounds "
         "the time and memory one photo can cost; boxes are still given in the photo's own pixels.",
     )
-    min_detection_score: float = Field(
-        default=DEFAULT_MIN_DETECTION_SCORE,
+    min_detection_score: float | None = Field(
+        default=_ANALYZER_DEFAULTS.min_detection_score,
         ge=0.0,
         le=1.0,
-        description="Faces the detector is less sure of are ignored. 0.8 keeps animal faces and other look-alikes "
-        "out of the gallery (YuNet scores dog faces up to 0.77); lower it to dig for a hard probe.",
+        description="Faces the detector is less sure of are ignored. Unset: the model pack's own threshold, "
+        "calibrated for its detector so that it finds every LFW face and no dog in dlib's dogs.jpg (0.8 for the "
+        "default pack's YuNet, which scores dog faces up to 0.77; docs/models.md). A number overrides it: lower it "
+        "to dig for a hard probe.",
+    )
+    subject_fallback: bool = Field(
+        default=_ANALYZER_DEFAULTS.subject_fallback,
+        description="A photo with no face at min_detection_score keeps its best upright face scoring at least the "
+        "pack's fallback_score (0.65 for the default pack) whose eyes show where a face's are, flagged "
+        "low_detection_score (weak evidence), so a one-person photo does not silently become 'no face'. false: such "
+        "a photo has no face.",
     )
     rotation_fallback: RotationFallback = Field(
         default=_ANALYZER_DEFAULTS.rotation_fallback,

@@ -33,6 +33,27 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings()
 
 
+def test_the_detection_threshold_is_the_packs_unless_overridden(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from facetrace.engine import open_engine
+
+    assert Settings().min_detection_score is None and Settings().subject_fallback is True
+    with open_engine(tmp_path / "pack") as engine:
+        analyzer = engine.analyzer_factory()()
+        # The default pack's own threshold and floor (its manifest), not a number of the engine's.
+        assert (analyzer.min_detection_score, analyzer.fallback_score) == (0.8, 0.65)  # type: ignore[attr-defined]
+    monkeypatch.setenv("FACETRACE_MIN_DETECTION_SCORE", "0.7")
+    monkeypatch.setenv("FACETRACE_SUBJECT_FALLBACK", "false")
+    assert (Settings().analyzer_options().min_detection_score, Settings().analyzer_options().subject_fallback) == (
+        0.7,
+        False,
+    )
+    with open_engine(tmp_path / "override") as engine:
+        analyzer = engine.analyzer_factory()()
+        assert (analyzer.min_detection_score, analyzer.fallback_score) == (0.7, None)  # type: ignore[attr-defined]
+
+
 def test_the_engine_turns_bad_settings_into_a_config_error(tmp_path: Path) -> None:
     from facetrace.core.errors import ConfigError
     from facetrace.engine import open_engine

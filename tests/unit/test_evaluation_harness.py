@@ -43,6 +43,10 @@ def _face(box: tuple[float, float, float, float], vector: Sequence[float]) -> An
 class ScriptedAnalyzer:
     """Returns the faces scripted for each source; counts how many images it analysed."""
 
+    # The detection settings a real analyzer resolves (the default pack's); the harness's cache key names them.
+    min_detection_score = 0.8
+    fallback_score: float | None = 0.65
+
     def __init__(self, script: dict[str, list[Face] | Exception]) -> None:
         self.script = script
         self.analyzed = 0
@@ -305,15 +309,20 @@ def test_eval_measures_the_analyzer_the_engine_runs(tmp_path: Path, monkeypatch:
         "off",
     )
     assert (engine_options.runtime, engine_options.rotation_fallback, engine_options.threads) == ("opencv", "always", 2)
-    # Without flags or environment, both run the defaults; the cache key of the defaults is the one caches had.
+    # Without flags or environment, both run the defaults.
     for name in ("FACETRACE_FLIP_TTA", "FACETRACE_MAX_IMAGE_PIXELS", "FACETRACE_RESTORATION"):
         monkeypatch.delenv(name)
     default = harness.Pipeline.from_settings(harness.pipeline_settings(data))
     with open_engine(data) as engine:
         assert default.options == engine.analyzer_factory()().options  # type: ignore[attr-defined]
-    assert default.cache_key("m") == "m+min_det=0.8+rotation=auto+restoration=auto"
-    assert harness.Pipeline(AnalyzerOptions(runtime="opencv", flip_tta=True)).cache_key("m") == (
-        "m+min_det=0.8+rotation=auto+restoration=auto+runtime=opencv+flip_tta"
+    # The key names the threshold and fallback floor the analyzer resolved (the pack's own, or an override); without
+    # the subject-face fallback it is the key caches had before the fallback existed.
+    resolved = ScriptedAnalyzer({})
+    assert default.cache_key(resolved) == "scripted+min_det=0.8+fallback=0.65+rotation=auto+restoration=auto"
+    resolved.fallback_score = None
+    assert default.cache_key(resolved) == "scripted+min_det=0.8+rotation=auto+restoration=auto"
+    assert harness.Pipeline(AnalyzerOptions(runtime="opencv", flip_tta=True)).cache_key(resolved) == (
+        "scripted+min_det=0.8+rotation=auto+restoration=auto+runtime=opencv+flip_tta"
     )
 
 

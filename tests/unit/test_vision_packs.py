@@ -255,3 +255,33 @@ def test_a_bad_confident_detection_score_is_named(tmp_path: Path, value: object)
     folder = write_pack(tmp_path / "p", extra={"detector": {"builtin": "yunet", "confident_detection_score": value}})
     with pytest.raises(ModelPackError, match="'confident_detection_score' must be a number in \\[0, 1\\]"):
         load_pack(str(folder))
+
+
+def test_the_detection_threshold_and_fallback_floor_are_the_packs_own(tmp_path: Path) -> None:
+    default = load_pack(None).detector
+    # Calibrated for YuNet (bench/detection_thresholds.py, docs/models.md).
+    assert (default.score_threshold, default.fallback_score) == (0.8, 0.65)
+    reused = load_pack(str(write_pack(tmp_path / "plain"))).detector
+    assert (reused.score_threshold, reused.fallback_score) == (0.8, 0.65)
+    own = write_pack(
+        tmp_path / "own", extra={"detector": {"builtin": "yunet", "score_threshold": 0.7, "fallback_score": 0.5}}
+    )
+    assert (load_pack(str(own)).detector.score_threshold, load_pack(str(own)).detector.fallback_score) == (0.7, 0.5)
+    # A threshold at or below the built-in floor leaves nothing for the floor to do: no fallback.
+    low = write_pack(tmp_path / "low", extra={"detector": {"builtin": "yunet", "score_threshold": 0.55}})
+    assert (load_pack(str(low)).detector.score_threshold, load_pack(str(low)).detector.fallback_score) == (0.55, None)
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 1, 1.5, -0.2, "0.8", True, None])
+def test_a_bad_detection_threshold_is_refused_with_the_reason(tmp_path: Path, value: object) -> None:
+    folder = write_pack(tmp_path / "p", extra={"detector": {"builtin": "yunet", "score_threshold": value}})
+    with pytest.raises(ModelPackError, match="'score_threshold' must be a number between 0 and 1 \\(exclusive\\)"):
+        load_pack(str(folder))
+
+
+@pytest.mark.parametrize("value", [0.8, 0.9, 0, -0.1, "low", False])
+def test_a_fallback_floor_not_below_the_threshold_is_refused(tmp_path: Path, value: object) -> None:
+    detector = {"builtin": "yunet", "score_threshold": 0.8, "fallback_score": value}
+    folder = write_pack(tmp_path / "p", extra={"detector": detector})
+    with pytest.raises(ModelPackError, match="'fallback_score' must be a number above 0 and below score_threshold"):
+        load_pack(str(folder))

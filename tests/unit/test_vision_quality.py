@@ -65,6 +65,24 @@ def test_small_blurry_and_doubtful_faces_are_flagged() -> None:
     assert 0.0 <= result.score < 0.5
 
 
+def test_a_face_kept_below_the_detection_threshold_is_flagged_whatever_its_score() -> None:
+    # The subject-face fallback keeps a face under the threshold in force, which may sit above the pack's confident
+    # bound when a user raised min_detection_score: it is still a face the detector doubted.
+    crop = _sharp_crop()
+    kept = quality.assess_quality(_detection(ARCFACE_TEMPLATE_112 * 2, score=0.85), crop, 0.8, below_threshold=True)
+    assert kept.flags == ("low_detection_score",) and kept.is_weak
+    assert quality.assess_quality(_detection(ARCFACE_TEMPLATE_112 * 2, score=0.85), crop, 0.8).flags == ()
+
+
+def test_eyes_visible_is_the_eyes_not_visible_flags_test() -> None:
+    crop = _sharp_crop()
+    assert quality.eyes_visible(crop) and "eyes_not_visible" not in quality.appearance_flags(crop)
+    painted = crop.copy()
+    for px, py in ARCFACE_TEMPLATE_112[:2]:
+        cv2.circle(painted, (round(float(px)), round(float(py))), 8, (200, 200, 200), -1)
+    assert not quality.eyes_visible(painted) and "eyes_not_visible" in quality.appearance_flags(painted)
+
+
 def test_sharpness_falls_with_blur() -> None:
     crop = _sharp_crop()
     values = [quality.normalised_sharpness(cv2.GaussianBlur(crop, (0, 0), s)) for s in (0.5, 1.0, 2.0, 4.0)]

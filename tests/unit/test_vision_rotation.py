@@ -79,3 +79,39 @@ def test_a_box_from_a_tilted_copy_keeps_the_face_size_and_centre() -> None:
 def test_an_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="off, auto, always"):
         RotationRobustDetector(detector=None, mode="sometimes")  # type: ignore[arg-type]
+
+
+class _ScriptedDetector:
+    """The upright pass finds one face at 0.7 and one at 0.3; every turned pass finds one at 0.75 (shape-keyed)."""
+
+    def __init__(self, upright_shape: tuple[int, ...]) -> None:
+        self.upright_shape = upright_shape
+        self.calls = 0
+
+    def detect(self, bgr: np.ndarray) -> list[Detection]:
+        self.calls += 1
+        level = np.array([[30, 40], [60, 40], [45, 55], [35, 70], [55, 70]], dtype=np.float32)
+        if bgr.shape == self.upright_shape and self.calls == 1:
+            return [
+                Detection(box=BoundingBox(20, 20, 70, 80), landmarks=level, score=0.3),
+                Detection(
+                    box=BoundingBox(100, 10, 150, 70),
+                    landmarks=level + np.array([80, -10], dtype=np.float32),
+                    score=0.7,
+                ),
+            ]
+        return [Detection(box=BoundingBox(20, 20, 70, 80), landmarks=level, score=0.75)]
+
+
+@pytest.mark.parametrize("mode", ["off", "auto", "always"])
+def test_what_scores_below_the_threshold_is_reported_apart_and_never_from_a_turned_pass(mode: str) -> None:
+    image = _dotted()
+    detector = _ScriptedDetector(image.shape)
+    report = RotationRobustDetector(detector, mode, score_threshold=0.8).detect_report(image)
+    assert report.detections == [] and report.fallback is False
+    # Upright only, best score first: the analyzer's subject-face fallback picks from these.
+    assert [d.score for d in report.below_threshold] == [0.7, 0.3]
+    # No face at the threshold upright is what makes "auto" sweep; the turned views (0.75) count for nothing.
+    assert len(report.passes) == (1 if mode == "off" else 8)
+    found = RotationRobustDetector(_ScriptedDetector(image.shape), mode, score_threshold=0.6).detect_report(image)
+    assert [d.score for d in found.detections] == [0.7] and [d.score for d in found.below_threshold] == [0.3]

@@ -374,6 +374,21 @@ def test_pack_says_when_a_detector_does_not_match_its_kind(tmp_path: Path) -> No
         load_pack(str(write_scrfd_pack(tmp_path / "retina", kind="retinaface")))
 
 
+def test_a_detector_file_pack_carries_its_own_threshold_and_floor(tmp_path: Path) -> None:
+    pack = load_pack(str(write_scrfd_pack(tmp_path / "own", score_threshold=0.7, fallback_score=0.5)))
+    assert (pack.detector.score_threshold, pack.detector.fallback_score) == (0.7, 0.5)
+    # A manifest from before the floor existed loads without a fallback.
+    assert load_pack(str(write_scrfd_pack(tmp_path / "old"))).detector.fallback_score is None
+    analyzer = open_analyzer(AnalyzerOptions(pack=str(tmp_path / "own")))
+    assert (analyzer.min_detection_score, analyzer.fallback_score) == (0.7, 0.5)
+    with pytest.raises(ModelPackError, match="'score_threshold' must be a number between 0 and 1"):
+        load_pack(str(write_scrfd_pack(tmp_path / "one", score_threshold=1.0)))
+    with pytest.raises(
+        ModelPackError, match=r"'fallback_score' must be a number above 0 and below score_threshold \(0.7\)"
+    ):
+        load_pack(str(write_scrfd_pack(tmp_path / "above", score_threshold=0.7, fallback_score=0.75)))
+
+
 def test_builtin_detector_can_only_be_yunet(tmp_path: Path) -> None:
     folder = write_scrfd_pack(tmp_path / "pack")
     manifest = json.loads((folder / "manifest.json").read_text())

@@ -62,7 +62,19 @@ FlipTtaOpt = Annotated[
 ]
 MinDetectionScoreOpt = Annotated[
     float | None,
-    typer.Option("--min-detection-score", help="Ignore faces the detector is less sure of.", show_default="setting"),
+    typer.Option(
+        "--min-detection-score",
+        help="Ignore faces the detector is less sure of (unset: the pack's own threshold).",
+        show_default="setting",
+    ),
+]
+SubjectFallbackOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--subject-fallback/--no-subject-fallback",
+        help="Keep the best doubtful face of a photo without a face at the threshold (flagged).",
+        show_default="setting",
+    ),
 ]
 RotationFallbackOpt = Annotated[
     RotationFallback | None,
@@ -149,6 +161,7 @@ def eval_verify(
     max_analysis_pixels: MaxAnalysisPixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
+    subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -180,6 +193,7 @@ def eval_identify(
     max_analysis_pixels: MaxAnalysisPixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
+    subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -210,6 +224,7 @@ def eval_calibrate(
     max_analysis_pixels: MaxAnalysisPixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
+    subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -247,6 +262,7 @@ def eval_robustness(
     max_analysis_pixels: MaxAnalysisPixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
+    subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -287,6 +303,7 @@ def eval_calibrate_quality(
     max_analysis_pixels: MaxAnalysisPixelsOpt = None,
     flip_tta: FlipTtaOpt = None,
     min_detection_score: MinDetectionScoreOpt = None,
+    subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
     cache_dir: CacheDirOpt = None,

@@ -70,13 +70,15 @@ class Pipeline:
 
         return open_analyzer(self.options)
 
-    def cache_key(self, model_id: str) -> str:
+    def cache_key(self, analyzer: OnnxFaceAnalyzer) -> str:
         """The embedding caches' key: the options that change which faces are found or their embeddings, but not the
-        model id, keep their caches apart. Options at their old defaults add nothing, so older caches keep their names
-        (those made before the rotation fallback existed had it off)."""
+        model id, keep their caches apart. The detection threshold and the subject-face fallback's floor are the ones
+        the analyzer resolved (a pack's own, or the override). Options at their old defaults add nothing, so older
+        caches keep their names (those made before the rotation fallback existed had it off; before the subject-face
+        fallback, none had it)."""
         options = self.options
-        score = options.min_detection_score
-        key = f"{model_id}+min_det=" + ("pack" if score is None else f"{score:g}")
+        key = f"{analyzer.model_id}+min_det={analyzer.min_detection_score:g}"
+        key += "" if analyzer.fallback_score is None else f"+fallback={analyzer.fallback_score:g}"
         key += "" if options.rotation_fallback == "off" else f"+rotation={options.rotation_fallback}"
         key += "" if options.restoration == "off" else f"+restoration={options.restoration}"
         key += "" if options.runtime == "auto" else f"+runtime={options.runtime}"
@@ -117,7 +119,7 @@ def run_verify(
         root,
         progress=progress_logger("verify"),
         cache_dir=pipeline.cache_dir,
-        cache_key=pipeline.cache_key(analyzer.model_id),
+        cache_key=pipeline.cache_key(analyzer),
         calibration=read_calibration_json(calibration) if calibration else None,
     )
 
@@ -133,7 +135,7 @@ def run_identify(pipeline: Pipeline, manifest_csv: Path, root: Path, *, hold_out
         hold_out_every=hold_out_every,
         progress=progress_logger("identify"),
         cache_dir=pipeline.cache_dir,
-        cache_key=pipeline.cache_key(analyzer.model_id),
+        cache_key=pipeline.cache_key(analyzer),
     )
 
 
@@ -148,7 +150,7 @@ def run_calibrate(pipeline: Pipeline, manifest_csv: Path, root: Path, *, out: Pa
         root,
         [image.path for image in manifest],
         cache_dir=pipeline.cache_dir,
-        cache_key=pipeline.cache_key(analyzer.model_id),
+        cache_key=pipeline.cache_key(analyzer),
         progress=progress_logger("calibrate"),
     )
     identity_of = {image.path: image.identity for image in manifest}
@@ -218,7 +220,7 @@ def run_robustness(pipeline: Pipeline, run: Degradations, *, plot: Path | None =
         conditions=conditions,
         seed=run.seed,
         cache_dir=pipeline.cache_dir,
-        cache_key=pipeline.cache_key(analyzer.model_id),
+        cache_key=pipeline.cache_key(analyzer),
         progress=lambda message: logger.info("robustness: %s", message),
         pairs_csv=run.pairs_csv.name,
     )
@@ -250,7 +252,7 @@ def run_quality_calibration(pipeline: Pipeline, run: Degradations, *, out: Path)
         conditions=conditions,
         seed=run.seed,
         cache_dir=pipeline.cache_dir,
-        cache_key=pipeline.cache_key(analyzer.model_id),
+        cache_key=pipeline.cache_key(analyzer),
         progress=lambda message: logger.info("calibrate-quality: %s", message),
     )
     write_calibration_json(report.calibration, out)

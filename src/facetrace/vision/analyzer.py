@@ -41,7 +41,7 @@ from facetrace.vision.embedders.manifest_embedder import DEFAULT_MAX_BATCH, Mani
 from facetrace.vision.images import as_bgr, decode_image, decode_reduced, encode_jpeg
 from facetrace.vision.options import AnalyzerOptions
 from facetrace.vision.packs import ModelPack, load_pack
-from facetrace.vision.quality import assess_quality
+from facetrace.vision.quality import assess_quality, eyes_visible
 from facetrace.vision.restoration import RESTORATION_MODES, restore
 from facetrace.vision.sessions import RUNTIMES, open_session
 
@@ -121,9 +121,14 @@ class OnnxFaceAnalyzer:
             raise ConfigError(f"restoration must be one of {', '.join(RESTORATION_MODES)}, not {options.restoration!r}")
         self.pack = pack
         self.options = options
-        # The threshold in force: the options' or, where they leave it to the pack (None), the pack's recommendation.
+        # The threshold in force: the options' or, where they leave it to the pack (None), the pack's own.
         self.min_detection_score = (
             pack.detector.score_threshold if options.min_detection_score is None else float(options.min_detection_score)
+        )
+        # The subject-face fallback's floor (None: no fallback): the pack's, while it is below the threshold in force.
+        floor = pack.detector.fallback_score
+        self.fallback_score = (
+            floor if options.subject_fallback and floor is not None and floor < self.min_detection_score else None
         )
         self.max_detection_side_px = max_detection_side_px
         self.min_detection_side_px = min_detection_side_px
@@ -182,12 +187,25 @@ class OnnxFaceAnalyzer:
     # -- finer-grained steps (evaluation and tests use them) ----------------------------------------------------------
 
     def detect(self, bgr: BgrImage) -> list[Detection]:
-        """Faces scoring at least min_detection_score, largest first (turned copies searched per rotation_fallback)."""
-        return self._load().detector.detect(bgr)
+        """Faces scoring at least min_detection_score, largest first (turned copies searched per rotation_fallback);
+        failing any, the subject-face fallback's one face (detect_report)."""
+        return self.detect_report(bgr).detections
 
     def detect_report(self, bgr: BgrImage) -> DetectionReport:
-        """detect, and the turns of the detection passes it ran (one, 0.0, when the upright pass sufficed)."""
-        return self._load().detector.detect_report(bgr)
+        """detect, and the turns of the detection passes it ran (one, 0.0, when the upright pass sufficed).
+
+        The subject-face fallback comes last, after the rotation fallback: when no face scores min_detection_score
+        upright or (per rotation_fallback) on a turned copy, the best upright detection scoring at least
+        fallback_score whose aligned crop shows eyes (quality.eyes_visible) is kept alone, and the report says so
+        (fallback=True; its face is flagged low_detection_score). Turned views are not candidates: a turned copy can
+        level an animal's face into a high score (detectors/rotation.py). Measured in bench/detection_thresholds.py."""
+        report = self._load().detector.detect_report(bgr)
+        if report.detections or self.fallback_score is None:
+            return report
+        for candidate in report.below_threshold:  # best score first
+            if eyes_visible(self.align(bgr, candidate)):
+                return dataclasses.replace(report, detections=[candidate], fallback=True)
+        return report
 
     def align(self, bgr: BgrImage, detection: Detection) -> BgrImage:
         spec = self.pack.embedder
@@ -237,20 +255,22 @@ class OnnxFaceAnalyzer:
         )
         log.info(
             "pack %s loaded: detector on %s, embedder on %s, %d thread(s), flip TTA %s, min detection score %.2f, "
-            "rotation fallback %s, restoration %s",
+            "subject-face fallback %s, rotation fallback %s, restoration %s",
             pack.id,
             detector_session.runtime,
             embedder_session.runtime,
             self.options.threads,
             "on" if self.options.flip_tta else "off",
             self.min_detection_score,
+            "off" if self.fallback_score is None else f"down to {self.fallback_score:.2f}",
             self.options.rotation_fallback,
             self.options.restoration,
         )
         detector_class = ScrfdDetector if detector_spec.kind == "scrfd" else YuNetDetector
         detector = detector_class(
             detector_session,
-            score_threshold=self.min_detection_score,
+            # Down to the fallback's floor: RotationRobustDetector keeps what scores below the threshold apart.
+            score_threshold=self.min_detection_score if self.fallback_score is None else self.fallback_score,
             nms_iou=detector_spec.nms_iou,
             colour_order=detector_spec.colour_order,
             max_side_px=self.max_detection_side_px,
@@ -266,7 +286,9 @@ class OnnxFaceAnalyzer:
             }
         )
         return _Models(
-            detector=RotationRobustDetector(detector, self.options.rotation_fallback, **rotation_bounds),
+            detector=RotationRobustDetector(
+                detector, self.options.rotation_fallback, score_threshold=self.min_detection_score, **rotation_bounds
+            ),
             embedder=ManifestEmbedder(
                 embedder_session,
                 input_width=embedder_spec.input_width,
@@ -301,11 +323,15 @@ class OnnxFaceAnalyzer:
         # The detector and the embedder see the restored photo (vision/restoration.py); quality and the thumbnail the
         # photo as it came, so a restored face keeps the flags that say it is weak.
         restored, steps = restore(bgr, self.options.restoration)
-        detections = tuple(self.detect(restored))
+        report = self.detect_report(restored)
+        detections = tuple(report.detections)
         crops = tuple(self.align(restored, d) for d in detections)
         as_taken = tuple(self.align(bgr, d) for d in detections) if steps else crops
         confident = self.pack.detector.confident_detection_score
-        qualities = tuple(assess_quality(d, crop, confident) for d, crop in zip(detections, as_taken, strict=True))
+        qualities = tuple(
+            assess_quality(d, crop, confident, below_threshold=report.fallback)
+            for d, crop in zip(detections, as_taken, strict=True)
+        )
         thumbnails = tuple(encode_jpeg(crop_thumbnail(bgr, d.box), THUMBNAIL_JPEG_QUALITY) for d in detections)
         return _PendingImage(
             source=source,

@@ -14,8 +14,6 @@ from typing import Literal
 
 RotationFallback = Literal["off", "auto", "always"]  # vision/detectors/rotation.py
 Restoration = Literal["off", "auto"]  # vision/restoration.py
-# Faces the detector is less sure of are ignored: 0.8 keeps animal faces out (docs/decisions/0003).
-DEFAULT_MIN_DETECTION_SCORE = 0.8
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,11 @@ class AnalyzerOptions:
     # Photos one analyzer decodes and analyses at once (more callers wait their turn): bounds the memory of concurrent
     # large probes. 0: the number of cores.
     concurrent_analyses: int = 0
-    # None: the pack's recommended threshold instead (0.6 for the default pack, which lets animal faces in).
-    min_detection_score: float | None = DEFAULT_MIN_DETECTION_SCORE
+    # Faces the detector is less sure of are ignored. None: the pack's own threshold (its manifest's score_threshold,
+    # calibrated per detector: 0.8 for the default pack's YuNet, docs/models.md); a number overrides it.
+    min_detection_score: float | None = None
+    # A photo with no face at that threshold keeps its best face above the pack's fallback_score, flagged
+    # low_detection_score (vision/analyzer.py); False: such a photo has no face.
+    subject_fallback: bool = True
     rotation_fallback: RotationFallback = "auto"  # detect on turned copies of unsure photos
     restoration: Restoration = "auto"  # denoise grainy and stretch flat photos before detection

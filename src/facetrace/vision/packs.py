@@ -70,6 +70,7 @@ _DETECTOR_KEYS = {
     "nms_iou": True,
     "preferred_runtime": False,
     "confident_detection_score": False,
+    "fallback_score": False,
 }
 # A user pack may reuse the built-in detector, optionally with its own thresholds.
 _BUILTIN_DETECTOR_KEYS = {
@@ -77,6 +78,7 @@ _BUILTIN_DETECTOR_KEYS = {
     "score_threshold": False,
     "nms_iou": False,
     "confident_detection_score": False,
+    "fallback_score": False,
 }
 _EMBEDDER_KEYS = {
     "file": True,
@@ -134,11 +136,16 @@ class DetectorSpec:
     model: ModelFile
     kind: str  # one of DETECTOR_KINDS: how the outputs are decoded and the input prepared
     colour_order: str  # channel order the network reads: "BGR" or "RGB"
-    score_threshold: float  # the pack's recommended minimum detection score
+    # Faces scoring below this are not faces: the detector's own threshold, calibrated on LFW (every face found) and
+    # dlib's dogs.jpg (no dog found); the engine uses it unless min_detection_score overrides it.
+    score_threshold: float
     nms_iou: float  # boxes overlapping a better one by more than this IoU are dropped
     preferred_runtime: str  # "opencv" or "onnxruntime": the faster one, as measured
     # Faces scored below this are flagged "low_detection_score" by quality: detectors score clear faces differently.
     confident_detection_score: float = MIN_CONFIDENT_DETECTION
+    # The subject-face fallback's floor: a photo with no face at score_threshold keeps its best face scoring at least
+    # this (vision/analyzer.py). None: no fallback (a pack whose manifest predates the key).
+    fallback_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -408,31 +415,40 @@ def _load_detector(data: Mapping[str, Any], base: Path, where: str) -> DetectorS
         reused = _load_detector(
             _section(_read_manifest(default), "detector", str(default)), default.parent, f"{default} detector"
         )
+        threshold = _threshold(data, where) if "score_threshold" in data else reused.score_threshold
+        fallback: float | None
+        if "fallback_score" in data:
+            fallback = _fallback_score(data, threshold, where)
+        else:
+            # The built-in floor, where it is still below this pack's own threshold; otherwise no fallback.
+            inherited = reused.fallback_score
+            fallback = inherited if inherited is not None and inherited < threshold else None
         return DetectorSpec(
             model=reused.model,
             kind=reused.kind,
             colour_order=reused.colour_order,
-            score_threshold=_unit_float(data, "score_threshold", where)
-            if "score_threshold" in data
-            else reused.score_threshold,
+            score_threshold=threshold,
             nms_iou=_unit_float(data, "nms_iou", where) if "nms_iou" in data else reused.nms_iou,
             preferred_runtime=reused.preferred_runtime,
             confident_detection_score=_unit_float(data, "confident_detection_score", where)
             if "confident_detection_score" in data
             else reused.confident_detection_score,
+            fallback_score=fallback,
         )
     _check_keys(data, _DETECTOR_KEYS, where)
     kind = _choice(data, "kind", DETECTOR_KINDS, where)
+    threshold = _threshold(data, where)
     spec = DetectorSpec(
         model=_model_file(data, base, where),
         kind=kind,
         colour_order=_choice(data, "colour_order", COLOUR_ORDERS, where),
-        score_threshold=_unit_float(data, "score_threshold", where),
+        score_threshold=threshold,
         nms_iou=_unit_float(data, "nms_iou", where),
         preferred_runtime=_choice(data, "preferred_runtime", CONCRETE_RUNTIMES, where, default="onnxruntime"),
         confident_detection_score=_unit_float(data, "confident_detection_score", where)
         if "confident_detection_score" in data
         else MIN_CONFIDENT_DETECTION,
+        fallback_score=_fallback_score(data, threshold, where) if "fallback_score" in data else None,
     )
     summary = _summarize_file(spec.model)
     _check_single_image_input(summary, spec.model.location, channels=3)
@@ -672,6 +688,28 @@ def _unit_float(data: Mapping[str, Any], key: str, where: str) -> float:
     value = data.get(key)
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
         raise ModelPackError(f"{where}: {key!r} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _threshold(data: Mapping[str, Any], where: str) -> float:
+    """score_threshold: strictly between 0 and 1 (at 0 every anchor of the grid is a face, at 1 none is)."""
+    value = data.get("score_threshold")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 < float(value) < 1.0:
+        raise ModelPackError(
+            f"{where}: 'score_threshold' must be a number between 0 and 1 (exclusive), the detector score from which "
+            f"a face counts (the default pack's YuNet: 0.8), got {value!r}"
+        )
+    return float(value)
+
+
+def _fallback_score(data: Mapping[str, Any], threshold: float, where: str) -> float:
+    """fallback_score: above 0 and below score_threshold (the fallback looks below the threshold, never above)."""
+    value = data.get("fallback_score")
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 < float(value) < threshold:
+        raise ModelPackError(
+            f"{where}: 'fallback_score' must be a number above 0 and below score_threshold ({threshold:g}): the floor "
+            f"down to which a photo without a face keeps its best one, got {value!r}"
+        )
     return float(value)
 
 

@@ -70,9 +70,13 @@ def assess_quality(
     detection: Detection,
     aligned_bgr: npt.NDArray[np.uint8],
     confident_detection_score: float = MIN_CONFIDENT_DETECTION,
+    *,
+    below_threshold: bool = False,
 ) -> FaceQuality:
     """Measure one detected face; aligned_bgr is its aligned crop (the embedder's input). Below
-    confident_detection_score (the pack's bound for its detector) the face is flagged "low_detection_score"."""
+    confident_detection_score (the pack's bound for its detector) the face is flagged "low_detection_score", and so
+    is a face scored below the detection threshold (below_threshold: kept by the analyzer's subject-face fallback),
+    whatever the bound."""
     points = np.asarray(detection.landmarks, dtype=np.float64)
     face_size = float(min(detection.box.width, detection.box.height))
     eye_vector = points[1] - points[0]
@@ -89,7 +93,7 @@ def assess_quality(
         flags.append("blurry")
     if abs(yaw) > MAX_FRONTAL_YAW_DEG:
         flags.append("profile")
-    if score < confident_detection_score:
+    if score < confident_detection_score or below_threshold:
         flags.append("low_detection_score")
     if abs(roll) > MAX_UPRIGHT_ROLL_DEG:
         flags.append("rotated")
@@ -151,11 +155,17 @@ def appearance_flags(aligned_bgr: npt.NDArray[np.uint8]) -> list[str]:
         or halves >= MAX_FLAT_HALF
     ):
         flags.append("occluded")
-    if eye_darkness(grey) < MIN_EYE_DARKNESS:
+    if eye_darkness(grey) < MIN_EYE_DARKNESS:  # as eyes_visible()
         flags.append("eyes_not_visible")
     if noise_residual(grey) >= MAX_NOISE_RESIDUAL:
         flags.append("noisy")
     return flags
+
+
+def eyes_visible(aligned_bgr: npt.NDArray[np.uint8]) -> bool:
+    """Whether the aligned crop shows dark eyes where a face's eyes are: the "eyes_not_visible" flag's test, which is
+    also what the subject-face fallback asks of a face the detector doubts (dog faces fail it: vision/analyzer.py)."""
+    return eye_darkness(_grey_112(aligned_bgr)) >= MIN_EYE_DARKNESS
 
 
 def _grey_112(aligned_bgr: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:

@@ -15,8 +15,10 @@ again gives good landmarks, and the most upright view of a face is also the one 
 
 When to sweep is the mode: "off" never, "always" on every photo, "auto" when the upright pass looks unsure
 (no face, a best score below SUSPECT_SCORE, or a face tilted beyond SUSPECT_ROLL_DEG); in "auto" a face tilted
-between TILTED_ROLL_DEG and that gets only the one 45-degree turn its way. See docs/accuracy.md ("Rotation") for the
-measurements behind the bounds and the cost.
+between TILTED_ROLL_DEG and that gets only the one 45-degree turn its way. A face is what scores the wrapper's
+score_threshold; the wrapped detector may run lower (down to the analyzer's subject-face fallback floor), and what
+it finds below the threshold upright is only reported (DetectionReport.below_threshold), never swept for. See
+docs/accuracy.md ("Rotation") for the measurements behind the bounds and the cost.
 """
 
 from __future__ import annotations
@@ -68,10 +70,16 @@ class Detector(Protocol):
 
 @dataclass(frozen=True)
 class DetectionReport:
-    """Detections in the photo's pixels, and the turns (degrees) of every pass that was run, upright first."""
+    """Detections in the photo's pixels, and the turns (degrees) of every pass that was run, upright first.
+
+    below_threshold: what the upright pass found under the detector's score threshold (down to the floor the wrapped
+    detector was run at), best score first; the analyzer's subject-face fallback picks from it when detections is
+    empty. fallback: detections is that pick (set by the analyzer, never here)."""
 
     detections: list[Detection]
     passes: tuple[float, ...]
+    below_threshold: tuple[Detection, ...] = ()
+    fallback: bool = False
 
 
 def rotate_expanded(bgr: BgrImage, degrees: float) -> tuple[BgrImage, Affine]:
@@ -163,6 +171,7 @@ class RotationRobustDetector:
         *,
         suspect_score: float = SUSPECT_SCORE,
         turned_view_score: float = MIN_TURNED_VIEW_SCORE,
+        score_threshold: float = 0.0,
     ) -> None:
         if mode not in ROTATION_MODES:
             raise ValueError(f"rotation mode must be one of {', '.join(ROTATION_MODES)}, not {mode!r}")
@@ -171,21 +180,32 @@ class RotationRobustDetector:
         # The defaults were measured on YuNet's scores; other detectors score clear faces lower (SCRFD: median 0.79).
         self.suspect_score = suspect_score
         self.turned_view_score = turned_view_score
+        # What counts as a face. The wrapped detector may run lower (the analyzer's fallback floor): what it finds
+        # below this in the upright pass is reported apart (below_threshold) and never triggers or joins a sweep.
+        self.score_threshold = score_threshold
 
     def detect(self, bgr: BgrImage) -> list[Detection]:
         return self.detect_report(bgr).detections
 
     def detect_report(self, bgr: BgrImage) -> DetectionReport:
         """The merged detections and which passes were run."""
-        upright = [_View(d, 0.0, eye_roll_deg(d.landmarks)) for d in self.detector.detect(bgr)]
+        found = [_View(d, 0.0, eye_roll_deg(d.landmarks)) for d in self.detector.detect(bgr)]
+        upright = [v for v in found if v.detection.score >= self.score_threshold]
+        below = tuple(
+            sorted(
+                (v.detection for v in found if v.detection.score < self.score_threshold),
+                key=lambda d: d.score,
+                reverse=True,
+            )
+        )
         if self.mode == "off":
-            return DetectionReport([v.detection for v in upright], (0.0,))
+            return DetectionReport([v.detection for v in upright], (0.0,), below)
         sweep: tuple[float, ...] = SWEEP_ANGLES_DEG
         if self.mode == "auto" and not _suspect(upright, self.suspect_score):
             # Only the turn towards each tilted face (45 degrees counter-clockwise undoes a positive roll).
             sweep = tuple(sorted({45.0 if v.residual_roll > 0 else 315.0 for v in upright if _tilted(v)}))
             if not sweep:
-                return DetectionReport([v.detection for v in upright], (0.0,))
+                return DetectionReport([v.detection for v in upright], (0.0,), below)
         passes = [0.0]
         views = list(upright)
         for angle in sweep:
@@ -202,11 +222,15 @@ class RotationRobustDetector:
         kept = [v for v in views if v.turn == 0.0 or v.detection.score >= self.turned_view_score]
         detections = [v.detection for v in _merge(kept)]
         detections.sort(key=lambda d: d.box.area, reverse=True)
-        return DetectionReport(detections, tuple(passes))
+        return DetectionReport(detections, tuple(passes), below)
 
     def _pass(self, bgr: BgrImage, angle: float) -> list[_View]:
         turned, forward = rotate_expanded(bgr, angle)
-        return [_View(map_back(d, forward), angle, eye_roll_deg(d.landmarks)) for d in self.detector.detect(turned)]
+        return [
+            _View(map_back(d, forward), angle, eye_roll_deg(d.landmarks))
+            for d in self.detector.detect(turned)
+            if d.score >= self.score_threshold
+        ]
 
 
 def _suspect(upright: Sequence[_View], suspect_score: float) -> bool:
