@@ -22,6 +22,7 @@ from facetrace.core.errors import (
     PermissionDeniedError,
 )
 from facetrace.core.types import ErasureReceipt, Evidence, StoredHit, Strength, User
+from facetrace.core.vocabulary import IndependentReview, Role
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
 from facetrace.governance.users import UserService, key_sha256
@@ -122,9 +123,11 @@ def test_audit_chain_survives_the_database_and_catches_an_edit(
 
 def test_cases_searches_reviews_and_repeats(store: SqlGovernanceStore) -> None:
     log = AuditLog(store)
-    cases = CaseService(store, log, repeat_similarity=0.9)
+    # Four eyes left to the investigator by policy (optional), so case B can go without it.
+    cases = CaseService(store, log, repeat_similarity=0.9, independent_review=IndependentReview.OPTIONAL)
     investigator = User(1, "ivan", "investigator", datetime.now(UTC))
     reviewer = User(2, "rita", "reviewer", datetime.now(UTC))
+    store.add_user("rita", Role.REVIEWER)
     first = cases.open_case(investigator, "Case A", "find the thief", "warrant 12", requires_independent_review=True)
     second = cases.open_case(investigator, "Case B", "missing person", "consent", requires_independent_review=False)
     probe = unit_vector(1)
@@ -137,9 +140,14 @@ def test_cases_searches_reviews_and_repeats(store: SqlGovernanceStore) -> None:
     assert not again.hits[1].evidence.calibrated
     np.testing.assert_array_equal(again.probe_embedding, probe)
     assert [s.search_id for s in cases.searches(first.case_id)] == [record.search_id]
-    # Four eyes: case A requires independent review, case B does not.
+    # Four eyes: case A requires independent review, case B does not. Rita reviews once an admin adds her.
     store.add_search(first.case_id, "ivan", "more", "c" * 64, "c.jpg", MODEL, None, [_hit(7, 1, 0.7)])
     searches_a = cases.searches(first.case_id)
+    admin = User(3, "ada", Role.ADMIN, datetime.now(UTC))
+    with pytest.raises(NotFoundError, match=f"^no search {searches_a[-1].search_id}$"):
+        cases.review(reviewer, searches_a[-1].search_id, 7, "confirmed")
+    cases.add_member(admin, first.case_id, "rita")
+    cases.add_member(admin, second.case_id, "rita")
     with pytest.raises(PermissionDeniedError):
         cases.review(investigator, searches_a[-1].search_id, 7, "confirmed")
     review = cases.review(reviewer, searches_a[-1].search_id, 7, "rejected", " not him ")
