@@ -198,11 +198,11 @@ class CaseService:
     def browsing(self, user: User, case_id: int | None, purpose: str | None) -> CaseContext:
         """Before a look at the gallery (a face, a thumbnail, the people, a person): like a search, it names an open
         case the user works in and states a purpose. Admins, who manage erasures and belong to no case, state a
-        purpose only, and only for the list of people."""
+        purpose (routes let them list people only)."""
         if purpose is None or not purpose.strip():
             raise InvalidRequestError("looking at the gallery needs a case (case_id) and a purpose, as a search does")
-        if user.role == Role.ADMIN and case_id is None:
-            return CaseContext(None, purpose.strip())
+        if user.role == Role.ADMIN:  # belongs to no case: the case, when named, must exist
+            return CaseContext(None if case_id is None else self.case(case_id), purpose.strip())
         if case_id is None:
             raise InvalidRequestError("looking at the gallery needs a case (case_id) and a purpose, as a search does")
         case = self._working_case(user, case_id)
@@ -219,8 +219,8 @@ class CaseService:
         and accepts no new search or comparison (409). Reviews of its candidates stay possible, so a closed case
         can still be checked by a second pair of eyes. The audit entry (close_case) records who closed it, when
         and why."""
-        reason = _required(reason, "a reason for closing the case")
         case = self.case(case_id) if user.role == Role.ADMIN else self._working_case(user, case_id)
+        reason = _required(reason, "a reason for closing the case")
         if not self._store.set_case_status(case_id, CaseStatus.CLOSED, expected=CaseStatus.OPEN):
             raise ConflictError(f"case {case_id} is {self.case(case_id).status}; only an open case can be closed")
         self._audit.record(user.name, AuditAction.CLOSE_CASE, f"case:{case_id}", reason=reason)
