@@ -15,6 +15,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facetrace.core.types import MAX_TOP_K
+from facetrace.core.vocabulary import IndependentReview
 from facetrace.vision.options import AnalyzerOptions, Restoration, RotationFallback
 
 # The analyzer's settings take their defaults from its options record, so the two cannot drift apart.
@@ -170,6 +171,12 @@ class Settings(BaseSettings):
         description="The secret that seals the audit chain (HMAC), kept outside the catalog; made on first use "
         "(mode 0600). Default: audit.key in the data directory. Servers sharing one PostgreSQL catalog need the same "
         "file. See docs/security.md.",
+    )
+    independent_review: IndependentReview = Field(
+        default=IndependentReview.REQUIRED,
+        description="The four-eyes rule, set by policy and not by the searcher: required, no one reviews the "
+        "candidates of a search they ran, in every case (asking to open a case without it is refused); optional, the "
+        "investigator opening a case chooses (requires_independent_review, default true). See docs/service.md.",
     )
     retention_days: int | None = Field(
         default=None,

@@ -6,14 +6,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from catalog_samples import DIM, MODEL, make_asset, make_face, unit_vector
 
-from facetrace.catalog import SqlCatalog
+from facetrace.catalog import SqlCatalog, open_catalog
 from facetrace.catalog.governance_store import SqlGovernanceStore
+from facetrace.catalog.schema import alembic_config
 from facetrace.core.errors import (
     AuthenticationError,
     ConflictError,
@@ -22,6 +25,7 @@ from facetrace.core.errors import (
     PermissionDeniedError,
 )
 from facetrace.core.types import ErasureReceipt, Evidence, StoredHit, Strength, User
+from facetrace.core.vocabulary import IndependentReview, Role
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
 from facetrace.governance.users import UserService, key_sha256
@@ -122,9 +126,11 @@ def test_audit_chain_survives_the_database_and_catches_an_edit(
 
 def test_cases_searches_reviews_and_repeats(store: SqlGovernanceStore) -> None:
     log = AuditLog(store)
-    cases = CaseService(store, log, repeat_similarity=0.9)
+    # Four eyes left to the investigator by policy (optional), so case B can go without it.
+    cases = CaseService(store, log, repeat_similarity=0.9, independent_review=IndependentReview.OPTIONAL)
     investigator = User(1, "ivan", "investigator", datetime.now(UTC))
     reviewer = User(2, "rita", "reviewer", datetime.now(UTC))
+    store.add_user("rita", Role.REVIEWER)
     first = cases.open_case(investigator, "Case A", "find the thief", "warrant 12", requires_independent_review=True)
     second = cases.open_case(investigator, "Case B", "missing person", "consent", requires_independent_review=False)
     probe = unit_vector(1)
@@ -137,9 +143,14 @@ def test_cases_searches_reviews_and_repeats(store: SqlGovernanceStore) -> None:
     assert not again.hits[1].evidence.calibrated
     np.testing.assert_array_equal(again.probe_embedding, probe)
     assert [s.search_id for s in cases.searches(first.case_id)] == [record.search_id]
-    # Four eyes: case A requires independent review, case B does not.
+    # Four eyes: case A requires independent review, case B does not. Rita reviews once an admin adds her.
     store.add_search(first.case_id, "ivan", "more", "c" * 64, "c.jpg", MODEL, None, [_hit(7, 1, 0.7)])
     searches_a = cases.searches(first.case_id)
+    admin = User(3, "ada", Role.ADMIN, datetime.now(UTC))
+    with pytest.raises(NotFoundError, match=f"^no search {searches_a[-1].search_id}$"):
+        cases.review(reviewer, searches_a[-1].search_id, 7, "confirmed")
+    cases.add_member(admin, first.case_id, "rita")
+    cases.add_member(admin, second.case_id, "rita")
     with pytest.raises(PermissionDeniedError):
         cases.review(investigator, searches_a[-1].search_id, 7, "confirmed")
     review = cases.review(reviewer, searches_a[-1].search_id, 7, "rejected", " not him ")
@@ -188,3 +199,48 @@ def test_delete_faces_removes_faces_and_emptied_assets(catalog: SqlCatalog) -> N
     np.testing.assert_array_equal(deleted.embeddings[0], unit_vector(1))
     assert catalog.count_faces() == 1 and catalog.known_sha256([f"{1:064x}", f"{2:064x}"]) == {f"{2:064x}"}
     assert catalog.delete_faces([]).face_ids == ()
+
+
+def test_case_members_migration_keeps_access_for_whoever_worked_in_a_case(
+    catalog_uri: str, raw_engine: sa.Engine
+) -> None:
+    """0009 on a catalog with cases: the users who searched or reviewed in a case (but its owner) become members;
+    nobody else does."""
+    if raw_engine.dialect.name == "sqlite" and raw_engine.url.database:
+        Path(raw_engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    with raw_engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0008")
+        for case_id, owner in [(1, "olga"), (2, "ivan")]:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO cases (id, title, purpose, legal_basis, requires_independent_review, created_by, "
+                    "created_at, status) VALUES (:id, 't', 'p', 'l', true, :owner, :at, 'open')"
+                ),
+                {"id": case_id, "owner": owner, "at": at},
+            )
+        for search_id, case_id, user in [(10, 1, "olga"), (11, 1, "mike"), (12, 2, "ivan")]:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO searches (id, case_id, user_name, purpose, probe_sha256, probe_name, model_id, at) "
+                    "VALUES (:id, :case_id, :user, 'p', :sha, 'p.jpg', 'm', :at)"
+                ),
+                {"id": search_id, "case_id": case_id, "user": user, "sha": "a" * 64, "at": at},
+            )
+        connection.execute(
+            sa.text(
+                "INSERT INTO reviews (search_id, face_id, reviewer, decision, note, at) "
+                "VALUES (10, 7, 'rita', 'confirmed', '', :at), (10, 7, 'mike', 'rejected', '', :at)"
+            ),
+            {"at": at},
+        )
+    with open_catalog(catalog_uri) as upgraded:
+        store = upgraded.governance_store()
+        assert [(m.user_name, m.added_by) for m in store.case_members(1)] == [
+            ("mike", "migration:0009"),
+            ("rita", "migration:0009"),
+        ]
+        assert store.case_members(2) == []  # its owner alone worked in it
+        assert [case.case_id for case in store.cases_of("rita")] == [1]
+        assert [case.case_id for case in store.cases_of("ivan")] == [2]
+        assert store.case_members(1)[0].added_at.tzinfo is not None

@@ -61,5 +61,5 @@ def test_a_case_closes_once(catalog: SqlCatalog) -> None:
     with pytest.raises(ConflictError):
         cases.close_case(user, case.case_id, "again")
     with pytest.raises(ConflictError):
-        cases.check_search_allowed(case.case_id, "a search")
+        cases.check_search_allowed(user, case.case_id, "a search")
     assert [e.action for e in audit.entries(0, 100)][-1] == "close_case"

@@ -23,6 +23,7 @@ from facetrace.core.vocabulary import (
     ClusterAssignedBy,
     ClusterEventKind,
     ErasureMode,
+    IndependentReview,
     JobKind,
     JobStatus,
     PhotoRole,
@@ -43,6 +44,8 @@ from facetrace.server.schemas import FaceOut, IngestJobOut, NewUserIn, ReceiptOu
 WORDS: dict[type[StrEnum], tuple[str, ...]] = {
     Role: ("admin", "investigator", "reviewer", "auditor"),
     CaseStatus: ("open", "closed"),
+    # Not stored: the setting independent_review (docs/configuration.md).
+    IndependentReview: ("required", "optional"),
     ReviewDecision: ("confirmed", "rejected"),
     ErasureMode: ("faces", "person", "probe"),
     JobKind: ("upload", "path", "manifest"),
@@ -113,7 +116,9 @@ def test_case_statuses_and_review_decisions(catalog: SqlCatalog, raw_engine: sa.
     cases = CaseService(store, AuditLog(store), repeat_similarity=0.9)
     ivan = User(1, "ivan", Role.INVESTIGATOR, datetime.now(UTC))
     rita = User(2, "rita", Role.REVIEWER, datetime.now(UTC))
+    store.add_user("rita", Role.REVIEWER)
     case = cases.open_case(ivan, "Case", "purpose", "warrant")
+    cases.add_member(User(3, "ada", Role.ADMIN, datetime.now(UTC)), case.case_id, "rita")
     assert case.status is CaseStatus.OPEN and cases.case(case.case_id).status is CaseStatus.OPEN
     evidence = Evidence(0.7, Strength.MODERATE, 1e-5, 10, 1e-4, 0.5, weak_probe=False, weak_candidate=False)
     hit = StoredHit(0, 1, 7, evidence)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import csv
+import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,18 @@ def base_url(fr_examples: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield url
 
 
+def _add_member(base_url: str, case_id: int, name: str) -> None:
+    basic = base64.b64encode(f"adam:{PASSWORD}".encode()).decode()
+    request = urllib.request.Request(
+        f"{base_url}/api/v1/cases/{case_id}/members",
+        data=json.dumps({"user": name}).encode(),
+        headers={"Authorization": f"Basic {basic}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 201
+
+
 def test_investigate_review_report_audit(browser: Any, base_url: str, fr_examples: Path, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -61,6 +75,7 @@ def test_investigate_review_report_audit(browser: Any, base_url: str, fr_example
     driver.find_element(By.ID, "legal_basis").send_keys("warrant 2026/41")
     click_and_load(driver, driver.find_element(By.ID, "open-case"))
     assert "Case 1: Doorbell burglary" in driver.find_element(By.TAG_NAME, "h1").text
+    _add_member(base_url, 1, "ravi")  # access by case: the admin adds the reviewer (API only; no UI screen yet)
     driver.find_element(By.ID, "probe").send_keys(str(fr_examples / PROBE))
     driver.find_element(By.ID, "search-purpose").send_keys("who rang the doorbell")
     click_and_load(driver, driver.find_element(By.ID, "run-search"))

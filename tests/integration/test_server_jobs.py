@@ -83,7 +83,13 @@ def _open_case(service: Service, title: str = "Fraud 9") -> int:
     body = {"title": title, "purpose": "find the man on the bank camera", "legal_basis": "warrant 2026/9"}
     response = service.client.post("/api/v1/cases", json=body, headers=service.as_user("investigator"))
     assert response.status_code == 201, response.text
-    return int(response.json()["case_id"])
+    case_id = int(response.json()["case_id"])
+    # Access by case: the reviewer works in it once an admin adds them.
+    added = service.client.post(
+        f"/api/v1/cases/{case_id}/members", json={"user": "reviewer"}, headers=service.as_user("admin")
+    )
+    assert added.status_code == 201, added.text
+    return case_id
 
 
 def _search(service: Service, case_id: int, probe: Path) -> Any:
@@ -126,7 +132,11 @@ def test_an_uploaded_ingest_job_completes_and_its_faces_are_found_by_a_search(se
     upload_dir = service.engine.settings.uploads_dir / started["job_id"]
     assert Path(top["face"]["asset_uri"]).parent == upload_dir.resolve()
     assert re.search(rf"/000[123]_upload_{BUSH}_000[123]\.jpg$", top["face"]["asset_uri"]), top["face"]
-    face = service.client.get(f"/api/v1/faces/{top['face']['face_id']}", headers=service.as_user("reviewer"))
+    face = service.client.get(
+        f"/api/v1/faces/{top['face']['face_id']}",
+        params={"case_id": found.json()["search"]["case_id"], "purpose": "check the provenance"},
+        headers=service.as_user("reviewer"),
+    )
     assert face.json()["legal_basis"] == "consent form 12"
 
     started_entries = [e for e in _audit(service, "ingest_job") if e["target"] == f"ingest_job:{started['job_id']}"]
@@ -206,16 +216,23 @@ def test_an_ingest_job_needs_exactly_one_bounded_source(
 
 
 def test_people_lists_labels_with_counts_and_shows_a_persons_faces(service: Service) -> None:
-    listed = service.client.get("/api/v1/people?limit=500", headers=service.as_user("investigator"))
+    within = {"case_id": _open_case(service, "People 1"), "purpose": "who is in the gallery"}
+    listed = service.client.get(
+        "/api/v1/people", params={**within, "limit": 500}, headers=service.as_user("investigator")
+    )
     assert listed.status_code == 200, listed.text
     body = listed.json()
     counts = {p["label"]: p["faces"] for p in body["people"]}
     assert counts["obama"] == 3 and counts["biden"] == 2 and body["total"] == len(counts)
     assert [p["label"] for p in body["people"]] == sorted(counts)
-    page = service.client.get("/api/v1/people?limit=2&offset=1", headers=service.as_user("admin")).json()
+    page = service.client.get(
+        "/api/v1/people",
+        params={"limit": 2, "offset": 1, "purpose": "erasure request 5"},
+        headers=service.as_user("admin"),
+    ).json()
     assert [p["label"] for p in page["people"]] == sorted(counts)[1:3]
 
-    person = service.client.get("/api/v1/people/obama", headers=service.as_user("reviewer"))
+    person = service.client.get("/api/v1/people/obama", params=within, headers=service.as_user("reviewer"))
     assert person.status_code == 200, person.text
     faces = person.json()["faces"]
     assert len(faces) == 3 and {f["label"] for f in faces} == {"obama"}
@@ -225,7 +242,9 @@ def test_people_lists_labels_with_counts_and_shows_a_persons_faces(service: Serv
     assert views and views[-1]["actor"] == "reviewer"
     assert sorted(views[-1]["details"]["face_ids"]) == sorted(f["face_id"] for f in faces)
     assert _audit(service, "list_people")
-    missing = service.client.get("/api/v1/people/nobody%20at%20all", headers=service.as_user("investigator"))
+    missing = service.client.get(
+        "/api/v1/people/nobody%20at%20all", params=within, headers=service.as_user("investigator")
+    )
     assert missing.status_code == 404
 
 

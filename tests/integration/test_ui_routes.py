@@ -97,6 +97,10 @@ def ui(small_gallery: SmallGallery, tmp_path_factory: pytest.TempPathFactory) ->
     assert searched.status_code == 303, searched.text
     search_id = int(searched.headers["location"].rsplit("/", 1)[1])
     record = engine.cases.search(search_id)
+    # Access by case: the reviewer and the other investigator work in the case once an admin adds them.
+    admin = engine.users.user("admin")
+    for member in ("reviewer", "investigator2"):
+        engine.cases.add_member(admin, case_id, member)
     yield Ui(engine, clients, anonymous, case_id, search_id, record.hits[0].face_id)
     for client in [*clients.values(), anonymous]:
         client.close()
@@ -122,7 +126,7 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ),
     ("GET", "/ui/searches/{search}/compare/{face}", VIEWERS, {}),
     ("GET", "/ui/searches/{search}/probe-faces/0", VIEWERS, {}),
-    ("GET", "/ui/faces/{face}/thumbnail", VIEWERS, {}),
+    ("GET", "/ui/faces/{face}/thumbnail?search_id={search}", VIEWERS, {}),
     ("GET", "/ui/audit", {"auditor", "admin"}, {}),
     ("GET", "/ui/audit/repeated-probes", {"auditor"}, {}),
     ("GET", "/ui/compare", {"investigator"}, {}),
@@ -175,7 +179,10 @@ def test_the_table_covers_every_ui_route(ui: Ui) -> None:
         if isinstance(route, APIRoute)
         for method in route.methods
     }
-    tabled = {(m, re.sub(r"\{[^}]+\}|/0$", lambda x: "{}" if x.group(0) != "/0" else "/{}", p)) for m, p, *_ in ROUTES}
+    tabled = {
+        (m, re.sub(r"\{[^}]+\}|/0$", lambda x: "{}" if x.group(0) != "/0" else "/{}", p.split("?")[0]))
+        for m, p, *_ in ROUTES
+    }
     assert served - {("GET", "/ui/login"), ("POST", "/ui/login"), ("POST", "/ui/logout")} == tabled
     openapi = ui.clients["admin"].get("/openapi.json").json()["paths"]
     assert not [path for path in openapi if path.startswith("/ui")]
@@ -238,11 +245,11 @@ def test_the_search_page_shows_candidates_with_verdicts_and_provenance(ui: Ui) -
     assert "obama" in page.text[first : first + 2000]
     assert "strangers" in page.text or "stranger" in page.text
     assert "https://example.org/obama" in page.text
-    assert f"/ui/faces/{ui.face_id}/thumbnail" in page.text
+    assert f"/ui/faces/{ui.face_id}/thumbnail?search_id={ui.search_id}" in page.text
     assert "Confirm" in page.text
     auditor = ui.clients["auditor"].get(f"/ui/searches/{ui.search_id}")
     assert auditor.status_code == 200 and "/thumbnail" not in auditor.text and "Confirm" not in auditor.text
-    thumbnail = ui.clients["reviewer"].get(f"/ui/faces/{ui.face_id}/thumbnail")
+    thumbnail = ui.clients["reviewer"].get(f"/ui/faces/{ui.face_id}/thumbnail?search_id={ui.search_id}")
     assert thumbnail.status_code == 200 and thumbnail.content[:2] == b"\xff\xd8"
     probe = ui.clients["reviewer"].get(f"/ui/searches/{ui.search_id}/probe-faces/0")
     assert probe.status_code == 200 and probe.content[:2] == b"\xff\xd8"
@@ -270,6 +277,7 @@ def test_badges_read_the_stored_evidence_fields_not_the_sentence(ui: Ui) -> None
     result = ProbeResult("probe.jpg", 0, None, None, (SearchHit(1, 0.5, face, evidence),))
     investigator = ui.engine.users.user("investigator")
     case = ui.engine.cases.open_case(investigator, "Badges", "check the badges", "test")
+    ui.engine.cases.add_member(ui.engine.users.user("admin"), case.case_id, "reviewer")
     stored = ui.engine.cases.record_search(
         investigator, case, "p", "c" * 64, "probe.jpg", face.model_id, None, [result]
     )

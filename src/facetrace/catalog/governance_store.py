@@ -20,6 +20,7 @@ from facetrace.catalog.database import reading, writing
 from facetrace.catalog.tables import (
     api_keys,
     audit_log,
+    case_members,
     cases,
     ended_sessions,
     erasure_receipts,
@@ -38,6 +39,7 @@ from facetrace.core.types import (
     ApiKey,
     AuditEntry,
     Case,
+    CaseMember,
     ChangeCounters,
     ErasureReceipt,
     Evidence,
@@ -243,6 +245,45 @@ class SqlGovernanceStore:
                 sa.update(cases).where(cases.c.id == case_id, cases.c.status == expected).values(status=status)
             )
         return bool(result.rowcount)
+
+    def add_case_member(self, case_id: int, user_name: str, added_by: str) -> CaseMember | None:
+        now = _now()
+        with self._write() as connection:
+            exists = connection.execute(
+                sa.select(case_members.c.case_id).where(
+                    case_members.c.case_id == case_id, case_members.c.user_name == user_name
+                )
+            ).first()
+            if exists is not None:
+                return None
+            connection.execute(
+                sa.insert(case_members).values(case_id=case_id, user_name=user_name, added_by=added_by, added_at=now)
+            )
+        return CaseMember(case_id, user_name, added_by, now)
+
+    def remove_case_member(self, case_id: int, user_name: str) -> bool:
+        with self._write() as connection:
+            result = connection.execute(
+                sa.delete(case_members).where(case_members.c.case_id == case_id, case_members.c.user_name == user_name)
+            )
+        return bool(result.rowcount)
+
+    def case_members(self, case_id: int) -> list[CaseMember]:
+        with self._read() as connection:
+            rows = connection.execute(
+                sa.select(case_members).where(case_members.c.case_id == case_id).order_by(case_members.c.user_name)
+            )
+            return [CaseMember(int(r.case_id), r.user_name, r.added_by, r.added_at) for r in rows]
+
+    def cases_of(self, user_name: str) -> list[Case]:
+        member_of = sa.select(case_members.c.case_id).where(case_members.c.user_name == user_name)
+        query = (
+            sa.select(cases)
+            .where(sa.or_(cases.c.created_by == user_name, cases.c.id.in_(member_of)))
+            .order_by(cases.c.id)
+        )
+        with self._read() as connection:
+            return [_case(row) for row in connection.execute(query)]
 
     def add_search(
         self,

@@ -202,6 +202,17 @@ cases = sa.Table(
     sa.Column("status", sa.String(32), nullable=False),
 )
 
+# Revision 0009: who may work in a case besides its owner (cases.created_by), added and removed by an admin.
+case_members = sa.Table(
+    "case_members",
+    metadata,
+    sa.Column("case_id", sa.Integer, sa.ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_name", sa.String(255), primary_key=True),
+    sa.Column("added_by", sa.String(255), nullable=False),
+    sa.Column("added_at", UtcDateTime, nullable=False),
+    sa.Index(None, "user_name"),
+)
+
 searches = sa.Table(
     "searches",
     metadata,

@@ -16,6 +16,7 @@ from facetrace.core.types import (
     ApiKey,
     AuditEntry,
     Case,
+    CaseMember,
     CatalogStats,
     ChangeCounters,
     ClusterAssignment,
@@ -232,6 +233,22 @@ class CaseStore(Protocol):
     def cases(self) -> list[Case]: ...
 
     def set_case_status(self, case_id: int, status: CaseStatus, expected: CaseStatus) -> bool: ...
+
+    def add_case_member(self, case_id: int, user_name: str, added_by: str) -> CaseMember | None:
+        """Add a member; None if they are one already."""
+        ...
+
+    def remove_case_member(self, case_id: int, user_name: str) -> bool:
+        """False if they were not a member."""
+        ...
+
+    def case_members(self, case_id: int) -> list[CaseMember]:
+        """The case's members by name (not its owner)."""
+        ...
+
+    def cases_of(self, user_name: str) -> list[Case]:
+        """The cases the user owns or is a member of, in id order."""
+        ...
 
     def add_search(
         self,

@@ -418,9 +418,33 @@ class Case:
     purpose: str
     legal_basis: str
     requires_independent_review: bool  # the reviewer of a candidate must not be the user who searched
-    created_by: str
+    created_by: str  # its owner
     created_at: datetime
     status: CaseStatus = CaseStatus.OPEN
+
+
+@dataclass(frozen=True)
+class CaseMember:
+    """A user an admin added to a case: they work in it as their role allows, like its owner (created_by)."""
+
+    case_id: int
+    user_name: str
+    added_by: str
+    added_at: datetime
+
+
+@dataclass(frozen=True)
+class CaseContext:
+    """A case and a purpose a look at the gallery is made under (engine.gallery's verbs take one; CaseService
+    hands them out after checking the user may act in the case), recorded with the look in the audit log. case is
+    None only for an admin's list of people (erasure work belongs to no case)."""
+
+    case: Case | None
+    purpose: str
+
+    @property
+    def case_id(self) -> int | None:
+        return None if self.case is None else self.case.case_id
 
 
 @dataclass(frozen=True)

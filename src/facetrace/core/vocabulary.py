@@ -30,6 +30,14 @@ class CaseStatus(StrEnum):
     CLOSED = "closed"
 
 
+class IndependentReview(StrEnum):
+    """The four-eyes policy (setting independent_review): required, every case refuses a review by the user who ran
+    the search; optional, the investigator opening a case chooses."""
+
+    REQUIRED = "required"
+    OPTIONAL = "optional"
+
+
 class ReviewDecision(StrEnum):
     """A reviewer's word on one candidate of a search."""
 
@@ -164,6 +172,8 @@ class AuditAction(StrEnum):
     # cases, searches and what they showed
     OPEN_CASE = "open_case"
     CLOSE_CASE = "close_case"
+    ADD_CASE_MEMBER = "add_case_member"
+    REMOVE_CASE_MEMBER = "remove_case_member"
     SEARCH = "search"
     COMPARE = "compare"
     REVIEW = "review"

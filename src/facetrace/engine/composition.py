@@ -106,7 +106,12 @@ class Engine:
         self.audit.heads = audit_key.HeadFile(key_file.with_name(audit_key.HEAD_FILE_NAME), self.audit.key)
         self.users = UserService(governance, self.audit)
         calibrated = self.pack.calibration is not None
-        self.cases = CaseService(governance, self.audit, self.strict_similarity if calibrated else math.inf)
+        self.cases = CaseService(
+            governance,
+            self.audit,
+            self.strict_similarity if calibrated else math.inf,
+            self.settings.independent_review,
+        )
         # Erased people's embeddings, read from the catalog once per change (its change counters say when).
         self.suppression = SuppressionList(governance, self.model_id, self.strict_similarity) if calibrated else None
         self._built: dict[str, object] = {}

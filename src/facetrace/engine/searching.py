@@ -163,7 +163,7 @@ class Searches:
         analyzed is the probe already analysed (analyze()), e.g. to show its faces before searching one of them.
         """
         top_k = self._top_k_or_default(top_k)
-        case, purpose = self._cases.check_search_allowed(case_id, purpose)
+        case, purpose = self._cases.check_search_allowed(user, case_id, purpose)
         image = analyzed if analyzed is not None else self.analyze(data, probe_name)
         sha256 = hashlib.sha256(data).hexdigest()
         results = self._service().search_analyzed(image, top_k=top_k, face_index=face_index, probe_sha256=sha256)
@@ -191,7 +191,7 @@ class Searches:
         face_a: int | None = None,
         face_b: int | None = None,
     ) -> Comparison:
-        case, purpose = self._cases.check_search_allowed(case_id, purpose)
+        case, purpose = self._cases.check_search_allowed(user, case_id, purpose)
         comparison = self._service().compare(a, b, face_a=face_a, face_b=face_b)
         self._audit.record(
             user.name,

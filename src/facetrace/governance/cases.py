@@ -1,23 +1,51 @@
 """Cases and purposes: every search belongs to a case, states why it is done, and is kept with what it found.
 
-A reviewer confirms or rejects each candidate; a case that requires independent review (the default) refuses a
-review by the user who ran the search (four eyes). Searches of the same probe across different cases, by identical
-photo or by a probe face within a high similarity of an earlier one, are listed for auditors.
+Access by case: a case has an owner (its creator) and members an admin adds. Investigators and reviewers who are
+neither get NotFoundError for the case and everything in it (its searches, reviews, reports, closing it), worded as
+for a case that does not exist, so its existence is not revealed; auditors read every case, admins see the list,
+manage members and may close a case. Looking at the gallery (faces, thumbnails, people) happens under a CaseContext:
+a case the user may act in and a stated purpose.
+
+A reviewer confirms or rejects each candidate. Four eyes is set by policy (setting independent_review): when it is
+required (the default) nobody reviews the candidates of a search they ran, in any case, and asking to open a case
+without it is refused; when optional, the investigator opening a case chooses (default on). Searches of the same
+probe across different cases, by identical photo or by a probe face within a high similarity of an earlier one, are
+listed for auditors.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Protocol
 
 from facetrace.core.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
-from facetrace.core.ports import CaseStore
-from facetrace.core.types import Case, FloatArray, ProbeResult, Review, SearchRecord, StoredHit, User
-from facetrace.core.vocabulary import AuditAction, CaseStatus, ReviewDecision
+from facetrace.core.ports import CaseStore, UserStore
+from facetrace.core.types import (
+    Case,
+    CaseContext,
+    CaseMember,
+    FloatArray,
+    ProbeResult,
+    Review,
+    SearchRecord,
+    StoredHit,
+    User,
+)
+from facetrace.core.vocabulary import AuditAction, CaseStatus, IndependentReview, ReviewDecision, Role
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.repeats import RepeatedProbe, find_repeated_probes
 
-__all__ = ["CaseService", "RepeatedProbe", "stored_hits"]
+__all__ = ["CaseService", "CaseStoreWithUsers", "RepeatedProbe", "stored_hits"]
+
+# Roles that may read every case (auditors: read-only; admins: the list, members and closing, as routes allow).
+_OVERSEERS = (Role.AUDITOR, Role.ADMIN)
+# Roles a case's member may have: the ones that work in cases.
+MEMBER_ROLES = (Role.INVESTIGATOR, Role.REVIEWER)
+
+
+class CaseStoreWithUsers(CaseStore, UserStore, Protocol):
+    """What the case service reads: the cases, and the users an admin adds to them."""
 
 
 def stored_hits(results: Sequence[ProbeResult]) -> list[StoredHit]:
@@ -41,14 +69,41 @@ def _required(value: str, what: str) -> str:
 
 
 class CaseService:
-    def __init__(self, store: CaseStore, audit: AuditLog, repeat_similarity: float) -> None:
+    def __init__(
+        self,
+        store: CaseStoreWithUsers,
+        audit: AuditLog,
+        repeat_similarity: float,
+        independent_review: IndependentReview = IndependentReview.REQUIRED,
+    ) -> None:
         self._store = store
         self._audit = audit
         self._repeat_similarity = repeat_similarity
+        self._independent_review = IndependentReview(independent_review)
+
+    @property
+    def independent_review(self) -> IndependentReview:
+        return self._independent_review
 
     def open_case(
-        self, user: User, title: str, purpose: str, legal_basis: str, *, requires_independent_review: bool = True
+        self,
+        user: User,
+        title: str,
+        purpose: str,
+        legal_basis: str,
+        *,
+        requires_independent_review: bool | None = None,
     ) -> Case:
+        """Open a case owned by user. requires_independent_review None follows the policy (on); False is refused
+        when the policy requires independent review: the searcher does not decide whether their results get a
+        second pair of eyes."""
+        if requires_independent_review is None:
+            requires_independent_review = True
+        elif not requires_independent_review and self._independent_review == IndependentReview.REQUIRED:
+            raise PermissionDeniedError(
+                "independent review (four eyes) is required by policy (setting independent_review) and cannot be "
+                "switched off when opening a case"
+            )
         case = self._store.add_case(
             _required(title, "a case title"),
             _required(purpose, "a case's purpose"),
@@ -67,29 +122,114 @@ class CaseService:
         )
         return case
 
+    # -- who may see a case ---------------------------------------------------------------------------------------
+
     def case(self, case_id: int) -> Case:
+        """The case, unchecked (the engine's own use, tests); users reach cases through case_for."""
         case = self._store.case(case_id)
         if case is None:
             raise NotFoundError(f"no case {case_id}")
         return case
 
     def cases(self) -> list[Case]:
+        """Every case, unchecked; users see cases_for."""
         return self._store.cases()
 
-    def close_case(self, user: User, case_id: int, reason: str) -> Case:
-        """Close a case: it keeps its searches, hits, reviews and probe crops, and accepts no new search or
-        comparison (409). Reviews of its candidates stay possible, so a closed case can still be checked by a
-        second pair of eyes. The audit entry (close_case) records who closed it, when and why."""
-        reason = _required(reason, "a reason for closing the case")
+    def works_in(self, user: User, case: Case) -> bool:
+        """The user owns the case or is one of its members."""
+        if user.name == case.created_by:
+            return True
+        return any(member.user_name == user.name for member in self._store.case_members(case.case_id))
+
+    def case_for(self, user: User, case_id: int) -> Case:
+        """The case if the user may see it: its owner and members, auditors and admins. Anyone else gets the same
+        NotFoundError as for a case that does not exist."""
+        case = self._store.case(case_id)
+        if case is None or not (user.role in _OVERSEERS or self.works_in(user, case)):
+            raise NotFoundError(f"no case {case_id}")
+        return case
+
+    def _working_case(self, user: User, case_id: int) -> Case:
+        """The case if the user works in it (owner or member); auditors only read, admins only manage."""
+        case = self._store.case(case_id)
+        if case is None or not self.works_in(user, case):
+            raise NotFoundError(f"no case {case_id}")
+        return case
+
+    def cases_for(self, user: User) -> list[Case]:
+        """The cases the user may see: all for auditors and admins, else those they own or are a member of."""
+        if user.role in _OVERSEERS:
+            return self._store.cases()
+        return self._store.cases_of(user.name)
+
+    # -- members ---------------------------------------------------------------------------------------------------
+
+    def members(self, case_id: int) -> list[CaseMember]:
+        self.case(case_id)
+        return self._store.case_members(case_id)
+
+    def add_member(self, admin: User, case_id: int, name: str) -> CaseMember:
+        """Add an investigator or reviewer to a case (admins); audited as add_case_member."""
         case = self.case(case_id)
+        member = self._store.user(name.strip())
+        if member is None or not member.active:
+            raise NotFoundError(f"no active user {name.strip()!r}")
+        if member.role not in MEMBER_ROLES:
+            raise InvalidRequestError(
+                f"{member.name!r} is {member.role}: members are investigators or reviewers (auditors read every case)"
+            )
+        if member.name == case.created_by:
+            raise ConflictError(f"{member.name!r} owns case {case_id}")
+        added = self._store.add_case_member(case_id, member.name, admin.name)
+        if added is None:
+            raise ConflictError(f"{member.name!r} is a member of case {case_id} already")
+        self._audit.record(admin.name, AuditAction.ADD_CASE_MEMBER, f"case:{case_id}", user=member.name)
+        return added
+
+    def remove_member(self, admin: User, case_id: int, name: str) -> None:
+        """Remove a member (admins); their searches and reviews stay in the case. Audited as remove_case_member."""
+        self.case(case_id)
+        if not self._store.remove_case_member(case_id, name.strip()):
+            raise NotFoundError(f"{name.strip()!r} is not a member of case {case_id}")
+        self._audit.record(admin.name, AuditAction.REMOVE_CASE_MEMBER, f"case:{case_id}", user=name.strip())
+
+    # -- looking at the gallery under a case and purpose -------------------------------------------------------------
+
+    def browsing(self, user: User, case_id: int | None, purpose: str | None) -> CaseContext:
+        """Before a look at the gallery (a face, a thumbnail, the people, a person): like a search, it names an open
+        case the user works in and states a purpose. Admins, who manage erasures and belong to no case, state a
+        purpose (routes let them list people only)."""
+        if purpose is None or not purpose.strip():
+            raise InvalidRequestError("looking at the gallery needs a case (case_id) and a purpose, as a search does")
+        if user.role == Role.ADMIN:  # belongs to no case: the case, when named, must exist
+            return CaseContext(None if case_id is None else self.case(case_id), purpose.strip())
+        if case_id is None:
+            raise InvalidRequestError("looking at the gallery needs a case (case_id) and a purpose, as a search does")
+        case = self._working_case(user, case_id)
+        if case.status != CaseStatus.OPEN:
+            raise ConflictError(f"case {case_id} is {case.status}; looking at the gallery needs an open case")
+        return CaseContext(case, purpose.strip())
+
+    def reading(self, user: User, case_id: int, purpose: str) -> CaseContext:
+        """A look at the faces a case already holds (its candidates, in its pages and reports), open or closed."""
+        return CaseContext(self.case_for(user, case_id), purpose)
+
+    def close_case(self, user: User, case_id: int, reason: str) -> Case:
+        """Close a case (its owner, a member, or an admin): it keeps its searches, hits, reviews and probe crops,
+        and accepts no new search or comparison (409). Reviews of its candidates stay possible, so a closed case
+        can still be checked by a second pair of eyes. The audit entry (close_case) records who closed it, when
+        and why."""
+        case = self.case(case_id) if user.role == Role.ADMIN else self._working_case(user, case_id)
+        reason = _required(reason, "a reason for closing the case")
         if not self._store.set_case_status(case_id, CaseStatus.CLOSED, expected=CaseStatus.OPEN):
             raise ConflictError(f"case {case_id} is {self.case(case_id).status}; only an open case can be closed")
         self._audit.record(user.name, AuditAction.CLOSE_CASE, f"case:{case_id}", reason=reason)
         return dataclasses.replace(case, status=CaseStatus.CLOSED)
 
-    def check_search_allowed(self, case_id: int, purpose: str) -> tuple[Case, str]:
-        """Before a search runs: the case exists and is open, and the search states its purpose."""
-        case = self.case(case_id)
+    def check_search_allowed(self, user: User, case_id: int, purpose: str) -> tuple[Case, str]:
+        """Before a search or comparison runs: the user works in the case, it is open, and the search states its
+        purpose."""
+        case = self._working_case(user, case_id)
         if case.status != CaseStatus.OPEN:
             raise ConflictError(f"case {case_id} is {case.status}; searches need an open case")
         return case, _required(purpose, "a search's purpose")
@@ -122,13 +262,28 @@ class CaseService:
         return record
 
     def search(self, search_id: int) -> SearchRecord:
+        """The search, unchecked; users reach searches through search_for."""
         record = self._store.search(search_id)
         if record is None:
             raise NotFoundError(f"no search {search_id}")
         return record
 
+    def search_for(self, user: User, search_id: int) -> tuple[SearchRecord, Case]:
+        """The search and its case, if the user may see the case (else the NotFoundError of a missing search)."""
+        record = self._store.search(search_id)
+        if record is not None:
+            try:
+                return record, self.case_for(user, record.case_id)
+            except NotFoundError:
+                pass
+        raise NotFoundError(f"no search {search_id}")
+
     def searches(self, case_id: int | None = None) -> list[SearchRecord]:
         return self._store.searches(case_id)
+
+    def independent_review_required(self, case: Case) -> bool:
+        """Four eyes in this case: the policy's, or the case's own when the policy leaves it optional."""
+        return self._independent_review == IndependentReview.REQUIRED or case.requires_independent_review
 
     def review(
         self, reviewer: User, search_id: int, face_id: int, decision: ReviewDecision | str, note: str = ""
@@ -137,11 +292,12 @@ class CaseService:
             decision = ReviewDecision(decision)
         except ValueError:
             raise InvalidRequestError(f"a decision is one of {', '.join(ReviewDecision)}, not {decision!r}") from None
-        record = self.search(search_id)
+        record, case = self.search_for(reviewer, search_id)
+        if not self.works_in(reviewer, case):
+            raise NotFoundError(f"no search {search_id}")  # reviewers review only the cases they are members of
         if face_id not in {hit.face_id for hit in record.hits}:
             raise NotFoundError(f"face {face_id} is not a candidate of search {search_id}")
-        case = self.case(record.case_id)
-        if case.requires_independent_review and reviewer.name == record.user:
+        if self.independent_review_required(case) and reviewer.name == record.user:
             raise PermissionDeniedError(
                 f"case {case.case_id} requires independent review: {reviewer.name!r} ran search {search_id} and "
                 "cannot review its candidates"

@@ -10,11 +10,12 @@ matched to the audit log.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from facetrace.core.errors import NotFoundError
-from facetrace.core.types import Case, FaceRecord, Review, SearchRecord, StoredHit, User
+from facetrace.core.types import Case, CaseContext, FaceRecord, Review, SearchRecord, StoredHit, User
 from facetrace.core.vocabulary import AuditAction
 from facetrace.engine import Engine
 from facetrace.server.ui.probes import ProbeStore
@@ -52,9 +53,13 @@ class CaseReport:
 
 
 def gather_report(engine: Engine, user: User, probes: ProbeStore, case_id: int, export_format: str) -> CaseReport:
-    """The case's report for user (whose role must allow viewing faces; the caller checks it)."""
+    """The case's report for user (whose role must allow viewing faces; the caller checks it): 404 unless the user
+    may see the case. Each face in it is viewed under the case with the purpose "case report"."""
     cases = engine.cases
+    context = cases.reading(user, case_id, f"case report ({export_format})")
     case = cases.case(case_id)
+    # The review rule that applies: the policy's when it requires independent review.
+    case = dataclasses.replace(case, requires_independent_review=cases.independent_review_required(case))
     records = sorted(cases.searches(case_id), key=lambda s: s.search_id)
     searches: list[ReportSearch] = []
     shown: dict[int, tuple[FaceRecord | None, bytes | None]] = {}
@@ -69,7 +74,7 @@ def gather_report(engine: Engine, user: User, probes: ProbeStore, case_id: int, 
                 crop = probes.crop(record.search_id, index) if index is not None else None
                 groups[index] = ReportProbe(index, crop, probe.quality_flags if probe else ())
             if hit.face_id not in shown:
-                shown[hit.face_id] = _view(engine, user, hit.face_id)
+                shown[hit.face_id] = _view(engine, user, hit.face_id, context)
             face, thumbnail = shown[hit.face_id]
             mine = [review for review in reviews if review.face_id == hit.face_id]
             groups[index].candidates.append(ReportCandidate(hit, face, thumbnail, mine))
@@ -85,13 +90,13 @@ def gather_report(engine: Engine, user: User, probes: ProbeStore, case_id: int, 
     return CaseReport(case, searches, user.name, entry.at, entry.seq)
 
 
-def _view(engine: Engine, user: User, face_id: int) -> tuple[FaceRecord | None, bytes | None]:
+def _view(engine: Engine, user: User, face_id: int, context: CaseContext) -> tuple[FaceRecord | None, bytes | None]:
     try:
-        face = engine.gallery.face(user, face_id)
+        face = engine.gallery.face(user, face_id, context)
     except NotFoundError:
         return None, None  # erased since the search: its stored hit stays, the face is gone
     thumbnail = None
     if face.thumbnail_path:
         with contextlib.suppress(NotFoundError):
-            thumbnail = engine.gallery.thumbnail(user, face_id)
+            thumbnail = engine.gallery.thumbnail(user, face_id, context)
     return face, thumbnail

@@ -101,8 +101,10 @@ class CaseIn(BaseModel):
     title: str = Field(min_length=1)
     purpose: str = Field(min_length=1, description="Why faces are searched in this case.")
     legal_basis: str = Field(min_length=1, description="The law, warrant or consent that allows it.")
-    requires_independent_review: bool = Field(
-        default=True, description="A candidate must be reviewed by someone other than the user who searched."
+    requires_independent_review: bool | None = Field(
+        default=None,
+        description="A candidate must be reviewed by someone other than the user who searched. Set by policy "
+        "(setting independent_review): when it is required, false is refused (403); omitted means on.",
     )
 
 
@@ -344,8 +346,20 @@ class SearchResultOut(BaseModel):
     results: list[ProbeResultOut]
 
 
+class CaseMemberIn(BaseModel):
+    user: str = Field(min_length=1, max_length=255, description="An investigator's or reviewer's user name.")
+
+
+class CaseMemberOut(FromCore):
+    case_id: int
+    user_name: str
+    added_by: str
+    added_at: datetime
+
+
 class CaseDetailOut(BaseModel):
     case: CaseOut
+    members: list[CaseMemberOut] = Field(description="Who works in the case besides its owner (created_by).")
     searches: list[SearchOut]
 
 

@@ -1,12 +1,17 @@
-"""Cases, searches within them, reviews of candidates, and 1:1 comparison."""
+"""Cases, searches within them, reviews of candidates, 1:1 comparison, and a case's members.
+
+Access by case (governance/cases.py): investigators and reviewers reach only the cases they own or are members of;
+anything else is 404, as for a case that does not exist. Auditors read every case; admins list them, manage their
+members and may close them."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 
-from facetrace.core.types import MAX_TOP_K, User
+from facetrace.core.types import MAX_TOP_K, Case, User
 from facetrace.core.vocabulary import Role
 from facetrace.server.api.common import IdPath, read_upload
 from facetrace.server.auth import engine_of, require
@@ -14,6 +19,8 @@ from facetrace.server.schemas import (
     MAX_ID,
     CaseDetailOut,
     CaseIn,
+    CaseMemberIn,
+    CaseMemberOut,
     CaseOut,
     CloseCaseIn,
     ComparisonOut,
@@ -26,27 +33,68 @@ from facetrace.server.schemas import (
 
 router = APIRouter(tags=["cases"])
 _readers = require(Role.INVESTIGATOR, Role.REVIEWER, Role.AUDITOR)
+_admins = require(Role.ADMIN)
+_OVERSEERS = (Role.AUDITOR, Role.ADMIN)
+
+
+def _case_out(request: Request, case: Case) -> CaseOut:
+    """The case as its readers see it: requires_independent_review is what applies (the policy's when required)."""
+    required = engine_of(request).cases.independent_review_required(case)
+    return CaseOut.model_validate(dataclasses.replace(case, requires_independent_review=required))
 
 
 @router.post("/cases", response_model=CaseOut, status_code=201)
 def open_case(body: CaseIn, request: Request, user: Annotated[User, Depends(require(Role.INVESTIGATOR))]) -> CaseOut:
-    """Open a case: its purpose and legal basis are required, and bind every search made in it."""
+    """Open a case, owned by the caller: its purpose and legal basis are required, and bind every search made in
+    it. Four eyes follows the policy: asking to switch it off when the policy requires it is 403."""
     case = engine_of(request).cases.open_case(
         user, body.title, body.purpose, body.legal_basis, requires_independent_review=body.requires_independent_review
     )
-    return CaseOut.model_validate(case)
+    return _case_out(request, case)
 
 
 @router.get("/cases", response_model=list[CaseOut])
-def list_cases(request: Request, _user: Annotated[User, Depends(_readers)]) -> list[CaseOut]:
-    return [CaseOut.model_validate(case) for case in engine_of(request).cases.cases()]
+def list_cases(
+    request: Request, user: Annotated[User, Depends(require(Role.INVESTIGATOR, Role.REVIEWER, *_OVERSEERS))]
+) -> list[CaseOut]:
+    """The cases the caller owns or is a member of; every case for auditors and admins."""
+    return [_case_out(request, case) for case in engine_of(request).cases.cases_for(user)]
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetailOut)
-def get_case(case_id: IdPath, request: Request, _user: Annotated[User, Depends(_readers)]) -> CaseDetailOut:
+def get_case(case_id: IdPath, request: Request, user: Annotated[User, Depends(_readers)]) -> CaseDetailOut:
     cases = engine_of(request).cases
-    case = cases.case(case_id)
-    return CaseDetailOut(case=CaseOut.model_validate(case), searches=[SearchOut.of(s) for s in cases.searches(case_id)])
+    case = cases.case_for(user, case_id)
+    return CaseDetailOut(
+        case=_case_out(request, case),
+        members=[CaseMemberOut.model_validate(m) for m in cases.members(case_id)],
+        searches=[SearchOut.of(s) for s in cases.searches(case_id)],
+    )
+
+
+@router.get("/cases/{case_id}/members", response_model=list[CaseMemberOut])
+def list_members(
+    case_id: IdPath, request: Request, _user: Annotated[User, Depends(require(Role.ADMIN, Role.AUDITOR))]
+) -> list[CaseMemberOut]:
+    """Who works in the case besides its owner."""
+    return [CaseMemberOut.model_validate(m) for m in engine_of(request).cases.members(case_id)]
+
+
+@router.post("/cases/{case_id}/members", response_model=CaseMemberOut, status_code=201)
+def add_member(
+    case_id: IdPath, body: CaseMemberIn, request: Request, user: Annotated[User, Depends(_admins)]
+) -> CaseMemberOut:
+    """Add an investigator or reviewer to the case (404 unknown user or case, 409 already a member or the owner,
+    422 another role); audited as add_case_member."""
+    return CaseMemberOut.model_validate(engine_of(request).cases.add_member(user, case_id, body.user))
+
+
+@router.post("/cases/{case_id}/members/{name}/remove", status_code=204, response_class=Response)
+def remove_member(case_id: IdPath, name: str, request: Request, user: Annotated[User, Depends(_admins)]) -> Response:
+    """Remove a member: they no longer reach the case; their searches and reviews stay in it. Audited as
+    remove_case_member."""
+    engine_of(request).cases.remove_member(user, case_id, name)
+    return Response(status_code=204)
 
 
 @router.post("/cases/{case_id}/close", response_model=CaseOut)
@@ -57,8 +105,9 @@ def close_case(
     user: Annotated[User, Depends(require(Role.INVESTIGATOR, Role.ADMIN))],
 ) -> CaseOut:
     """Close a case: it keeps its record (searches, hits, reviews, probe crops) and refuses new searches and
-    comparisons (409); closing a closed case is 409 too. Audited as close_case with the reason."""
-    return CaseOut.model_validate(engine_of(request).cases.close_case(user, case_id, body.reason))
+    comparisons (409); closing a closed case is 409 too. Its owner, a member, or an admin. Audited as close_case
+    with the reason."""
+    return _case_out(request, engine_of(request).cases.close_case(user, case_id, body.reason))
 
 
 @router.post("/cases/{case_id}/searches", response_model=SearchResultOut, status_code=201)
@@ -85,9 +134,10 @@ def search(
 
 
 @router.get("/searches/{search_id}", response_model=SearchOut)
-def get_search(search_id: IdPath, request: Request, _user: Annotated[User, Depends(_readers)]) -> SearchOut:
+def get_search(search_id: IdPath, request: Request, user: Annotated[User, Depends(_readers)]) -> SearchOut:
     cases = engine_of(request).cases
-    return SearchOut.of(cases.search(search_id), cases.reviews(search_id))
+    record, _case = cases.search_for(user, search_id)
+    return SearchOut.of(record, cases.reviews(search_id))
 
 
 @router.post("/searches/{search_id}/reviews", response_model=ReviewOut, status_code=201)
@@ -97,8 +147,9 @@ def review(
     request: Request,
     user: Annotated[User, Depends(require(Role.REVIEWER, Role.INVESTIGATOR))],
 ) -> ReviewOut:
-    """Confirm or reject a candidate (reviewers, and investigators on others' searches). In a case that requires
-    independent review, the user who ran the search cannot review it (403)."""
+    """Confirm or reject a candidate (reviewers, and investigators on others' searches), in a case the caller owns
+    or is a member of (else 404). When independent review applies, the user who ran the search cannot review it
+    (403)."""
     return ReviewOut.model_validate(
         engine_of(request).cases.review(user, search_id, body.face_id, body.decision, body.note)
     )

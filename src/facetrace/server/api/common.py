@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Path, UploadFile
+from fastapi import Path, Query, UploadFile
 
 from facetrace.core.errors import InvalidRequestError, RequestTooLargeError
 from facetrace.server.schemas import MAX_ID
@@ -13,6 +13,14 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 # A case, search or face id in a path: out of the catalog's 64-bit range is a 422, not a failed lookup.
 IdPath = Annotated[int, Path(ge=0, le=MAX_ID)]
+
+
+# Looking at the gallery (faces, thumbnails, people) names a case and a purpose, as a search does; the case service
+# refuses a look without them (422) or in a case the caller does not work in (404).
+BrowseCase = Annotated[
+    int | None, Query(ge=0, le=MAX_ID, description="The case this look at the gallery belongs to (required).")
+]
+BrowsePurpose = Annotated[str | None, Query(max_length=2000, description="Why, within the case's purpose (required).")]
 
 
 def read_upload(upload: UploadFile, what: str) -> tuple[bytes, str]:

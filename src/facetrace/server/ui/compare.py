@@ -59,7 +59,7 @@ def _compare_page(
     case_id: int | None = None,
     purpose: str = "",
 ) -> HTMLResponse:
-    cases = [case for case in engine_of(request).cases.cases() if case.status == CaseStatus.OPEN]
+    cases = [case for case in engine_of(request).cases.cases_for(visitor.user) if case.status == CaseStatus.OPEN]
     return render(
         request,
         "compare_photos.html",

@@ -9,12 +9,13 @@ thumbnail and probe crop shown, and every report, is written to the audit log th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -27,13 +28,14 @@ from facetrace.core.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
-from facetrace.core.types import Case, FaceRecord, Review, SearchRecord, StoredHit, Strength
-from facetrace.core.vocabulary import AuditAction, Role
+from facetrace.core.types import Case, CaseContext, FaceRecord, Review, SearchRecord, StoredHit, Strength
+from facetrace.core.vocabulary import AuditAction, IndependentReview, Role
 from facetrace.engine import Engine
-from facetrace.server.api.common import IdPath, read_upload
+from facetrace.server.api.common import BrowseCase, BrowsePurpose, IdPath, read_upload
 from facetrace.server.auth import client_address, engine_of, guards_of, password_hasher
 from facetrace.server.errors import status_for
 from facetrace.server.ratelimit import Guards, password_sign_in
+from facetrace.server.schemas import MAX_ID
 from facetrace.server.ui.common import (
     READERS,
     UI_PREFIX,
@@ -184,8 +186,12 @@ def home(visitor: Annotated[Visitor, Depends(_anyone)]) -> Response:
 
 
 def _cases_page(request: Request, visitor: Visitor, status_code: int = 200, error: str | None = None) -> HTMLResponse:
-    cases = sorted(engine_of(request).cases.cases(), key=lambda c: c.case_id, reverse=True)
-    return render(request, "cases.html", visitor, status_code=status_code, cases=cases, error=error)
+    engine = engine_of(request)
+    cases = sorted(engine.cases.cases_for(visitor.user), key=lambda c: c.case_id, reverse=True)
+    optional = engine.cases.independent_review == IndependentReview.OPTIONAL
+    return render(
+        request, "cases.html", visitor, status_code=status_code, cases=cases, error=error, four_eyes_optional=optional
+    )
 
 
 @router.get("/cases", response_class=HTMLResponse)
@@ -204,9 +210,16 @@ def open_case(
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
     check_csrf(visitor, csrf_token)
+    cases = engine_of(request).cases
+    # The form offers the four-eyes box only when the policy leaves it optional; otherwise the field is ignored.
+    optional = cases.independent_review == IndependentReview.OPTIONAL
     try:
-        case = engine_of(request).cases.open_case(
-            visitor.user, title, purpose, legal_basis, requires_independent_review=bool(requires_independent_review)
+        case = cases.open_case(
+            visitor.user,
+            title,
+            purpose,
+            legal_basis,
+            requires_independent_review=bool(requires_independent_review) if optional else None,
         )
     except InvalidRequestError as exc:
         return _cases_page(request, visitor, status_code=422, error=str(exc))
@@ -216,9 +229,18 @@ def open_case(
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 def case_page(case_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
     cases = engine_of(request).cases
-    case = cases.case(case_id)
+    case = _effective(request, cases.case_for(visitor.user, case_id))
     searches = sorted(cases.searches(case_id), key=lambda s: s.search_id, reverse=True)
-    return render(request, "case.html", visitor, case=case, searches=searches, error=None)
+    return render(
+        request,
+        "case.html",
+        visitor,
+        case=case,
+        members=cases.members(case_id),
+        works_in=cases.works_in(visitor.user, case),
+        searches=searches,
+        error=None,
+    )
 
 
 @router.post("/cases/{case_id}/searches", response_model=None)
@@ -245,22 +267,31 @@ def search(
 # -- a search's candidates, reviews and comparison -----------------------------------------------------------------
 
 
-def _view_faces(engine: Engine, visitor: Visitor, face_ids: list[int]) -> dict[int, FaceRecord]:
-    """Each face shown is one audited view; auditors see scores and verdicts, not faces (as in the API)."""
+def _effective(request: Request, case: Case) -> Case:
+    """The case with the review rule that applies (the policy's when it requires independent review)."""
+    required = engine_of(request).cases.independent_review_required(case)
+    return dataclasses.replace(case, requires_independent_review=required)
+
+
+def _view_faces(engine: Engine, visitor: Visitor, face_ids: list[int], context: CaseContext) -> dict[int, FaceRecord]:
+    """Each face shown is one audited view under the case; auditors see scores and verdicts, not faces (as in the
+    API)."""
     if not visitor.can_view_faces:
         return {}
     shown: dict[int, FaceRecord] = {}
     for face_id in face_ids:
         try:
-            shown[face_id] = engine.gallery.face(visitor.user, face_id)
+            shown[face_id] = engine.gallery.face(visitor.user, face_id, context)
         except NotFoundError:
             continue  # erased since the search: its stored hit stays, the face is gone
     return shown
 
 
-def _groups(request: Request, visitor: Visitor, record: SearchRecord, reviews: list[Review]) -> list[ProbeGroup]:
+def _groups(
+    request: Request, visitor: Visitor, record: SearchRecord, reviews: list[Review], context: CaseContext
+) -> list[ProbeGroup]:
     probes = probes_of(request).faces(record.search_id)
-    faces = _view_faces(engine_of(request), visitor, sorted({hit.face_id for hit in record.hits}))
+    faces = _view_faces(engine_of(request), visitor, sorted({hit.face_id for hit in record.hits}), context)
     groups: dict[int | None, ProbeGroup] = {}
     for hit in sorted(record.hits, key=lambda h: (h.probe_face_index or 0, h.rank)):
         probe = probes.get(hit.probe_face_index) if hit.probe_face_index is not None else None
@@ -271,26 +302,32 @@ def _groups(request: Request, visitor: Visitor, record: SearchRecord, reviews: l
     return list(groups.values())
 
 
-def _may_review(visitor: Visitor, case: Case, record: SearchRecord) -> bool:
-    if visitor.user.role not in (Role.REVIEWER, Role.INVESTIGATOR):
+def _may_review(request: Request, visitor: Visitor, case: Case, record: SearchRecord) -> bool:
+    cases = engine_of(request).cases
+    if visitor.user.role not in (Role.REVIEWER, Role.INVESTIGATOR) or not cases.works_in(visitor.user, case):
         return False
-    return not (case.requires_independent_review and visitor.user.name == record.user)
+    return not (cases.independent_review_required(case) and visitor.user.name == record.user)
+
+
+def _reviewing(request: Request, visitor: Visitor, search_id: int) -> tuple[SearchRecord, Case, CaseContext]:
+    """The search, its case (404 unless the visitor may see it) and the context its candidates are viewed under."""
+    cases = engine_of(request).cases
+    record, case = cases.search_for(visitor.user, search_id)
+    return record, case, cases.reading(visitor.user, case.case_id, f"review of search {search_id}")
 
 
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
 def search_page(search_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
-    cases = engine_of(request).cases
-    record = cases.search(search_id)
-    case = cases.case(record.case_id)
-    reviews = cases.reviews(search_id)
+    record, case, context = _reviewing(request, visitor, search_id)
+    reviews = engine_of(request).cases.reviews(search_id)
     return render(
         request,
         "search.html",
         visitor,
-        case=case,
+        case=_effective(request, case),
         search=record,
-        groups=_groups(request, visitor, record, reviews),
-        may_review=_may_review(visitor, case, record),
+        groups=_groups(request, visitor, record, reviews, context),
+        may_review=_may_review(request, visitor, case, record),
     )
 
 
@@ -317,26 +354,25 @@ def compare_page(
     search_id: IdPath, face_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]
 ) -> HTMLResponse:
     cases = engine_of(request).cases
-    record = cases.search(search_id)
+    record, case, context = _reviewing(request, visitor, search_id)
     hits = [hit for hit in record.hits if hit.face_id == face_id]
     if not hits:
         raise NotFoundError(f"face {face_id} is not a candidate of search {search_id}")
     hit = hits[0]
     probes = probes_of(request).faces(search_id)
     probe = probes.get(hit.probe_face_index) if hit.probe_face_index is not None else None
-    face = _view_faces(engine_of(request), visitor, [face_id]).get(face_id)
+    face = _view_faces(engine_of(request), visitor, [face_id], context).get(face_id)
     reviews = [r for r in cases.reviews(search_id) if r.face_id == face_id]
     candidate = Candidate(hit, face, reviews)
-    case = cases.case(record.case_id)
     return render(
         request,
         "compare.html",
         visitor,
-        case=case,
+        case=_effective(request, case),
         search=record,
         probe=probe,
         candidate=candidate,
-        may_review=_may_review(visitor, case, record),
+        may_review=_may_review(request, visitor, case, record),
     )
 
 
@@ -345,7 +381,7 @@ def probe_crop(
     search_id: IdPath, face_index: int, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]
 ) -> Response:
     engine = engine_of(request)
-    engine.cases.search(search_id)
+    engine.cases.search_for(visitor.user, search_id)
     data = probes_of(request).crop(search_id, face_index)
     if data is None:
         raise NotFoundError(f"search {search_id} kept no crop of probe face {face_index}")
@@ -354,8 +390,24 @@ def probe_crop(
 
 
 @router.get("/faces/{face_id}/thumbnail")
-def thumbnail(face_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]) -> Response:
-    return _jpeg(engine_of(request).gallery.thumbnail(visitor.user, face_id))
+def thumbnail(
+    face_id: IdPath,
+    request: Request,
+    visitor: Annotated[Visitor, Depends(_viewers)],
+    search_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
+    case_id: BrowseCase = None,
+    purpose: BrowsePurpose = None,
+) -> Response:
+    """A face's thumbnail: a candidate of a search the visitor may see (search_id, as the search pages link it), or
+    any face within a case the visitor works in and for a purpose (case_id and purpose), as the API's."""
+    engine = engine_of(request)
+    if search_id is not None:
+        record, _case, context = _reviewing(request, visitor, search_id)
+        if face_id not in {hit.face_id for hit in record.hits}:
+            raise NotFoundError(f"face {face_id} is not a candidate of search {search_id}")
+    else:
+        context = engine.cases.browsing(visitor.user, case_id, purpose)
+    return _jpeg(engine.gallery.thumbnail(visitor.user, face_id, context))
 
 
 # -- the case report -----------------------------------------------------------------------------------------------
@@ -369,13 +421,14 @@ def report(
     provenance and the reviewers' decisions. Each face in it is an audited view; the export itself is audited."""
     engine = engine_of(request)
     cases = engine.cases
-    case = cases.case(case_id)
+    context = cases.reading(visitor.user, case_id, "case report (html)")
+    case = _effective(request, cases.case(case_id))
     searches = sorted(cases.searches(case_id), key=lambda s: s.search_id)
     sections = []
     face_ids: set[int] = set()
     for record in searches:
         reviews = cases.reviews(record.search_id)
-        groups = _groups(request, visitor, record, reviews)
+        groups = _groups(request, visitor, record, reviews, context)
         for group in groups:
             if group.face_index is not None:
                 crop = probes_of(request).crop(record.search_id, group.face_index)
@@ -387,7 +440,7 @@ def report(
                 if candidate.face is not None and candidate.face.thumbnail_path:
                     with contextlib.suppress(NotFoundError):
                         thumbnails[candidate.hit.face_id] = data_uri(
-                            engine.gallery.thumbnail(visitor.user, candidate.hit.face_id)
+                            engine.gallery.thumbnail(visitor.user, candidate.hit.face_id, context)
                         )
         sections.append({"search": record, "groups": groups, "thumbnails": thumbnails, "reviews": reviews})
     entry = engine.audit.record(
