@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from facetrace.core.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
+from facetrace.core.limits import MAX_FILE_NAME, MAX_NOTE, MAX_TEXT, MAX_TITLE, bounded, required
 from facetrace.core.ports import CaseStore
 from facetrace.core.types import Case, FloatArray, ProbeResult, Review, SearchRecord, StoredHit, User
 from facetrace.core.vocabulary import AuditAction, CaseStatus, ReviewDecision
@@ -33,13 +34,6 @@ def stored_hits(results: Sequence[ProbeResult]) -> list[StoredHit]:
     ]
 
 
-def _required(value: str, what: str) -> str:
-    stripped = value.strip()
-    if not stripped:
-        raise InvalidRequestError(f"{what} is required and cannot be blank")
-    return stripped
-
-
 class CaseService:
     def __init__(self, store: CaseStore, audit: AuditLog, repeat_similarity: float) -> None:
         self._store = store
@@ -50,9 +44,9 @@ class CaseService:
         self, user: User, title: str, purpose: str, legal_basis: str, *, requires_independent_review: bool = True
     ) -> Case:
         case = self._store.add_case(
-            _required(title, "a case title"),
-            _required(purpose, "a case's purpose"),
-            _required(legal_basis, "a case's legal basis"),
+            required(title, "a case title", MAX_TITLE),
+            required(purpose, "a case's purpose", MAX_TEXT),
+            required(legal_basis, "a case's legal basis", MAX_TEXT),
             requires_independent_review,
             user.name,
         )
@@ -80,7 +74,7 @@ class CaseService:
         """Close a case: it keeps its searches, hits, reviews and probe crops, and accepts no new search or
         comparison (409). Reviews of its candidates stay possible, so a closed case can still be checked by a
         second pair of eyes. The audit entry (close_case) records who closed it, when and why."""
-        reason = _required(reason, "a reason for closing the case")
+        reason = required(reason, "a reason for closing the case", MAX_TEXT)
         case = self.case(case_id)
         if not self._store.set_case_status(case_id, CaseStatus.CLOSED, expected=CaseStatus.OPEN):
             raise ConflictError(f"case {case_id} is {self.case(case_id).status}; only an open case can be closed")
@@ -92,7 +86,7 @@ class CaseService:
         case = self.case(case_id)
         if case.status != CaseStatus.OPEN:
             raise ConflictError(f"case {case_id} is {case.status}; searches need an open case")
-        return case, _required(purpose, "a search's purpose")
+        return case, required(purpose, "a search's purpose", MAX_TEXT)
 
     def record_search(
         self,
@@ -107,6 +101,7 @@ class CaseService:
         action: AuditAction = AuditAction.SEARCH,
     ) -> SearchRecord:
         hits = stored_hits(results)
+        probe_name = bounded(probe_name, "a probe's file name", MAX_FILE_NAME)
         record = self._store.add_search(
             case.case_id, user.name, purpose, probe_sha256, probe_name, model_id, probe_embedding, hits
         )
@@ -137,6 +132,7 @@ class CaseService:
             decision = ReviewDecision(decision)
         except ValueError:
             raise InvalidRequestError(f"a decision is one of {', '.join(ReviewDecision)}, not {decision!r}") from None
+        note = bounded(note.strip(), "a review's note", MAX_NOTE)
         record = self.search(search_id)
         if face_id not in {hit.face_id for hit in record.hits}:
             raise NotFoundError(f"face {face_id} is not a candidate of search {search_id}")
@@ -146,7 +142,7 @@ class CaseService:
                 f"case {case.case_id} requires independent review: {reviewer.name!r} ran search {search_id} and "
                 "cannot review its candidates"
             )
-        review = self._store.add_review(search_id, face_id, reviewer.name, decision, note.strip())
+        review = self._store.add_review(search_id, face_id, reviewer.name, decision, note)
         self._audit.record(
             reviewer.name,
             AuditAction.REVIEW,

@@ -6,10 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
+from facetrace.core.limits import MAX_TEXT
 from facetrace.core.types import MAX_TOP_K, User
-from facetrace.core.vocabulary import Role
+from facetrace.core.vocabulary import AuditAction, Role
 from facetrace.server.api.common import IdPath, read_upload
 from facetrace.server.auth import engine_of, require
+from facetrace.server.reads import audited_read
 from facetrace.server.schemas import (
     MAX_ID,
     CaseDetailOut,
@@ -38,14 +40,17 @@ def open_case(body: CaseIn, request: Request, user: Annotated[User, Depends(requ
 
 
 @router.get("/cases", response_model=list[CaseOut])
-def list_cases(request: Request, _user: Annotated[User, Depends(_readers)]) -> list[CaseOut]:
-    return [CaseOut.model_validate(case) for case in engine_of(request).cases.cases()]
+def list_cases(request: Request, user: Annotated[User, Depends(_readers)]) -> list[CaseOut]:
+    cases = engine_of(request).cases.cases()
+    audited_read(request, user, AuditAction.LIST_CASES, "cases", cases=len(cases))
+    return [CaseOut.model_validate(case) for case in cases]
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetailOut)
-def get_case(case_id: IdPath, request: Request, _user: Annotated[User, Depends(_readers)]) -> CaseDetailOut:
+def get_case(case_id: IdPath, request: Request, user: Annotated[User, Depends(_readers)]) -> CaseDetailOut:
     cases = engine_of(request).cases
     case = cases.case(case_id)
+    audited_read(request, user, AuditAction.VIEW_CASE, f"case:{case_id}")
     return CaseDetailOut(case=CaseOut.model_validate(case), searches=[SearchOut.of(s) for s in cases.searches(case_id)])
 
 
@@ -67,7 +72,9 @@ def search(
     request: Request,
     user: Annotated[User, Depends(require(Role.INVESTIGATOR))],
     probe: Annotated[UploadFile, File(description="The probe photo.")],
-    purpose: Annotated[str, Form(min_length=1, description="Why this search, within the case's purpose.")],
+    purpose: Annotated[
+        str, Form(min_length=1, max_length=MAX_TEXT, description="Why this search, within the case's purpose.")
+    ],
     top_k: Annotated[int | None, Form(ge=1, le=MAX_TOP_K, description="Candidates per probe face (1-1000).")] = None,
     face_index: Annotated[
         int | None, Form(ge=0, le=MAX_ID, description="Search only this face of the probe (0-based).")
@@ -85,9 +92,11 @@ def search(
 
 
 @router.get("/searches/{search_id}", response_model=SearchOut)
-def get_search(search_id: IdPath, request: Request, _user: Annotated[User, Depends(_readers)]) -> SearchOut:
+def get_search(search_id: IdPath, request: Request, user: Annotated[User, Depends(_readers)]) -> SearchOut:
     cases = engine_of(request).cases
-    return SearchOut.of(cases.search(search_id), cases.reviews(search_id))
+    record = cases.search(search_id)
+    audited_read(request, user, AuditAction.VIEW_SEARCH, f"search:{search_id}", case_id=record.case_id)
+    return SearchOut.of(record, cases.reviews(search_id))
 
 
 @router.post("/searches/{search_id}/reviews", response_model=ReviewOut, status_code=201)
@@ -111,7 +120,7 @@ def compare(
     a: Annotated[UploadFile, File(description="First photo (its largest face, or face_a).")],
     b: Annotated[UploadFile, File(description="Second photo (its largest face, or face_b).")],
     case_id: Annotated[int, Form(ge=0, le=MAX_ID)],
-    purpose: Annotated[str, Form(min_length=1)],
+    purpose: Annotated[str, Form(min_length=1, max_length=MAX_TEXT)],
     face_a: Annotated[int | None, Form(ge=0, le=MAX_ID, description="Compare this face of photo a (0-based).")] = None,
     face_b: Annotated[int | None, Form(ge=0, le=MAX_ID, description="Compare this face of photo b (0-based).")] = None,
 ) -> ComparisonOut:

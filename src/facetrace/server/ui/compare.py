@@ -22,10 +22,11 @@ from facetrace.core.errors import (
     NotFoundError,
 )
 from facetrace.core.types import BoundingBox
-from facetrace.core.vocabulary import CaseStatus, Role
+from facetrace.core.vocabulary import AuditAction, CaseStatus, Role
 from facetrace.search.service import Comparison
 from facetrace.server.api.common import read_upload
 from facetrace.server.auth import engine_of
+from facetrace.server.reads import audited_read
 from facetrace.server.schemas import MAX_ID
 from facetrace.server.ui.common import Visitor, check_csrf, data_uri, render, signed_in
 from facetrace.vision.alignment import crop_thumbnail
@@ -114,4 +115,5 @@ def compare(
 def repeated_probes(request: Request, visitor: Annotated[Visitor, Depends(signed_in(Role.AUDITOR))]) -> HTMLResponse:
     """Searches in different cases of the same photo, or of faces within the strict similarity of each other."""
     repeats = engine_of(request).cases.repeated_probes()
+    audited_read(request, visitor.user, AuditAction.READ_AUDIT, "audit:repeated-probes")
     return render(request, "repeated_probes.html", visitor, repeats=repeats)
