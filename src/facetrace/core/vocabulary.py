@@ -183,6 +183,16 @@ class AuditAction(StrEnum):
     LIST_PEOPLE = "list_people"
     VIEW_PERSON = "view_person"
     EXPORT = "export"
+    # reads (folded: one entry per reader and thing read a minute, server/reads.py) and refusals
+    LIST_CASES = "list_cases"
+    VIEW_CASE = "view_case"
+    VIEW_SEARCH = "view_search"
+    READ_AUDIT = "read_audit"
+    LIST_RECEIPTS = "list_receipts"
+    VIEW_RECEIPT = "view_receipt"
+    LIST_JOBS = "list_jobs"
+    VIEW_JOB = "view_job"
+    DENIED = "denied"
     # the gallery: ingest, erasure, retention, saved clusters
     INGEST_JOB = "ingest_job"
     INGEST_JOB_FINISHED = "ingest_job_finished"

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from facetrace.core.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
+from facetrace.core.limits import MAX_FILE_NAME, MAX_NOTE, MAX_TEXT, MAX_TITLE, bounded, required
 from facetrace.core.ports import CaseStore, UserStore
 from facetrace.core.types import (
     Case,
@@ -61,13 +62,6 @@ def stored_hits(results: Sequence[ProbeResult]) -> list[StoredHit]:
     ]
 
 
-def _required(value: str, what: str) -> str:
-    stripped = value.strip()
-    if not stripped:
-        raise InvalidRequestError(f"{what} is required and cannot be blank")
-    return stripped
-
-
 class CaseService:
     def __init__(
         self,
@@ -105,9 +99,9 @@ class CaseService:
                 "switched off when opening a case"
             )
         case = self._store.add_case(
-            _required(title, "a case title"),
-            _required(purpose, "a case's purpose"),
-            _required(legal_basis, "a case's legal basis"),
+            required(title, "a case title", MAX_TITLE),
+            required(purpose, "a case's purpose", MAX_TEXT),
+            required(legal_basis, "a case's legal basis", MAX_TEXT),
             requires_independent_review,
             user.name,
         )
@@ -220,7 +214,7 @@ class CaseService:
         can still be checked by a second pair of eyes. The audit entry (close_case) records who closed it, when
         and why."""
         case = self.case(case_id) if user.role == Role.ADMIN else self._working_case(user, case_id)
-        reason = _required(reason, "a reason for closing the case")
+        reason = required(reason, "a reason for closing the case", MAX_TEXT)
         if not self._store.set_case_status(case_id, CaseStatus.CLOSED, expected=CaseStatus.OPEN):
             raise ConflictError(f"case {case_id} is {self.case(case_id).status}; only an open case can be closed")
         self._audit.record(user.name, AuditAction.CLOSE_CASE, f"case:{case_id}", reason=reason)
@@ -232,7 +226,7 @@ class CaseService:
         case = self._working_case(user, case_id)
         if case.status != CaseStatus.OPEN:
             raise ConflictError(f"case {case_id} is {case.status}; searches need an open case")
-        return case, _required(purpose, "a search's purpose")
+        return case, required(purpose, "a search's purpose", MAX_TEXT)
 
     def record_search(
         self,
@@ -247,6 +241,7 @@ class CaseService:
         action: AuditAction = AuditAction.SEARCH,
     ) -> SearchRecord:
         hits = stored_hits(results)
+        probe_name = bounded(probe_name, "a probe's file name", MAX_FILE_NAME)
         record = self._store.add_search(
             case.case_id, user.name, purpose, probe_sha256, probe_name, model_id, probe_embedding, hits
         )
@@ -292,6 +287,7 @@ class CaseService:
             decision = ReviewDecision(decision)
         except ValueError:
             raise InvalidRequestError(f"a decision is one of {', '.join(ReviewDecision)}, not {decision!r}") from None
+        note = bounded(note.strip(), "a review's note", MAX_NOTE)
         record, case = self.search_for(reviewer, search_id)
         if not self.works_in(reviewer, case):
             raise NotFoundError(f"no search {search_id}")  # reviewers review only the cases they are members of
@@ -302,7 +298,7 @@ class CaseService:
                 f"case {case.case_id} requires independent review: {reviewer.name!r} ran search {search_id} and "
                 "cannot review its candidates"
             )
-        review = self._store.add_review(search_id, face_id, reviewer.name, decision, note.strip())
+        review = self._store.add_review(search_id, face_id, reviewer.name, decision, note)
         self._audit.record(
             reviewer.name,
             AuditAction.REVIEW,

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from facetrace.core.errors import FaceSelectionError, InvalidRequestError, NoFaceError, NotFoundError
+from facetrace.core.limits import MAX_CATALOG_ID, MAX_LABEL, MAX_TEXT, bounded
 from facetrace.core.ports import (
     BoolArray,
     DataGuard,
@@ -252,6 +253,8 @@ class ErasureService:
         ids = sorted({int(face_id) for face_id in face_ids})
         if not ids:
             raise InvalidRequestError("name at least one face id to erase")
+        if ids[0] < 0 or ids[-1] > MAX_CATALOG_ID:
+            raise InvalidRequestError(f"a face id is a whole number from 0 to {MAX_CATALOG_ID}")
         found = {face_id: _Found(ErasureMatch.FACE_ID) for face_id in ids}
         candidates = self._candidates(found)
         if not candidates:
@@ -262,6 +265,7 @@ class ErasureService:
         label = label.strip()
         if not label:
             raise InvalidRequestError("a person's label cannot be blank")
+        bounded(label, "a person's label", MAX_LABEL)
         labelled = self._eraser.face_ids_labelled(label)
         if not labelled:
             raise NotFoundError(f"no face is labelled {label!r}")
@@ -529,7 +533,7 @@ def _check_reason(reason: str) -> str:
     reason = reason.strip()
     if not reason:
         raise InvalidRequestError("an erasure states its reason (e.g. the request it answers)")
-    return reason
+    return bounded(reason, "an erasure's reason", MAX_TEXT)
 
 
 def _chosen(preview: ErasurePreview, face_ids: Sequence[int] | None) -> list[int]:

@@ -21,6 +21,7 @@ from facetrace.core.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from facetrace.core.limits import MAX_PASSWORD
 from facetrace.core.ports import UserStore
 from facetrace.core.types import ApiKey, User
 from facetrace.core.vocabulary import AuditAction, Role
@@ -74,6 +75,8 @@ def valid_user_name(name: str) -> str:
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidRequestError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD:
+        raise InvalidRequestError(f"a password is at most {MAX_PASSWORD:,} characters")
 
 
 def require_role(user: User, *roles: Role) -> None:

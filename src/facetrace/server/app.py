@@ -12,6 +12,7 @@ from facetrace.server.errors import install_error_handlers
 from facetrace.server.jobs import JobQueue
 from facetrace.server.limits import BodyGuard
 from facetrace.server.ratelimit import Guards
+from facetrace.server.reads import ReadLog
 from facetrace.server.schemas import ErrorEnvelope, HealthOut
 from facetrace.server.ui import admin as admin_ui
 from facetrace.server.ui import compare as compare_ui
@@ -47,6 +48,7 @@ def create_app(engine: Engine) -> FastAPI:
     )
     app.state.engine = engine
     app.state.guards = Guards.from_settings(engine.settings)
+    app.state.reads = ReadLog(engine.audit)  # reads audited, repeats folded (server/reads.py); shared with the UI
     install_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
@@ -63,7 +65,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(api)
     # Background ingest jobs: one queue per app, shared by the API and the UI.
     app.state.jobs = JobQueue(engine)
-    ui = create_ui_app(engine, app.state.guards)
+    ui = create_ui_app(engine, app.state.guards, app.state.reads)
     ui.state.jobs = app.state.jobs
     ui.state.erasure_previews = admin_ui.PendingErasures()  # previews an admin has seen, until confirmed
     ui.include_router(admin_ui.router)

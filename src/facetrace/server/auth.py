@@ -57,6 +57,7 @@ def current_user(
         caller = f"user:{user.name}"
     else:
         raise AuthenticationError("authentication required: send an API key (X-API-Key or Bearer) or HTTP Basic")
+    request.state.user = user  # who a 403 denied (server/reads.py)
     guards.spend(caller, request.method, request.url.path)
     return user
 

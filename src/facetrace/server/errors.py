@@ -9,7 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from facetrace.core.errors import FacetraceError, RateLimitedError, error_code
+from facetrace.core.errors import FacetraceError, PermissionDeniedError, RateLimitedError, error_code
+from facetrace.server.reads import record_denial
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,10 @@ def status_for(exc: FacetraceError) -> tuple[int, str]:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FacetraceError)
-    async def facetrace_error(_request: Request, exc: FacetraceError) -> JSONResponse:
+    async def facetrace_error(request: Request, exc: FacetraceError) -> JSONResponse:
         status, code = status_for(exc)
+        if isinstance(exc, PermissionDeniedError):
+            record_denial(request, request.app.state.engine.audit, str(exc))
         if status >= 500:
             log.error("request failed: %s", exc)
         return error_response(status, code, str(exc), error_headers(exc))

@@ -147,7 +147,7 @@ class TokenBuckets:
                 self._buckets[caller] = (tokens, now)
                 wait = (1.0 - tokens) / self._rate_per_s
                 raise RateLimitedError(
-                    f"rate limit: at most {self._rate_per_s * 60:g} {self._what} a minute per API key "
+                    f"rate limit: at most {self._rate_per_s * 60:g} {self._what} a minute per API key or user "
                     f"(bursts of {self._burst:g}); retry in {math.ceil(wait)} s",
                     retry_after_s=math.ceil(wait),
                 )

@@ -15,6 +15,14 @@ from typing import Annotated, Self
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from facetrace.core.evidence import describe
+from facetrace.core.limits import (
+    MAX_CATALOG_ID,
+    MAX_LABEL,
+    MAX_NOTE,
+    MAX_PASSWORD,
+    MAX_TEXT,
+    MAX_TITLE,
+)
 from facetrace.core.types import (
     Evidence,
     ProbeResult,
@@ -41,7 +49,7 @@ from facetrace.search.service import Comparison
 
 # Catalog ids are signed 64-bit integers: a larger number names nothing, and SQLite cannot even bind it (a 500
 # schemathesis found), so the API refuses it with a 422 like any other invalid input.
-MAX_ID = 2**63 - 1
+MAX_ID = MAX_CATALOG_ID
 CatalogId = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
@@ -78,10 +86,12 @@ class UserOut(FromCore):
 
 
 class NewUserIn(BaseModel):
-    name: str = Field(min_length=1, max_length=255)
+    name: str = Field(min_length=1, max_length=64)
     # A plain string, checked by the user service (its message names the roles), as from the CLI and the web UI.
-    role: str = Field(description="admin, investigator, reviewer or auditor")
-    password: str | None = Field(default=None, min_length=12, description="Optional, for HTTP Basic sign-in.")
+    role: str = Field(max_length=32, description="admin, investigator, reviewer or auditor")
+    password: str | None = Field(
+        default=None, min_length=12, max_length=MAX_PASSWORD, description="Optional, for HTTP Basic sign-in."
+    )
 
 
 class ApiKeyOut(FromCore):
@@ -98,9 +108,11 @@ class IssuedKeyOut(FromCore):
 
 
 class CaseIn(BaseModel):
-    title: str = Field(min_length=1)
-    purpose: str = Field(min_length=1, description="Why faces are searched in this case.")
-    legal_basis: str = Field(min_length=1, description="The law, warrant or consent that allows it.")
+    title: str = Field(min_length=1, max_length=MAX_TITLE)
+    purpose: str = Field(min_length=1, max_length=MAX_TEXT, description="Why faces are searched in this case.")
+    legal_basis: str = Field(
+        min_length=1, max_length=MAX_TEXT, description="The law, warrant or consent that allows it."
+    )
     requires_independent_review: bool | None = Field(
         default=None,
         description="A candidate must be reviewed by someone other than the user who searched. Set by policy "
@@ -295,8 +307,8 @@ class StoredHitOut(BaseModel):
 class ReviewIn(BaseModel):
     face_id: CatalogId
     # A plain string, checked by the case service (its message names the decisions), as from the web UI.
-    decision: str = Field(description="confirmed or rejected")
-    note: str = ""
+    decision: str = Field(max_length=32, description="confirmed or rejected")
+    note: str = Field(default="", max_length=MAX_NOTE)
 
 
 class ReviewOut(FromCore):
@@ -434,12 +446,12 @@ class RepeatedProbeOut(FromCore):
 
 class EraseFacesIn(BaseModel):
     face_ids: list[CatalogId] = Field(min_length=1)
-    reason: str = Field(min_length=1, description="The request this erasure answers.")
+    reason: str = Field(min_length=1, max_length=MAX_TEXT, description="The request this erasure answers.")
 
 
 class ErasePersonIn(BaseModel):
-    label: str = Field(min_length=1)
-    reason: str = Field(min_length=1)
+    label: str = Field(min_length=1, max_length=MAX_LABEL)
+    reason: str = Field(min_length=1, max_length=MAX_TEXT)
     with_matches: bool = Field(
         default=False, description="Also the faces matching a labelled face (one step): preview them first."
     )
@@ -451,7 +463,7 @@ class ErasePersonIn(BaseModel):
 
 
 class ErasePersonPreviewIn(BaseModel):
-    label: str = Field(min_length=1)
+    label: str = Field(min_length=1, max_length=MAX_LABEL)
     with_matches: bool = False
 
 
@@ -549,7 +561,9 @@ class PersonDetailOut(BaseModel):
 
 
 class CloseCaseIn(BaseModel):
-    reason: str = Field(min_length=1, description="Why the case is closed (kept in the audit log).")
+    reason: str = Field(
+        min_length=1, max_length=MAX_TEXT, description="Why the case is closed (kept in the audit log)."
+    )
 
 
 class PurgeIn(BaseModel):

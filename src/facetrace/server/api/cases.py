@@ -11,10 +11,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 
+from facetrace.core.limits import MAX_TEXT
 from facetrace.core.types import MAX_TOP_K, Case, User
-from facetrace.core.vocabulary import Role
+from facetrace.core.vocabulary import AuditAction, Role
 from facetrace.server.api.common import IdPath, read_upload
 from facetrace.server.auth import engine_of, require
+from facetrace.server.reads import audited_read
 from facetrace.server.schemas import (
     MAX_ID,
     CaseDetailOut,
@@ -58,13 +60,16 @@ def list_cases(
     request: Request, user: Annotated[User, Depends(require(Role.INVESTIGATOR, Role.REVIEWER, *_OVERSEERS))]
 ) -> list[CaseOut]:
     """The cases the caller owns or is a member of; every case for auditors and admins."""
-    return [_case_out(request, case) for case in engine_of(request).cases.cases_for(user)]
+    cases = engine_of(request).cases.cases_for(user)
+    audited_read(request, user, AuditAction.LIST_CASES, "cases", cases=len(cases))
+    return [_case_out(request, case) for case in cases]
 
 
 @router.get("/cases/{case_id}", response_model=CaseDetailOut)
 def get_case(case_id: IdPath, request: Request, user: Annotated[User, Depends(_readers)]) -> CaseDetailOut:
     cases = engine_of(request).cases
     case = cases.case_for(user, case_id)
+    audited_read(request, user, AuditAction.VIEW_CASE, f"case:{case_id}")
     return CaseDetailOut(
         case=_case_out(request, case),
         members=[CaseMemberOut.model_validate(m) for m in cases.members(case_id)],
@@ -116,7 +121,9 @@ def search(
     request: Request,
     user: Annotated[User, Depends(require(Role.INVESTIGATOR))],
     probe: Annotated[UploadFile, File(description="The probe photo.")],
-    purpose: Annotated[str, Form(min_length=1, description="Why this search, within the case's purpose.")],
+    purpose: Annotated[
+        str, Form(min_length=1, max_length=MAX_TEXT, description="Why this search, within the case's purpose.")
+    ],
     top_k: Annotated[int | None, Form(ge=1, le=MAX_TOP_K, description="Candidates per probe face (1-1000).")] = None,
     face_index: Annotated[
         int | None, Form(ge=0, le=MAX_ID, description="Search only this face of the probe (0-based).")
@@ -137,6 +144,7 @@ def search(
 def get_search(search_id: IdPath, request: Request, user: Annotated[User, Depends(_readers)]) -> SearchOut:
     cases = engine_of(request).cases
     record, _case = cases.search_for(user, search_id)
+    audited_read(request, user, AuditAction.VIEW_SEARCH, f"search:{search_id}", case_id=record.case_id)
     return SearchOut.of(record, cases.reviews(search_id))
 
 
@@ -162,7 +170,7 @@ def compare(
     a: Annotated[UploadFile, File(description="First photo (its largest face, or face_a).")],
     b: Annotated[UploadFile, File(description="Second photo (its largest face, or face_b).")],
     case_id: Annotated[int, Form(ge=0, le=MAX_ID)],
-    purpose: Annotated[str, Form(min_length=1)],
+    purpose: Annotated[str, Form(min_length=1, max_length=MAX_TEXT)],
     face_a: Annotated[int | None, Form(ge=0, le=MAX_ID, description="Compare this face of photo a (0-based).")] = None,
     face_b: Annotated[int | None, Form(ge=0, le=MAX_ID, description="Compare this face of photo b (0-based).")] = None,
 ) -> ComparisonOut:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Path, Query, UploadFile
 
 from facetrace.core.errors import InvalidRequestError, RequestTooLargeError
+from facetrace.core.limits import MAX_FILE_NAME, bounded
 from facetrace.server.schemas import MAX_ID
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -24,8 +25,8 @@ BrowsePurpose = Annotated[str | None, Query(max_length=2000, description="Why, w
 
 
 def read_upload(upload: UploadFile, what: str) -> tuple[bytes, str]:
+    name = bounded(upload.filename or what, f"the file name of {what}", MAX_FILE_NAME)
     data = upload.file.read(MAX_UPLOAD_BYTES + 1)
-    name = upload.filename or what
     if len(data) > MAX_UPLOAD_BYTES:
         raise RequestTooLargeError(f"{name}: more than {MAX_UPLOAD_BYTES:,} bytes; send a smaller photo")
     if not data:

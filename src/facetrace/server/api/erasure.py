@@ -7,10 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from facetrace.core.errors import InvalidRequestError
+from facetrace.core.limits import MAX_TEXT
 from facetrace.core.types import User
-from facetrace.core.vocabulary import Role
+from facetrace.core.vocabulary import AuditAction, Role
 from facetrace.server.api.common import read_upload
 from facetrace.server.auth import engine_of, require
+from facetrace.server.reads import audited_read
 from facetrace.server.schemas import (
     MAX_ID,
     EraseFacesIn,
@@ -67,9 +69,10 @@ def erase_by_photo(
     request: Request,
     user: Annotated[User, Depends(require(Role.ADMIN))],
     photo: Annotated[UploadFile, File(description="The requester's photo.")],
-    reason: Annotated[str, Form(min_length=1)],
+    reason: Annotated[str, Form(min_length=1, max_length=MAX_TEXT)],
     face_index: Annotated[
-        int | None, Form(ge=0, description="The requester's face in the photo (0-based); default: its subject.")
+        int | None,
+        Form(ge=0, le=MAX_ID, description="The requester's face in the photo (0-based); default: its subject."),
     ] = None,
     face_ids: Annotated[
         str | None,
@@ -93,7 +96,8 @@ def preview_by_photo(
     user: Annotated[User, Depends(require(Role.ADMIN))],
     photo: Annotated[UploadFile, File(description="The requester's photo.")],
     face_index: Annotated[
-        int | None, Form(ge=0, description="The requester's face in the photo (0-based); default: its subject.")
+        int | None,
+        Form(ge=0, le=MAX_ID, description="The requester's face in the photo (0-based); default: its subject."),
     ] = None,
 ) -> ErasurePreviewOut:
     """The faces an erasure by this photo would remove, each with its similarity; nothing changes (an
@@ -105,14 +109,18 @@ def preview_by_photo(
 
 @router.get("/erasures", response_model=list[ReceiptOut])
 def list_receipts(
-    request: Request, _user: Annotated[User, Depends(require(Role.ADMIN, Role.AUDITOR))]
+    request: Request, user: Annotated[User, Depends(require(Role.ADMIN, Role.AUDITOR))]
 ) -> list[ReceiptOut]:
     """The newest erasure receipts first (up to 200)."""
-    return [ReceiptOut.model_validate(receipt) for receipt in engine_of(request).erasure.receipts()]
+    receipts = engine_of(request).erasure.receipts()
+    audited_read(request, user, AuditAction.LIST_RECEIPTS, "erasures", receipts=len(receipts))
+    return [ReceiptOut.model_validate(receipt) for receipt in receipts]
 
 
 @router.get("/erasures/{receipt_id}", response_model=ReceiptOut)
 def get_receipt(
-    receipt_id: str, request: Request, _user: Annotated[User, Depends(require(Role.ADMIN, Role.AUDITOR))]
+    receipt_id: str, request: Request, user: Annotated[User, Depends(require(Role.ADMIN, Role.AUDITOR))]
 ) -> ReceiptOut:
-    return ReceiptOut.model_validate(engine_of(request).erasure.receipt(receipt_id))
+    receipt = engine_of(request).erasure.receipt(receipt_id)
+    audited_read(request, user, AuditAction.VIEW_RECEIPT, f"receipt:{receipt.receipt_id}")
+    return ReceiptOut.model_validate(receipt)

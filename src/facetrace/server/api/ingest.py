@@ -12,11 +12,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from facetrace.core.errors import InvalidRequestError, NotFoundError
+from facetrace.core.limits import MAX_FILE_NAME, MAX_LABEL, MAX_TEXT, bounded
 from facetrace.core.types import User
-from facetrace.core.vocabulary import Role
+from facetrace.core.vocabulary import AuditAction, Role
 from facetrace.server.api.common import read_upload
 from facetrace.server.auth import require
 from facetrace.server.jobs import MAX_UPLOAD_FILES, MAX_UPLOAD_TOTAL_BYTES, JobQueue, Upload
+from facetrace.server.reads import audited_read
 from facetrace.server.schemas import IngestJobOut
 
 router = APIRouter(tags=["ingest"])
@@ -28,12 +30,13 @@ def job_queue(request: Request) -> JobQueue:
     return jobs
 
 
-def form_text(value: str | None, what: str) -> str | None:
-    """A form field as stored: stripped, None when blank; NUL characters are refused (PostgreSQL text cannot hold
-    them, and a job would fail half-way)."""
+def form_text(value: str | None, what: str, limit: int = MAX_TEXT) -> str | None:
+    """A form field as stored: stripped, None when blank, at most limit characters; NUL characters are refused
+    (PostgreSQL text cannot hold them, and a job would fail half-way)."""
     if value and "\x00" in value:
         raise InvalidRequestError(f"{what} cannot contain a NUL character")
-    return (value or "").strip() or None
+    stripped = (value or "").strip()
+    return bounded(stripped, what, limit) or None
 
 
 def collect_uploads(photos: list[UploadFile]) -> list[Upload]:
@@ -58,12 +61,23 @@ def start_job(
     photos: Annotated[
         list[UploadFile] | None, File(description=f"Photos to upload and ingest (at most {MAX_UPLOAD_FILES}).")
     ] = None,
-    path: Annotated[str | None, Form(description="A folder or file on the server, inside the ingest roots.")] = None,
-    manifest: Annotated[
-        str | None, Form(description="A CSV/JSONL manifest on the server; every row must be inside the roots.")
+    path: Annotated[
+        str | None,
+        Form(max_length=MAX_FILE_NAME, description="A folder or file on the server, inside the ingest roots."),
     ] = None,
-    label: Annotated[str | None, Form(description="Who the photos show (for rows without their own).")] = None,
-    legal_basis: Annotated[str | None, Form(description="Why these photos may be held and searched.")] = None,
+    manifest: Annotated[
+        str | None,
+        Form(
+            max_length=MAX_FILE_NAME,
+            description="A CSV/JSONL manifest on the server; every row must be inside the roots.",
+        ),
+    ] = None,
+    label: Annotated[
+        str | None, Form(max_length=MAX_LABEL, description="Who the photos show (for rows without their own).")
+    ] = None,
+    legal_basis: Annotated[
+        str | None, Form(max_length=MAX_TEXT, description="Why these photos may be held and searched.")
+    ] = None,
 ) -> IngestJobOut:
     """Queue an ingest of exactly one of: uploaded photos, a server path, a server manifest. Answers 202 with the
     job at once; GET /ingest/jobs/{job_id} reports its progress. A path or manifest outside
@@ -72,7 +86,7 @@ def start_job(
     if len(chosen) != 1:
         raise InvalidRequestError("send exactly one of: photos (files), path, manifest")
     jobs = job_queue(request)
-    label, legal_basis = form_text(label, "label"), form_text(legal_basis, "legal_basis")
+    label, legal_basis = form_text(label, "label", MAX_LABEL), form_text(legal_basis, "legal_basis")
     if photos:
         job = jobs.submit_uploads(user, collect_uploads(photos), label, legal_basis)
     else:
@@ -82,14 +96,17 @@ def start_job(
 
 
 @router.get("/ingest/jobs", response_model=list[IngestJobOut])
-def list_jobs(request: Request, _user: Annotated[User, Depends(_admin)]) -> list[IngestJobOut]:
+def list_jobs(request: Request, user: Annotated[User, Depends(_admin)]) -> list[IngestJobOut]:
     """This server process's jobs, newest first (a restart forgets them; the catalog keeps their runs)."""
-    return [IngestJobOut.model_validate(job) for job in job_queue(request).jobs()]
+    jobs = job_queue(request).jobs()
+    audited_read(request, user, AuditAction.LIST_JOBS, "ingest_jobs", jobs=len(jobs))
+    return [IngestJobOut.model_validate(job) for job in jobs]
 
 
 @router.get("/ingest/jobs/{job_id}", response_model=IngestJobOut)
-def get_job(job_id: str, request: Request, _user: Annotated[User, Depends(_admin)]) -> IngestJobOut:
+def get_job(job_id: str, request: Request, user: Annotated[User, Depends(_admin)]) -> IngestJobOut:
     job = job_queue(request).job(job_id)
     if job is None:
         raise NotFoundError(f"no ingest job {job_id}")
+    audited_read(request, user, AuditAction.VIEW_JOB, f"job:{job.job_id}")
     return IngestJobOut.model_validate(job)

@@ -26,11 +26,13 @@ from facetrace.core.errors import (
     NoFaceError,
     NotFoundError,
 )
+from facetrace.core.limits import catalog_id
 from facetrace.core.types import ErasurePreview
-from facetrace.core.vocabulary import ErasureMatch, ErasureMode, Role
+from facetrace.core.vocabulary import AuditAction, ErasureMatch, ErasureMode, Role
 from facetrace.governance.users import IssuedKey, UserService
 from facetrace.server.api.common import IdPath, read_upload
 from facetrace.server.auth import engine_of, password_hasher
+from facetrace.server.reads import audited_read
 from facetrace.server.ui.common import Visitor, check_csrf, redirect, render, signed_in
 
 router = APIRouter()
@@ -259,14 +261,16 @@ def _preview(
 
 @router.get("/admin/erasures", response_class=HTMLResponse)
 def erasures_page(request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
-    return _erasures_page(request, visitor)
+    page = _erasures_page(request, visitor)
+    audited_read(request, visitor.user, AuditAction.LIST_RECEIPTS, "erasures")
+    return page
 
 
 def _face_ids(text: str) -> list[int]:
     parts = [part for part in text.replace(",", " ").split() if part]
-    if not parts or not all(part.isascii() and part.isdigit() for part in parts):
+    if not parts:
         raise InvalidRequestError("face ids are whole numbers, separated by commas or spaces")
-    return [int(part) for part in parts]
+    return [catalog_id(part, "a face id") for part in parts]
 
 
 @router.post("/admin/erasures/faces", response_model=None)
@@ -323,10 +327,8 @@ def erase_by_photo(
     def make() -> ErasurePreview:
         if photo is None or not photo.filename:
             raise InvalidRequestError("choose the requester's photo to upload")
-        if face_index.strip() and not (face_index.strip().isascii() and face_index.strip().isdigit()):
-            raise InvalidRequestError("the requester's face is a face number: 0, 1, 2...")
+        index = catalog_id(face_index, "the requester's face number (0, 1, 2...)") if face_index.strip() else None
         data, name = read_upload(photo, "the requester's photo")
-        index = int(face_index) if face_index.strip() else None
         return engine_of(request).erasure.preview_photo(visitor.user.name, data, name, face_index=index)
 
     return _preview(request, visitor, csrf_token, reason, make, face_index=face_index)
@@ -360,4 +362,5 @@ def confirm_erasure(
 @router.get("/admin/erasures/{receipt_id}", response_class=HTMLResponse)
 def receipt_page(receipt_id: str, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
     receipt = engine_of(request).erasure.receipt(receipt_id)
+    audited_read(request, visitor.user, AuditAction.VIEW_RECEIPT, f"receipt:{receipt.receipt_id}")
     return render(request, "admin_receipt.html", visitor, receipt=receipt)

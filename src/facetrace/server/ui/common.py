@@ -10,6 +10,7 @@ the "form expired" page (BadCsrfToken); routes.create_ui_app turns both exceptio
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,11 +26,12 @@ from facetrace.core.evidence import describe, headline
 from facetrace.core.types import User
 from facetrace.core.vocabulary import CaseStatus, ReviewDecision, Role
 from facetrace.governance.users import require_role
-from facetrace.server.auth import engine_of
+from facetrace.server.auth import engine_of, guards_of
 from facetrace.server.ui.probes import ProbeStore
 from facetrace.server.ui.sessions import SESSION_COOKIE, Session, SessionSigner, same_token
 
 UI_PREFIX = "/ui"
+_IMAGE = re.compile(r"/(faces/\d+/thumbnail|searches/\d+/probe-faces/\d+)$")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 READERS = (Role.INVESTIGATOR, Role.REVIEWER, Role.AUDITOR)
 VIEWERS = (Role.INVESTIGATOR, Role.REVIEWER)  # may see faces and thumbnails, as in the API
@@ -116,6 +118,12 @@ def signed_in(*roles: Role) -> Callable[[Request], Visitor]:
         if visitor is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             raise SignInRequired(target)
+        request.state.user = visitor.user  # who a 403 denied (server/reads.py)
+        # The API's budgets, keyed by user as for HTTP Basic: a page and each form spend one request, a search, a
+        # comparison or an erasure by photo one search too. The images a page shows (thumbnails, probe crops) are
+        # part of that page and spend nothing (each is an audited view of its own).
+        if not _IMAGE.search(request.url.path):
+            guards_of(request).spend(f"user:{visitor.user.name}", request.method, request.url.path)
         require_role(visitor.user, *roles)
         return visitor
 

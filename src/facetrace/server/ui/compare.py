@@ -21,12 +21,13 @@ from facetrace.core.errors import (
     NoFaceError,
     NotFoundError,
 )
+from facetrace.core.limits import catalog_id
 from facetrace.core.types import BoundingBox
-from facetrace.core.vocabulary import CaseStatus, Role
+from facetrace.core.vocabulary import AuditAction, CaseStatus, Role
 from facetrace.search.service import Comparison
 from facetrace.server.api.common import read_upload
 from facetrace.server.auth import engine_of
-from facetrace.server.schemas import MAX_ID
+from facetrace.server.reads import audited_read
 from facetrace.server.ui.common import Visitor, check_csrf, data_uri, render, signed_in
 from facetrace.vision.alignment import crop_thumbnail
 from facetrace.vision.analyzer import THUMBNAIL_JPEG_QUALITY
@@ -91,8 +92,9 @@ def compare(
 ) -> Response:
     """Are these two photos of the same person? The largest face of each, with what the score means."""
     check_csrf(visitor, csrf_token)
-    case = int(case_id) if case_id.strip().isdigit() and int(case_id) <= MAX_ID else None
+    case: int | None = None
     try:
+        case = catalog_id(case_id, "a case id") if case_id.strip() else None
         if case is None:
             raise InvalidRequestError("choose the case this comparison belongs to")
         if a is None or b is None or not a.filename or not b.filename:
@@ -114,4 +116,5 @@ def compare(
 def repeated_probes(request: Request, visitor: Annotated[Visitor, Depends(signed_in(Role.AUDITOR))]) -> HTMLResponse:
     """Searches in different cases of the same photo, or of faces within the strict similarity of each other."""
     repeats = engine_of(request).cases.repeated_probes()
+    audited_read(request, visitor.user, AuditAction.READ_AUDIT, "audit:repeated-probes")
     return render(request, "repeated_probes.html", visitor, repeats=repeats)

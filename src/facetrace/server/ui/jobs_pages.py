@@ -13,13 +13,15 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from facetrace.core.errors import InvalidRequestError
-from facetrace.core.vocabulary import Role
+from facetrace.core.limits import MAX_LABEL
+from facetrace.core.vocabulary import AuditAction, Role
 from facetrace.server.api.common import IdPath
 from facetrace.server.api.ingest import collect_uploads, form_text
 from facetrace.server.api.reports import pdf_response
 from facetrace.server.auth import engine_of
 from facetrace.server.case_report import gather_report
 from facetrace.server.jobs import MAX_UPLOAD_FILES, JobQueue
+from facetrace.server.reads import audited_read
 from facetrace.server.reports_pdf import render_pdf
 from facetrace.server.ui.common import VIEWERS, Visitor, check_csrf, probes_of, redirect, render, signed_in
 
@@ -49,7 +51,9 @@ def _jobs_page(request: Request, visitor: Visitor, status_code: int = 200, error
 
 @router.get("/ingest", response_class=HTMLResponse)
 def ingest_page(request: Request, visitor: Annotated[Visitor, Depends(signed_in(Role.ADMIN))]) -> HTMLResponse:
-    return _jobs_page(request, visitor)
+    page = _jobs_page(request, visitor)
+    audited_read(request, visitor.user, AuditAction.LIST_JOBS, "ingest_jobs")  # folded: the page reloads itself
+    return page
 
 
 @router.post("/ingest", response_model=None)
@@ -67,7 +71,7 @@ def upload(
     try:
         uploads = collect_uploads(chosen)
         basis = form_text(legal_basis, "legal_basis")
-        _jobs(request).submit_uploads(visitor.user, uploads, form_text(label, "label"), basis)
+        _jobs(request).submit_uploads(visitor.user, uploads, form_text(label, "label", MAX_LABEL), basis)
     except InvalidRequestError as exc:
         return _jobs_page(request, visitor, status_code=422, error=str(exc))
     return redirect("/ingest")

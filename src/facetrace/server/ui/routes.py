@@ -28,13 +28,15 @@ from facetrace.core.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
+from facetrace.core.limits import MAX_CATALOG_ID, MAX_PASSWORD, catalog_id
 from facetrace.core.types import Case, CaseContext, FaceRecord, Review, SearchRecord, StoredHit, Strength
 from facetrace.core.vocabulary import AuditAction, IndependentReview, Role
 from facetrace.engine import Engine
 from facetrace.server.api.common import BrowseCase, BrowsePurpose, IdPath, read_upload
 from facetrace.server.auth import client_address, engine_of, guards_of, password_hasher
-from facetrace.server.errors import status_for
+from facetrace.server.errors import error_headers, status_for
 from facetrace.server.ratelimit import Guards, password_sign_in
+from facetrace.server.reads import ReadLog, audited_read, record_denial
 from facetrace.server.schemas import MAX_ID
 from facetrace.server.ui.common import (
     READERS,
@@ -59,6 +61,11 @@ from facetrace.server.ui.sessions import SESSION_COOKIE, SESSION_MAX_AGE_S, Sess
 log = logging.getLogger(__name__)
 
 AUDIT_PAGE_SIZE = 200
+# Sign-in form fields: a user name is at most 64 characters (governance/users.py), so a longer one is refused
+# before any password check; a CSRF token is 32 characters; next= is a path inside the UI.
+MAX_LOGIN_NAME = 256
+MAX_TOKEN = 256
+MAX_NEXT = 2_048
 
 
 @dataclass
@@ -132,10 +139,10 @@ def login_page(request: Request, next: str = "") -> HTMLResponse:
 @router.post("/login", response_model=None)
 def login(
     request: Request,
-    username: Annotated[str, Form()] = "",
-    password: Annotated[str, Form()] = "",
-    csrf_token: Annotated[str, Form()] = "",
-    next: Annotated[str, Form()] = "",
+    username: Annotated[str, Form(max_length=MAX_LOGIN_NAME)] = "",
+    password: Annotated[str, Form(max_length=MAX_PASSWORD)] = "",
+    csrf_token: Annotated[str, Form(max_length=MAX_TOKEN)] = "",
+    next: Annotated[str, Form(max_length=MAX_NEXT)] = "",
 ) -> Response:
     check_csrf(session_of(request), csrf_token)
     engine = engine_of(request)
@@ -196,7 +203,9 @@ def _cases_page(request: Request, visitor: Visitor, status_code: int = 200, erro
 
 @router.get("/cases", response_class=HTMLResponse)
 def cases_page(request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
-    return _cases_page(request, visitor)
+    page = _cases_page(request, visitor)
+    audited_read(request, visitor.user, AuditAction.LIST_CASES, "cases")
+    return page
 
 
 @router.post("/cases", response_model=None)
@@ -231,6 +240,7 @@ def case_page(case_id: IdPath, request: Request, visitor: Annotated[Visitor, Dep
     cases = engine_of(request).cases
     case = _effective(request, cases.case_for(visitor.user, case_id))
     searches = sorted(cases.searches(case_id), key=lambda s: s.search_id, reverse=True)
+    audited_read(request, visitor.user, AuditAction.VIEW_CASE, f"case:{case_id}")
     return render(
         request,
         "case.html",
@@ -320,6 +330,7 @@ def _reviewing(request: Request, visitor: Visitor, search_id: int) -> tuple[Sear
 def search_page(search_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
     record, case, context = _reviewing(request, visitor, search_id)
     reviews = engine_of(request).cases.reviews(search_id)
+    audited_read(request, visitor.user, AuditAction.VIEW_SEARCH, f"search:{search_id}", case_id=case.case_id)
     return render(
         request,
         "search.html",
@@ -343,10 +354,9 @@ def review(
 ) -> Response:
     """Confirm or reject a candidate; the four-eyes rule is the case service's, as for the API."""
     check_csrf(visitor, csrf_token)
-    if not face_id.strip().isdigit():
-        raise InvalidRequestError("a review names the candidate's face id")
-    engine_of(request).cases.review(visitor.user, search_id, int(face_id), decision, note)
-    return redirect(f"/searches/{search_id}#face-{int(face_id)}")
+    candidate = catalog_id(face_id, "a review's candidate face id")
+    engine_of(request).cases.review(visitor.user, search_id, candidate, decision, note)
+    return redirect(f"/searches/{search_id}#face-{candidate}")
 
 
 @router.get("/searches/{search_id}/compare/{face_id}", response_class=HTMLResponse)
@@ -364,6 +374,7 @@ def compare_page(
     face = _view_faces(engine_of(request), visitor, [face_id], context).get(face_id)
     reviews = [r for r in cases.reviews(search_id) if r.face_id == face_id]
     candidate = Candidate(hit, face, reviews)
+    audited_read(request, visitor.user, AuditAction.VIEW_SEARCH, f"search:{search_id}", case_id=case.case_id)
     return render(
         request,
         "compare.html",
@@ -378,7 +389,7 @@ def compare_page(
 
 @router.get("/searches/{search_id}/probe-faces/{face_index}")
 def probe_crop(
-    search_id: IdPath, face_index: int, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]
+    search_id: IdPath, face_index: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_viewers)]
 ) -> Response:
     engine = engine_of(request)
     engine.cases.search_for(visitor.user, search_id)
@@ -466,12 +477,13 @@ def report(
 def audit_page(
     request: Request,
     visitor: Annotated[Visitor, Depends(signed_in(Role.AUDITOR, Role.ADMIN))],
-    after_seq: int | None = None,
+    after_seq: Annotated[int | None, Query(ge=0, le=MAX_CATALOG_ID)] = None,
 ) -> HTMLResponse:
     audit = engine_of(request).audit
     chain = audit.verify()
     start = max(0, chain.entries - AUDIT_PAGE_SIZE) if after_seq is None else max(0, after_seq)
     entries = list(reversed(audit.entries(start, AUDIT_PAGE_SIZE)))
+    audited_read(request, visitor.user, AuditAction.READ_AUDIT, "audit", after_seq=start, limit=AUDIT_PAGE_SIZE)
     return render(
         request,
         "audit.html",
@@ -489,13 +501,14 @@ def _error_page(request: Request, status_code: int, title: str, message: str) ->
     return render(request, "error.html", visitor_of(request), status_code=status_code, title=title, message=message)
 
 
-def create_ui_app(engine: Engine, guards: Guards | None = None) -> FastAPI:
+def create_ui_app(engine: Engine, guards: Guards | None = None, reads: ReadLog | None = None) -> FastAPI:
     """The UI over one engine, sharing the API's engine lock and sign-in guard; mount it at UI_PREFIX."""
     ui = FastAPI(title="facetrace UI", openapi_url=None, docs_url=None, redoc_url=None)
     ui.state.engine = engine
     ui.state.guards = guards or Guards.from_settings(engine.settings)
     ui.state.signer = SessionSigner(load_secret(engine.settings.data))
     ui.state.probes = ProbeStore(engine.settings.data, engine.settings.max_image_pixels)
+    ui.state.reads = reads or ReadLog(engine.audit)
 
     @ui.exception_handler(SignInRequired)
     async def sign_in_required(_request: Request, exc: SignInRequired) -> Response:
@@ -512,6 +525,7 @@ def create_ui_app(engine: Engine, guards: Guards | None = None) -> FastAPI:
 
     @ui.exception_handler(PermissionDeniedError)
     async def forbidden(request: Request, exc: PermissionDeniedError) -> Response:
+        record_denial(request, engine.audit, str(exc))
         return _error_page(request, 403, "Not allowed", str(exc))
 
     @ui.exception_handler(FacetraceError)
@@ -519,7 +533,9 @@ def create_ui_app(engine: Engine, guards: Guards | None = None) -> FastAPI:
         status_code, code = status_for(exc)
         if status_code >= 500:
             log.error("UI request failed: %s", exc)
-        return _error_page(request, status_code, code.replace("_", " ").capitalize(), str(exc))
+        page = _error_page(request, status_code, code.replace("_", " ").capitalize(), str(exc))
+        page.headers.update(error_headers(exc) or {})
+        return page
 
     @ui.exception_handler(RequestValidationError)
     async def invalid(request: Request, _exc: RequestValidationError) -> Response:
