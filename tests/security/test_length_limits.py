@@ -140,7 +140,7 @@ def test_the_services_bound_the_same_fields_for_the_cli_and_python(served: Serve
         lambda: engine.cases.open_case(ivan, "t", long_text, "l"),
         lambda: engine.cases.open_case(ivan, "t", "p", long_text),
         lambda: engine.cases.close_case(ivan, served.case_id, long_text),
-        lambda: engine.cases.check_search_allowed(served.case_id, long_text),
+        lambda: engine.cases.check_search_allowed(ivan, served.case_id, long_text),
         lambda: engine.cases.review(rita, served.search_id, 1, "confirmed", "x" * (MAX_NOTE + 1)),
         lambda: engine.erasure.erase_faces("root", [1], long_text),
         lambda: engine.erasure.preview_person("root", "x" * (MAX_LABEL + 1)),
