@@ -6,6 +6,7 @@ deferred to SourceItem.read(), which the runner calls in batches.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import logging
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from facetrace.core.errors import ImageDecodeError, ManifestError
 from facetrace.core.types import BoundingBox
@@ -115,11 +117,30 @@ def iter_paths(paths: Iterable[Path]) -> Iterator[SourceItem]:
 
 def _iter_file_list(list_path: Path) -> Iterator[SourceItem]:
     base = list_path.parent
-    with list_path.open(encoding="utf-8") as lines:
-        for line in lines:
+    try:
+        handle = list_path.open("rb")
+    except OSError as exc:
+        raise ManifestError(f"{list_path}: cannot read the list: {exc.strerror or exc}") from exc
+    with handle:
+        for _, line in _utf8_lines(handle, list_path):
             entry = line.strip()
             if entry and not entry.startswith("#"):
                 yield _item(entry, base)
+
+
+def _utf8_lines(handle: IO[bytes], path: Path) -> Iterator[tuple[int, str]]:
+    """The file's lines, numbered from 1, decoded as UTF-8 (a leading byte-order mark dropped), line endings kept.
+    A line that is not UTF-8 raises ManifestError naming the file, the line, the column and the byte."""
+    for number, raw in enumerate(handle, start=1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(
+                f"{path}:{number}: not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {exc.start + 1} "
+                "(save the file as UTF-8)"
+            ) from None
 
 
 def iter_manifest(manifest: Path) -> Iterator[SourceItem]:
@@ -139,25 +160,81 @@ def iter_manifest(manifest: Path) -> Iterator[SourceItem]:
 
 
 def _iter_csv(manifest: Path, base: Path, delimiter: str) -> Iterator[SourceItem]:
-    with manifest.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        fields = [f.strip().lower() for f in reader.fieldnames or []]
+    """Rows of a CSV or TSV manifest. Refused with file and line: a line that is not UTF-8, a row with more cells
+    than the header has columns (they would be dropped), and a field that runs over a line break: no manifest field
+    holds one, so it is a quote left open, which would swallow the rows after it."""
+    with _open_manifest(manifest) as handle:
+        lines = _utf8_lines(handle, manifest)
+        reader = csv.reader((line for _, line in lines), delimiter=delimiter)
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise ManifestError(f"{manifest}:1: the header is not valid CSV: {exc}") from exc
+        fields = [f.strip().lower() for f in header or []]
         if not any(k in fields for k in MANIFEST_URI_KEYS):
             raise ManifestError(f"{manifest}: the header needs a column named one of {', '.join(MANIFEST_URI_KEYS)}")
-        for row in reader:
-            clean = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
-            yield _row_item(clean, base, f"{manifest}:{reader.line_num}")
+        _check_one_line(manifest, 1, reader.line_num, header or [], fields)
+        while True:
+            first_line = reader.line_num + 1
+            try:
+                cells = next(reader, None)
+            except csv.Error as exc:
+                raise ManifestError(f"{manifest}:{reader.line_num}: not valid CSV: {exc}") from exc
+            if cells is None:
+                return
+            if not cells:
+                continue  # a blank line
+            where = f"{manifest}:{first_line}"
+            _check_one_line(manifest, first_line, reader.line_num, cells, fields)
+            if len(cells) > len(fields):
+                extra = ", ".join(repr(cell) for cell in cells[len(fields) :])
+                raise ManifestError(
+                    f"{where}: {len(cells)} cells but the header has {len(fields)} columns; the extra cells would be "
+                    f"lost: {_shorten(extra)} (quote a value that holds a {_delimiter_name(delimiter)})"
+                )
+            clean = {name: value.strip() for name, value in zip(fields, cells, strict=False)}
+            yield _row_item(clean, base, where)
+
+
+def _check_one_line(manifest: Path, first_line: int, last_line: int, cells: list[str], fields: list[str]) -> None:
+    """Refuse a row whose field holds a line break: csv reads an unterminated quote as one field running on to the
+    next quote or the end of the file, silently taking the rows between into it."""
+    line = first_line
+    for position, cell in enumerate(cells):
+        if "\n" in cell or "\r" in cell:
+            column = fields[position] if position < len(fields) and fields[position] else f"column {position + 1}"
+            raise ManifestError(
+                f"{manifest}:{line}: the quote that opens the {column} field on this line is not closed on it: the "
+                f"field runs on to line {last_line}, taking in the rows between; close the quote (manifest fields "
+                "cannot hold line breaks)"
+            )
+        line += cell.count("\n")
+
+
+def _delimiter_name(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else "comma"
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _open_manifest(manifest: Path) -> IO[bytes]:
+    try:
+        return manifest.open("rb")
+    except OSError as exc:
+        raise ManifestError(f"{manifest}: cannot read the manifest: {exc.strerror or exc}") from exc
 
 
 def _iter_jsonl(manifest: Path, base: Path) -> Iterator[SourceItem]:
-    with manifest.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with _open_manifest(manifest) as handle:
+        for number, line in _utf8_lines(handle, manifest):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ManifestError(f"{manifest}:{number}: not valid JSON: {exc.msg}") from exc
+                raise ManifestError(f"{manifest}:{number}: not valid JSON: {exc.msg} (column {exc.colno})") from exc
             if not isinstance(row, dict):
                 raise ManifestError(f"{manifest}:{number}: each line must be a JSON object")
             clean = {str(k).lower(): "" if v is None else str(v) for k, v in row.items()}
