@@ -187,8 +187,8 @@ class SqlCatalog:
                 logger.info("ingest runs %s are interrupted; not recorded yet: %s", abandoned, exc)
         return abandoned
 
-    def _runs_by_status(self, by_status: Sequence[Row[Any]]) -> dict[RunStatus, int]:
-        counts = {RunStatus(status): int(count) for status, count in by_status}
+    def _runs_by_status(self, by_status: Sequence[Any]) -> dict[RunStatus, int]:
+        counts = {RunStatus(row[0]): int(row[1]) for row in by_status}
         moved = min(len(self._interrupted_unwritten), counts.get(RunStatus.RUNNING, 0))
         if moved:  # runs found abandoned whose status a full disk kept from being written
             counts[RunStatus.RUNNING] -= moved

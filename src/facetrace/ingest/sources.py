@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import json
 import logging
 import math
+import os
 import re
+import stat
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,10 +26,23 @@ from typing import IO
 
 from facetrace.core.errors import ImageDecodeError, ManifestError
 from facetrace.core.types import BoundingBox
+from facetrace.core.vocabulary import WalkSkip
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif", ".heic", ".heif", ".hif", ".avif"}
+)
+# Photo formats a folder walk does not take (counted as unsupported_format, not as "not an image"): camera RAW, vector
+# and layered formats, JPEG XL and JPEG 2000, high dynamic range.
+UNSUPPORTED_IMAGE_SUFFIXES = frozenset(
+    {
+        *(".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".raf", ".orf", ".rw2", ".pef"),
+        *(".srw", ".x3f", ".3fr", ".erf", ".kdc", ".mrw", ".raw", ".rwl", ".iiq"),
+        *(".svg", ".svgz", ".psd", ".psb", ".xcf", ".eps", ".ai"),
+        *(".jxl", ".jp2", ".j2k", ".jpx", ".exr", ".hdr"),
+    }
+)
 MANIFEST_URI_KEYS = ("uri", "url", "path", "file")
 MANIFEST_KNOWN_KEYS = frozenset(
     {
@@ -100,19 +117,71 @@ def read_uri(uri: str, max_bytes: int = MAX_FETCH_BYTES) -> bytes:
     return data
 
 
-def iter_paths(paths: Iterable[Path]) -> Iterator[SourceItem]:
-    """Image files under folders (recursively, sorted for a stable order), single files, and @lists of paths."""
+def iter_paths(paths: Iterable[Path], counts: Counter[str] | None = None) -> Iterator[SourceItem]:
+    """Image files under folders (recursively, sorted for a stable order), single files, and @lists of paths.
+
+    A folder walk takes the files whose suffix is an image's (IMAGE_SUFFIXES) and passes over the rest, counting
+    each in counts under "skipped_" and its WalkSkip reason: not an image by its suffix, a photo format it does not
+    take, hidden (a name starting with "."; a hidden folder counts once), a broken link, a link back into a folder
+    the walk is inside, unreadable. Linked folders are followed. A file named on its own is taken whatever its
+    suffix (decoding says if it is no image)."""
+    tally: Counter[str] = counts if counts is not None else Counter()
     for path in paths:
         if str(path).startswith("@"):
             yield from _iter_file_list(Path(str(path)[1:]))
         elif path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
-                    yield SourceItem(uri=str(child.resolve()))
+            yield from _walk(path, tally, frozenset())
         elif path.exists():
             yield SourceItem(uri=str(path.resolve()))
         else:
             raise ManifestError(f"{path}: no such file or folder")
+
+
+def skip_key(reason: WalkSkip) -> str:
+    """The source_counts key of a walk's skip."""
+    return f"skipped_{reason}"
+
+
+def _walk(folder: Path, counts: Counter[str], inside: frozenset[tuple[int, int]]) -> Iterator[SourceItem]:
+    try:
+        status = folder.stat()
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError as exc:
+        counts[skip_key(WalkSkip.UNREADABLE)] += 1
+        log.warning("%s: cannot read the folder, skipped: %s", folder, exc.strerror or exc)
+        return
+    here = (status.st_dev, status.st_ino)
+    if here in inside:
+        counts[skip_key(WalkSkip.LINK_LOOP)] += 1
+        log.info("%s: a link back into a folder the walk is inside, not followed", folder)
+        return
+    inside = inside | {here}
+    for entry in entries:
+        if entry.name.startswith("."):
+            counts[skip_key(WalkSkip.HIDDEN)] += 1
+            continue
+        try:
+            mode = entry.stat().st_mode  # follows links
+        except OSError as exc:
+            reason = {errno.ENOENT: WalkSkip.BROKEN_LINK, errno.ELOOP: WalkSkip.LINK_LOOP}.get(
+                exc.errno or 0, WalkSkip.UNREADABLE
+            )
+            counts[skip_key(reason)] += 1
+            log.info("%s: skipped (%s)", entry.path, reason)
+            continue
+        path = Path(entry.path)
+        if stat.S_ISDIR(mode):
+            yield from _walk(path, counts, inside)
+            continue
+        suffix = path.suffix.lower()
+        if stat.S_ISREG(mode) and suffix in IMAGE_SUFFIXES:
+            yield SourceItem(uri=str(path.resolve()))
+        elif stat.S_ISREG(mode) and suffix in UNSUPPORTED_IMAGE_SUFFIXES:
+            counts[skip_key(WalkSkip.UNSUPPORTED_FORMAT)] += 1
+            log.info("%s: a %s photo, a format facetrace does not take", entry.path, suffix)
+        else:
+            counts[skip_key(WalkSkip.NOT_AN_IMAGE)] += 1
 
 
 def _iter_file_list(list_path: Path) -> Iterator[SourceItem]:
