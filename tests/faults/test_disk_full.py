@@ -11,6 +11,7 @@ Mounting needs root (CI runs as root); elsewhere the test is skipped saying so.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -22,6 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+
+from facetrace.catalog.database import storage_full
+from facetrace.core.errors import StorageFullError, is_out_of_space
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mounts a tmpfs")]
 FACETRACE = [sys.executable, "-c", "from facetrace.cli.main import app; app()"]
@@ -146,3 +151,36 @@ def _duplicates(photos: list[str]) -> int:
         repeated += digest in seen
         seen.add(digest)
     return repeated
+
+
+def test_out_of_space_is_recognised_however_the_library_says_it() -> None:
+    """The shapes a full disk takes on the way up (the tmpfs test above meets SQLite's and the OS's for real)."""
+    faiss_says = RuntimeError("write error in /d/.faces.faiss.x.tmp: 4014 != 41472 (No space left on device)")
+    assert is_out_of_space(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_out_of_space(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert is_out_of_space(faiss_says)
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as inner:
+            raise RuntimeError("saving failed") from inner
+    except RuntimeError as outer:
+        assert is_out_of_space(outer)
+    assert not is_out_of_space(OSError(errno.EACCES, "Permission denied"))
+    assert not is_out_of_space(RuntimeError("database is locked"))
+
+
+def test_postgresql_disk_full_names_the_server(tmp_path: Path) -> None:
+    class DiskFull(Exception):  # what psycopg raises: SQLSTATE 53100, "could not extend file"
+        sqlstate = "53100"
+
+    engine = sa.create_engine("postgresql+psycopg://facetrace@db.example/gallery")
+    full = storage_full(engine, sa.exc.OperationalError("INSERT", {}, DiskFull("could not extend file")))
+    assert isinstance(full, StorageFullError)
+    assert str(full) == (
+        "the disk holding the catalog's database server (postgresql+psycopg://facetrace@db.example/gallery) is full "
+        "(the catalog): free space and run the same command again"
+    )
+    sqlite = sa.create_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    locked = sa.exc.OperationalError("UPDATE", {}, sqlite3.OperationalError("database is locked"))
+    assert storage_full(sqlite, locked) is None
