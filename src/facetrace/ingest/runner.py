@@ -261,21 +261,10 @@ class IngestRunner:
         )
 
     def _finish(self, run_id: int, status: RunStatus, state: IngestProgress, description: str, failed: bool) -> None:
-        """Save the index and record how the run ended. When the run already failed (failed=True), a failure here is
-        logged and the run's own error goes on: a full disk that stopped the batches also stops the save, and the
-        run's error is the one to show. Otherwise a failed save marks the run interrupted and is raised."""
-        save_error: Exception | None = None
+        """Save the index and record how the run ended. When the run already failed (failed=True), the run is
+        recorded interrupted first (a few bytes, where the index may not fit on a full disk), a failure here is
+        logged and the run's own error goes on. Otherwise a failed save marks the run interrupted and is raised."""
         self._release_reserve()
-        try:
-            with self._guard.writing(description):
-                self._index.save()
-        except Exception as exc:
-            if not failed:
-                save_error = exc
-                status = RunStatus.INTERRUPTED
-            log.info(
-                "ingest run %d: the index was not saved (the next open catches up from the catalog): %s", run_id, exc
-            )
         stats = {
             "images_seen": state.images_seen,
             "images_added": state.images_added,
@@ -284,15 +273,28 @@ class IngestRunner:
             "errors": state.errors,
             "unattributed_labels": state.unattributed_labels,
         }
+        if failed:
+            self._record_end(run_id, status, stats, raising=False)
+        try:
+            with self._guard.writing(description):
+                self._index.save()
+        except Exception as exc:
+            if failed:
+                log.info("ingest run %d: the index was not saved (the next open catches up): %s", run_id, exc)
+                return
+            self._record_end(run_id, RunStatus.INTERRUPTED, stats, raising=False)
+            raise
+        if not failed:
+            self._record_end(run_id, status, stats, raising=True)
+
+    def _record_end(self, run_id: int, status: RunStatus, stats: dict[str, int], *, raising: bool) -> None:
         try:
             self._catalog.finish_run(run_id, status, stats)
         except Exception as exc:
-            if not (failed or save_error):
+            if raising:
                 raise
-            # The process ends now, so the next command that opens the catalog marks the run interrupted.
+            # The process ends with the run's error, so the next command that opens the catalog marks it interrupted.
             log.info("ingest run %d could not be marked %s: %s", run_id, status, exc)
-        if save_error is not None:
-            raise save_error
 
     def _hold_reserve(self) -> None:
         """Set aside a little space on the data directory's disk for the run's end: if the disk fills up during the
