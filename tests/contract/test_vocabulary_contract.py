@@ -32,6 +32,7 @@ from facetrace.core.vocabulary import (
     RunStatus,
     SameImage,
     SubjectAttribution,
+    WalkSkip,
     WithheldReason,
 )
 from facetrace.governance.audit import AuditLog
@@ -58,6 +59,8 @@ WORDS: dict[type[StrEnum], tuple[str, ...]] = {
     # Not stored, but in every search's JSON (CLI and API): a hit's same_image, a result's withheld reasons.
     SameImage: ("none", "identical", "near_duplicate"),
     WithheldReason: ("erased_person", "no_catalog_row", "impossible_similarity"),
+    # Not stored: an ingest summary's source_counts keys (skipped_<word>), in its JSON.
+    WalkSkip: ("not_an_image", "unsupported_format", "hidden", "broken_link", "link_loop", "unreadable"),
 }
 SOURCE = Path(facetrace.__file__).parent
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from facetrace.core.errors import CatalogError
+from facetrace.core.errors import CatalogError, StorageFullError, is_out_of_space
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 WRITE_TRANSACTION = "facetrace_write"
 _POSTGRES_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
 _DUPLICATE_DATABASE = "42P04"
+_DISK_FULL = "53100"  # PostgreSQL: the server could not extend a file
 
 
 def catalog_url(uri: str) -> URL:
@@ -159,4 +160,22 @@ def operational_errors(engine: Engine) -> Iterator[None]:
     try:
         yield
     except OperationalError as exc:
+        full = storage_full(engine, exc)
+        if full is not None:
+            raise full from exc
         raise CatalogError(f"the catalog at {describe(engine.url)} failed: {exc.orig}") from exc
+
+
+def storage_full(engine: Engine, exc: BaseException) -> StorageFullError | None:
+    """The StorageFullError naming where the catalog lives, when exc says its disk is full (SQLite's SQLITE_FULL,
+    "database or disk is full"; PostgreSQL's disk_full, SQLSTATE 53100); else None."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) == _DISK_FULL:
+        return StorageFullError(f"the catalog's database server ({describe(engine.url)})", "the catalog")
+    if getattr(orig, "sqlite_errorcode", None) != sqlite3.SQLITE_FULL and not is_out_of_space(orig):
+        return None
+    database = engine.url.database
+    if engine.url.get_backend_name() == "sqlite" and database and database != ":memory:":
+        path = Path(database).resolve()
+        return StorageFullError(str(path.parent), path.name)
+    return StorageFullError(describe(engine.url), "the catalog")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -26,7 +27,7 @@ from facetrace.catalog.records import (
 from facetrace.catalog.schema import upgrade_to_head
 from facetrace.catalog.tables import assets, ingest_errors, ingest_runs, people, sources
 from facetrace.catalog.tables import faces as faces_table
-from facetrace.core.errors import CatalogError, ModelMismatchError
+from facetrace.core.errors import CatalogError, ModelMismatchError, StorageFullError
 from facetrace.core.ports import IdArray
 from facetrace.core.subject import decide_subject
 from facetrace.core.types import (
@@ -67,7 +68,7 @@ def open_catalog(uri: str) -> SqlCatalog:
         raise
     catalog = SqlCatalog(engine)
     catalog.interrupted_at_open = tuple(catalog.mark_abandoned_runs())
-    if catalog.interrupted_at_open:
+    if catalog.interrupted_at_open and not catalog.interrupted_unwritten:
         logger.warning(
             "ingest runs %s were left running by processes that no longer exist; marked interrupted",
             ", ".join(map(str, catalog.interrupted_at_open)),
@@ -83,6 +84,8 @@ class SqlCatalog:
         self._run_models: dict[int, str] = {}
         self._model_dims: dict[str, int] = {}
         self.interrupted_at_open: tuple[int, ...] = ()
+        # Runs found abandoned whose status could not be written (a full disk): reported interrupted all the same.
+        self._interrupted_unwritten: set[int] = set()
 
     @property
     def url(self) -> str:
@@ -143,10 +146,18 @@ class SqlCatalog:
     def runs(self, status: RunStatus | None = None) -> list[RunRecord]:
         """Ingest runs, newest first, optionally only those with this status."""
         query = sa.select(ingest_runs).order_by(ingest_runs.c.id.desc())
-        if status is not None:
+        if status is not None and not self._interrupted_unwritten:
             query = query.where(ingest_runs.c.status == status)
         with self._read() as connection:
-            return [_run_record(row) for row in connection.execute(query)]
+            records = [_run_record(row) for row in connection.execute(query)]
+        if self._interrupted_unwritten:
+            records = [
+                dataclasses.replace(record, status=RunStatus.INTERRUPTED)
+                if record.run_id in self._interrupted_unwritten and record.status == RunStatus.RUNNING
+                else record
+                for record in records
+            ]
+        return [record for record in records if status is None or record.status == status]
 
     def mark_abandoned_runs(self) -> list[int]:
         """Mark interrupted the runs still 'running' whose process on this host is gone; returns their ids.
@@ -162,13 +173,33 @@ class SqlCatalog:
             ).all()
         abandoned = [int(run_id) for run_id, pid in candidates if pid is not None and not _process_alive(int(pid))]
         if abandoned:
-            with self._write() as connection:
-                connection.execute(
-                    sa.update(ingest_runs)
-                    .where(ingest_runs.c.id.in_(abandoned), ingest_runs.c.status == RunStatus.RUNNING)
-                    .values(status=RunStatus.INTERRUPTED)
-                )
+            try:
+                with self._write() as connection:
+                    connection.execute(
+                        sa.update(ingest_runs)
+                        .where(ingest_runs.c.id.in_(abandoned), ingest_runs.c.status == RunStatus.RUNNING)
+                        .values(status=RunStatus.INTERRUPTED)
+                    )
+            except StorageFullError as exc:
+                # A full disk must not stop the commands that only read (check, stats): these runs are reported
+                # interrupted by this process, and written so by the first that can write.
+                self._interrupted_unwritten.update(abandoned)
+                logger.info("ingest runs %s are interrupted; not recorded yet: %s", abandoned, exc)
         return abandoned
+
+    def _runs_by_status(self, by_status: Sequence[Any]) -> dict[RunStatus, int]:
+        counts = {RunStatus(row[0]): int(row[1]) for row in by_status}
+        moved = min(len(self._interrupted_unwritten), counts.get(RunStatus.RUNNING, 0))
+        if moved:  # runs found abandoned whose status a full disk kept from being written
+            counts[RunStatus.RUNNING] -= moved
+            counts[RunStatus.INTERRUPTED] = counts.get(RunStatus.INTERRUPTED, 0) + moved
+            counts = {status: count for status, count in counts.items() if count}
+        return counts
+
+    @property
+    def interrupted_unwritten(self) -> frozenset[int]:
+        """Runs found abandoned at open that a full disk kept from being marked: reported interrupted all the same."""
+        return frozenset(self._interrupted_unwritten)
 
     def record_error(self, run_id: int, uri: str, message: str) -> None:
         with self._write() as connection:
@@ -589,7 +620,7 @@ class SqlCatalog:
         return CatalogStats(
             assets=int(asset_count),
             faces_by_model={str(model): int(count) for model, count in by_model},
-            runs_by_status={RunStatus(status): int(count) for status, count in by_status},
+            runs_by_status=self._runs_by_status(by_status),
             errors=int(error_count),
             people=int(people_count),
             unattributed_labels=int(unattributed),

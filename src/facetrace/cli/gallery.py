@@ -14,6 +14,7 @@ from facetrace.cli.common import ALL_INPUTS_FAILED, engine_session, fail, print_
 from facetrace.cli.options import DataOpt, JsonOpt, PackOpt, VerboseOpt
 from facetrace.cli.render import format_comparison, format_probe_result, jsonable, search_outcomes_json
 from facetrace.core.types import MAX_TOP_K, ProbeOutcome
+from facetrace.core.vocabulary import WalkSkip
 from facetrace.ingest.runner import IngestProgress
 
 index_app = typer.Typer(help="The vector index (derived from the catalog, rebuildable).", no_args_is_help=True)
@@ -107,8 +108,12 @@ def ingest(
         f"run {summary.run_id}: {summary.images_seen} images seen, {summary.images_added} added, "
         f"{summary.images_skipped} already known, {summary.faces_added} faces, {summary.errors} errors"
     )
-    if summary.source_counts:
-        typer.echo("  sources: " + ", ".join(f"{n} {reason}" for reason, n in summary.source_counts.items()))
+    skipped = {key: n for key, n in summary.source_counts.items() if key.startswith(SKIP_PREFIX)}
+    others = {key: n for key, n in summary.source_counts.items() if key not in skipped}
+    if skipped:
+        typer.echo("  passed over in folders: " + ", ".join(_walk_skip(key, n) for key, n in skipped.items()))
+    if others:
+        typer.echo("  sources: " + ", ".join(f"{n} {reason}" for reason, n in others.items()))
     if summary.unattributed_labels:
         typer.echo(
             f"  {summary.unattributed_labels} labelled photo(s) with no face the label clearly names (several faces, "
@@ -121,6 +126,23 @@ def ingest(
     if all_failed:
         typer.echo(f"error: {failure}", err=True)
         raise typer.Exit(1)
+
+
+SKIP_PREFIX = "skipped_"
+_WALK_SKIPS = {
+    WalkSkip.NOT_AN_IMAGE: "not an image by its suffix",
+    WalkSkip.UNSUPPORTED_FORMAT: "in a photo format not taken (camera RAW, SVG, PSD, JPEG XL...)",
+    WalkSkip.HIDDEN: "hidden (name starts with '.')",
+    WalkSkip.BROKEN_LINK: "a broken link",
+    WalkSkip.LINK_LOOP: "a link looping back",
+    WalkSkip.UNREADABLE: "unreadable",
+}
+
+
+def _walk_skip(key: str, count: int) -> str:
+    word = key.removeprefix(SKIP_PREFIX)
+    why = _WALK_SKIPS[WalkSkip(word)] if word in set(WalkSkip) else word
+    return f"{count} {why}"
 
 
 def _progress_printer(quiet: bool) -> Callable[[IngestProgress], None] | None:

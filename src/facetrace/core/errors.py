@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class FacetraceError(Exception):
     """Base of every error facetrace raises on purpose."""
@@ -131,6 +133,44 @@ class DataDirectoryError(FacetraceError):
     ones it was made with (recorded in its facetrace.json)."""
 
 
+class StorageFullError(FacetraceError):
+    """A write failed because the disk (or the quota) holding part of the data directory is full. where: the folder
+    or server whose disk is full; what: what could not be written there (catalog.db, a thumbnail, faces.faiss)."""
+
+    def __init__(self, where: str, what: str, then: str = "") -> None:
+        super().__init__(f"the disk holding {where} is full ({what}): free space and run the same command again{then}")
+        self.where = where
+        self.what = what
+        self.then = then
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return (StorageFullError, (self.where, self.what, self.then))
+
+
+_OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# How libraries that do not raise OSError say it (FAISS's C++ writer raises RuntimeError with strerror's text).
+_OUT_OF_SPACE_TEXTS = (
+    "no space left on device",
+    "disk quota exceeded",
+    "database or disk is full",
+)
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """Whether exc (or an exception it was raised from) says the disk or the quota is full."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _OUT_OF_SPACE_ERRNOS:
+            return True
+        text = str(current).lower()
+        if any(phrase in text for phrase in _OUT_OF_SPACE_TEXTS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 # The code that names each error for a program, the same over HTTP ({"error": {"code", "message"}}, server/errors.py
 # adds the status) and on the command line with --json. Most specific first: the first class an error is an instance
 # of decides its code.
@@ -149,6 +189,7 @@ ERROR_CODES: tuple[tuple[type[FacetraceError], str], ...] = (
     (ImageDecodeError, "image_unreadable"),
     (ManifestError, "invalid_manifest"),
     (ModelMismatchError, "model_mismatch"),
+    (StorageFullError, "storage_full"),
     (DataDirectoryError, "data_directory"),
     (CatalogError, "catalog_unavailable"),
     (VectorIndexError, "index_unavailable"),

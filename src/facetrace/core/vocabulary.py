@@ -111,6 +111,17 @@ class RunStatus(StrEnum):
     FAILED = "failed"
 
 
+class WalkSkip(StrEnum):
+    """Why a folder walk passed over an entry; an ingest's summary counts each (source_counts "skipped_<word>")."""
+
+    NOT_AN_IMAGE = "not_an_image"  # a suffix no photo has: .txt, .xmp, .mov, none
+    UNSUPPORTED_FORMAT = "unsupported_format"  # a photo format facetrace does not decode: camera RAW, SVG, JPEG XL
+    HIDDEN = "hidden"  # a file or folder whose name starts with "." (macOS ._ forks, .thumbnails caches)
+    BROKEN_LINK = "broken_link"  # a symbolic link to nothing
+    LINK_LOOP = "link_loop"  # a link to a folder the walk is already inside
+    UNREADABLE = "unreadable"  # a folder or entry the walk may not read (permissions)
+
+
 class SubjectAttribution(StrEnum):
     """How the face a labelled photo is about (its subject, the one face its label names) was decided; stored with
     the photo (assets.attribution). AMBIGUOUS, NOT_FOUND and NO_FACE photos give their label to no face."""

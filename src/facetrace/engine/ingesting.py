@@ -77,7 +77,7 @@ class Ingestion:
         archives = [iter_warc(w, max_bytes=MAX_FETCH_BYTES, opt_out=blocked, counts=counts) for w in warc_list]
 
         def local_items() -> Iterable[SourceItem]:
-            yield from iter_paths(path_list)
+            yield from iter_paths(path_list, counts)
             for manifest in manifest_list:
                 yield from iter_manifest(manifest)
             yield from items

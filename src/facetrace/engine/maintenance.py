@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facetrace.core.errors import FacetraceError
+from facetrace.core.errors import FacetraceError, StorageFullError
 from facetrace.core.ports import Catalog, IdArray, VectorIndex
 from facetrace.core.types import ChangeCounters, FaceRecord, FloatArray
 from facetrace.ingest.runner import write_atomic
@@ -355,4 +355,8 @@ class IndexMaintenance:
         assert self.lock is not None
         with self.lock.try_writing("saving the index on close") as writing:
             if writing:
-                self.save()
+                try:
+                    self.save()
+                except StorageFullError as exc:
+                    # What catch-up applied is derived from the catalog: the next open applies it again.
+                    log.info("the index this process caught up was not saved: %s", exc)

@@ -32,7 +32,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from facetrace.core.errors import FacetraceError
+from facetrace.core.errors import FacetraceError, StorageFullError, is_out_of_space
 from facetrace.core.ports import Catalog, DataGuard, FaceAnalyzer, SuppressionCheck, Unguarded, VectorIndex
 from facetrace.core.subject import decide_subject
 from facetrace.core.types import AnalyzedFace, AnalyzedImage, IngestSummary, MediaAsset, SubjectChoice
@@ -46,6 +46,13 @@ INDEX_CHECKPOINT_INTERVAL_S = 60.0
 MAX_ERROR_MESSAGES_KEPT = 200
 # Batches queued per worker: one being analysed, one waiting, so no worker idles while the driver stores results.
 IN_FLIGHT_PER_WORKER = 2
+# Said after a full disk stopped a run: what the same command does when it runs again.
+RESUME_HINT = "; images already stored are skipped"
+TEMPORARY_SUFFIX = ".tmp"
+# Space a run sets aside in the thumbnails folder and releases at its end, so that a run stopped by a full disk can
+# still record itself interrupted (a few SQLite pages; the index is saved by the next open if it does not fit).
+RESERVE_NAME = ".space-reserve"
+RESERVE_BYTES = 512 * 1024
 
 
 @dataclass
@@ -213,31 +220,27 @@ class IngestRunner:
         self._unstored: set[str] = set()
 
     def run(self, items: Iterable[SourceItem], description: str) -> IngestSummary:
+        """Ingest items in one run. A full disk raises StorageFullError (one line: where, what, and to run the same
+        command again) after the run is marked interrupted where the catalog can still take that."""
         with self._guard.session(description):
-            return self._run(items, description)
+            try:
+                return self._run(items, description)
+            except StorageFullError as exc:
+                raise StorageFullError(exc.where, exc.what, RESUME_HINT) from exc
 
     def _run(self, items: Iterable[SourceItem], description: str) -> IngestSummary:
+        resuming = self._previous_run_unfinished()
         run_id = self._catalog.start_run(description, self._model_id)
+        if resuming:
+            sweep_temporary_thumbnails(self._thumbnails_dir)
+        self._hold_reserve()
         state = IngestProgress()
-        status = RunStatus.INTERRUPTED
         try:
             self._run_batches(run_id, items, state)
-            status = RunStatus.FINISHED
-        finally:
-            with self._guard.writing(description):
-                self._index.save()
-            self._catalog.finish_run(
-                run_id,
-                status,
-                {
-                    "images_seen": state.images_seen,
-                    "images_added": state.images_added,
-                    "images_skipped": state.images_skipped,
-                    "faces_added": state.faces_added,
-                    "errors": state.errors,
-                    "unattributed_labels": state.unattributed_labels,
-                },
-            )
+        except BaseException:
+            self._finish(run_id, RunStatus.INTERRUPTED, state, description, failed=True)
+            raise
+        self._finish(run_id, RunStatus.FINISHED, state, description, failed=False)
         return IngestSummary(
             run_id=run_id,
             images_seen=state.images_seen,
@@ -256,6 +259,65 @@ class IngestRunner:
             },
             unattributed_labels=state.unattributed_labels,
         )
+
+    def _finish(self, run_id: int, status: RunStatus, state: IngestProgress, description: str, failed: bool) -> None:
+        """Save the index and record how the run ended. When the run already failed (failed=True), the run is
+        recorded interrupted first (a few bytes, where the index may not fit on a full disk), a failure here is
+        logged and the run's own error goes on. Otherwise a failed save marks the run interrupted and is raised."""
+        self._release_reserve()
+        stats = {
+            "images_seen": state.images_seen,
+            "images_added": state.images_added,
+            "images_skipped": state.images_skipped,
+            "faces_added": state.faces_added,
+            "errors": state.errors,
+            "unattributed_labels": state.unattributed_labels,
+        }
+        if failed:
+            self._record_end(run_id, status, stats, raising=False)
+        try:
+            with self._guard.writing(description):
+                self._index.save()
+        except Exception as exc:
+            if failed:
+                log.info("ingest run %d: the index was not saved (the next open catches up): %s", run_id, exc)
+                return
+            self._record_end(run_id, RunStatus.INTERRUPTED, stats, raising=False)
+            raise
+        if not failed:
+            self._record_end(run_id, status, stats, raising=True)
+
+    def _record_end(self, run_id: int, status: RunStatus, stats: dict[str, int], *, raising: bool) -> None:
+        try:
+            self._catalog.finish_run(run_id, status, stats)
+        except Exception as exc:
+            if raising:
+                raise
+            # The process ends with the run's error, so the next command that opens the catalog marks it interrupted.
+            log.info("ingest run %d could not be marked %s: %s", run_id, status, exc)
+
+    def _hold_reserve(self) -> None:
+        """Set aside a little space on the data directory's disk for the run's end: if the disk fills up during the
+        run, releasing it lets the catalog record the run as interrupted. Best effort: a disk already full holds
+        none, and the next open marks the run interrupted then."""
+        reserve = self._thumbnails_dir / RESERVE_NAME
+        try:
+            reserve.parent.mkdir(parents=True, exist_ok=True)
+            with reserve.open("wb") as handle:
+                handle.write(bytes(RESERVE_BYTES))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            reserve.unlink(missing_ok=True)
+            log.info("no space set aside for the run's end: %s", exc)
+
+    def _release_reserve(self) -> None:
+        (self._thumbnails_dir / RESERVE_NAME).unlink(missing_ok=True)
+
+    def _previous_run_unfinished(self) -> bool:
+        """Whether the run before this one ended without finishing: its temporary files may have stayed behind."""
+        earlier = self._catalog.runs()
+        return bool(earlier) and earlier[0].status != RunStatus.FINISHED
 
     def _run_batches(self, run_id: int, items: Iterable[SourceItem], state: IngestProgress) -> None:
         last_checkpoint = time.monotonic()
@@ -328,8 +390,14 @@ class IngestRunner:
                     thumbnails.append(None)
                     continue
                 rel = thumbnail_relpath(pending.sha256, number)
-                write_atomic(self._thumbnails_dir / rel, face.thumbnail_jpeg)
                 thumbnails.append(rel)
+                try:
+                    write_atomic(self._thumbnails_dir / rel, face.thumbnail_jpeg)
+                except OSError as exc:
+                    self._forget_thumbnails(thumbnails)
+                    if is_out_of_space(exc):
+                        raise StorageFullError(str(self._thumbnails_dir), "face thumbnails") from exc
+                    raise
             item = pending.item
             asset = MediaAsset(
                 sha256=pending.sha256,
@@ -343,16 +411,21 @@ class IngestRunner:
             )
             faces = [face for _, face in kept]
             subject = self._subject(item, result, [number for number, _ in kept])
-            _, face_ids = self._catalog.add_asset_with_faces(
-                run_id,
-                asset,
-                faces,
-                self._model_id,
-                width=result.width,
-                height=result.height,
-                thumbnail_paths=thumbnails,
-                subject=subject,
-            )
+            try:
+                _, face_ids = self._catalog.add_asset_with_faces(
+                    run_id,
+                    asset,
+                    faces,
+                    self._model_id,
+                    width=result.width,
+                    height=result.height,
+                    thumbnail_paths=thumbnails,
+                    subject=subject,
+                )
+            except BaseException:
+                # Not stored: its thumbnails would be orphans (and on a full disk, the space the run's end needs).
+                self._forget_thumbnails(thumbnails)
+                raise
             if faces and not face_ids:
                 # Another process stored the same image first: it is known now, not added by this run.
                 state.images_skipped += 1
@@ -369,6 +442,11 @@ class IngestRunner:
         self._unstored.difference_update(p.sha256 for p in batch)  # the catalog knows them now (or they failed)
         if self._progress:
             self._progress(state)
+
+    def _forget_thumbnails(self, relpaths: Sequence[str | None]) -> None:
+        for rel in relpaths:
+            if rel is not None:
+                (self._thumbnails_dir / rel).unlink(missing_ok=True)
 
     def _subject(self, item: SourceItem, image: AnalyzedImage, kept: Sequence[int]) -> SubjectChoice | None:
         """Which stored face the item's label names (a position in the kept faces), decided on every face the
@@ -424,7 +502,41 @@ def retain_until(retain_days: int | None, now: datetime | None = None) -> dateti
 
 
 def write_atomic(path: Path, data: bytes) -> None:
+    """Write path whole or not at all, through a temporary sibling (.NAME.PID.tmp) that is removed if the write fails
+    (a full disk among others), so none stays behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def sweep_temporary_thumbnails(thumbnails_dir: Path) -> int:
+    """Remove the temporary siblings write_atomic left behind in a process that was killed mid-write (its pid is no
+    longer running); returns how many. Run when a run resumes after one that did not finish."""
+    removed = 0
+    if not thumbnails_dir.is_dir():
+        return 0
+    for folder in [thumbnails_dir, *(entry for entry in thumbnails_dir.iterdir() if entry.is_dir())]:
+        for tmp in folder.glob(f".*{TEMPORARY_SUFFIX}"):
+            pid = tmp.name[: -len(TEMPORARY_SUFFIX)].rsplit(".", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and _process_exists(int(pid)):
+                continue  # another process is writing it now
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.info("removed %d temporary thumbnail file(s) left by an earlier run", removed)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

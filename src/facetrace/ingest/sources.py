@@ -6,24 +6,43 @@ deferred to SourceItem.read(), which the runner calls in batches.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
 import json
 import logging
 import math
+import os
 import re
+import stat
 import urllib.parse
 import urllib.request
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from facetrace.core.errors import ImageDecodeError, ManifestError
 from facetrace.core.types import BoundingBox
+from facetrace.core.vocabulary import WalkSkip
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".jfif", ".heic", ".heif", ".hif", ".avif"}
+)
+# Photo formats a folder walk does not take (counted as unsupported_format, not as "not an image"): camera RAW, vector
+# and layered formats, JPEG XL and JPEG 2000, high dynamic range.
+UNSUPPORTED_IMAGE_SUFFIXES = frozenset(
+    {
+        *(".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".raf", ".orf", ".rw2", ".pef"),
+        *(".srw", ".x3f", ".3fr", ".erf", ".kdc", ".mrw", ".raw", ".rwl", ".iiq"),
+        *(".svg", ".svgz", ".psd", ".psb", ".xcf", ".eps", ".ai"),
+        *(".jxl", ".jp2", ".j2k", ".jpx", ".exr", ".hdr"),
+    }
+)
 MANIFEST_URI_KEYS = ("uri", "url", "path", "file")
 MANIFEST_KNOWN_KEYS = frozenset(
     {
@@ -98,28 +117,99 @@ def read_uri(uri: str, max_bytes: int = MAX_FETCH_BYTES) -> bytes:
     return data
 
 
-def iter_paths(paths: Iterable[Path]) -> Iterator[SourceItem]:
-    """Image files under folders (recursively, sorted for a stable order), single files, and @lists of paths."""
+def iter_paths(paths: Iterable[Path], counts: Counter[str] | None = None) -> Iterator[SourceItem]:
+    """Image files under folders (recursively, sorted for a stable order), single files, and @lists of paths.
+
+    A folder walk takes the files whose suffix is an image's (IMAGE_SUFFIXES) and passes over the rest, counting
+    each in counts under "skipped_" and its WalkSkip reason: not an image by its suffix, a photo format it does not
+    take, hidden (a name starting with "."; a hidden folder counts once), a broken link, a link back into a folder
+    the walk is inside, unreadable. Linked folders are followed. A file named on its own is taken whatever its
+    suffix (decoding says if it is no image)."""
+    tally: Counter[str] = counts if counts is not None else Counter()
     for path in paths:
         if str(path).startswith("@"):
             yield from _iter_file_list(Path(str(path)[1:]))
         elif path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
-                    yield SourceItem(uri=str(child.resolve()))
+            yield from _walk(path, tally, frozenset())
         elif path.exists():
             yield SourceItem(uri=str(path.resolve()))
         else:
             raise ManifestError(f"{path}: no such file or folder")
 
 
+def skip_key(reason: WalkSkip) -> str:
+    """The source_counts key of a walk's skip."""
+    return f"skipped_{reason}"
+
+
+def _walk(folder: Path, counts: Counter[str], inside: frozenset[tuple[int, int]]) -> Iterator[SourceItem]:
+    try:
+        status = folder.stat()
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError as exc:
+        counts[skip_key(WalkSkip.UNREADABLE)] += 1
+        log.warning("%s: cannot read the folder, skipped: %s", folder, exc.strerror or exc)
+        return
+    here = (status.st_dev, status.st_ino)
+    if here in inside:
+        counts[skip_key(WalkSkip.LINK_LOOP)] += 1
+        log.info("%s: a link back into a folder the walk is inside, not followed", folder)
+        return
+    inside = inside | {here}
+    for entry in entries:
+        if entry.name.startswith("."):
+            counts[skip_key(WalkSkip.HIDDEN)] += 1
+            continue
+        try:
+            mode = entry.stat().st_mode  # follows links
+        except OSError as exc:
+            reason = {errno.ENOENT: WalkSkip.BROKEN_LINK, errno.ELOOP: WalkSkip.LINK_LOOP}.get(
+                exc.errno or 0, WalkSkip.UNREADABLE
+            )
+            counts[skip_key(reason)] += 1
+            log.info("%s: skipped (%s)", entry.path, reason)
+            continue
+        path = Path(entry.path)
+        if stat.S_ISDIR(mode):
+            yield from _walk(path, counts, inside)
+            continue
+        suffix = path.suffix.lower()
+        if stat.S_ISREG(mode) and suffix in IMAGE_SUFFIXES:
+            yield SourceItem(uri=str(path.resolve()))
+        elif stat.S_ISREG(mode) and suffix in UNSUPPORTED_IMAGE_SUFFIXES:
+            counts[skip_key(WalkSkip.UNSUPPORTED_FORMAT)] += 1
+            log.info("%s: a %s photo, a format facetrace does not take", entry.path, suffix)
+        else:
+            counts[skip_key(WalkSkip.NOT_AN_IMAGE)] += 1
+
+
 def _iter_file_list(list_path: Path) -> Iterator[SourceItem]:
     base = list_path.parent
-    with list_path.open(encoding="utf-8") as lines:
-        for line in lines:
+    try:
+        handle = list_path.open("rb")
+    except OSError as exc:
+        raise ManifestError(f"{list_path}: cannot read the list: {exc.strerror or exc}") from exc
+    with handle:
+        for _, line in _utf8_lines(handle, list_path):
             entry = line.strip()
             if entry and not entry.startswith("#"):
                 yield _item(entry, base)
+
+
+def _utf8_lines(handle: IO[bytes], path: Path) -> Iterator[tuple[int, str]]:
+    """The file's lines, numbered from 1, decoded as UTF-8 (a leading byte-order mark dropped), line endings kept.
+    A line that is not UTF-8 raises ManifestError naming the file, the line, the column and the byte."""
+    for number, raw in enumerate(handle, start=1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError(
+                f"{path}:{number}: not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {exc.start + 1} "
+                "(save the file as UTF-8)"
+            ) from None
 
 
 def iter_manifest(manifest: Path) -> Iterator[SourceItem]:
@@ -139,25 +229,81 @@ def iter_manifest(manifest: Path) -> Iterator[SourceItem]:
 
 
 def _iter_csv(manifest: Path, base: Path, delimiter: str) -> Iterator[SourceItem]:
-    with manifest.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        fields = [f.strip().lower() for f in reader.fieldnames or []]
+    """Rows of a CSV or TSV manifest. Refused with file and line: a line that is not UTF-8, a row with more cells
+    than the header has columns (they would be dropped), and a field that runs over a line break: no manifest field
+    holds one, so it is a quote left open, which would swallow the rows after it."""
+    with _open_manifest(manifest) as handle:
+        lines = _utf8_lines(handle, manifest)
+        reader = csv.reader((line for _, line in lines), delimiter=delimiter)
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise ManifestError(f"{manifest}:1: the header is not valid CSV: {exc}") from exc
+        fields = [f.strip().lower() for f in header or []]
         if not any(k in fields for k in MANIFEST_URI_KEYS):
             raise ManifestError(f"{manifest}: the header needs a column named one of {', '.join(MANIFEST_URI_KEYS)}")
-        for row in reader:
-            clean = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
-            yield _row_item(clean, base, f"{manifest}:{reader.line_num}")
+        _check_one_line(manifest, 1, reader.line_num, header or [], fields)
+        while True:
+            first_line = reader.line_num + 1
+            try:
+                cells = next(reader, None)
+            except csv.Error as exc:
+                raise ManifestError(f"{manifest}:{reader.line_num}: not valid CSV: {exc}") from exc
+            if cells is None:
+                return
+            if not cells:
+                continue  # a blank line
+            where = f"{manifest}:{first_line}"
+            _check_one_line(manifest, first_line, reader.line_num, cells, fields)
+            if len(cells) > len(fields):
+                extra = ", ".join(repr(cell) for cell in cells[len(fields) :])
+                raise ManifestError(
+                    f"{where}: {len(cells)} cells but the header has {len(fields)} columns; the extra cells would be "
+                    f"lost: {_shorten(extra)} (quote a value that holds a {_delimiter_name(delimiter)})"
+                )
+            clean = {name: value.strip() for name, value in zip(fields, cells, strict=False)}
+            yield _row_item(clean, base, where)
+
+
+def _check_one_line(manifest: Path, first_line: int, last_line: int, cells: list[str], fields: list[str]) -> None:
+    """Refuse a row whose field holds a line break: csv reads an unterminated quote as one field running on to the
+    next quote or the end of the file, silently taking the rows between into it."""
+    line = first_line
+    for position, cell in enumerate(cells):
+        if "\n" in cell or "\r" in cell:
+            column = fields[position] if position < len(fields) and fields[position] else f"column {position + 1}"
+            raise ManifestError(
+                f"{manifest}:{line}: the quote that opens the {column} field on this line is not closed on it: the "
+                f"field runs on to line {last_line}, taking in the rows between; close the quote (manifest fields "
+                "cannot hold line breaks)"
+            )
+        line += cell.count("\n")
+
+
+def _delimiter_name(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else "comma"
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _open_manifest(manifest: Path) -> IO[bytes]:
+    try:
+        return manifest.open("rb")
+    except OSError as exc:
+        raise ManifestError(f"{manifest}: cannot read the manifest: {exc.strerror or exc}") from exc
 
 
 def _iter_jsonl(manifest: Path, base: Path) -> Iterator[SourceItem]:
-    with manifest.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with _open_manifest(manifest) as handle:
+        for number, line in _utf8_lines(handle, manifest):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ManifestError(f"{manifest}:{number}: not valid JSON: {exc.msg}") from exc
+                raise ManifestError(f"{manifest}:{number}: not valid JSON: {exc.msg} (column {exc.colno})") from exc
             if not isinstance(row, dict):
                 raise ManifestError(f"{manifest}:{number}: each line must be a JSON object")
             clean = {str(k).lower(): "" if v is None else str(v) for k, v in row.items()}

@@ -31,6 +31,7 @@ ERROR_STATUS: dict[str, int] = {
     "image_unreadable": 422,
     "invalid_manifest": 422,
     "model_mismatch": 409,
+    "storage_full": 507,
     "data_directory": 500,
     "catalog_unavailable": 503,
     "index_unavailable": 503,

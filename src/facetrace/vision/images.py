@@ -1,6 +1,9 @@
 """Safe image decoding: untrusted bytes in, an upright BGR uint8 array out, or a typed error naming the file.
 
-Pillow reads every format (JPEG, PNG, WebP, GIF, BMP, TIFF); OpenCV is used only to encode JPEG thumbnails.
+Pillow reads every format (JPEG, PNG, WebP, GIF, BMP, TIFF, and AVIF where its build has libavif: the wheels from
+11.3 on); HEIC/HEIF photos (iPhones' default) through the pillow-heif plugin, registered here. A HEIF or AVIF file
+that the installed decoders cannot read gets an error saying what is missing. OpenCV is used only to encode JPEG
+thumbnails.
 """
 
 from __future__ import annotations
@@ -13,9 +16,17 @@ import re
 import cv2
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from facetrace.core.errors import ImageDecodeError, ImageTooLargeError
+
+try:  # HEIC/HEIF: a dependency (pyproject.toml); still optional here, so that a missing one is a clear error per file
+    import pillow_heif
+except ImportError:  # pragma: no cover - installed with facetrace
+    HEIF_DECODER = False
+else:
+    pillow_heif.register_heif_opener()
+    HEIF_DECODER = True
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +87,7 @@ def _decode(
         match = _PILLOW_BOMB_PIXELS.search(str(exc))
         raise ImageTooLargeError(source, int(match.group(1)) if match else 0, max_pixels) from None
     except UnidentifiedImageError:
-        raise ImageDecodeError(source, "not a recognised image format") from None
+        raise ImageDecodeError(source, _missing_decoder(data) or "not a recognised image format") from None
     except Exception as exc:  # Pillow's format plugins raise many exception types on malformed headers.
         raise ImageDecodeError(source, f"unreadable header ({exc})") from None
 
@@ -121,6 +132,25 @@ def _decode(
         size = (max(1, int(bgr.shape[1] * factor)), max(1, int(bgr.shape[0] * factor)))
         bgr = np.ascontiguousarray(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
     return bgr, upright_size
+
+
+# ISO base media file brands (the ftyp box at offset 4) of HEIF and AVIF images.
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"})
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+
+
+def _missing_decoder(data: bytes) -> str | None:
+    """What is missing to read data, when it is a HEIF or AVIF image the installed decoders do not take."""
+    if data[4:8] != b"ftyp":
+        return None
+    brands = {data[8:12]} | {data[i : i + 4] for i in range(16, min(len(data), 64), 4)}
+    if brands & _AVIF_BRANDS and not features.check_module("avif"):
+        return "an AVIF image, and this Pillow has no AVIF decoder (install Pillow 11.3 or later, built with libavif)"
+    if brands & _HEIF_BRANDS:
+        if not HEIF_DECODER:
+            return "a HEIC/HEIF image, and its decoder is not installed (pip install pillow-heif)"
+        return "a HEIF image in a coding this build of libheif cannot decode"
+    return None
 
 
 def encode_jpeg(bgr: BgrImage, quality: int = 85) -> bytes:

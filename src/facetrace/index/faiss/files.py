@@ -15,6 +15,7 @@ save.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ from typing import Any, cast
 import faiss
 import numpy as np
 
-from facetrace.core.errors import ModelMismatchError, VectorIndexError
+from facetrace.core.errors import ModelMismatchError, StorageFullError, VectorIndexError, is_out_of_space
 from facetrace.index.faiss.sizing import DEFAULT_RERANK, Structure, code_for_dim
 from facetrace.index.faiss.stores import VECTORS_DTYPE, ExactStore, IvfStore, Store
 
@@ -196,13 +197,25 @@ def _check_size(path: Path, recorded: object) -> None:
 
 
 def save(path: Path, store: Store, *, model_id: str, dim: int, choice: str) -> None:
-    """Write the files of store and the sidecar atomically (an exact store's leftover approximate files removed)."""
+    """Write the files of store and the sidecar atomically (an exact store's leftover approximate files removed).
+    A full disk raises StorageFullError naming the folder and the file; the temporary files are removed and the
+    files saved before stay as they were."""
+    try:
+        _save(path, store, model_id=model_id, dim=dim, choice=choice)
+    except (OSError, RuntimeError) as exc:  # FAISS's writer raises RuntimeError carrying strerror's text
+        if is_out_of_space(exc):
+            raise StorageFullError(str(path.parent.resolve()), path.name) from exc
+        raise
+
+
+def _save(path: Path, store: Store, *, model_id: str, dim: int, choice: str) -> None:
     meta_path = meta_path_for(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     writers = store.writers(vectors_on_disk=vectors_path_for(path).exists())
     targets = [(_path_for(path, role), role) for role in writers]
     # A file kept as it was (an approximate index's unchanged vectors) keeps the checksum it was saved with.
     checksums = {role: value for role, value in _previous_checksums(path).items() if role not in writers}
+    _remove_stale_temporaries([target for target, _ in targets] + [meta_path])
     with _temporary_siblings([target for target, _ in targets] + [meta_path]) as temps:
         file_bytes: dict[str, int] = {}
         for (_, role), tmp in zip(targets, temps, strict=False):
@@ -253,6 +266,15 @@ def _previous_checksums(path: Path) -> dict[str, str]:
         return {}
     checksums = previous.get("checksums") if isinstance(previous, dict) else None
     return {str(role): str(value) for role, value in checksums.items()} if isinstance(checksums, dict) else {}
+
+
+def _remove_stale_temporaries(targets: list[Path]) -> None:
+    """Temporary siblings of an earlier save that a killed process left behind (a save that fails removes its own).
+    Saves take the data directory's writer lock, so none is being written now."""
+    for target in targets:
+        for stale in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+            logger.info("removing %s, left by an earlier save that did not finish", stale)
+            stale.unlink(missing_ok=True)
 
 
 @contextmanager
