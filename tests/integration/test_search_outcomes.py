@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 from PIL import Image
 from pydantic import ValidationError
@@ -342,20 +341,3 @@ def test_a_top_k_outside_1_to_1000_is_refused_by_the_engine_and_settings(gallery
         with pytest.raises(ValidationError, match="top_k"):
             Settings(top_k=top_k)
     assert len(gallery.search.file(photos.biden, top_k=1)[0].hits) == 1
-
-
-def test_a_similarity_no_two_faces_can_have_is_never_a_lead(photos: Photos, tmp_path: Path) -> None:
-    """A damaged index entry once came back as a "strong lead" at similarity 3.2e35: it is withheld now, and the
-    next candidates take its place."""
-    with open_engine(tmp_path / "data", workers=1) as engine:
-        _ingest_lfw(engine, photos, tmp_path)
-        probe = photos.lfw_photo("Colin_Powell", 12)
-        (before,) = engine.search.file(probe, top_k=3)
-        damaged = before.hits[0].face.face_id
-        _, vectors = engine.catalog.embeddings_by_id([damaged], engine.model_id)
-        with engine.lock.writing("a test's damage"):  # what a damaged file would hold: a vector of huge norm
-            engine.index.stored.add(np.asarray([damaged], dtype=np.int64), (vectors * 1e30).astype(np.float32))
-        (result,) = engine.search.file(probe, top_k=3)
-        assert len(result.hits) == 3 and damaged not in {hit.face.face_id for hit in result.hits}
-        assert result.withheld == {WithheldReason.IMPOSSIBLE_SIMILARITY: 1}
-        assert all(-1.0 <= hit.similarity <= 1.0 + 1e-3 for hit in result.hits)

@@ -10,7 +10,7 @@ import pytest
 
 from facetrace.core.ports import AuditSeal
 from facetrace.core.types import AuditEntry, ChangeCounters
-from facetrace.governance.audit import GENESIS_HASH, AuditKey, AuditLog, canonical_json, entry_hash, verify_chain
+from facetrace.governance.audit import GENESIS_HASH, AuditLog, canonical_json, entry_hash, verify_chain
 from facetrace.governance.erasure import SuppressionList
 
 
@@ -141,20 +141,3 @@ def test_suppression_list_reads_the_erased_embeddings_once_per_change() -> None:
     assert check.suppressed(face).tolist() == [True]
     assert check.suppressed(face).tolist() == [True]
     assert store.reads == 2
-
-
-def test_a_log_cut_back_below_where_its_key_took_over_fails() -> None:
-    store = MemoryAuditStore()
-    plain = AuditLog(store)
-    plain.record("a", "search", "t")
-    plain.record("a", "search", "t")  # two entries sealed with sha256, before the key existed
-    key = AuditKey(b"k" * 32, keyed_from=3)
-    keyed = AuditLog(store, key)
-    keyed.record("a", "search", "t")
-    assert keyed.verify().ok and keyed.verify().keyed_from == 3
-    assert store.rows[2].hash != entry_hash(
-        store.rows[1].hash, 3, store.rows[2].at, "a", "search", "t", {}
-    )  # an HMAC, not the sha256 anyone could recompute
-    del store.rows[1:]
-    report = keyed.verify()
-    assert not report.ok and "audit key took over at seq 3" in report.problem
