@@ -1,8 +1,10 @@
 """Typed settings. Every field has help text; environment variables use the FACETRACE_ prefix.
 
-The data directory is the whole embedded install: catalog.db (SQLite), faces.faiss (FAISS index, derived),
-thumbnails/ (face crops) and packs/ (model packs added by path). Set catalog_uri or index_uri to move either part to
-a server without changing how facetrace is used.
+The data directory is the whole embedded install: catalog.db (SQLite), faces.faiss (FAISS index, derived, with its
+sidecar), thumbnails/ (face crops), packs/ (model packs added by path), facetrace.json (the catalog and index it was
+made with), audit.key and audit.head (the audit chain's key and its recorded head; back up audit.key with the
+catalog) and writer.lock (the writer lock's file). Set catalog_uri or index_uri to move either part to a server
+without changing how facetrace is used.
 """
 
 from __future__ import annotations
