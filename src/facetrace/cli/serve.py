@@ -48,6 +48,8 @@ def serve(
             if response.status_code >= 400:
                 raise typer.Exit(1)
             return
+        for line in serving.addresses(host, port):
+            typer.echo(line, err=True)  # where to go, before uvicorn takes the terminal
         serving.serve(engine, host, port, log_level="info" if verbose else "warning")
 
 

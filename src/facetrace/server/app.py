@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import RedirectResponse
 
 from facetrace.engine import Engine
 from facetrace.server.api import audit, cases, erasure, faces, ingest, people, reports, retention, users
@@ -72,6 +73,11 @@ def create_app(engine: Engine) -> FastAPI:
     ui.include_router(compare_ui.router)
     ui.include_router(ui_jobs.router)
     app.mount(UI_PREFIX, ui)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        """A person who opens the server's address lands on the web UI (it sends them to sign in)."""
+        return RedirectResponse(f"{UI_PREFIX}/", status_code=307)
 
     def session_ok(cookie: str | None, path: str) -> bool:
         session = ui.state.signer.load(cookie)

@@ -32,6 +32,17 @@ def serve(engine: Engine, host: str, port: int, *, log_level: str = "warning") -
         app.state.jobs.stop(JOB_STOP_TIMEOUT_S)
 
 
+def addresses(host: str, port: int) -> list[str]:
+    """What `facetrace serve` prints on start: where the web UI, the API and its documentation are."""
+    shown = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "") else host)
+    base = f"http://{shown}:{port}"
+    return [
+        f"facetrace web UI:  {base}/ui/",
+        f"facetrace API:     {base}/api/v1 (OpenAPI documentation at {base}/docs)",
+        "Stop with Ctrl+C.",
+    ]
+
+
 def server_config(app: FastAPI, engine: Engine, host: str, port: int, *, log_level: str = "warning") -> uvicorn.Config:
     """How uvicorn serves the app: on host:port, believing forwarded headers only from the trusted proxies."""
     proxy_headers, forwarded_allow_ips = proxy_options(engine.settings.trusted_proxies)
