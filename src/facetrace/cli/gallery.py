@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,10 +12,10 @@ import typer
 
 from facetrace.cli.common import ALL_INPUTS_FAILED, engine_session, fail, print_json
 from facetrace.cli.options import DataOpt, JsonOpt, PackOpt, VerboseOpt
+from facetrace.cli.progress import count_inputs, ingest_bar
 from facetrace.cli.render import format_comparison, format_probe_result, jsonable, search_outcomes_json
 from facetrace.core.types import MAX_TOP_K, ProbeOutcome
 from facetrace.core.vocabulary import WalkSkip
-from facetrace.ingest.runner import IngestProgress
 
 index_app = typer.Typer(help="The vector index (derived from the catalog, rebuildable).", no_args_is_help=True)
 
@@ -83,13 +83,17 @@ def ingest(
     if not paths and not manifest and not warc:
         raise fail("give at least one folder, file, @list, --manifest or --warc")
     overrides = {"workers": workers, "threads": threads, "batch_size": batch_size, "ray_address": ray}
-    with engine_session(data, pack, verbose, create=True, **overrides) as engine:
+    with engine_session(data, pack, verbose, create=True, **overrides) as engine, ExitStack() as stack:
+        bar = None
+        if not as_json and sys.stderr.isatty():
+            total = count_inputs(paths or [], manifest or [], warc or [])
+            bar = stack.enter_context(ingest_bar(total))
         summary = engine.ingest.run(
             paths or [],
             manifests=manifest or [],
             warcs=warc or [],
             opt_out=opt_out,
-            progress=_progress_printer(as_json),
+            progress=bar,
             retain_days=retain_days,
         )
     # Every input failed: something was read, nothing was stored or already known. (A run that finds nothing to read,
@@ -143,20 +147,6 @@ def _walk_skip(key: str, count: int) -> str:
     word = key.removeprefix(SKIP_PREFIX)
     why = _WALK_SKIPS[WalkSkip(word)] if word in set(WalkSkip) else word
     return f"{count} {why}"
-
-
-def _progress_printer(quiet: bool) -> Callable[[IngestProgress], None] | None:
-    if quiet or not sys.stderr.isatty():
-        return None
-
-    def show(p: IngestProgress) -> None:
-        sys.stderr.write(
-            f"\r{p.images_seen} seen, {p.images_added} added, {p.images_skipped} known, "
-            f"{p.faces_added} faces, {p.errors} errors"
-        )
-        sys.stderr.flush()
-
-    return show
 
 
 def search(
