@@ -106,15 +106,15 @@ def test_a_full_disk_stops_the_ingest_in_one_line_and_the_resume_on_a_bigger_dis
     assert check.returncode == 0, check.stdout + check.stderr
     assert "0 missing from index, 0 orphaned" in check.stdout
 
-    # What a process killed mid-write leaves: temporary siblings of a thumbnail and of the index.
+    (small_disk / "ballast").unlink()
+    grown = _mount(small_disk, BIG_DISK, remount=True)
+    assert grown.returncode == 0, grown.stderr
+    # What a process killed mid-write leaves: temporary siblings of a thumbnail and of the index (written once there
+    # is room again: on the full disk the test itself could not write them).
     folder = next(p for p in (data / "thumbnails").iterdir() if p.is_dir())
     stale = [folder / f".{'0' * 64}_0.jpg.999999999.tmp", data / ".faces.faiss.k1ll3d00.tmp"]
     for path in stale:
         path.write_bytes(b"partial")
-
-    (small_disk / "ballast").unlink()
-    grown = _mount(small_disk, BIG_DISK, remount=True)
-    assert grown.returncode == 0, grown.stderr
     resumed = _facetrace("ingest", "--data", str(data), "--workers", "1", f"@{listing}")
     assert resumed.returncode == 0, resumed.stderr
     assert f"{PHOTOS} images seen" in resumed.stdout and "0 errors" in resumed.stdout

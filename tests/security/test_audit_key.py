@@ -3,10 +3,14 @@ verification without any exported head (governance/audit.py)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from facetrace.core.ports import AuditSeal
 from facetrace.core.types import AuditEntry
+from facetrace.core.vocabulary import AuditAction
+from facetrace.engine import open_engine
 from facetrace.governance.audit import GENESIS_HASH, AuditKey, AuditLog, entry_hash
 
 
@@ -48,3 +52,23 @@ def test_a_log_cut_back_below_where_its_key_took_over_fails() -> None:
     del store.rows[1:]
     report = keyed.verify()
     assert not report.ok and "audit key took over at seq 3" in report.problem
+
+
+def test_threads_appending_at_once_leave_a_verified_chain_and_the_newest_head(tmp_path: Path) -> None:
+    """A server appends from request threads and ingest jobs at once: each recording of the head is its own file."""
+    with open_engine(tmp_path / "data", workers=1) as engine:
+
+        def append(worker: int) -> None:
+            for number in range(15):
+                engine.audit.record("tester", AuditAction.SEARCH, f"probes:{worker}-{number}")
+
+        threads = [threading.Thread(target=append, args=(worker,)) for worker in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        report = engine.audit.verify()
+        assert report.ok and report.entries == 8 * 15
+        recorded = engine.audit.heads.load() if engine.audit.heads is not None else None
+        assert recorded is not None and recorded[0].seq == 8 * 15
+    assert not list((tmp_path / "data").glob(".audit.head.*"))  # no temporary file left behind

@@ -9,9 +9,13 @@ PostgreSQL server, give every host the same file (docs/security.md).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import secrets
+import tempfile
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +23,8 @@ from pathlib import Path
 from facetrace.core.errors import ConfigError
 from facetrace.core.types import AuditEntry
 from facetrace.governance.audit import AuditHead, AuditKey, head_mac
+
+log = logging.getLogger(__name__)
 
 KEY_FILE_NAME = "audit.key"
 _SECRET_BYTES = 32
@@ -72,15 +78,27 @@ class HeadFile:
     def __init__(self, path: Path, key: AuditKey) -> None:
         self.path = path
         self._key = key
+        self._lock = threading.Lock()  # threads of one process (requests, ingest jobs) append at once
 
     def record(self, entry: AuditEntry) -> None:
-        current = self.load()
-        if current is not None and current[0].seq >= entry.seq:
-            return
+        """Record entry as the head unless a newer one is recorded. The entry is stored already: a head that cannot
+        be written (a full disk) is logged, and the next append records its own."""
         body = {"seq": entry.seq, "hash": entry.hash, "mac": head_mac(self._key, entry.seq, entry.hash)}
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(body) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        with self._lock:
+            current = self.load()
+            if current is not None and current[0].seq >= entry.seq:
+                return
+            name: str | None = None
+            try:
+                handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+                with os.fdopen(handle, "w", encoding="utf-8") as out:
+                    out.write(json.dumps(body) + "\n")
+                os.replace(name, self.path)
+            except OSError as exc:
+                log.warning("audit entry %d stored, its head not recorded in %s: %s", entry.seq, self.path, exc)
+                if name is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(name)
 
     def load(self) -> tuple[AuditHead, str] | None:
         try:
