@@ -342,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             built.save()
             build = time.perf_counter() - started
             log(f"built {built.structure.describe()} in {build:.1f}s, peak RSS {peak_rss_gb():.1f} GB")
+            log(f"self-tuned operating point: {built.describe()['operating_point']}")
             default = built.structure
             del built
             index = FaissIndex(path, MODEL_ID, args.dim)

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         description="Vector index: faiss:///path.faiss, milvus:///path.db (Milvus Lite), milvus://host:19530 (server) "
         "or memory://. Default: faces.faiss in the data dir.",
     )
+    target_recall: float = Field(
+        default=0.99,
+        ge=0.5,
+        le=1.0,
+        description="Recall@1 against exact search that an approximate FAISS index tunes its nprobe to reach, "
+        "measured on its own vectors when it is trained (see docs/backends.md).",
+    )
     pack: str | None = Field(
         default=_ANALYZER_DEFAULTS.pack,
         description="Model pack id or directory. Default: the built-in freely licensed pack.",

@@ -124,7 +124,13 @@ class Engine:
         return self.pack.model_id
 
     def _open_index(self, **options: Any) -> VectorIndex:
-        return open_index(self.settings.resolved_index_uri, self.model_id, self.pack.embedding_dim, **options)
+        return open_index(
+            self.settings.resolved_index_uri,
+            self.model_id,
+            self.pack.embedding_dim,
+            target_recall=self.settings.target_recall,
+            **options,
+        )
 
     def _remake_thumbnail(self, face: FaceRecord) -> bytes:
         """A face's crop made again from its source photo (check --repair of a lost thumbnail)."""
@@ -296,7 +302,8 @@ class Engine:
 
     def stats(self) -> dict[str, Any]:
         with self.lock.reading():
-            entries = len(self.index.stored)
+            stored = self.index.stored
+            entries = len(stored)
         return {
             "data_dir": str(self.settings.data),
             "catalog_uri": datadir.catalog_identity(self.settings.resolved_catalog_uri),
@@ -305,6 +312,8 @@ class Engine:
             "model_id": self.model_id,
             "catalog": self.catalog.stats(),
             "index_entries": entries,
+            # The backend's own account (FAISS: its structure and measured operating point), where it gives one.
+            "index": describe() if callable(describe := getattr(stored, "describe", None)) else None,
         }
 
     def close(self) -> None:

@@ -37,28 +37,31 @@ def open_index(
     *,
     fresh: bool = False,
     expected_count: int | None = None,
+    target_recall: float | None = None,
 ) -> VectorIndex:
     """Open (or start empty) the index the URI names, for embeddings of model_id with dimension dim.
 
     fresh=True ignores what is stored and starts empty; the next save() replaces it (for rebuilding).
     expected_count (how many faces a new or fresh index is about to receive, e.g. the catalog's count at a rebuild)
     lets FAISS pick its structure up front (exact, or IVF with re-ranking for large galleries); others ignore it.
+    target_recall (recall@1 against exact search) is what an approximate FAISS index tunes its nprobe to reach when
+    it is trained (default 0.99); others ignore it.
     Raises ModelMismatchError if a stored index holds another model's vectors, and VectorIndexError for an
     unknown scheme or an unusable file.
     """
     if isinstance(uri_or_path, os.PathLike):
-        return _open_faiss(Path(uri_or_path), model_id, dim, fresh, expected_count)
+        return _open_faiss(Path(uri_or_path), model_id, dim, fresh, expected_count, target_recall)
     uri = str(uri_or_path)
     scheme, separator, rest = uri.partition("://")
     if not separator:
-        return _open_faiss(Path(uri), model_id, dim, fresh, expected_count)
+        return _open_faiss(Path(uri), model_id, dim, fresh, expected_count, target_recall)
     scheme = scheme.lower()
     if scheme == "memory":
         return ExactMemoryIndex(model_id, dim)
     if scheme == "faiss":
         if not rest:
             raise VectorIndexError(f"{uri}: a faiss URI needs a file path, e.g. faiss:///data/faces.faiss")
-        return _open_faiss(Path(rest), model_id, dim, fresh, expected_count)
+        return _open_faiss(Path(rest), model_id, dim, fresh, expected_count, target_recall)
     if scheme in MILVUS_SCHEMES:
         return _open_milvus(uri, model_id, dim, fresh)
     raise VectorIndexError(
@@ -67,13 +70,25 @@ def open_index(
     )
 
 
-def _open_faiss(path: Path, model_id: str, dim: int, fresh: bool, expected_count: int | None) -> VectorIndex:
+def _open_faiss(
+    path: Path, model_id: str, dim: int, fresh: bool, expected_count: int | None, target_recall: float | None
+) -> VectorIndex:
     # Imported here so that importing facetrace.index (or using the memory backend) does not load faiss.
     from facetrace.index.faiss.backend import FaissIndex
 
     # Served and ingested indexes switch structure in the background (searches never wait for a training run);
     # Engine.close() settles before its last save.
-    return FaissIndex(path, model_id, dim, fresh=fresh, expected_count=expected_count, background_restructure=True)
+    from facetrace.index.faiss.sizing import DEFAULT_TARGET_RECALL
+
+    return FaissIndex(
+        path,
+        model_id,
+        dim,
+        fresh=fresh,
+        expected_count=expected_count,
+        background_restructure=True,
+        target_recall=DEFAULT_TARGET_RECALL if target_recall is None else target_recall,
+    )
 
 
 def _open_milvus(uri: str, model_id: str, dim: int, fresh: bool) -> VectorIndex:

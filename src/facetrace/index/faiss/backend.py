@@ -3,10 +3,12 @@ between them (see the facetrace.index.faiss package docstring for the two struct
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +16,7 @@ from facetrace.core.ports import IdArray
 from facetrace.core.types import FloatArray
 from facetrace.index.faiss import files
 from facetrace.index.faiss.sizing import (
+    DEFAULT_TARGET_RECALL,
     STRUCTURE_CHOICES,
     Structure,
     initial_structure,
@@ -22,6 +25,7 @@ from facetrace.index.faiss.sizing import (
 )
 from facetrace.index.faiss.stores import IvfStore, Store, build_store, check_code, new_store
 from facetrace.index.faiss.switching import BackgroundSwitch
+from facetrace.index.faiss.tuning import Tuning
 from facetrace.index.vectors import (
     MISSING_ID,
     MISSING_SIMILARITY,
@@ -47,6 +51,9 @@ class FaissIndex:
     searches, adds and removes go on against the current structure meanwhile and are replayed onto the new one
     before it takes over; settle() waits for it. open_index() turns it on; a long-lived server never stops
     answering while a gallery that crossed the size bound is trained (110 s for 1M x 512 on 2 cores).
+    target_recall: an approximate structure, when trained, measures its recall@1 against exact search on noisy
+    copies of its own vectors and keeps the smallest nprobe that reaches it (facetrace.index.faiss.tuning); an
+    nprobe given here or to tune() is kept instead (and measured). describe() reports the operating point.
     """
 
     def __init__(
@@ -63,6 +70,7 @@ class FaissIndex:
         rerank: int | None = None,
         code: str | None = None,
         background_restructure: bool = False,
+        target_recall: float = DEFAULT_TARGET_RECALL,
     ) -> None:
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")
@@ -71,6 +79,8 @@ class FaissIndex:
         for name, value in (("nlist", nlist), ("nprobe", nprobe), ("rerank", rerank)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be positive, got {value}")
+        if not 0.0 < target_recall <= 1.0:
+            raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
         self._path = Path(path)
         self._model_id = model_id
         self._dim = int(dim)
@@ -81,12 +91,19 @@ class FaissIndex:
             check_code(code, int(dim))
         self._code = code
         self._background = background_restructure
+        self._tuning = Tuning(float(target_recall), int(nprobe) if nprobe else None)
         self._switch = BackgroundSwitch(self._lock, self._path, self._dim)
         self._store: Store
         if not fresh and (self._path.exists() or files.meta_path_for(self._path).exists()):
             meta, self._store = files.load(self._path, self._model_id, self._dim)
             if self._choice == "auto":
                 self._choice = str(meta.get("choice", "auto"))
+            if isinstance(self._store, IvfStore):
+                point = self._store.operating_point or {}
+                if not nprobe and point.get("source") == "given" and self._store.structure.nprobe:
+                    # A caller's nprobe, saved with the index, stays the caller's: a restructure keeps it too.
+                    self._tuning = dataclasses.replace(self._tuning, nprobe=self._store.structure.nprobe)
+                self._store.tuning = self._tuning
         else:
             self._store = new_store(
                 self._dim,
@@ -99,6 +116,7 @@ class FaissIndex:
                     nprobe=nprobe,
                     rerank=rerank,
                 ),
+                self._tuning,
             )
         if isinstance(self._store, IvfStore):
             self._store.tune(nprobe=nprobe, rerank=rerank)
@@ -135,10 +153,32 @@ class FaissIndex:
         )
 
     def tune(self, *, nprobe: int | None = None, rerank: int | None = None) -> None:
-        """Change an approximate index's search depth (no effect on an exact one); not persisted unless saved."""
+        """Change an approximate index's search depth (no effect on an exact one); not persisted unless saved.
+        A given nprobe is kept from now on, also by a later restructure, instead of the measured one."""
         with self._lock:
+            if nprobe:
+                self._tuning = dataclasses.replace(self._tuning, nprobe=int(nprobe))
             if isinstance(self._store, IvfStore):
                 self._store.tune(nprobe=nprobe, rerank=rerank)
+
+    @property
+    def target_recall(self) -> float:
+        return self._tuning.target_recall
+
+    def describe(self) -> dict[str, Any]:
+        """The structure, its size and (approximate, trained) its measured operating point: nprobe, recall@1
+        against exact search, how many queries measured it and the p50 of a single-query search (for stats)."""
+        with self._lock:
+            store = self._store
+            return {
+                "backend": "faiss",
+                "structure": store.structure.describe(),
+                "count": len(store),
+                "trained": store.trained,
+                "target_recall": self._tuning.target_recall,
+                "operating_point": store.operating_point if isinstance(store, IvfStore) else None,
+                "memory_bytes": store.memory_bytes(),
+            }
 
     def memory_bytes(self) -> int:
         """Estimated RAM held by the index (not counting the memory-mapped vectors file of an approximate index)."""
@@ -204,9 +244,9 @@ class FaissIndex:
             )
             ids, vectors = self._store.export()
             if not background:
-                self._swap_in(build_store(self._dim, target, ids, vectors), structure)
+                self._swap_in(build_store(self._dim, target, ids, vectors, self._tuning), structure)
                 return target
-            self._switch.start(target, ids, vectors, lambda store: self._swap_in(store, structure))
+            self._switch.start(target, ids, vectors, self._tuning, lambda store: self._swap_in(store, structure))
             logger.info(
                 "restructuring %s (%d vectors) to %s in the background", self._path, ids.size, target.describe()
             )

@@ -140,7 +140,9 @@ def _load_ivf(path: Path, dim: int, meta: dict[str, Any], index: Any, dtype: typ
         live = int((row_ids >= 0).sum())
         if int(ivf.ntotal) != live:
             raise VectorIndexError(f"{path}: IVF holds {ivf.ntotal} vectors but {live} rows are live; {REBUILD_HINT}")
-    return IvfStore(dim, structure, base=vectors, row_ids=row_ids, ivf=ivf)
+    point = meta.get("operating_point")
+    operating_point = point if isinstance(point, dict) else None
+    return IvfStore(dim, structure, base=vectors, row_ids=row_ids, ivf=ivf, operating_point=operating_point)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

@@ -22,6 +22,8 @@ EXACT_BELOW = APPROXIMATE_FROM // 2
 # At most this many inverted lists: at 10M faces, fewer and longer lists scanned with fast-scan PQ beat 4 * sqrt(n).
 MAX_NLIST = 4096
 DEFAULT_RERANK = 100
+# The recall@1 against exact search that a trained approximate index tunes its nprobe to reach (Settings.target_recall).
+DEFAULT_TARGET_RECALL = 0.99
 # SQ8 codes (one byte per dimension) up to this dimension, 4-bit fast-scan PQ above.
 CODE_BYTES_BUDGET = 128
 

@@ -7,6 +7,7 @@ sidecar says: that is facetrace.index.faiss.files.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +20,17 @@ import numpy.typing as npt
 from facetrace.core.ports import IdArray
 from facetrace.core.types import FloatArray
 from facetrace.index.faiss.sizing import DEFAULT_RERANK, EXACT_STRUCTURE, Structure, nlist_for, nprobe_for
+from facetrace.index.faiss.tuning import (
+    TUNE_QUERIES,
+    TUNE_SEED,
+    Sample,
+    Tuning,
+    choose_nprobe,
+    exact_top1,
+    noisy_copies,
+    p50_latency_ms,
+    recall_at_1,
+)
 from facetrace.index.vectors import MISSING_ID, MISSING_SIMILARITY
 
 logger = logging.getLogger(__name__)
@@ -37,16 +49,18 @@ ROW_BLOCK = 65_536
 Writer = Callable[[Path], None]
 
 
-def new_store(dim: int, structure: Structure) -> Store:
-    """An empty store of this structure."""
+def new_store(dim: int, structure: Structure, tuning: Tuning | None = None) -> Store:
+    """An empty store of this structure (an approximate one tunes itself to tuning when it trains)."""
     if structure.kind == "exact":
         return ExactStore(dim)
-    return IvfStore(dim, structure)
+    return IvfStore(dim, structure, tuning=tuning)
 
 
-def build_store(dim: int, structure: Structure, ids: IdArray, vectors: FloatArray) -> Store:
-    """A store of this structure holding these vectors (an approximate one trained if there are enough)."""
-    store = new_store(dim, structure)
+def build_store(
+    dim: int, structure: Structure, ids: IdArray, vectors: FloatArray, tuning: Tuning | None = None
+) -> Store:
+    """A store of this structure holding these vectors (an approximate one trained, and tuned, if there are enough)."""
+    store = new_store(dim, structure, tuning)
     if ids.size:
         store.add(ids, vectors)
     if isinstance(store, IvfStore) and not store.trained and len(store) >= store.min_train_points():
@@ -164,9 +178,16 @@ class IvfStore:
         base: npt.NDArray[Any] | None = None,
         row_ids: IdArray | None = None,
         ivf: Any = None,
+        tuning: Tuning | None = None,
+        operating_point: dict[str, Any] | None = None,
     ) -> None:
         self._dim = dim
         self.structure = structure
+        self.tuning = tuning or Tuning()
+        # The measured operating point of the trained IVF (see facetrace.index.faiss.tuning), as the sidecar holds it.
+        self.operating_point = operating_point
+        # The queries and exact answers of the last self-tuning (in RAM only), to measure a caller's nprobe cheaply.
+        self._sample: Sample | None = None
         # The base file is float16 (format 2) or float32 (format 1, converted to float16 at the next save).
         self._base: npt.NDArray[Any] = base if base is not None else np.zeros((0, dim), dtype=VECTORS_DTYPE)
         self._extra = _AppendedRows(dim)
@@ -194,9 +215,11 @@ class IvfStore:
         return self._ids_buffer[: self._rows]
 
     def tune(self, *, nprobe: int | None = None, rerank: int | None = None) -> None:
+        """Set the search depth; a caller's nprobe is kept from now on (a later training measures, not replaces, it)."""
         changes: dict[str, int] = {}
         if nprobe:
             changes["nprobe"] = int(nprobe)
+            self.tuning = dataclasses.replace(self.tuning, nprobe=int(nprobe))
         if rerank:
             changes["rerank"] = int(rerank)
         if changes:
@@ -208,6 +231,57 @@ class IvfStore:
                 rerank=changes.get("rerank", self.structure.rerank),
             )
             self._apply_nprobe()
+            if nprobe and self._ivf is not None:
+                self._record_given()
+
+    def _record_given(self) -> None:
+        """The operating point of a caller's search depth: measured on the last sample if there is one in RAM."""
+        assert self._ivf is not None
+        nprobe = int(self._ivf.nprobe)
+        recall: float | None = None
+        if self._sample is not None:
+            similarities, ids = self.search(self._sample.queries, 1)
+            recall = round(recall_at_1(ids[:, 0], similarities[:, 0], self._sample), 4)
+        self.operating_point = {
+            "nprobe": nprobe,
+            "recall_at_1": recall,
+            "queries": int(self._sample.queries.shape[0]) if self._sample is not None else 0,
+            "p50_ms": p50_latency_ms(self.search, self._sample.queries) if self._sample is not None else None,
+            "target_recall": self.tuning.target_recall,
+            "source": "given",
+        }
+
+    def self_tune(self) -> None:
+        """Measure recall@1 against exact search on noisy copies of up to TUNE_QUERIES stored vectors and keep the
+        smallest nprobe (doubling from the default) that reaches the target, or the caller's nprobe; record the
+        operating point (see facetrace.index.faiss.tuning)."""
+        if self._ivf is None or self._live == 0:
+            return
+        live = np.flatnonzero(self._row_ids >= 0).astype(np.int64)
+        count = min(TUNE_QUERIES, live.size)
+        rows = np.sort(np.random.default_rng(TUNE_SEED).choice(live, count, replace=False))
+        queries = noisy_copies(self.vectors_at(rows))
+        truth_ids, truth_similarities = exact_top1(queries, self._all_vectors(), self._row_ids)
+        self._sample = Sample(queries, truth_ids, truth_similarities)
+        nlist = int(self._ivf.nlist)
+
+        def search_at(nprobe: int, block: FloatArray) -> tuple[FloatArray, IdArray]:
+            assert self._ivf is not None
+            self._ivf.nprobe = nprobe
+            return self.search(block, 1)
+
+        nprobe, recall = choose_nprobe(nlist, self.tuning, self._sample, search_at)
+        self.structure = dataclasses.replace(self.structure, nprobe=nprobe)
+        self._apply_nprobe()
+        self.operating_point = {
+            "nprobe": nprobe,
+            "recall_at_1": round(recall, 4),
+            "queries": count,
+            "p50_ms": p50_latency_ms(self.search, queries),
+            "target_recall": self.tuning.target_recall,
+            "source": "given" if self.tuning.nprobe else "measured",
+        }
+        logger.info("tuned %s: %s", self.structure.describe(), self.operating_point)
 
     def _apply_nprobe(self) -> None:
         if self._ivf is not None:
@@ -260,6 +334,7 @@ class IvfStore:
         if self._live and int(ids.min()) <= self._max_id:
             self.remove(ids)
         first = self._rows
+        self._sample = None  # its exact answers no longer hold
         self._append(ids, vectors)
         self._live += int(ids.size)
         if self._ivf is not None:
@@ -272,6 +347,7 @@ class IvfStore:
         if rows.size == 0:
             return 0
         self._row_ids[rows] = -1
+        self._sample = None
         self._live -= int(rows.size)
         if self._ivf is not None:
             self._ivf.remove_ids(rows)
@@ -311,6 +387,7 @@ class IvfStore:
         )
         self._apply_nprobe()
         logger.info("trained %s on %d of %d vectors", self.structure.factory, sample.size, live.size)
+        self.self_tune()
 
     def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
         if self._ivf is None or self._live == 0:
@@ -432,6 +509,7 @@ class IvfStore:
             "rerank": self.structure.rerank,
             "rows": self._rows,
             "vectors_dtype": np.dtype(VECTORS_DTYPE).name,
+            "operating_point": self.operating_point,
         }
 
 

@@ -18,6 +18,7 @@ from facetrace.core.ports import IdArray
 from facetrace.core.types import FloatArray
 from facetrace.index.faiss.sizing import Structure
 from facetrace.index.faiss.stores import Store, build_store
+from facetrace.index.faiss.tuning import Tuning
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +53,21 @@ class BackgroundSwitch:
         if self._journal is not None:
             self._journal.append(("remove", ids.copy(), None))
 
-    def start(self, target: Structure, ids: IdArray, vectors: FloatArray, install: Callable[[Store], None]) -> None:
+    def start(
+        self,
+        target: Structure,
+        ids: IdArray,
+        vectors: FloatArray,
+        tuning: Tuning,
+        install: Callable[[Store], None],
+    ) -> None:
         """Build a store of target from this snapshot in a thread, then (under the lock) replay the journal onto it
         and hand it to install. Called under the index's lock, with no switch running."""
         self._journal = []
         self._error = None
         self._builder = threading.Thread(
             target=self._build,
-            args=(target, ids, vectors, install),
+            args=(target, ids, vectors, tuning, install),
             name=f"faiss-restructure-{self._path.name}",
             daemon=True,
         )
@@ -82,10 +90,17 @@ class BackgroundSwitch:
             raise VectorIndexError(f"{self._path}: the background restructure failed: {error}") from error
         return True
 
-    def _build(self, target: Structure, ids: IdArray, vectors: FloatArray, install: Callable[[Store], None]) -> None:
+    def _build(
+        self,
+        target: Structure,
+        ids: IdArray,
+        vectors: FloatArray,
+        tuning: Tuning,
+        install: Callable[[Store], None],
+    ) -> None:
         try:
             # faiss releases the GIL while it trains and encodes: searches on the current store go on meanwhile.
-            store = build_store(self._dim, target, ids, vectors)
+            store = build_store(self._dim, target, ids, vectors, tuning)
             del ids, vectors
             with self._lock:
                 for operation, changed_ids, changed_vectors in self._journal or []:
