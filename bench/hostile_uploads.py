@@ -28,14 +28,11 @@ import io
 import json
 import os
 import secrets
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,10 +44,14 @@ from PIL import Image
 from facetrace.engine import open_engine
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The server helpers are serve_load's, a sibling script: this folder is on the path when either runs as a script, and
+# is put there for a loader that imports this file by path (the unit tests).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serve_load import free_port, running_server  # noqa: E402
+
 DEFAULT_LFW = REPO_ROOT.parent / "shared" / "datasets" / "lfw"
 TARGET_SECONDS = 10.0
 TARGET_PEAK_BYTES = 2 * 1024**3
-SERVER_START_TIMEOUT_S = 120.0
 REQUEST_TIMEOUT_S = 600.0  # measure a slow answer rather than cut it off
 
 
@@ -156,43 +157,6 @@ def build(data: Path, lfw: Path, people: int) -> tuple[Path, str, str]:
         key = engine.users.add_user(f"bench-{secrets.token_hex(3)}", "investigator", "bench/hostile_uploads").api_key
     first = next(iter(chosen))
     return chosen[first][-1], first, key
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def running_server(data: Path, port: int) -> Iterator[tuple[str, int]]:
-    """`facetrace serve` in a subprocess; yields (base URL, pid) once /api/v1/health answers; stops it after."""
-    command = [sys.executable, "-c", "from facetrace.cli.main import main; main()", "serve"]
-    command += ["--data", str(data), "--host", "127.0.0.1", "--port", str(port)]
-    log_path = data.parent / "hostile_server.log"
-    with log_path.open("ab") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"the server exited with {server.returncode}; see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/api/v1/health", timeout=2.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not answer within {SERVER_START_TIMEOUT_S:.0f} s; see {log_path}")
-            time.sleep(0.25)
-        yield base, server.pid
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def search(client: httpx.Client, url: str, label: str, name: str, data: bytes) -> Answer:

@@ -217,9 +217,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(data: Path, port: int, extra_env: dict[str, str]) -> Iterator[str]:
-    """`facetrace serve` in a subprocess; yields its base URL once /api/v1/health answers; stops it after."""
-    env = {**os.environ, **extra_env}
+def running_server(data: Path, port: int, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """`facetrace serve` in a subprocess; yields (base URL, pid) once /api/v1/health answers; stops it after.
+    bench/hostile_uploads.py uses it too."""
+    env = {**os.environ, **(extra_env or {})}
     command = [sys.executable, "-c", "from facetrace.cli.main import main; main()", "serve"]
     command += ["--data", str(data), "--host", "127.0.0.1", "--port", str(port)]
     log_path = data / "bench_server.log"
@@ -237,7 +238,7 @@ def running_server(data: Path, port: int, extra_env: dict[str, str]) -> Iterator
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not answer within {SERVER_START_TIMEOUT_S:.0f} s; see {log_path}")
             time.sleep(0.25)
-        yield base
+        yield base, server.pid
     finally:
         server.terminate()
         try:
@@ -414,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         build_s = time.perf_counter() - began
         api_key = create_investigator(data)
         env = {**SERVER_ENV_DEFAULTS, **_env_pairs(args.server_env)}
-        with running_server(data, free_port(), env) as base:
+        with running_server(data, free_port(), env) as (base, _pid):
             samples, window = drive(base, api_key, probes, args.clients, args.seconds, args.max_requests)
         report = summarise(
             samples, window, probes, faces=real + synthetic, real=real, clients=args.clients, build_s=build_s
