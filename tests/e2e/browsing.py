@@ -64,10 +64,23 @@ def serving(engine: Engine, users: Sequence[tuple[str, str]]) -> Iterator[str]:
         engine.close()
 
 
-def screenshot(driver: Any, path: Path) -> None:
+def screenshot(driver: Any, path: Path, *, docs_name: str | None = None) -> None:
+    """Save the page as PNG at path (and check it is not blank). With docs_name and FACETRACE_UI_SHOTS set to a
+    folder (e.g. docs/ui), also write a small copy there as <docs_name>.png: that is how docs/ui.md's pictures are
+    taken, `FACETRACE_UI_SHOTS=docs/ui pytest tests/e2e`."""
     driver.save_screenshot(str(path))
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, f"{path} looks empty"
+    shots = os.environ.get("FACETRACE_UI_SHOTS")
+    if docs_name and shots:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            small = image.convert("RGB")
+            small.thumbnail((960, 4000))
+            small = small.quantize(colors=128)
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        small.save(Path(shots) / f"{docs_name}.png", optimize=True)
 
 
 def click_and_load(driver: Any, element: Any) -> None:
