@@ -55,7 +55,7 @@ WORDS: dict[type[StrEnum], tuple[str, ...]] = {
     SubjectAttribution: ("only_face", "dominant", "face_index", "face_box", "ambiguous", "not_found", "no_face"),
     PhotoRole: ("subject", "bystander", "unattributed"),
     ClusterAssignedBy: ("batch", "incremental", "manual"),
-    ClusterEventKind: ("create", "merge", "split", "assign", "rename", "erase"),
+    ClusterEventKind: ("create", "merge", "split", "assign", "rename", "erase", "hide", "unhide"),
     # Not stored, but in every search's JSON (CLI and API): a hit's same_image, a result's withheld reasons.
     SameImage: ("none", "identical", "near_duplicate"),
     WithheldReason: ("erased_person", "no_catalog_row", "impossible_similarity"),

@@ -457,7 +457,8 @@ def test_an_admin_erases_a_person_and_reads_the_receipt(ui: Ui) -> None:
     )
     preview_id, listed = _previewed(page)
     assert listed == ui.engine.catalog.face_ids_labelled("rose_leslie")
-    assert ui.engine.audit.entries()[-1].action == "erase_preview"
+    # The preview, then one view of the listed faces' thumbnails shown on it.
+    assert [e.action for e in ui.engine.audit.entries()[-2:]] == ["erase_preview", "view_thumbnail"]
     erased = admin.post(
         "/ui/admin/erasures/confirm",
         data={"preview_id": preview_id, "face_id": [str(i) for i in listed], "reason": "request 8",

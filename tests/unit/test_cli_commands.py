@@ -47,6 +47,8 @@ READ_COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("clusters", "merge"): ["1", "2", "--reason", "one person"],
     ("clusters", "split"): ["1", "--faces", "2", "--reason", "two people"],
     ("clusters", "rename"): ["1", "Ada", "--reason", "confirmed"],
+    ("clusters", "hide"): ["1", "--reason", "not a person of interest"],
+    ("clusters", "unhide"): ["1", "--reason", "needed again"],
 }
 # Commands that create a data directory (tests/integration/test_cli_outcomes.py runs them on a missing one).
 CREATE_COMMANDS = {("ingest",), ("users", "create-admin")}

@@ -275,6 +275,22 @@ class SqlClusterStore:
                 connection, _event_row(cluster_id, ClusterEventKind.RENAME, actor, reason, (), evidence, now)
             )
 
+    def set_cluster_hidden(self, cluster_id: int, hidden: bool, actor: str, reason: str) -> ClusterEvent:
+        """Hide the cluster from the people view (or show it again); a 'hide' or 'unhide' event records who and why.
+        Hiding a hidden cluster (or showing a shown one) is refused, so every event is a change."""
+        now = _now()
+        with self._write() as connection:
+            previous = connection.execute(sa.select(clusters.c.hidden).where(clusters.c.id == cluster_id)).first()
+            if previous is None:
+                raise NotFoundError(f"no cluster {cluster_id}")
+            if bool(previous.hidden) == hidden:
+                raise ConflictError(f"cluster {cluster_id} is {'hidden' if hidden else 'shown'} already")
+            connection.execute(
+                sa.update(clusters).where(clusters.c.id == cluster_id).values(hidden=hidden, updated_at=now)
+            )
+            kind = ClusterEventKind.HIDE if hidden else ClusterEventKind.UNHIDE
+            return _insert_event(connection, _event_row(cluster_id, kind, actor, reason, (), {}, now))
+
     def _read(self) -> AbstractContextManager[Connection]:
         return reading(self._engine)
 
@@ -455,6 +471,7 @@ def _cluster(row: Row[Any], face_ids: Sequence[int]) -> StoredCluster:
         created_at=row.created_at,
         updated_at=row.updated_at,
         face_ids=tuple(face_ids),
+        hidden=bool(row.hidden),
     )
 
 

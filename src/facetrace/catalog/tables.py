@@ -316,6 +316,8 @@ clusters = sa.Table(
     sa.Column("name", sa.Text),  # a reviewer's confirmed label
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    # Revision 0010: left out of the people view by default (a reviewer's or admin's choice, with an event).
+    sa.Column("hidden", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index(None, "model_id"),
     # Ids are never reused (SQLite would hand out a deleted maximum again): events name clusters by id for good.
     sqlite_autoincrement=True,
@@ -339,7 +341,7 @@ cluster_events = sa.Table(
     # No foreign keys: the history of a merged-away or emptied cluster outlives it.
     sa.Column("cluster_id", sa.Integer, nullable=False),
     sa.Column("other_cluster_id", sa.Integer),
-    sa.Column("kind", sa.String(16), nullable=False),  # create, merge, split, assign, rename or erase
+    sa.Column("kind", sa.String(16), nullable=False),  # create, merge, split, assign, rename, erase, hide, unhide
     sa.Column("actor", sa.String(255), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("face_ids", sa.JSON, nullable=False),

@@ -119,7 +119,7 @@ def clusters_list(
         return
     typer.echo(f"{len(found)} clusters ({sum(len(c.face_ids) > 1 for c in found)} with 2+ faces)")
     for item in shown:
-        name = f"  {item.name}" if item.name else ""
+        name = (f"  {item.name}" if item.name else "") + ("  (hidden)" if item.hidden else "")
         preview = ", ".join(map(str, item.face_ids[:8])) + (" …" if len(item.face_ids) > 8 else "")
         typer.echo(f"  cluster {item.cluster_id}: {len(item.face_ids)} faces{name}  [{preview}]")
 
@@ -143,7 +143,11 @@ def clusters_show(
             }
         )
         return
-    typer.echo(f"cluster {found.cluster_id}: {len(found.face_ids)} faces" + (f", {found.name}" if found.name else ""))
+    typer.echo(
+        f"cluster {found.cluster_id}: {len(found.face_ids)} faces"
+        + (f", {found.name}" if found.name else "")
+        + (" (hidden from the people view)" if found.hidden else "")
+    )
     for face_id in found.face_ids:
         record = records.get(face_id)
         if record is not None:
@@ -214,6 +218,38 @@ def clusters_rename(
         raise fail("--reason is required")
     with engine_session(data, pack, workers=1) as engine:
         event = engine.clusters.rename(cluster_id, name or None, reason)
+    _print_event(event, as_json)
+
+
+@clusters_app.command("hide")
+def clusters_hide(
+    cluster_id: Annotated[int, typer.Argument(help="Cluster id.")],
+    reason: ReasonOpt = "",
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Leave a saved cluster out of the web UI's people view (its faces, history and searches are unchanged)."""
+    _hide(cluster_id, True, reason, data, pack, as_json)
+
+
+@clusters_app.command("unhide")
+def clusters_unhide(
+    cluster_id: Annotated[int, typer.Argument(help="Cluster id.")],
+    reason: ReasonOpt = "",
+    data: DataOpt = None,
+    pack: PackOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a hidden cluster in the people view again."""
+    _hide(cluster_id, False, reason, data, pack, as_json)
+
+
+def _hide(cluster_id: int, hidden: bool, reason: str, data: Path | None, pack: str | None, as_json: bool) -> None:
+    if not reason.strip():
+        raise fail("--reason is required")
+    with engine_session(data, pack, workers=1) as engine:
+        event = engine.clusters.hide(cluster_id, hidden, reason)
     _print_event(event, as_json)
 
 

@@ -340,6 +340,10 @@ class ClusterStore(Protocol):
 
     def rename_cluster(self, cluster_id: int, name: str | None, actor: str, reason: str) -> ClusterEvent: ...
 
+    def set_cluster_hidden(self, cluster_id: int, hidden: bool, actor: str, reason: str) -> ClusterEvent:
+        """Hide a cluster from the people view, or show it again ('hide' / 'unhide' event)."""
+        ...
+
 
 class Catalog(FaceEraser, RetentionStore, Protocol):
     """The source of truth: assets, faces, embeddings, provenance, runs. Implemented in catalog/.

@@ -568,6 +568,7 @@ class StoredCluster:
     created_at: datetime
     updated_at: datetime
     face_ids: tuple[int, ...]  # ascending
+    hidden: bool = False  # left out of the people view by default (hidden by a reviewer or admin)
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,8 @@ class ClusterEventKind(StrEnum):
     ASSIGN = "assign"
     RENAME = "rename"
     ERASE = "erase"
+    HIDE = "hide"
+    UNHIDE = "unhide"
 
 
 class AuditAction(StrEnum):
@@ -214,3 +216,5 @@ class AuditAction(StrEnum):
     CLUSTER_MERGE = "cluster_merge"
     CLUSTER_SPLIT = "cluster_split"
     CLUSTER_RENAME = "cluster_rename"
+    CLUSTER_HIDE = "cluster_hide"
+    CLUSTER_UNHIDE = "cluster_unhide"

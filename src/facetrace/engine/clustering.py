@@ -11,7 +11,7 @@ import numpy as np
 
 from facetrace.core.errors import CatalogError, ConflictError, InvalidRequestError, NotFoundError
 from facetrace.core.ports import Catalog, ClusterStore, FaceAnalyzer, IdArray
-from facetrace.core.types import BoundingBox, ClusterEvent, FaceRecord, StoredCluster
+from facetrace.core.types import BoundingBox, CaseContext, ClusterEvent, FaceRecord, StoredCluster
 from facetrace.core.vocabulary import AuditAction
 from facetrace.engine.actors import cli_actor
 from facetrace.governance.audit import AuditLog
@@ -156,27 +156,67 @@ class Clusters:
             raise NotFoundError(f"no cluster {cluster_id}")
         return found, self._store.cluster_events(cluster_id), self._catalog.faces_by_id(list(found.face_ids))
 
-    def merge(self, kept: int, absorbed: int, reason: str, *, actor: str | None = None) -> ClusterEvent:
+    # The review verbs: a person's changes, each recorded as a cluster event and audited. From the web UI they are
+    # made while browsing under a case and a purpose (context), which the audit entry names too.
+
+    def merge(
+        self, kept: int, absorbed: int, reason: str, *, actor: str | None = None, context: CaseContext | None = None
+    ) -> ClusterEvent:
         """A person's merge of two clusters into kept (audited; the rules' evidence is kept whatever it says)."""
         actor = actor or cli_actor()
         event = self._identities().merge(kept, absorbed, actor, reason)
-        self._audit_event(actor, AuditAction.CLUSTER_MERGE, event)
+        self._audit_event(actor, AuditAction.CLUSTER_MERGE, event, context)
         return event
 
-    def split(self, cluster_id: int, face_ids: Sequence[int], reason: str, *, actor: str | None = None) -> ClusterEvent:
+    def split(
+        self,
+        cluster_id: int,
+        face_ids: Sequence[int],
+        reason: str,
+        *,
+        actor: str | None = None,
+        context: CaseContext | None = None,
+    ) -> ClusterEvent:
         """A person's split: face_ids leave cluster_id for a new cluster (audited)."""
         actor = actor or cli_actor()
         event = self._identities().split(cluster_id, face_ids, actor, reason)
-        self._audit_event(actor, AuditAction.CLUSTER_SPLIT, event)
+        self._audit_event(actor, AuditAction.CLUSTER_SPLIT, event, context)
         return event
 
-    def rename(self, cluster_id: int, name: str | None, reason: str, *, actor: str | None = None) -> ClusterEvent:
+    def rename(
+        self,
+        cluster_id: int,
+        name: str | None,
+        reason: str,
+        *,
+        actor: str | None = None,
+        context: CaseContext | None = None,
+    ) -> ClusterEvent:
         actor = actor or cli_actor()
         event = self._identities().rename(cluster_id, name, actor, reason)
-        self._audit_event(actor, AuditAction.CLUSTER_RENAME, event)
+        self._audit_event(actor, AuditAction.CLUSTER_RENAME, event, context)
         return event
 
-    def _audit_event(self, actor: str, action: AuditAction, event: ClusterEvent) -> None:
+    def hide(
+        self,
+        cluster_id: int,
+        hidden: bool,
+        reason: str,
+        *,
+        actor: str | None = None,
+        context: CaseContext | None = None,
+    ) -> ClusterEvent:
+        """Leave a saved cluster out of the people view (hidden=True) or show it again; its faces, history and
+        place in searches do not change."""
+        actor = actor or cli_actor()
+        event = self._identities().hide(cluster_id, hidden, actor, reason)
+        self._audit_event(actor, AuditAction.CLUSTER_HIDE if hidden else AuditAction.CLUSTER_UNHIDE, event, context)
+        return event
+
+    def _audit_event(
+        self, actor: str, action: AuditAction, event: ClusterEvent, context: CaseContext | None = None
+    ) -> None:
+        within = {} if context is None else {"case_id": context.case_id, "purpose": context.purpose}
         self._audit.record(
             actor,
             action,
@@ -186,6 +226,7 @@ class Clusters:
             face_ids=list(event.face_ids),
             reason=event.reason,
             evidence=event.evidence,
+            **within,
         )
 
     def _run_face_ids(self, run_id: int) -> IdArray:

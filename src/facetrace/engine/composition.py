@@ -219,7 +219,14 @@ class Engine:
     @property
     def gallery(self) -> Gallery:
         return self._once(
-            "gallery", lambda: Gallery(self.catalog, self.audit, self.settings.thumbnails_dir, model_id=self.model_id)
+            "gallery",
+            lambda: Gallery(
+                self.catalog,
+                self.audit,
+                self.settings.thumbnails_dir,
+                model_id=self.model_id,
+                clusters=self.catalog.cluster_store(),
+            ),
         )
 
     @property

@@ -1,23 +1,52 @@
 """engine.gallery: looking at the gallery's faces and people; every look is one audited view, made under a case and
-a purpose (a CaseContext from engine.cases.browsing or engine.cases.reading) recorded with it."""
+a purpose (a CaseContext from engine.cases.browsing or engine.cases.reading) recorded with it.
+
+The people view (people_grid, cluster_person) is built on saved clusters when there are any (engine.clusters: each
+cluster is one person, named by a reviewer or not), and on the catalog's labels before the gallery is clustered."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from facetrace.core.errors import NotFoundError
-from facetrace.core.ports import Catalog
-from facetrace.core.types import CaseContext, FaceRecord, User
-from facetrace.core.vocabulary import AuditAction
+from facetrace.core.ports import Catalog, ClusterStore
+from facetrace.core.types import CaseContext, ClusterEvent, FaceRecord, StoredCluster, User
+from facetrace.core.vocabulary import AuditAction, PhotoRole
 from facetrace.governance.audit import AuditLog
 
 
+@dataclass(frozen=True)
+class Person:
+    """One tile of the people view: a saved cluster (cluster_id set), or the faces carrying a label."""
+
+    cluster_id: int | None
+    name: str | None  # the cluster's confirmed name, or the label
+    face_count: int
+    cover: FaceRecord | None  # the face shown for them: a subject face of the best quality
+    labels: tuple[tuple[str, int], ...] = ()  # a cluster's faces' labels with their counts, most first
+    hidden: bool = False
+
+
+@dataclass(frozen=True)
+class PeoplePage:
+    people: list[Person]
+    total: int  # people in the view (the hidden ones only when they are shown)
+    clustered: bool  # built on saved clusters (else on labels)
+    hidden: int  # hidden clusters
+
+
 class Gallery:
-    def __init__(self, catalog: Catalog, audit: AuditLog, thumbnails_dir: Path, *, model_id: str) -> None:
+    def __init__(
+        self, catalog: Catalog, audit: AuditLog, thumbnails_dir: Path, *, model_id: str, clusters: ClusterStore
+    ) -> None:
         self._catalog = catalog
         self._audit = audit
         self._thumbnails_dir = thumbnails_dir
         self._model_id = model_id
+        self._clusters = clusters
 
     def face(self, user: User, face_id: int, context: CaseContext) -> FaceRecord:
         record = self._catalog.faces_by_id([face_id]).get(face_id)
@@ -69,6 +98,102 @@ class Gallery:
             **_within(context),
         )
         return faces
+
+    def thumbnails(self, user: User, face_ids: Sequence[int], context: CaseContext, target: str) -> dict[int, bytes]:
+        """The thumbnails of the faces one page shows (those that have one), as one audited view naming them all."""
+        records = self._catalog.faces_by_id(list(face_ids))
+        found: dict[int, bytes] = {}
+        for face_id in face_ids:
+            record = records.get(face_id)
+            if record is None or not record.thumbnail_path:
+                continue
+            try:
+                found[face_id] = (self._thumbnails_dir / record.thumbnail_path).read_bytes()
+            except FileNotFoundError:
+                continue
+        if found:
+            self._audit.record(
+                user.name, AuditAction.VIEW_THUMBNAIL, target, face_ids=sorted(found), **_within(context)
+            )
+        return found
+
+    def people_grid(
+        self, user: User, context: CaseContext, offset: int = 0, limit: int = 48, *, include_hidden: bool = False
+    ) -> PeoplePage:
+        """A page of the people view: the saved clusters, largest first (hidden ones left out unless
+        include_hidden), or before any clustering is saved the labels by name; each with its face count and cover
+        face. Audited as list_people, naming the clusters or labels listed."""
+        if self._clusters.count_clusters(self._model_id):
+            saved = self._clusters.clusters(self._model_id)
+            shown = [c for c in saved if include_hidden or not c.hidden]
+            page = shown[offset : offset + limit]
+            records = self._catalog.faces_by_id([f for c in page for f in c.face_ids])
+            people = [_cluster_person(c, [records[f] for f in c.face_ids if f in records]) for c in page]
+            result = PeoplePage(people, len(shown), True, sum(c.hidden for c in saved))
+            listed: dict[str, object] = {"cluster_ids": [c.cluster_id for c in page]}
+        else:
+            labels, total = self._catalog.labels(self._model_id, offset, limit)
+            people = []
+            for label, count in labels:
+                faces = self._catalog.faces_by_id(self._catalog.face_ids_labelled(label)).values()
+                people.append(Person(None, label, count, _cover(list(faces))))
+            result = PeoplePage(people, total, False, 0)
+            listed = {"labels": [label for label, _ in labels]}
+        self._audit.record(
+            user.name,
+            AuditAction.LIST_PEOPLE,
+            "people",
+            offset=offset,
+            limit=limit,
+            returned=len(result.people),
+            include_hidden=include_hidden,
+            **listed,
+            **_within(context),
+        )
+        return result
+
+    def cluster_person(
+        self, user: User, cluster_id: int, context: CaseContext
+    ) -> tuple[Person, list[FaceRecord], list[ClusterEvent]]:
+        """One saved cluster as a person: its faces with provenance and its history; one audited view."""
+        found = self._clusters.cluster(cluster_id)
+        if found is None or found.model_id != self._model_id:
+            raise NotFoundError(f"no cluster {cluster_id}")
+        records = self._catalog.faces_by_id(list(found.face_ids))
+        faces = [records[f] for f in found.face_ids if f in records]
+        self._audit.record(
+            user.name,
+            AuditAction.VIEW_PERSON,
+            f"cluster:{cluster_id}",
+            face_ids=[f.face_id for f in faces],
+            **_within(context),
+        )
+        return _cluster_person(found, faces), faces, self._clusters.cluster_events(cluster_id)
+
+    def clusters_of(self, face_ids: Sequence[int]) -> dict[int, int]:
+        """face id -> the saved cluster it is in (a label's page links the clusters its faces are in)."""
+        return self._clusters.clusters_of_faces(face_ids)
+
+
+def _cluster_person(cluster: StoredCluster, faces: list[FaceRecord]) -> Person:
+    labels = Counter(face.label for face in faces if face.label)
+    return Person(
+        cluster.cluster_id,
+        cluster.name,
+        len(cluster.face_ids),
+        _cover(faces),
+        tuple(labels.most_common()),
+        cluster.hidden,
+    )
+
+
+def _cover(faces: list[FaceRecord]) -> FaceRecord | None:
+    """The face a person is shown by: not a bystander, with a thumbnail, of the best quality."""
+    return max(
+        faces,
+        key=lambda f: (f.photo_role != PhotoRole.BYSTANDER, bool(f.thumbnail_path), f.quality_score, -f.face_id),
+        default=None,
+    )
 
 
 def _within(context: CaseContext) -> dict[str, object]:

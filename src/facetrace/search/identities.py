@@ -96,6 +96,9 @@ class IdentityClusters:
     def rename(self, cluster_id: int, name: str | None, actor: str, reason: str) -> ClusterEvent:
         return self._store.rename_cluster(cluster_id, name, actor, _reason(reason))
 
+    def hide(self, cluster_id: int, hidden: bool, actor: str, reason: str) -> ClusterEvent:
+        return self._store.set_cluster_hidden(cluster_id, hidden, actor, _reason(reason))
+
     def _members(self, cluster_ids: Sequence[int]) -> dict[int, list[int]]:
         members = self._store.cluster_members(cluster_ids)
         for cluster_id in cluster_ids:
@@ -179,5 +182,5 @@ class IdentityClusters:
 def _reason(reason: str) -> str:
     stripped = reason.strip()
     if not stripped:
-        raise InvalidRequestError("a merge, split or rename states its reason")
+        raise InvalidRequestError("a merge, split, rename or hide states its reason")
     return stripped

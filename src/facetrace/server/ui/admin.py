@@ -33,7 +33,7 @@ from facetrace.governance.users import IssuedKey, UserService
 from facetrace.server.api.common import IdPath, read_upload
 from facetrace.server.auth import engine_of, password_hasher
 from facetrace.server.reads import audited_read
-from facetrace.server.ui.common import Visitor, check_csrf, redirect, render, signed_in
+from facetrace.server.ui.common import Visitor, check_csrf, data_uri, redirect, render, signed_in
 
 router = APIRouter()
 _admins = signed_in(Role.ADMIN)
@@ -225,7 +225,13 @@ def _preview_page(
     reason: str,
     status_code: int = 200,
     error: str | None = None,
+    back: str | None = None,
 ) -> HTMLResponse:
+    """The preview with each face's thumbnail inline: the admin sees what goes (one audited view of them all,
+    under the purpose "erasure preview")."""
+    engine = engine_of(request)
+    context = engine.cases.browsing(visitor.user, None, "erasure preview")
+    shown = engine.gallery.thumbnails(visitor.user, preview.face_ids, context, "erasure-preview")
     return render(
         request,
         "admin_erasure_preview.html",
@@ -233,11 +239,23 @@ def _preview_page(
         status_code=status_code,
         preview_id=preview_id,
         preview=preview,
+        thumbnails={face_id: data_uri(data) for face_id, data in shown.items()},
+        photos=len({candidate.asset_id for candidate in preview.candidates}),
         reason=reason,
         error=error,
+        back=back,
         ErasureMatch=ErasureMatch,
         ErasureMode=ErasureMode,
     )
+
+
+def show_preview(
+    request: Request, visitor: Visitor, preview: ErasurePreview, reason: str, back: str | None = None
+) -> HTMLResponse:
+    """Keep a preview for its admin until confirmed and show it (the erasure screen's forms, and the people view's:
+    back is where Cancel leads)."""
+    preview_id = pending_of(request).add(visitor.user.name, preview)
+    return _preview_page(request, visitor, preview_id, preview, reason, back=back)
 
 
 def _preview(
@@ -255,8 +273,7 @@ def _preview(
         preview = make()
     except _FORM_ERRORS as exc:
         return _erasures_page(request, visitor, 422, str(exc), reason=reason, **form)
-    preview_id = pending_of(request).add(visitor.user.name, preview)
-    return _preview_page(request, visitor, preview_id, preview, reason)
+    return show_preview(request, visitor, preview, reason)
 
 
 @router.get("/admin/erasures", response_class=HTMLResponse)
