@@ -131,9 +131,21 @@ def test_saved_clusters_grow_at_ingest_and_record_every_change(data_dir: Path, l
     listed = _cli("clusters", "list", "--limit", "0", "--data", str(data_dir))
     assert absorbed not in [c["cluster_id"] for c in listed["clusters"]]  # type: ignore[union-attr]
 
+    # Hidden from the people view and shown again: stored, recorded, audited; hiding twice is refused.
+    hidden = _cli("clusters", "hide", str(kept), "--reason", "not of interest", "--data", str(data_dir))
+    assert (hidden["kind"], hidden["cluster_id"]) == ("hide", kept)
+    listed = _cli("clusters", "list", "--limit", "0", "--data", str(data_dir))
+    flags = {c["cluster_id"]: c["hidden"] for c in listed["clusters"]}  # type: ignore[union-attr]
+    assert flags[kept] is True and sum(flags.values()) == 1
+    again = runner.invoke(app, ["clusters", "hide", str(kept), "--reason", "again", "--data", str(data_dir), "--json"])
+    assert again.exit_code != 0 and json.loads(again.stdout)["error"]["code"] == "conflict"
+    assert _cli("clusters", "unhide", str(kept), "--reason", "needed", "--data", str(data_dir))["kind"] == "unhide"
+    assert _cli("clusters", "show", str(kept), "--data", str(data_dir))["cluster"]["hidden"] is False  # type: ignore[index]
+
     with open_engine(data_dir, workers=1) as engine:
         actions = [e.action for e in engine.audit.entries()]
         assert actions.count("cluster_merge") == 1 and actions.count("cluster_split") == 1
+        assert actions.count("cluster_hide") == 1 and actions.count("cluster_unhide") == 1
         assert "cluster_save" in actions
         assert engine.audit.verify().ok
 

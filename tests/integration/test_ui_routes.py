@@ -24,6 +24,7 @@ from facetrace.server.passwords import Argon2Hasher
 from facetrace.server.ui.admin import router as admin_router
 from facetrace.server.ui.compare import router as compare_router
 from facetrace.server.ui.jobs_pages import router as ui_jobs_router
+from facetrace.server.ui.people import router as people_router
 from facetrace.server.ui.routes import router as ui_router
 from facetrace.server.ui.sessions import SESSION_COOKIE
 
@@ -109,6 +110,8 @@ def ui(small_gallery: SmallGallery, tmp_path_factory: pytest.TempPathFactory) ->
 
 READERS = {"investigator", "reviewer", "auditor"}
 VIEWERS = {"investigator", "reviewer"}
+LOOKERS = {"investigator", "reviewer", "admin"}  # the people view (admins: for erasure, with a purpose)
+CHANGERS = {"reviewer", "admin"}  # rename, merge, split, hide people
 # Every UI route (but sign-in and sign-out, tested below), who may use it, and a harmless request when allowed.
 ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("GET", "/ui/", set(ROLES), {}),
@@ -147,6 +150,17 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("POST", "/ui/ingest", {"admin"}, {"data": {}}),
     ("POST", "/ui/cases/{case}/close", {"investigator"}, {"data": {"reason": " "}}),
     ("GET", "/ui/cases/{case}/report.pdf", VIEWERS, {}),
+    ("GET", "/ui/people", LOOKERS, {}),
+    ("GET", "/ui/people/clusters/{face}", LOOKERS, {}),
+    ("GET", "/ui/people/label?label=obama", LOOKERS, {}),
+    ("POST", "/ui/people/merge", CHANGERS, {"data": {"purpose": "p"}}),
+    ("POST", "/ui/people/cluster", {"admin"}, {"data": {"purpose": " "}}),
+    ("POST", "/ui/people/clusters/{face}/rename", CHANGERS, {"data": {"purpose": "p"}}),
+    ("POST", "/ui/people/clusters/{face}/merge", CHANGERS, {"data": {"purpose": "p"}}),
+    ("POST", "/ui/people/clusters/{face}/split", CHANGERS, {"data": {"purpose": "p"}}),
+    ("POST", "/ui/people/clusters/{face}/hide", CHANGERS, {"data": {"purpose": "p"}}),
+    ("POST", "/ui/people/clusters/{face}/erase", {"admin"}, {"data": {"purpose": "p"}}),
+    ("POST", "/ui/people/label/erase", {"admin"}, {"data": {"purpose": "p"}}),
 ]
 
 
@@ -175,7 +189,13 @@ def test_ui_roles_route_by_route(ui: Ui, method: str, path: str, allowed: set[st
 def test_the_table_covers_every_ui_route(ui: Ui) -> None:
     served = {
         (method, "/ui" + re.sub(r"\{[^}]+\}", "{}", route.path))
-        for route in [*ui_router.routes, *admin_router.routes, *compare_router.routes, *ui_jobs_router.routes]
+        for route in [
+            *ui_router.routes,
+            *admin_router.routes,
+            *compare_router.routes,
+            *ui_jobs_router.routes,
+            *people_router.routes,
+        ]
         if isinstance(route, APIRoute)
         for method in route.methods
     }

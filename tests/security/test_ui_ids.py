@@ -22,10 +22,12 @@ from facetrace.server.passwords import Argon2Hasher
 from facetrace.server.ui.admin import router as admin_router
 from facetrace.server.ui.compare import router as compare_router
 from facetrace.server.ui.jobs_pages import router as jobs_router
+from facetrace.server.ui.people import router as people_router
 from facetrace.server.ui.routes import router as ui_router
 
 HUGE = str(2**70)
-_ID_PARAM = r"\{(case_id|search_id|face_id|key_id|face_index)\}"  # a receipt id is a string, not a catalog id
+# A receipt id is a string, not a catalog id.
+_ID_PARAM = r"\{(case_id|search_id|face_id|key_id|face_index|cluster_id)\}"
 PASSWORD = "a-long-password-1"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 # Form fields that carry an id or a face number, and the routes whose forms have them.
@@ -34,6 +36,9 @@ ID_FIELDS = {
     "/admin/erasures/faces": {"face_ids": f"1, {HUGE}", "reason": "a request"},
     "/admin/erasures/photo": {"face_index": HUGE, "reason": "a request"},
     "/compare": {"case_id": HUGE, "purpose": "p"},
+    "/people/merge": {"cluster_id": ["1", HUGE]},
+    "/people/cluster": {"case_id": HUGE},
+    "/people/label/erase": {"label": "someone", "face_id": HUGE},
 }
 PHOTO_FIELDS = {"/admin/erasures/photo": ("photo",), "/compare": ("a", "b"), "/cases/{case_id}/searches": ("probe",)}
 
@@ -41,7 +46,7 @@ PHOTO_FIELDS = {"/admin/erasures/photo": ("photo",), "/compare": ("a", "b"), "/c
 def _routes() -> list[tuple[str, str]]:
     """(method, path) of every UI route with an id in its path or its form."""
     found = []
-    for router in (ui_router, admin_router, compare_router, jobs_router):
+    for router in (ui_router, admin_router, compare_router, jobs_router, people_router):
         for route in router.routes:
             assert isinstance(route, APIRoute)
             has_id = re.search(_ID_PARAM, route.path) is not None
@@ -84,7 +89,7 @@ def test_the_walk_covers_the_routes_that_take_ids() -> None:
 def test_an_id_of_2_to_the_70_is_a_422_page_not_a_500(
     browsers: dict[str, tuple[TestClient, str]], method: str, path: str
 ) -> None:
-    who = "root" if path.startswith(("/admin", "/ingest")) else "ivan"
+    who = "root" if path.startswith(("/admin", "/ingest", "/people")) else "ivan"
     client, csrf = browsers[who]
     url = "/ui" + re.sub(_ID_PARAM, HUGE, path).replace("{name}", "ivan")
     if method == "GET":

@@ -512,6 +512,9 @@ def erase_label(
         else:
             preview = erasure.preview_faces(visitor.user.name, _ticked(face_id))
     except _FORM_ERRORS as exc:
-        return _label_page(request, visitor, context, label, status_code=422, error=str(exc))
+        try:
+            return _label_page(request, visitor, context, label, status_code=422, error=str(exc))
+        except NotFoundError:
+            raise exc from None  # no such label to show again: the error page says what was wrong
     back = UI_PREFIX + Browse.of(context).path("/people/label", label=label)
     return show_preview(request, visitor, preview, reason, back=back)
