@@ -123,6 +123,24 @@ def test_erased_faces_leave_their_clusters(catalog: SqlCatalog) -> None:
     assert catalog.delete_faces([d]).cluster_ids == ()
 
 
+def test_a_cluster_is_hidden_and_shown_again_with_an_event_each(catalog: SqlCatalog) -> None:
+    store = catalog.cluster_store()
+    a, b = _faces(catalog, 2)
+    (cluster_id,) = store.create_clusters(MODEL, [NewCluster((a, b), "batch")], "s", "r")
+    found = store.cluster(cluster_id)
+    assert found is not None and found.hidden is False
+    hidden = store.set_cluster_hidden(cluster_id, True, "ui:rita", "not of interest to anyone")
+    assert (hidden.kind, hidden.actor, hidden.face_ids) == ("hide", "ui:rita", ())
+    assert [c.hidden for c in store.clusters(MODEL)] == [True] and store.cluster_members([cluster_id])[cluster_id]
+    with pytest.raises(ConflictError, match="hidden already"):
+        store.set_cluster_hidden(cluster_id, True, "ui:rita", "again")
+    store.set_cluster_hidden(cluster_id, False, "ui:rita", "needed after all")
+    assert store.cluster(cluster_id).hidden is False  # type: ignore[union-attr]
+    assert [e.kind for e in store.cluster_events(cluster_id)] == ["create", "hide", "unhide"]
+    with pytest.raises(NotFoundError):
+        store.set_cluster_hidden(cluster_id + 99, True, "ui:rita", "r")
+
+
 def test_faces_of_a_run(catalog: SqlCatalog) -> None:
     first = _faces(catalog, 2)
     second = _faces(catalog, 3, start=20)
