@@ -36,6 +36,7 @@ class PeoplePage:
     total: int  # people in the view (the hidden ones only when they are shown)
     clustered: bool  # built on saved clusters (else on labels)
     hidden: int  # hidden clusters
+    smaller: int  # clusters left out for having fewer faces than asked (and no name)
 
 
 class Gallery:
@@ -118,18 +119,28 @@ class Gallery:
         return found
 
     def people_grid(
-        self, user: User, context: CaseContext, offset: int = 0, limit: int = 48, *, include_hidden: bool = False
+        self,
+        user: User,
+        context: CaseContext,
+        offset: int = 0,
+        limit: int = 48,
+        *,
+        include_hidden: bool = False,
+        min_faces: int = 1,
     ) -> PeoplePage:
-        """A page of the people view: the saved clusters, largest first (hidden ones left out unless
-        include_hidden), or before any clustering is saved the labels by name; each with its face count and cover
-        face. Audited as list_people, naming the clusters or labels listed."""
+        """A page of the people view: the saved clusters, largest first, leaving out the hidden ones unless
+        include_hidden and those with fewer than min_faces faces unless named; or, before any clustering is saved,
+        the labels by name. Each with its face count and cover face. Audited as list_people, naming the clusters or
+        labels listed."""
         if self._clusters.count_clusters(self._model_id):
             saved = self._clusters.clusters(self._model_id)
             shown = [c for c in saved if include_hidden or not c.hidden]
+            small = [c for c in shown if len(c.face_ids) < min_faces and not c.name]
+            shown = [c for c in shown if len(c.face_ids) >= min_faces or c.name]
             page = shown[offset : offset + limit]
             records = self._catalog.faces_by_id([f for c in page for f in c.face_ids])
             people = [_cluster_person(c, [records[f] for f in c.face_ids if f in records]) for c in page]
-            result = PeoplePage(people, len(shown), True, sum(c.hidden for c in saved))
+            result = PeoplePage(people, len(shown), True, sum(c.hidden for c in saved), len(small))
             listed: dict[str, object] = {"cluster_ids": [c.cluster_id for c in page]}
         else:
             labels, total = self._catalog.labels(self._model_id, offset, limit)
@@ -137,7 +148,7 @@ class Gallery:
             for label, count in labels:
                 faces = self._catalog.faces_by_id(self._catalog.face_ids_labelled(label)).values()
                 people.append(Person(None, label, count, _cover(list(faces))))
-            result = PeoplePage(people, total, False, 0)
+            result = PeoplePage(people, total, False, 0, 0)
             listed = {"labels": [label for label, _ in labels]}
         self._audit.record(
             user.name,
@@ -147,6 +158,7 @@ class Gallery:
             limit=limit,
             returned=len(result.people),
             include_hidden=include_hidden,
+            min_faces=min_faces,
             **listed,
             **_within(context),
         )

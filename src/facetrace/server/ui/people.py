@@ -99,15 +99,22 @@ def people_page(
     purpose: BrowsePurpose = None,
     page: Annotated[int, Query(ge=1, le=MAX_ID)] = 1,
     hidden: bool = False,
+    singles: bool = False,
     notice: str = "",
 ) -> HTMLResponse:
-    """Without a purpose (and, but for admins, a case): the form that asks for them. With them: the grid."""
+    """Without a purpose (and, but for admins, a case): the form that asks for them. With them: the grid, of the
+    people with two faces or more (and the named ones) unless singles, and without the hidden ones unless hidden."""
     engine = engine_of(request)
     if not (purpose or "").strip() or (case_id is None and visitor.user.role != Role.ADMIN):
         return _start_page(request, visitor, case_id)
     context = _context(request, visitor, case_id, purpose)
     grid = engine.gallery.people_grid(
-        visitor.user, context, (page - 1) * PEOPLE_PER_PAGE, PEOPLE_PER_PAGE, include_hidden=hidden
+        visitor.user,
+        context,
+        (page - 1) * PEOPLE_PER_PAGE,
+        PEOPLE_PER_PAGE,
+        include_hidden=hidden,
+        min_faces=1 if singles else 2,
     )
     covers = [p.cover for p in grid.people if p.cover is not None]
     return render(
@@ -120,6 +127,7 @@ def people_page(
         page=page,
         pages=max(1, -(-grid.total // PEOPLE_PER_PAGE)),
         show_hidden=hidden,
+        show_singles=singles,
         may_change=_may_change(visitor),
         notice=NOTICES.get(notice),
         error=None,
@@ -183,7 +191,7 @@ def merge_people(
 
 
 def _grid_error(request: Request, visitor: Visitor, context: CaseContext, error: str) -> HTMLResponse:
-    grid = engine_of(request).gallery.people_grid(visitor.user, context, 0, PEOPLE_PER_PAGE)
+    grid = engine_of(request).gallery.people_grid(visitor.user, context, 0, PEOPLE_PER_PAGE, min_faces=2)
     covers = [p.cover for p in grid.people if p.cover is not None]
     return render(
         request,
@@ -196,6 +204,7 @@ def _grid_error(request: Request, visitor: Visitor, context: CaseContext, error:
         page=1,
         pages=max(1, -(-grid.total // PEOPLE_PER_PAGE)),
         show_hidden=False,
+        show_singles=False,
         may_change=_may_change(visitor),
         notice=None,
         error=error,
