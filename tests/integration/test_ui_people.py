@@ -193,6 +193,8 @@ def test_rename_split_merge_and_hide_are_audited_with_the_case(people: People) -
     blank = reviewer.post(f"{at}/rename", data=people.form("reviewer", name="Serena Williams", reason=" "))
     assert blank.status_code == 422 and "states its reason" in blank.text
     assert engine.clusters.show(serena.cluster_id)[0].name is None
+    too_long = reviewer.post(f"{at}/rename", data=people.form("reviewer", name="x" * 201, reason="r"))
+    assert too_long.status_code == 422 and "at most 200 characters" in too_long.text
     forged = reviewer.post(f"{at}/rename", data={**people.form("reviewer", name="X", reason="r"), "csrf_token": "no"})
     assert forged.status_code == 403 and engine.clusters.show(serena.cluster_id)[0].name is None
     renamed = reviewer.post(f"{at}/rename", data=people.form("reviewer", name="Serena Williams", reason="ID card"))

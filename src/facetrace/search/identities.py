@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from facetrace.core.errors import InvalidRequestError, NotFoundError
+from facetrace.core.limits import MAX_LABEL, MAX_TEXT, bounded
 from facetrace.core.ports import Catalog, ClusterStore, DataGuard, IdArray, Unguarded, VectorIndex
 from facetrace.core.types import ClusterAssignment, ClusterEvent, FloatArray, NewCluster
 from facetrace.core.vocabulary import ClusterAssignedBy
@@ -94,7 +95,8 @@ class IdentityClusters:
         return self._store.split_cluster(cluster_id, sorted(wanted), actor, reason, evidence)
 
     def rename(self, cluster_id: int, name: str | None, actor: str, reason: str) -> ClusterEvent:
-        return self._store.rename_cluster(cluster_id, name, actor, _reason(reason))
+        named = None if name is None else bounded(name.strip(), "a person's name", MAX_LABEL)
+        return self._store.rename_cluster(cluster_id, named, actor, _reason(reason))
 
     def hide(self, cluster_id: int, hidden: bool, actor: str, reason: str) -> ClusterEvent:
         return self._store.set_cluster_hidden(cluster_id, hidden, actor, _reason(reason))
@@ -183,4 +185,4 @@ def _reason(reason: str) -> str:
     stripped = reason.strip()
     if not stripped:
         raise InvalidRequestError("a merge, split, rename or hide states its reason")
-    return stripped
+    return bounded(stripped, "a reason", MAX_TEXT)
