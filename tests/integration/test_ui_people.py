@@ -125,6 +125,8 @@ def test_looking_at_people_needs_a_case_and_a_purpose(people: People) -> None:
     assert [e.action for e in people.engine.audit.entries()[before:]] == []
     admin = people.clients["admin"].get(f"/ui/people?{people.query('admin')}")
     assert admin.status_code == 200 and 'id="people-grid"' in admin.text  # admins: a purpose, no case
+    for page in (0, 100_001, 2**70):
+        assert people.clients["admin"].get(f"/ui/people?{people.query('admin', page=page)}").status_code == 422
 
 
 def test_before_clustering_the_labels_are_the_people(people: People) -> None:

@@ -29,7 +29,6 @@ from facetrace.core.vocabulary import CaseStatus, Role
 from facetrace.engine.gallery import Person
 from facetrace.server.api.common import BrowseCase, BrowsePurpose, IdPath
 from facetrace.server.auth import engine_of
-from facetrace.server.schemas import MAX_ID
 from facetrace.server.ui.admin import show_preview
 from facetrace.server.ui.common import UI_PREFIX, Visitor, check_csrf, data_uri, redirect, render, signed_in
 
@@ -39,6 +38,7 @@ _changers = signed_in(Role.REVIEWER, Role.ADMIN)
 _admins = signed_in(Role.ADMIN)
 PEOPLE_PER_PAGE = 48
 FACES_PER_PAGE = 60
+MAX_PAGE = 100_000  # a page number (an offset past any gallery, and within SQL's 64-bit range)
 # What a form can get wrong: the page again with the message.
 _FORM_ERRORS = (InvalidRequestError, NotFoundError, ConflictError)
 # Notices after a change (the redirect names one; nothing else is taken from the address into the page).
@@ -97,18 +97,32 @@ def people_page(
     visitor: Annotated[Visitor, Depends(_lookers)],
     case_id: BrowseCase = None,
     purpose: BrowsePurpose = None,
-    page: Annotated[int, Query(ge=1, le=MAX_ID)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     hidden: bool = False,
     singles: bool = False,
-    notice: str = "",
+    notice: Annotated[str, Query(max_length=32)] = "",
 ) -> HTMLResponse:
     """Without a purpose (and, but for admins, a case): the form that asks for them. With them: the grid, of the
     people with two faces or more (and the named ones) unless singles, and without the hidden ones unless hidden."""
-    engine = engine_of(request)
     if not (purpose or "").strip() or (case_id is None and visitor.user.role != Role.ADMIN):
         return _start_page(request, visitor, case_id)
     context = _context(request, visitor, case_id, purpose)
-    grid = engine.gallery.people_grid(
+    return _grid_page(request, visitor, context, page, hidden=hidden, singles=singles, notice=NOTICES.get(notice))
+
+
+def _grid_page(
+    request: Request,
+    visitor: Visitor,
+    context: CaseContext,
+    page: int = 1,
+    *,
+    hidden: bool = False,
+    singles: bool = False,
+    status_code: int = 200,
+    error: str | None = None,
+    notice: str | None = None,
+) -> HTMLResponse:
+    grid = engine_of(request).gallery.people_grid(
         visitor.user,
         context,
         (page - 1) * PEOPLE_PER_PAGE,
@@ -121,6 +135,7 @@ def people_page(
         request,
         "people.html",
         visitor,
+        status_code=status_code,
         browse=Browse.of(context),
         grid=grid,
         thumbnails=_inline(request, visitor, covers, context, "people"),
@@ -129,8 +144,8 @@ def people_page(
         show_hidden=hidden,
         show_singles=singles,
         may_change=_may_change(visitor),
-        notice=NOTICES.get(notice),
-        error=None,
+        notice=notice,
+        error=error,
     )
 
 
@@ -186,29 +201,8 @@ def merge_people(
             if other.cluster_id != kept.cluster_id:
                 clusters.merge(kept.cluster_id, other.cluster_id, reason, actor=visitor.user.name, context=context)
     except _FORM_ERRORS as exc:
-        return _grid_error(request, visitor, context, str(exc))
+        return _grid_page(request, visitor, context, status_code=422, error=str(exc))
     return redirect(browse.path(f"/people/clusters/{kept.cluster_id}", notice="merged"))
-
-
-def _grid_error(request: Request, visitor: Visitor, context: CaseContext, error: str) -> HTMLResponse:
-    grid = engine_of(request).gallery.people_grid(visitor.user, context, 0, PEOPLE_PER_PAGE, min_faces=2)
-    covers = [p.cover for p in grid.people if p.cover is not None]
-    return render(
-        request,
-        "people.html",
-        visitor,
-        status_code=422,
-        browse=Browse.of(context),
-        grid=grid,
-        thumbnails=_inline(request, visitor, covers, context, "people"),
-        page=1,
-        pages=max(1, -(-grid.total // PEOPLE_PER_PAGE)),
-        show_hidden=False,
-        show_singles=False,
-        may_change=_may_change(visitor),
-        notice=None,
-        error=error,
-    )
 
 
 @router.post("/people/cluster", response_model=None)
@@ -334,8 +328,8 @@ def cluster_page(
     visitor: Annotated[Visitor, Depends(_lookers)],
     case_id: BrowseCase = None,
     purpose: BrowsePurpose = None,
-    page: Annotated[int, Query(ge=1, le=MAX_ID)] = 1,
-    notice: str = "",
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    notice: Annotated[str, Query(max_length=32)] = "",
 ) -> HTMLResponse:
     context = _context(request, visitor, case_id, purpose)
     return _cluster_page(request, visitor, context, cluster_id, page, notice=NOTICES.get(notice))
@@ -348,7 +342,7 @@ def label_page(
     label: Annotated[str, Query(min_length=1, max_length=2000)],
     case_id: BrowseCase = None,
     purpose: BrowsePurpose = None,
-    page: Annotated[int, Query(ge=1, le=MAX_ID)] = 1,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
 ) -> HTMLResponse:
     """The faces carrying a label (before clustering, the people are the labels)."""
     return _label_page(request, visitor, _context(request, visitor, case_id, purpose), label, page)
