@@ -364,6 +364,32 @@ class SqlGovernanceStore:
             ).all()
         return [_review(row) for row in rows]
 
+    def awaiting_review(self, case_ids: Sequence[int]) -> list[SearchRecord]:
+        if not case_ids:
+            return []
+        reviewed = sa.select(reviews.c.id).where(
+            reviews.c.search_id == search_hits.c.search_id, reviews.c.face_id == search_hits.c.face_id
+        )
+        query = (
+            sa.select(search_hits)
+            .join(searches, searches.c.id == search_hits.c.search_id)
+            .where(searches.c.case_id.in_(sorted(set(case_ids))), ~sa.exists(reviewed))
+            .order_by(search_hits.c.search_id, search_hits.c.id)
+        )
+        with self._read() as connection:
+            hits: dict[int, list[StoredHit]] = {}
+            for row in connection.execute(query):
+                hits.setdefault(int(row.search_id), []).append(_stored_hit(row))
+            ids = sorted(hits)
+            rows = [
+                row
+                for start in range(0, len(ids), 500)
+                for row in connection.execute(
+                    sa.select(searches).where(searches.c.id.in_(ids[start : start + 500])).order_by(searches.c.id)
+                )
+            ]
+        return [_search_record(row, tuple(hits[int(row.id)])) for row in rows]
+
     # Suppressions and receipts
 
     def change_counters(self) -> ChangeCounters:

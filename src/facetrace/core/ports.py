@@ -274,6 +274,11 @@ class CaseStore(Protocol):
 
     def reviews(self, search_id: int) -> list[Review]: ...
 
+    def awaiting_review(self, case_ids: Sequence[int]) -> list[SearchRecord]:
+        """The searches of these cases that have candidates nobody has reviewed yet, in id order, each record
+        holding only those candidates."""
+        ...
+
 
 class SuppressionStore(Protocol):
     def change_counters(self) -> ChangeCounters:
