@@ -24,6 +24,7 @@ from facetrace.server.passwords import Argon2Hasher
 from facetrace.server.ui.admin import router as admin_router
 from facetrace.server.ui.compare import router as compare_router
 from facetrace.server.ui.jobs_pages import router as ui_jobs_router
+from facetrace.server.ui.review import router as review_router
 from facetrace.server.ui.routes import router as ui_router
 from facetrace.server.ui.sessions import SESSION_COOKIE
 
@@ -147,6 +148,9 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("POST", "/ui/ingest", {"admin"}, {"data": {}}),
     ("POST", "/ui/cases/{case}/close", {"investigator"}, {"data": {"reason": " "}}),
     ("GET", "/ui/cases/{case}/report.pdf", VIEWERS, {}),
+    ("GET", "/ui/review", VIEWERS, {}),
+    ("POST", "/ui/review/searches/{search}/decisions", VIEWERS, {"data": {"face_id": "1", "decision": "x"}}),
+    ("POST", "/ui/review/searches/{search}/reject-rest", VIEWERS, {"data": {"face_ids": ""}}),
 ]
 
 
@@ -175,7 +179,13 @@ def test_ui_roles_route_by_route(ui: Ui, method: str, path: str, allowed: set[st
 def test_the_table_covers_every_ui_route(ui: Ui) -> None:
     served = {
         (method, "/ui" + re.sub(r"\{[^}]+\}", "{}", route.path))
-        for route in [*ui_router.routes, *admin_router.routes, *compare_router.routes, *ui_jobs_router.routes]
+        for route in [
+            *ui_router.routes,
+            *admin_router.routes,
+            *compare_router.routes,
+            *ui_jobs_router.routes,
+            *review_router.routes,
+        ]
         if isinstance(route, APIRoute)
         for method in route.methods
     }
