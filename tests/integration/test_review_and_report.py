@@ -131,6 +131,11 @@ def test_the_queue_holds_what_each_reviewer_may_review(bench: Workbench, small_g
     own = lenient.open_case(bench.user("ines"), "Own", "p", "l", requires_independent_review=False)
     search = _search(bench.engine, "ines", own.case_id, small_gallery.other_probe)
     assert [item.search.search_id for item in lenient.review_queue(bench.user("ines"))] == [search]
+    # The nav's count, counted in the catalog, is the queue's length for everyone.
+    for service, name in [*((cases, name) for name, _ in USERS), (lenient, "ines")]:
+        queued = sum(len(item.candidates) for item in service.review_queue(bench.user(name)))
+        assert service.awaiting_count(bench.user(name)) == queued, name
+    assert lenient.awaiting_count(bench.user("ines")) == 5 and cases.awaiting_count(bench.user("ines")) == 0
     assert search not in {item.search.search_id for item in cases.review_queue(bench.user("ines"))}  # the policy's
 
     page = bench.clients["rita"].get("/ui/review")

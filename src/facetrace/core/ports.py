@@ -279,6 +279,11 @@ class CaseStore(Protocol):
         holding only those candidates."""
         ...
 
+    def awaiting_review_counts(self, case_ids: Sequence[int]) -> dict[tuple[int, str], int]:
+        """How many candidates (each face once per search) nobody has reviewed yet in these cases, by case and by
+        the user who ran the search."""
+        ...
+
 
 class SuppressionStore(Protocol):
     def change_counters(self) -> ChangeCounters:

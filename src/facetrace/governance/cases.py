@@ -408,8 +408,16 @@ class CaseService:
         )
 
     def awaiting_count(self, user: User) -> int:
-        """How many candidates await user's review (review_queue's, counted)."""
-        return sum(len(item.candidates) for item in self.review_queue(user))
+        """How many candidates await user's review: review_queue's, counted in the catalog (every page's nav shows
+        it)."""
+        if user.role not in MEMBER_ROLES:
+            return 0
+        cases = {case.case_id: case for case in self._store.cases_of(user.name)}
+        return sum(
+            n
+            for (case_id, searcher), n in self._store.awaiting_review_counts(list(cases)).items()
+            if not (searcher == user.name and self.independent_review_required(cases[case_id]))
+        )
 
     def reviews(self, search_id: int) -> list[Review]:
         self.search(search_id)

@@ -28,7 +28,7 @@ from facetrace.server.ui.common import VIEWERS, Visitor, check_csrf, data_uri, p
 
 router = APIRouter()
 _reviewers = signed_in(*VIEWERS)  # investigators and reviewers review (four eyes permitting)
-QUEUE_SEARCHES = 20
+QUEUE_SEARCHES = 10  # a page of about 100 candidates, each with two inline pictures (about 0.9 MB)
 _LEADS = (Strength.STRONG, Strength.MODERATE, Strength.UNCALIBRATED)  # shown open; weak hits start collapsed
 MAX_FACE_IDS = 10_000  # a reject-the-rest form's list of shown faces (a search has at most 100 per probe face)
 
