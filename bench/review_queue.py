@@ -6,7 +6,8 @@ page and the reports take, and how many audit entries a view of each writes.
 The gallery is ingested once (real models, real photos: e.g. tests' small gallery of face_recognition's examples);
 then --cases cases, each with --searches stored searches whose hits are every gallery face with random evidence
 (strong, moderate, weak), are recorded straight into the catalog (no model runs), the reviewer a member of all. A
-third of each case's candidates get a review, so the queue holds the rest. Timings are medians of --repeat runs.
+third of each search's candidates get a review (in case 1, the first of them a confirmation, so its report has one
+finding per search), and the queue holds the rest. Timings are medians of --repeat runs.
 """
 
 from __future__ import annotations
@@ -89,8 +90,10 @@ def main() -> None:
             for _ in range(args.searches):
                 hits = _hits(face_ids, rng, len(face_ids))
                 record = store.add_search(case.case_id, "ines", "bench", "0" * 64, "probe.jpg", "m", None, hits)
-                for hit in hits[: len(hits) // 3]:
-                    store.add_review(record.search_id, hit.face_id, "rita", ReviewDecision.REJECTED, "")
+                decided = hits[: len(hits) // 3]
+                for n, hit in enumerate(decided):
+                    decision = ReviewDecision.CONFIRMED if n == 0 and c == 0 else ReviewDecision.REJECTED
+                    store.add_review(record.search_id, hit.face_id, "rita", decision, "")
         setup_s = time.perf_counter() - start
         queue = engine.cases.review_queue(rita)
         app = create_app(engine)
