@@ -6,11 +6,14 @@ for a case that does not exist, so its existence is not revealed; auditors read 
 manage members and may close a case. Looking at the gallery (faces, thumbnails, people) happens under a CaseContext:
 a case the user may act in and a stated purpose.
 
-A reviewer confirms or rejects each candidate. Four eyes is set by policy (setting independent_review): when it is
-required (the default) nobody reviews the candidates of a search they ran, in any case, and asking to open a case
-without it is refused; when optional, the investigator opening a case chooses (default on). Searches of the same
-probe across different cases, by identical photo or by a probe face within a high similarity of an earlier one, are
-listed for auditors.
+A reviewer confirms or rejects each candidate, or rejects the rest of a search's unreviewed candidates at once (one
+review and one audit entry each). Four eyes is set by policy (setting independent_review): when it is required (the
+default) nobody reviews the candidates of a search they ran, in any case, and asking to open a case without it is
+refused; when optional, the investigator opening a case chooses (default on). A reviewer's queue is every candidate
+nobody has reviewed yet in the cases they work in, that four eyes lets them review, strongest first.
+
+Searches of the same probe across different cases, by identical photo or by a probe face within a high similarity of
+an earlier one, are listed for auditors.
 """
 
 from __future__ import annotations
