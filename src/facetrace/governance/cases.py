@@ -42,7 +42,15 @@ from facetrace.core.vocabulary import AuditAction, CaseStatus, IndependentReview
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.repeats import RepeatedProbe, find_repeated_probes
 
-__all__ = ["AwaitingReview", "CaseService", "CaseStoreWithUsers", "RepeatedProbe", "stored_hits", "strongest_first"]
+__all__ = [
+    "AwaitingReview",
+    "CaseService",
+    "CaseStoreWithUsers",
+    "RepeatedProbe",
+    "stored_hits",
+    "strongest_first",
+    "strongest_per_face",
+]
 
 # Roles that may read every case (auditors: read-only; admins: the list, members and closing, as routes allow).
 _OVERSEERS = (Role.AUDITOR, Role.ADMIN)
@@ -61,6 +69,16 @@ _STRENGTH_ORDER = {Strength.STRONG: 0, Strength.MODERATE: 1, Strength.WEAK: 2, S
 def strongest_first(hit: StoredHit) -> tuple[int, float]:
     """A sort key putting the strongest evidence first."""
     return _STRENGTH_ORDER[hit.evidence.strength], -hit.similarity
+
+
+def strongest_per_face(hits: Sequence[StoredHit]) -> list[StoredHit]:
+    """Each candidate face once, at its strongest hit (a face can be a hit of two faces of a group photo, and a
+    review is of a face in a search), strongest first."""
+    best: dict[int, StoredHit] = {}
+    for hit in hits:
+        if hit.face_id not in best or strongest_first(hit) < strongest_first(best[hit.face_id]):
+            best[hit.face_id] = hit
+    return sorted(best.values(), key=strongest_first)
 
 
 @dataclass(frozen=True)
@@ -303,13 +321,6 @@ class CaseService:
         """Four eyes in this case: the policy's, or the case's own when the policy leaves it optional."""
         return self._independent_review == IndependentReview.REQUIRED or case.requires_independent_review
 
-    def may_review(self, user: User, case: Case, record: SearchRecord) -> bool:
-        """Whether user may review the candidates of this search: an investigator or reviewer who works in the
-        case and, where four eyes apply, did not run the search."""
-        if user.role not in MEMBER_ROLES or not self.works_in(user, case):
-            return False
-        return not (self.independent_review_required(case) and user.name == record.user)
-
     def review(
         self, reviewer: User, search_id: int, face_id: int, decision: ReviewDecision | str, note: str = ""
     ) -> Review:
@@ -391,11 +402,7 @@ class CaseService:
             case = cases[record.case_id]
             if self.independent_review_required(case) and record.user == user.name:
                 continue
-            best: dict[int, StoredHit] = {}
-            for hit in record.hits:
-                if hit.face_id not in best or strongest_first(hit) < strongest_first(best[hit.face_id]):
-                    best[hit.face_id] = hit
-            waiting.append(AwaitingReview(case, record, tuple(sorted(best.values(), key=strongest_first))))
+            waiting.append(AwaitingReview(case, record, tuple(strongest_per_face(record.hits))))
         case_rank: dict[int, tuple[int, float]] = {}
         for item in waiting:
             top = strongest_first(item.candidates[0])

@@ -18,7 +18,7 @@ from datetime import datetime
 from facetrace.core.types import Case, FaceRecord, Review, SearchRecord, StoredHit, Strength, User
 from facetrace.core.vocabulary import AuditAction, ReviewDecision
 from facetrace.engine import Engine
-from facetrace.governance.cases import strongest_first
+from facetrace.governance.cases import strongest_first, strongest_per_face
 from facetrace.server.ui.probes import ProbeFace, ProbeStore
 
 CONFIRMED = "Confirmed identifications"
@@ -136,7 +136,7 @@ def gather_report(
     for record in records:
         reviews = cases.reviews(record.search_id)
         counts = {decision: 0 for decision in placed}
-        for hit in _one_per_face(record.hits):
+        for hit in strongest_per_face(record.hits):
             mine = tuple(review for review in reviews if review.face_id == hit.face_id)
             decision = mine[-1].decision if mine else None
             placed[decision].append((record, hit, mine))
@@ -185,13 +185,3 @@ def gather_report(
         exported_at=shown.entry.at,
         audit_seq=shown.entry.seq,
     )
-
-
-def _one_per_face(hits: tuple[StoredHit, ...]) -> list[StoredHit]:
-    """Each candidate face once, at its strongest hit (a face can match two faces of a group photo); reviews are
-    per face."""
-    best: dict[int, StoredHit] = {}
-    for hit in hits:
-        if hit.face_id not in best or strongest_first(hit) < strongest_first(best[hit.face_id]):
-            best[hit.face_id] = hit
-    return list(best.values())
