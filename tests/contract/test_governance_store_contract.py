@@ -25,7 +25,7 @@ from facetrace.core.errors import (
     PermissionDeniedError,
 )
 from facetrace.core.types import ErasureReceipt, Evidence, StoredHit, Strength, User
-from facetrace.core.vocabulary import IndependentReview, Role
+from facetrace.core.vocabulary import IndependentReview, ReviewDecision, Role
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
 from facetrace.governance.users import UserService, key_sha256
@@ -164,6 +164,33 @@ def test_cases_searches_reviews_and_repeats(store: SqlGovernanceStore) -> None:
     ]
     assert repeats[0].similarity == pytest.approx(1.0)
     assert log.verify().ok
+
+
+def test_awaiting_review_lists_and_counts_the_unreviewed_candidates(store: SqlGovernanceStore) -> None:
+    """Candidates without a review, by search (only those hits) and counted by case and searcher, each face once
+    per search (a face can be a hit of two probe faces); other cases are left out."""
+    a, b, c = (store.add_case(f"case {n}", "p", "l", True, "ivan") for n in "abc")
+    twice = [_hit(7, 1, 0.8), _hit(8, 2, 0.6), _hit(9, 3, 0.4), StoredHit(1, 1, 7, _evidence(0.5))]
+    a1 = store.add_search(a.case_id, "ivan", "p", "a" * 64, "a.jpg", MODEL, None, twice)
+    a2 = store.add_search(a.case_id, "rita", "p", "b" * 64, "b.jpg", MODEL, None, [_hit(7, 1, 0.9)])
+    b1 = store.add_search(b.case_id, "mia", "p", "c" * 64, "c.jpg", MODEL, None, [_hit(10, 1, 0.7), _hit(11, 2, 0.6)])
+    store.add_search(c.case_id, "ivan", "p", "d" * 64, "d.jpg", MODEL, None, [_hit(12, 1, 0.7)])
+    store.add_review(a1.search_id, 8, "rita", ReviewDecision.REJECTED, "")
+    store.add_review(b1.search_id, 10, "rita", ReviewDecision.CONFIRMED, "")
+    store.add_review(b1.search_id, 10, "olga", ReviewDecision.REJECTED, "")  # a second review changes nothing here
+    waiting = store.awaiting_review([a.case_id, b.case_id])
+    assert [(w.search_id, w.user, [(h.probe_face_index, h.face_id) for h in w.hits]) for w in waiting] == [
+        (a1.search_id, "ivan", [(0, 7), (0, 9), (1, 7)]),
+        (a2.search_id, "rita", [(0, 7)]),
+        (b1.search_id, "mia", [(0, 11)]),
+    ]
+    assert waiting[0].hits[0] == twice[0] and waiting[0].purpose == "p"
+    assert store.awaiting_review_counts([a.case_id, b.case_id]) == {
+        (a.case_id, "ivan"): 2,
+        (a.case_id, "rita"): 1,
+        (b.case_id, "mia"): 1,
+    }
+    assert store.awaiting_review([]) == [] and store.awaiting_review_counts([]) == {}
 
 
 def test_suppressions_and_receipts(store: SqlGovernanceStore) -> None:

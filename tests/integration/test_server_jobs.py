@@ -284,9 +284,10 @@ def test_the_pdf_report_holds_the_case_candidates_verdicts_and_decisions(service
     text = " ".join(pdf_text(data).split())
     assert "find the man on the bank camera" in text  # the case's purpose
     assert "warrant 2026/9" in text
-    assert f"face {top['face']['face_id']}: obama" in text  # the candidate and its label
+    assert f"Finding 1: face {top['face']['face_id']}, obama" in text  # the confirmed candidate and its label
     assert " ".join(top["evidence"]["verdict"].split()) in text
-    assert "Decision: confirmed by reviewer" in text and "same scar" in text
+    assert "Confirmed by reviewer" in text and "same scar" in text
+    assert "2 candidates not reviewed" in text  # counted, not listed (include=unreviewed lists them)
     assert "Legal basis: not stated" in text and "https://example.org/obama" in text
     export = [e for e in _audit(service, "export") if e["target"] == f"case:{case_id}"][-1]
     assert export["details"]["format"] == "pdf" and export["actor"] == "reviewer"

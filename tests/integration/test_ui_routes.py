@@ -25,6 +25,7 @@ from facetrace.server.ui.admin import router as admin_router
 from facetrace.server.ui.compare import router as compare_router
 from facetrace.server.ui.jobs_pages import router as ui_jobs_router
 from facetrace.server.ui.people import router as people_router
+from facetrace.server.ui.review import router as review_router
 from facetrace.server.ui.routes import router as ui_router
 from facetrace.server.ui.sessions import SESSION_COOKIE
 
@@ -161,6 +162,9 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("POST", "/ui/people/clusters/{face}/hide", CHANGERS, {"data": {"purpose": "p"}}),
     ("POST", "/ui/people/clusters/{face}/erase", {"admin"}, {"data": {"purpose": "p"}}),
     ("POST", "/ui/people/label/erase", {"admin"}, {"data": {"purpose": "p"}}),
+    ("GET", "/ui/review", VIEWERS, {}),
+    ("POST", "/ui/review/searches/{search}/decisions", VIEWERS, {"data": {"face_id": "1", "decision": "x"}}),
+    ("POST", "/ui/review/searches/{search}/reject-rest", VIEWERS, {"data": {"face_ids": ""}}),
 ]
 
 
@@ -195,6 +199,7 @@ def test_the_table_covers_every_ui_route(ui: Ui) -> None:
             *compare_router.routes,
             *ui_jobs_router.routes,
             *people_router.routes,
+            *review_router.routes,
         ]
         if isinstance(route, APIRoute)
         for method in route.methods

@@ -152,6 +152,11 @@ UI_ROUTES: list[tuple[str, str, dict[str, Any], tuple[int, ...]]] = [
     ("POST", "/ui/cases/{case}/searches", {"probe": True, "data": {"purpose": "again"}},
      (303, 303, 403, 404, 403, 403, 403)),
     ("POST", "/ui/cases/{case}/close", {"data": {"reason": " "}}, (422, 422, 403, 404, 403, 403, 403)),
+    # The review queue's forms: the same rule as the search page's.
+    ("POST", "/ui/review/searches/{search}/decisions", {"data": {"face_id": "{face}", "decision": "rejected"}},
+     (403, 303, 303, 404, 404, 403, 403)),
+    ("POST", "/ui/review/searches/{search}/reject-rest", {"data": {"face_ids": "{face}"}},
+     (403, 303, 303, 404, 404, 403, 403)),
 ]  # fmt: skip
 
 

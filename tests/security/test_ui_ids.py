@@ -23,6 +23,7 @@ from facetrace.server.ui.admin import router as admin_router
 from facetrace.server.ui.compare import router as compare_router
 from facetrace.server.ui.jobs_pages import router as jobs_router
 from facetrace.server.ui.people import router as people_router
+from facetrace.server.ui.review import router as review_router
 from facetrace.server.ui.routes import router as ui_router
 
 HUGE = str(2**70)
@@ -33,6 +34,8 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 # Form fields that carry an id or a face number, and the routes whose forms have them.
 ID_FIELDS = {
     "/searches/{search_id}/reviews": {"face_id": HUGE, "decision": "confirmed"},
+    "/review/searches/{search_id}/decisions": {"face_id": HUGE, "decision": "confirmed"},
+    "/review/searches/{search_id}/reject-rest": {"face_ids": HUGE},
     "/admin/erasures/faces": {"face_ids": f"1, {HUGE}", "reason": "a request"},
     "/admin/erasures/photo": {"face_index": HUGE, "reason": "a request"},
     "/compare": {"case_id": HUGE, "purpose": "p"},
@@ -46,7 +49,7 @@ PHOTO_FIELDS = {"/admin/erasures/photo": ("photo",), "/compare": ("a", "b"), "/c
 def _routes() -> list[tuple[str, str]]:
     """(method, path) of every UI route with an id in its path or its form."""
     found = []
-    for router in (ui_router, admin_router, compare_router, jobs_router, people_router):
+    for router in (ui_router, admin_router, compare_router, jobs_router, people_router, review_router):
         for route in router.routes:
             assert isinstance(route, APIRoute)
             has_id = re.search(_ID_PARAM, route.path) is not None

@@ -364,6 +364,45 @@ class SqlGovernanceStore:
             ).all()
         return [_review(row) for row in rows]
 
+    def awaiting_review(self, case_ids: Sequence[int]) -> list[SearchRecord]:
+        if not case_ids:
+            return []
+        query = (
+            sa.select(search_hits)
+            .join(searches, searches.c.id == search_hits.c.search_id)
+            .where(searches.c.case_id.in_(sorted(set(case_ids))), ~sa.exists(_a_review_of_the_hit()))
+            .order_by(search_hits.c.search_id, search_hits.c.id)
+        )
+        with self._read() as connection:
+            hits: dict[int, list[StoredHit]] = {}
+            for row in connection.execute(query):
+                hits.setdefault(int(row.search_id), []).append(_stored_hit(row))
+            ids = sorted(hits)
+            rows = [
+                row
+                for start in range(0, len(ids), 500)
+                for row in connection.execute(
+                    sa.select(searches).where(searches.c.id.in_(ids[start : start + 500])).order_by(searches.c.id)
+                )
+            ]
+        return [_search_record(row, tuple(hits[int(row.id)])) for row in rows]
+
+    def awaiting_review_counts(self, case_ids: Sequence[int]) -> dict[tuple[int, str], int]:
+        if not case_ids:
+            return {}
+        pairs = (
+            sa.select(searches.c.case_id, searches.c.user_name, search_hits.c.search_id, search_hits.c.face_id)
+            .join(searches, searches.c.id == search_hits.c.search_id)
+            .where(searches.c.case_id.in_(sorted(set(case_ids))), ~sa.exists(_a_review_of_the_hit()))
+            .distinct()
+            .subquery()
+        )
+        query = sa.select(pairs.c.case_id, pairs.c.user_name, sa.func.count()).group_by(
+            pairs.c.case_id, pairs.c.user_name
+        )
+        with self._read() as connection:
+            return {(int(case_id), str(user)): int(n) for case_id, user, n in connection.execute(query)}
+
     # Suppressions and receipts
 
     def change_counters(self) -> ChangeCounters:
@@ -493,6 +532,13 @@ def _case(row: Row[Any]) -> Case:
         created_by=row.created_by,
         created_at=row.created_at,
         status=CaseStatus(row.status),
+    )
+
+
+def _a_review_of_the_hit() -> sa.Select[tuple[int]]:
+    """A review of the search hit's face in its search (for EXISTS): reviews are per search and face."""
+    return sa.select(reviews.c.id).where(
+        reviews.c.search_id == search_hits.c.search_id, reviews.c.face_id == search_hits.c.face_id
     )
 
 

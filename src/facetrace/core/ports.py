@@ -274,6 +274,16 @@ class CaseStore(Protocol):
 
     def reviews(self, search_id: int) -> list[Review]: ...
 
+    def awaiting_review(self, case_ids: Sequence[int]) -> list[SearchRecord]:
+        """The searches of these cases that have candidates nobody has reviewed yet, in id order, each record
+        holding only those candidates."""
+        ...
+
+    def awaiting_review_counts(self, case_ids: Sequence[int]) -> dict[tuple[int, str], int]:
+        """How many candidates (each face once per search) nobody has reviewed yet in these cases, by case and by
+        the user who ran the search."""
+        ...
+
 
 class SuppressionStore(Protocol):
     def change_counters(self) -> ChangeCounters:

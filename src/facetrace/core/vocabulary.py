@@ -195,6 +195,7 @@ class AuditAction(StrEnum):
     VIEW_PROBE = "view_probe"
     LIST_PEOPLE = "list_people"
     VIEW_PERSON = "view_person"
+    VIEW_REVIEW_QUEUE = "view_review_queue"  # the faces of one case shown in a reviewer's queue, in one entry
     EXPORT = "export"
     # reads (folded: one entry per reader and thing read a minute, server/reads.py) and refusals
     LIST_CASES = "list_cases"

@@ -1,5 +1,6 @@
 """engine.gallery: looking at the gallery's faces and people; every look is one audited view, made under a case and
-a purpose (a CaseContext from engine.cases.browsing or engine.cases.reading) recorded with it.
+a purpose (a CaseContext from engine.cases.browsing or engine.cases.reading) recorded with it. Faces shown together
+(a report, the review queue) are one look: one entry naming them all (show_faces).
 
 The people view (people_grid, cluster_person) is built on saved clusters when there are any (engine.clusters: each
 cluster is one person, named by a reviewer or not), and on the catalog's labels before the gallery is clustered."""
@@ -7,13 +8,13 @@ cluster is one person, named by a reviewer or not), and on the catalog's labels 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from facetrace.core.errors import NotFoundError
 from facetrace.core.ports import Catalog, ClusterStore
-from facetrace.core.types import CaseContext, ClusterEvent, FaceRecord, StoredCluster, User
+from facetrace.core.types import AuditEntry, CaseContext, ClusterEvent, FaceRecord, StoredCluster, User
 from facetrace.core.vocabulary import AuditAction, PhotoRole
 from facetrace.governance.audit import AuditLog
 
@@ -37,6 +38,15 @@ class PeoplePage:
     clustered: bool  # built on saved clusters (else on labels)
     hidden: int  # hidden clusters
     smaller: int  # clusters left out for having fewer faces than asked (and no name)
+
+
+@dataclass(frozen=True)
+class FacesShown:
+    """Faces shown together, their thumbnails, and the one audit entry that records the look."""
+
+    faces: dict[int, FaceRecord]  # the faces still in the gallery (an erased one is missing)
+    thumbnails: dict[int, bytes]
+    entry: AuditEntry
 
 
 class Gallery:
@@ -67,6 +77,37 @@ class Gallery:
             raise NotFoundError(f"face {face_id}: its thumbnail file is missing") from exc
         self._audit.record(user.name, AuditAction.VIEW_THUMBNAIL, f"face:{face_id}", **_within(context))
         return data
+
+    def show_faces(
+        self,
+        user: User,
+        face_ids: Collection[int],
+        context: CaseContext,
+        action: AuditAction,
+        target: str,
+        **details: object,
+    ) -> FacesShown:
+        """Faces and their thumbnails shown together on one page or in one export: one audit entry (action on
+        target, with details) lists the faces shown and those gone since (erased), instead of a view_face and a
+        view_thumbnail per face."""
+        records = self._catalog.faces_by_id(sorted(set(face_ids)))
+        thumbnails: dict[int, bytes] = {}
+        for face_id, record in records.items():
+            if record.thumbnail_path:
+                try:
+                    thumbnails[face_id] = (self._thumbnails_dir / record.thumbnail_path).read_bytes()
+                except FileNotFoundError:
+                    continue
+        entry = self._audit.record(
+            user.name,
+            action,
+            target,
+            face_ids=sorted(records),
+            gone=sorted(set(face_ids) - set(records)),
+            **details,
+            **_within(context),
+        )
+        return FacesShown(records, thumbnails, entry)
 
     def people(
         self, user: User, context: CaseContext, offset: int = 0, limit: int = 100
@@ -99,24 +140,6 @@ class Gallery:
             **_within(context),
         )
         return faces
-
-    def thumbnails(self, user: User, face_ids: Sequence[int], context: CaseContext, target: str) -> dict[int, bytes]:
-        """The thumbnails of the faces one page shows (those that have one), as one audited view naming them all."""
-        records = self._catalog.faces_by_id(list(face_ids))
-        found: dict[int, bytes] = {}
-        for face_id in face_ids:
-            record = records.get(face_id)
-            if record is None or not record.thumbnail_path:
-                continue
-            try:
-                found[face_id] = (self._thumbnails_dir / record.thumbnail_path).read_bytes()
-            except FileNotFoundError:
-                continue
-        if found:
-            self._audit.record(
-                user.name, AuditAction.VIEW_THUMBNAIL, target, face_ids=sorted(found), **_within(context)
-            )
-        return found
 
     def people_grid(
         self,

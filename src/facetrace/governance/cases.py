@@ -6,17 +6,21 @@ for a case that does not exist, so its existence is not revealed; auditors read 
 manage members and may close a case. Looking at the gallery (faces, thumbnails, people) happens under a CaseContext:
 a case the user may act in and a stated purpose.
 
-A reviewer confirms or rejects each candidate. Four eyes is set by policy (setting independent_review): when it is
-required (the default) nobody reviews the candidates of a search they ran, in any case, and asking to open a case
-without it is refused; when optional, the investigator opening a case chooses (default on). Searches of the same
-probe across different cases, by identical photo or by a probe face within a high similarity of an earlier one, are
-listed for auditors.
+A reviewer confirms or rejects each candidate, or rejects the rest of a search's unreviewed candidates at once (one
+review and one audit entry each). Four eyes is set by policy (setting independent_review): when it is required (the
+default) nobody reviews the candidates of a search they ran, in any case, and asking to open a case without it is
+refused; when optional, the investigator opening a case chooses (default on). A reviewer's queue is every candidate
+nobody has reviewed yet in the cases they work in, that four eyes lets them review, strongest first.
+
+Searches of the same probe across different cases, by identical photo or by a probe face within a high similarity of
+an earlier one, are listed for auditors.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from facetrace.core.errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError
@@ -31,13 +35,22 @@ from facetrace.core.types import (
     Review,
     SearchRecord,
     StoredHit,
+    Strength,
     User,
 )
 from facetrace.core.vocabulary import AuditAction, CaseStatus, IndependentReview, ReviewDecision, Role
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.repeats import RepeatedProbe, find_repeated_probes
 
-__all__ = ["CaseService", "CaseStoreWithUsers", "RepeatedProbe", "stored_hits"]
+__all__ = [
+    "AwaitingReview",
+    "CaseService",
+    "CaseStoreWithUsers",
+    "RepeatedProbe",
+    "stored_hits",
+    "strongest_first",
+    "strongest_per_face",
+]
 
 # Roles that may read every case (auditors: read-only; admins: the list, members and closing, as routes allow).
 _OVERSEERS = (Role.AUDITOR, Role.ADMIN)
@@ -47,6 +60,34 @@ MEMBER_ROLES = (Role.INVESTIGATOR, Role.REVIEWER)
 
 class CaseStoreWithUsers(CaseStore, UserStore, Protocol):
     """What the case service reads: the cases, and the users an admin adds to them."""
+
+
+# Strongest first: strength, then similarity (an uncalibrated pack's hits have only their similarity).
+_STRENGTH_ORDER = {Strength.STRONG: 0, Strength.MODERATE: 1, Strength.WEAK: 2, Strength.UNCALIBRATED: 3}
+
+
+def strongest_first(hit: StoredHit) -> tuple[int, float]:
+    """A sort key putting the strongest evidence first."""
+    return _STRENGTH_ORDER[hit.evidence.strength], -hit.similarity
+
+
+def strongest_per_face(hits: Sequence[StoredHit]) -> list[StoredHit]:
+    """Each candidate face once, at its strongest hit (a face can be a hit of two faces of a group photo, and a
+    review is of a face in a search), strongest first."""
+    best: dict[int, StoredHit] = {}
+    for hit in hits:
+        if hit.face_id not in best or strongest_first(hit) < strongest_first(best[hit.face_id]):
+            best[hit.face_id] = hit
+    return sorted(best.values(), key=strongest_first)
+
+
+@dataclass(frozen=True)
+class AwaitingReview:
+    """A search whose candidates await one reviewer: its case, and those candidates strongest first."""
+
+    case: Case
+    search: SearchRecord
+    candidates: tuple[StoredHit, ...]
 
 
 def stored_hits(results: Sequence[ProbeResult]) -> list[StoredHit]:
@@ -288,16 +329,53 @@ class CaseService:
         except ValueError:
             raise InvalidRequestError(f"a decision is one of {', '.join(ReviewDecision)}, not {decision!r}") from None
         note = bounded(note.strip(), "a review's note", MAX_NOTE)
+        record, case = self._reviewable(reviewer, search_id)
+        if face_id not in {hit.face_id for hit in record.hits}:
+            raise NotFoundError(f"face {face_id} is not a candidate of search {search_id}")
+        return self._decide(reviewer, case, search_id, face_id, decision, note)
+
+    def reject_rest(
+        self, reviewer: User, search_id: int, note: str = "", *, shown: Collection[int] | None = None
+    ) -> list[Review]:
+        """Reject every candidate of the search that nobody has reviewed yet (only those among shown, the ones the
+        reviewer saw, when given): one review and one audit entry per candidate, as if rejected one by one, so the
+        log reads the same either way; each entry says it was part of "reject the rest". A candidate someone reviewed
+        meanwhile keeps that decision."""
+        note = bounded(note.strip(), "a review's note", MAX_NOTE)
+        record, case = self._reviewable(reviewer, search_id)
+        candidates = {hit.face_id for hit in record.hits}
+        if shown is not None and (strangers := sorted(set(shown) - candidates)):
+            raise NotFoundError(f"faces {strangers} are not candidates of search {search_id}")
+        reviewed = {review.face_id for review in self._store.reviews(search_id)}
+        rest = sorted((candidates if shown is None else set(shown)) - reviewed)
+        return [
+            self._decide(reviewer, case, search_id, face_id, ReviewDecision.REJECTED, note, rest_of=len(rest))
+            for face_id in rest
+        ]
+
+    def _reviewable(self, reviewer: User, search_id: int) -> tuple[SearchRecord, Case]:
+        """The search and its case if reviewer may review its candidates (404 outside their cases, 403 for the
+        searcher where four eyes apply)."""
         record, case = self.search_for(reviewer, search_id)
         if not self.works_in(reviewer, case):
             raise NotFoundError(f"no search {search_id}")  # reviewers review only the cases they are members of
-        if face_id not in {hit.face_id for hit in record.hits}:
-            raise NotFoundError(f"face {face_id} is not a candidate of search {search_id}")
         if self.independent_review_required(case) and reviewer.name == record.user:
             raise PermissionDeniedError(
                 f"case {case.case_id} requires independent review: {reviewer.name!r} ran search {search_id} and "
                 "cannot review its candidates"
             )
+        return record, case
+
+    def _decide(
+        self,
+        reviewer: User,
+        case: Case,
+        search_id: int,
+        face_id: int,
+        decision: ReviewDecision,
+        note: str,
+        **details: object,
+    ) -> Review:
         review = self._store.add_review(search_id, face_id, reviewer.name, decision, note)
         self._audit.record(
             reviewer.name,
@@ -307,8 +385,49 @@ class CaseService:
             face_id=face_id,
             decision=decision,
             note=review.note,
+            **details,
         )
         return review
+
+    def review_queue(self, user: User) -> list[AwaitingReview]:
+        """The candidates nobody has reviewed yet that user may review, across the cases they work in (open or
+        closed), in searches they may review (four eyes): one entry per search, each face once (at its strongest
+        hit), strongest first. Cases come in the order of their strongest candidate, and within a case its searches
+        likewise."""
+        if user.role not in MEMBER_ROLES:
+            return []
+        cases = {case.case_id: case for case in self._store.cases_of(user.name)}
+        waiting: list[AwaitingReview] = []
+        for record in self._store.awaiting_review(list(cases)):
+            case = cases[record.case_id]
+            if self.independent_review_required(case) and record.user == user.name:
+                continue
+            waiting.append(AwaitingReview(case, record, tuple(strongest_per_face(record.hits))))
+        case_rank: dict[int, tuple[int, float]] = {}
+        for item in waiting:
+            top = strongest_first(item.candidates[0])
+            case_rank[item.case.case_id] = min(case_rank.get(item.case.case_id, top), top)
+        return sorted(
+            waiting,
+            key=lambda item: (
+                case_rank[item.case.case_id],
+                item.case.case_id,
+                strongest_first(item.candidates[0]),
+                item.search.search_id,
+            ),
+        )
+
+    def awaiting_count(self, user: User) -> int:
+        """How many candidates await user's review: review_queue's, counted in the catalog (every page's nav shows
+        it)."""
+        if user.role not in MEMBER_ROLES:
+            return 0
+        cases = {case.case_id: case for case in self._store.cases_of(user.name)}
+        return sum(
+            n
+            for (case_id, searcher), n in self._store.awaiting_review_counts(list(cases)).items()
+            if not (searcher == user.name and self.independent_review_required(cases[case_id]))
+        )
 
     def reviews(self, search_id: int) -> list[Review]:
         self.search(search_id)

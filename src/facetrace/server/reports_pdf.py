@@ -1,10 +1,12 @@
 """The case report as a PDF, generated on the server with fpdf2 (pure Python; the only module that imports it).
 
-The same content as the printable HTML report: the case (purpose, legal basis, review rule, status), what the scores
-mean, and for each search its probe face crops and candidates, each with its thumbnail, similarity, the evidence
-sentence and false-match rates stored with the search, provenance (image uri, source page, captured and ingested
-dates, legal basis, sha256) and the reviewers' decisions with who and when. The footer of every page names the
-export's audit seq and time, so a printout can be matched to the audit log.
+The same sections as the HTML report, in the same order (server/case_report.py SECTIONS): the case (purpose, legal
+basis, review rule, status), then the confirmed identifications, each with the probe face and the candidate's face
+side by side, its evidence in words with the rates stored with the search, every reviewer's decision (who, when, the
+note) and the face's provenance (image uri, source page, captured and ingested dates, legal basis, sha256); then the
+rejected candidates counted, the unreviewed candidates (listed when asked for, else counted), the searches run, and
+what the scores mean. The footer of every page names the export's audit seq and time, so a printout can be matched
+to the audit log.
 
 The built-in PDF fonts cover Latin-1 only: other characters are replaced by their nearest ASCII spelling or "?"
 (names in other scripts print as "?"; the HTML report shows them).
@@ -22,24 +24,23 @@ from fpdf.enums import XPos, YPos
 
 from facetrace.core.evidence import describe
 from facetrace.core.types import FaceRecord
-from facetrace.server.case_report import CaseReport, ReportCandidate, ReportProbe, ReportSearch
+from facetrace.server.case_report import (
+    CONFIRMED,
+    REJECTED,
+    SCORES,
+    SCORES_MEANING,
+    SEARCHES,
+    UNREVIEWED,
+    CaseReport,
+    ReportCandidate,
+)
 
 FONT = "Helvetica"
 LINE_MM = 4.6
 THUMB_MM = 26.0  # a gallery thumbnail: large enough to compare faces by eye on paper
-CROP_MM = THUMB_MM
 TEXT_INDENT_MM = THUMB_MM + 4.0
 # Keep a candidate's block together: start a new page when less than this is left.
 MIN_BLOCK_MM = 55.0
-SCORES_MEANING = (
-    "Similarity is the cosine of two face embeddings (-1 to 1); it is not a probability. Each candidate's verdict "
-    "translates it into a false-match rate: how often a face of a different person scores at least this high, "
-    "measured on a labelled benchmark for this model. Over a gallery of N faces the chance that some stranger "
-    "scores this high is larger, and is stated too. 'Strong lead' and 'moderate lead' describe that gallery-wide "
-    "chance; neither is an identification. Low-quality faces (small, blurred, turned, badly lit) are flagged: rates "
-    "measured on good photos may understate their risk. Only a person's confirmation, recorded below, turns a "
-    "candidate into a finding."
-)
 _ASCII = str.maketrans(
     {"—": "-", "–": "-", "−": "-", "…": "...", "“": '"', "”": '"', "‘": "'", "’": "'", "≥": ">=", "≤": "<="}
 )
@@ -103,83 +104,120 @@ def render_pdf(report: CaseReport, *, compress: bool = True) -> bytes:
             ("Exported", f"{_when(report.exported_at)} by {report.exported_by} (audit entry {report.audit_seq})"),
         ],
     )
-    _heading(pdf, "What the scores mean")
-    pdf.set_font(FONT, size=9)
-    _para(pdf, SCORES_MEANING)
+
+    _heading(pdf, CONFIRMED)
+    if not report.confirmed:
+        _para(pdf, "No candidate has been confirmed.")
+    for number, candidate in enumerate(report.confirmed, 1):
+        _finding(pdf, number, candidate)
+
+    _heading(pdf, REJECTED)
+    _para(pdf, report.rejected_summary())
+
+    _heading(pdf, UNREVIEWED)
+    if not report.include_unreviewed or not report.unreviewed:
+        _para(pdf, report.unreviewed_summary())
+    else:
+        for number, candidate in enumerate(report.unreviewed, 1):
+            _candidate(pdf, f"Unreviewed {number}", candidate)
+
+    _heading(pdf, SEARCHES)
     if not report.searches:
-        _heading(pdf, "No searches in this case.")
-    for search in report.searches:
-        _search(pdf, search)
+        _para(pdf, "No searches in this case.")
+    for summary in report.searches:
+        record = summary.record
+        _room(pdf, 5 * LINE_MM)
+        pdf.set_font(FONT, style="B", size=9)
+        _para(pdf, f"Search {record.search_id}")
+        pdf.set_font(FONT, size=9)
+        _fields(
+            pdf,
+            [
+                ("Run", f"{_when(record.at)} by {record.user}"),
+                ("Purpose", record.purpose),
+                ("Probe", f"{record.probe_name} (sha256 {record.probe_sha256})"),
+                ("Model", record.model_id),
+                (
+                    "Candidates",
+                    f"{summary.confirmed} confirmed, {summary.rejected} rejected, {summary.unreviewed} unreviewed",
+                ),
+            ],
+        )
+        pdf.ln(1)
+
+    _heading(pdf, SCORES)
+    _para(pdf, SCORES_MEANING)
     return bytes(pdf.output())
 
 
-def _search(pdf: FPDF, search: ReportSearch) -> None:
-    record = search.record
-    _heading(pdf, f"Search {record.search_id}")
-    _fields(
-        pdf,
-        [
-            ("Run", f"{_when(record.at)} by {record.user}"),
-            ("Purpose", record.purpose),
-            ("Probe", f"{record.probe_name} (sha256 {record.probe_sha256})"),
-            ("Model", record.model_id),
-            ("Candidates", str(len(record.hits))),
-        ],
-    )
-    for probe in search.probes:
-        _probe(pdf, probe)
-
-
-def _probe(pdf: FPDF, probe: ReportProbe) -> None:
-    _room(pdf, CROP_MM + 10)
-    pdf.ln(2)
+def _finding(pdf: FPDF, number: int, candidate: ReportCandidate) -> None:
+    """A confirmed identification: the probe face and the candidate's face side by side, then what they mean."""
+    _room(pdf, MIN_BLOCK_MM + 10)
+    pdf.ln(1)
     top = pdf.get_y()
-    if probe.crop:
-        pdf.image(io.BytesIO(probe.crop), x=pdf.l_margin, y=top, w=CROP_MM, h=CROP_MM)
-    pdf.set_xy(pdf.l_margin + CROP_MM + 4, top)
-    pdf.set_font(FONT, style="B", size=11)
-    name = "Probe face" if probe.face_index is None else f"Probe face {probe.face_index}"
-    _para(pdf, name, indent=True)
-    pdf.set_font(FONT, size=9)
-    if probe.quality_flags:
-        _para(pdf, "Weak probe: " + ", ".join(probe.quality_flags), indent=True)
-    pdf.set_y(max(pdf.get_y(), top + (CROP_MM if probe.crop else 0)) + 2)
-    for candidate in probe.candidates:
-        _candidate(pdf, candidate)
+    x = pdf.l_margin
+    for picture, caption in ((candidate.probe_crop, "probe face"), (candidate.thumbnail, "candidate face")):
+        if picture:
+            pdf.image(io.BytesIO(picture), x=x, y=top, w=THUMB_MM, h=THUMB_MM)
+            pdf.set_xy(x, top + THUMB_MM)
+            pdf.set_font(FONT, size=7)
+            pdf.cell(THUMB_MM, 3.5, caption, align="C")
+        x += THUMB_MM + 3
+    pdf.set_xy(x, top)
+    _lines(pdf, x, _finding_head(number, candidate), _describe(candidate))
+    pdf.set_y(max(pdf.get_y(), top + THUMB_MM + 4) + 3)
 
 
-def _candidate(pdf: FPDF, candidate: ReportCandidate) -> None:
+def _candidate(pdf: FPDF, title: str, candidate: ReportCandidate) -> None:
     _room(pdf, MIN_BLOCK_MM)
-    hit, face = candidate.hit, candidate.face
     top = pdf.get_y()
     if candidate.thumbnail:
         pdf.image(io.BytesIO(candidate.thumbnail), x=pdf.l_margin, y=top, w=THUMB_MM, h=THUMB_MM)
-    pdf.set_xy(pdf.l_margin + TEXT_INDENT_MM, top)
-    pdf.set_font(FONT, style="B", size=10)
+    x = pdf.l_margin + TEXT_INDENT_MM
+    pdf.set_xy(x, top)
+    _lines(pdf, x, _finding_head(title, candidate), _describe(candidate))
+    pdf.set_y(max(pdf.get_y(), top + (THUMB_MM if candidate.thumbnail else 0)) + 3)
+
+
+def _finding_head(number: int | str, candidate: ReportCandidate) -> str:
+    face = candidate.face
     who = (face.shown_as or "unlabelled") if face else "face erased since the search"
-    _para(pdf, f"#{hit.rank}  face {hit.face_id}: {who}", indent=True)
-    pdf.set_font(FONT, size=9)
+    name = f"Finding {number}" if isinstance(number, int) else number
+    return f"{name}: face {candidate.hit.face_id}, {who}"
+
+
+def _describe(candidate: ReportCandidate) -> list[str]:
+    hit, face, record = candidate.hit, candidate.face, candidate.search
     evidence = hit.evidence
-    _para(pdf, f"Verdict: {describe(evidence)}", indent=True)
-    _para(
-        pdf,
+    probe = "" if hit.probe_face_index is None else f", probe face {hit.probe_face_index}"
+    lines = [
+        f"Search {record.search_id} ({record.probe_name}{probe}), run {_when(record.at)} by {record.user}; "
+        f"rank {hit.rank}.",
+        f"Evidence: {describe(evidence)}.",
         f"Similarity {evidence.similarity:.3f} (cosine; not a probability). False-match rate of this score: "
         f"{_rate(evidence.false_match_rate)}; chance some stranger in this gallery of {evidence.gallery_size:,} faces "
         f"scores this high: {_rate(evidence.gallery_false_match_probability)}.",
-        indent=True,
-    )
+    ]
+    if candidate.probe is not None and candidate.probe.weak:
+        lines.append("Weak probe: " + ", ".join(candidate.probe.quality_flags))
+    if face is not None and face.quality_flags:
+        lines.append("Weak candidate: " + ", ".join(face.quality_flags))
+    for review in candidate.reviews:
+        note = f': "{review.note}"' if review.note else " (no note)"
+        lines.append(f"{review.decision.capitalize()} by {review.reviewer} at {_when(review.at)}{note}")
+    if not candidate.reviews:
+        lines.append("Decision: not reviewed")
     if face is not None:
-        if face.quality_flags:
-            _para(pdf, "Weak candidate: " + ", ".join(face.quality_flags), indent=True)
-        for line in _provenance(face):
-            _para(pdf, line, indent=True)
-    if candidate.reviews:
-        for review in candidate.reviews:
-            note = f': "{review.note}"' if review.note else ""
-            _para(pdf, f"Decision: {review.decision} by {review.reviewer} at {_when(review.at)}{note}", indent=True)
-    else:
-        _para(pdf, "Decision: not reviewed", indent=True)
-    pdf.set_y(max(pdf.get_y(), top + (THUMB_MM if candidate.thumbnail else 0)) + 3)
+        lines.extend(_provenance(face))
+    return lines
+
+
+def _lines(pdf: FPDF, x: float, head: str, lines: list[str]) -> None:
+    pdf.set_font(FONT, style="B", size=10)
+    _para(pdf, head, x=x)
+    pdf.set_font(FONT, size=9)
+    for line in lines:
+        _para(pdf, line, x=x)
 
 
 def _provenance(face: FaceRecord) -> list[str]:
@@ -208,9 +246,9 @@ def _fields(pdf: FPDF, fields: list[tuple[str, str]]) -> None:
         pdf.multi_cell(0, LINE_MM, latin1(value), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
-def _para(pdf: FPDF, text: str, *, height: float = LINE_MM, indent: bool = False) -> None:
-    """A wrapped paragraph; indented ones sit right of a picture and wrap back to the same left edge."""
-    x = pdf.l_margin + (TEXT_INDENT_MM if indent else 0.0)
+def _para(pdf: FPDF, text: str, *, height: float = LINE_MM, x: float | None = None) -> None:
+    """A wrapped paragraph from x (the left margin by default); text beside a picture wraps back to the same x."""
+    x = pdf.l_margin if x is None else x
     pdf.set_x(x)
     width = pdf.w - pdf.r_margin - x
     drawn = latin1(text)

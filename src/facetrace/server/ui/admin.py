@@ -231,7 +231,9 @@ def _preview_page(
     under the purpose "erasure preview")."""
     engine = engine_of(request)
     context = engine.cases.browsing(visitor.user, None, "erasure preview")
-    shown = engine.gallery.thumbnails(visitor.user, preview.face_ids, context, "erasure-preview")
+    shown = engine.gallery.show_faces(
+        visitor.user, preview.face_ids, context, AuditAction.VIEW_THUMBNAIL, "erasure-preview"
+    ).thumbnails
     return render(
         request,
         "admin_erasure_preview.html",

@@ -141,8 +141,10 @@ def check_csrf(visitor: Visitor | Session | None, sent: str) -> None:
 def render(
     request: Request, template: str, visitor: Visitor | None, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
+    # The nav's count of candidates awaiting the visitor's review (server/ui/review.py).
+    awaiting = engine_of(request).cases.awaiting_count(visitor.user) if visitor and visitor.can_view_faces else 0
     html = _templates.get_template(template).render(
-        visitor=visitor, csrf=visitor.session.csrf if visitor else "", **context
+        visitor=visitor, csrf=visitor.session.csrf if visitor else "", awaiting_review=awaiting, **context
     )
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)
 

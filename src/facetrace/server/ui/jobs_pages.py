@@ -17,7 +17,7 @@ from facetrace.core.limits import MAX_LABEL
 from facetrace.core.vocabulary import AuditAction, Role
 from facetrace.server.api.common import IdPath
 from facetrace.server.api.ingest import collect_uploads, form_text
-from facetrace.server.api.reports import pdf_response
+from facetrace.server.api.reports import ReportInclude, pdf_response
 from facetrace.server.auth import engine_of
 from facetrace.server.case_report import gather_report
 from facetrace.server.jobs import MAX_UPLOAD_FILES, JobQueue
@@ -92,7 +92,12 @@ def close_case(
 
 @router.get("/cases/{case_id}/report.pdf")
 def report_pdf(
-    case_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(signed_in(*VIEWERS))]
+    case_id: IdPath,
+    request: Request,
+    visitor: Annotated[Visitor, Depends(signed_in(*VIEWERS))],
+    include: ReportInclude = None,
 ) -> Response:
-    report = gather_report(engine_of(request), visitor.user, probes_of(request), case_id, "pdf")
+    report = gather_report(
+        engine_of(request), visitor.user, probes_of(request), case_id, "pdf", include_unreviewed=bool(include)
+    )
     return pdf_response(render_pdf(report), case_id)

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, Response
 from facetrace.core.errors import ConflictError, InvalidRequestError, NotFoundError
 from facetrace.core.limits import catalog_id
 from facetrace.core.types import CaseContext, FaceRecord
-from facetrace.core.vocabulary import CaseStatus, Role
+from facetrace.core.vocabulary import AuditAction, CaseStatus, Role
 from facetrace.engine.gallery import Person
 from facetrace.server.api.common import BrowseCase, BrowsePurpose, IdPath
 from facetrace.server.auth import engine_of
@@ -84,8 +84,9 @@ def _inline(
     request: Request, visitor: Visitor, faces: list[FaceRecord], context: CaseContext, target: str
 ) -> dict[int, str]:
     """The faces' thumbnails as data URIs: one audited view of them all (target names the page)."""
-    shown = engine_of(request).gallery.thumbnails(visitor.user, [f.face_id for f in faces], context, target)
-    return {face_id: data_uri(data) for face_id, data in shown.items()}
+    face_ids = [f.face_id for f in faces]
+    shown = engine_of(request).gallery.show_faces(visitor.user, face_ids, context, AuditAction.VIEW_THUMBNAIL, target)
+    return {face_id: data_uri(data) for face_id, data in shown.thumbnails.items()}
 
 
 # -- the grid ------------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ thumbnail and probe crop shown, and every report, is written to the audit log th
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass, field
@@ -33,7 +32,9 @@ from facetrace.core.types import Case, CaseContext, FaceRecord, Review, SearchRe
 from facetrace.core.vocabulary import AuditAction, IndependentReview, Role
 from facetrace.engine import Engine
 from facetrace.server.api.common import BrowseCase, BrowsePurpose, IdPath, read_upload
+from facetrace.server.api.reports import ReportInclude
 from facetrace.server.auth import client_address, engine_of, guards_of, password_hasher
+from facetrace.server.case_report import SCORES_MEANING, SECTIONS, gather_report
 from facetrace.server.errors import error_headers, status_for
 from facetrace.server.ratelimit import Guards, password_sign_in
 from facetrace.server.reads import ReadLog, audited_read, record_denial
@@ -93,7 +94,6 @@ class ProbeGroup:
     face_index: int | None
     probe: ProbeFace | None
     candidates: list[Candidate]
-    crop_data_uri: str | None = None  # for the self-contained report
 
 
 def _set_session(request: Request, response: Response, session: Session) -> None:
@@ -426,44 +426,26 @@ def thumbnail(
 
 @router.get("/cases/{case_id}/report", response_class=HTMLResponse)
 def report(
-    case_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_viewers)], download: bool = False
+    case_id: IdPath,
+    request: Request,
+    visitor: Annotated[Visitor, Depends(_viewers)],
+    download: bool = False,
+    include: ReportInclude = None,
 ) -> HTMLResponse:
-    """A self-contained printable page (images inline): probe faces, candidates, what each score means,
-    provenance and the reviewers' decisions. Each face in it is an audited view; the export itself is audited."""
-    engine = engine_of(request)
-    cases = engine.cases
-    context = cases.reading(visitor.user, case_id, "case report (html)")
-    case = _effective(request, cases.case(case_id))
-    searches = sorted(cases.searches(case_id), key=lambda s: s.search_id)
-    sections = []
-    face_ids: set[int] = set()
-    for record in searches:
-        reviews = cases.reviews(record.search_id)
-        groups = _groups(request, visitor, record, reviews, context)
-        for group in groups:
-            if group.face_index is not None:
-                crop = probes_of(request).crop(record.search_id, group.face_index)
-                group.crop_data_uri = data_uri(crop) if crop else None
-        thumbnails: dict[int, str] = {}
-        for group in groups:
-            for candidate in group.candidates:
-                face_ids.add(candidate.hit.face_id)
-                if candidate.face is not None and candidate.face.thumbnail_path:
-                    with contextlib.suppress(NotFoundError):
-                        thumbnails[candidate.hit.face_id] = data_uri(
-                            engine.gallery.thumbnail(visitor.user, candidate.hit.face_id, context)
-                        )
-        sections.append({"search": record, "groups": groups, "thumbnails": thumbnails, "reviews": reviews})
-    entry = engine.audit.record(
-        visitor.user.name,
-        AuditAction.EXPORT,
-        f"case:{case_id}",
-        format="html",
-        searches=[record.search_id for record in searches],
-        face_ids=sorted(face_ids),
+    """A self-contained printable page (images inline) that leads with the confirmed identifications and their
+    evidence, then counts the rejected candidates and lists the unreviewed ones if asked (include=unreviewed).
+    Viewing it is one audited export entry (server/case_report.py)."""
+    report = gather_report(
+        engine_of(request), visitor.user, probes_of(request), case_id, "html", include_unreviewed=bool(include)
     )
     response = render(
-        request, "report.html", visitor, case=case, sections=sections, exported_at=entry.at, audit_seq=entry.seq
+        request,
+        "report.html",
+        visitor,
+        report=report,
+        sections=SECTIONS,
+        scores_meaning=SCORES_MEANING,
+        data_uri=data_uri,
     )
     if download:
         response.headers["Content-Disposition"] = f'attachment; filename="facetrace-case-{case_id}-report.html"'
