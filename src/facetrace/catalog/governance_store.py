@@ -568,9 +568,10 @@ _LEGACY_STRENGTHS = {headline(strength): strength for strength in Strength}
 
 def _legacy_evidence(row: Row[Any]) -> Evidence:
     """A hit stored before revision 0005 kept its rates and its verdict sentence only: the rest is read back from
-    the sentence, here and nowhere else. Every earlier wording parses alike (the one describe() renders): its head
-    names the strength, "high below" an upper bound, "low-quality probe and candidate face" the weak faces, and the
-    table it names the one the rate came from. The probe's quality score was not kept (NaN)."""
+    the sentence, here and nowhere else. Those sentences are in the wording of their day ("a stranger scores this high
+    1 in ... comparisons", tests/contract/test_evidence_contract.py keeps examples): its head names the strength,
+    "high below" an upper bound, "low-quality probe and candidate face" the weak faces, and the table it names the one
+    the rate came from. The probe's quality score was not kept (NaN)."""
     sentence: str = row.verdict
     fmr = _or_nan(row.false_match_rate)
     strength = _LEGACY_STRENGTHS.get(sentence.split(":", 1)[0])
