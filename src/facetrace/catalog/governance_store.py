@@ -51,7 +51,7 @@ from facetrace.core.types import (
     Strength,
     User,
 )
-from facetrace.core.vocabulary import CaseStatus, ErasureMode, ReviewDecision, Role
+from facetrace.core.vocabulary import CaseStatus, ErasureMode, ReviewDecision, Role, SameImage
 
 # Serialises audit appenders on PostgreSQL (SQLite writers are serialised by BEGIN IMMEDIATE already).
 _AUDIT_LOCK = 0x61756469_745F6C6F & 0x7FFF_FFFF_FFFF_FFFF
@@ -531,6 +531,7 @@ def _hit_row(search_id: int, hit: StoredHit) -> dict[str, Any]:
         "weak_candidate": evidence.weak_candidate,
         "quality_condition": evidence.quality_condition,
         "condition_table_measured": evidence.condition_table_measured,
+        "same_image": hit.same_image.value,
     }
 
 
@@ -552,7 +553,11 @@ def _stored_hit(row: Row[Any]) -> StoredHit:
             condition_table_measured=bool(row.condition_table_measured),
         )
     return StoredHit(
-        probe_face_index=row.probe_face_index, rank=int(row.rank), face_id=int(row.face_id), evidence=evidence
+        probe_face_index=row.probe_face_index,
+        rank=int(row.rank),
+        face_id=int(row.face_id),
+        evidence=evidence,
+        same_image=SameImage(row.same_image) if row.same_image else SameImage.NONE,
     )
 
 

@@ -135,7 +135,7 @@ def search(
     # The engine runs the models outside its lock; only the index search is locked (shared), so concurrent
     # searches overlap.
     record, results = engine_of(request).search.in_case(
-        user, case_id, purpose, data, name, top_k=top_k, face_index=face_index
+        user, case_id, purpose, data, name, top_k=top_k, faces=None if face_index is None else [face_index]
     )
     return SearchResultOut(search=SearchOut.of(record), results=[ProbeResultOut.of(r) for r in results])
 

@@ -1,0 +1,75 @@
+"""A photo with its faces drawn on it: each face's box and number, its quality flags, and which faces are picked.
+
+One drawing for every reader: the web UI's probe overview and a candidate's whole photo, and `facetrace search
+--annotate out.jpg`. The photo is decoded EXIF-upright (the boxes' frame, core/types.py), downscaled so that its
+longer side is at most max_side, and returned as a JPEG. Picked faces get a thick yellow box, the others a thin
+grey one; a face with quality flags says so in its tag ("2 weak: blurry").
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+from PIL import Image, ImageDraw, ImageFont
+
+from facetrace.core.types import BoundingBox
+from facetrace.vision.images import DEFAULT_MAX_IMAGE_PIXELS, decode_image
+
+ANNOTATED_MAX_SIDE = 1024
+ANNOTATED_JPEG_QUALITY = 85
+_PICKED = (255, 200, 0)
+_OTHER = (200, 200, 200)
+_WEAK = (255, 120, 40)
+_INK = (0, 0, 0)
+
+
+@dataclass(frozen=True)
+class MarkedFace:
+    """A face to draw: its number (as --face and face_index count, from 0), box in the photo's pixels, quality flags,
+    and whether it is picked (to be searched, or the candidate shown)."""
+
+    number: int
+    box: BoundingBox
+    flags: tuple[str, ...] = ()
+    picked: bool = False
+
+    @property
+    def tag(self) -> str:
+        return f"{self.number} weak: {', '.join(self.flags)}" if self.flags else str(self.number)
+
+
+def annotate(
+    data: bytes,
+    source: str,
+    faces: Sequence[MarkedFace],
+    *,
+    max_side: int = ANNOTATED_MAX_SIDE,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> bytes:
+    """The photo (bytes, named source in errors), downscaled to max_side, with faces drawn on it, as JPEG bytes.
+    Raises ImageDecodeError (or ImageTooLargeError) for a photo that cannot be read."""
+    bgr = decode_image(data, source, max_pixels=max_pixels)
+    image = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    scale = min(1.0, max_side / max(image.width, image.height))
+    if scale < 1.0:
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+    draw = ImageDraw.Draw(image)
+    line = max(2, round(max(image.width, image.height) / 300))
+    font = ImageFont.load_default(size=max(12, round(max(image.width, image.height) / 45)))
+    # Picked faces last, so that their boxes lie on top where faces overlap.
+    for face in sorted(faces, key=lambda f: f.picked):
+        x1, y1, x2, y2 = (v * scale for v in (face.box.x1, face.box.y1, face.box.x2, face.box.y2))
+        colour = _PICKED if face.picked else (_WEAK if face.flags else _OTHER)
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=line * 2 if face.picked else line)
+        left, top, right, bottom = draw.textbbox((0, 0), face.tag, font=font)
+        tag_w, tag_h = right - left + 2 * line, bottom - top + 2 * line
+        tag_x = min(max(0.0, x1), max(0.0, image.width - tag_w))
+        tag_y = y1 - tag_h if y1 - tag_h >= 0 else min(y2, image.height - tag_h)
+        draw.rectangle((tag_x, tag_y, tag_x + tag_w, tag_y + tag_h), fill=colour)
+        draw.text((tag_x + line - left, tag_y + line - top), face.tag, fill=_INK, font=font)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=ANNOTATED_JPEG_QUALITY)
+    return out.getvalue()
