@@ -158,8 +158,14 @@ def test_the_sentence_is_worded_in_plain_words(case: Case, sentence: str) -> Non
 
 @pytest.mark.parametrize(
     ("rate", "words"),
-    [(2e-7, "1 in 5 million"), (1 / 3.8e6, "1 in 3.8 million"), (8.5e-5, "1 in 12,000"), (1e-10, "1 in 10 billion"),
-     (0.73, "73%"), (0.0, "none")],
+    [
+        (2e-7, "1 in 5 million"),
+        (1 / 3.8e6, "1 in 3.8 million"),
+        (8.5e-5, "1 in 12,000"),
+        (1e-10, "1 in 10 billion"),
+        (0.73, "73%"),
+        (0.0, "none"),
+    ],
 )
 def test_rates_read_as_counts_to_two_figures(rate: float, words: str) -> None:
     assert one_in(rate) == words

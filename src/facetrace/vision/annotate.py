@@ -28,17 +28,17 @@ _INK = (0, 0, 0)
 
 @dataclass(frozen=True)
 class MarkedFace:
-    """A face to draw: its number (as --face and face_index count, from 0), box in the photo's pixels, quality flags,
-    and whether it is picked (to be searched, or the candidate shown)."""
+    """A face to draw: its name on the tag (a probe face's number, as --face and face_index count from 0), its box in
+    the photo's pixels, its quality flags, and whether it is picked (to be searched, or the candidate shown)."""
 
-    number: int
+    name: str
     box: BoundingBox
     flags: tuple[str, ...] = ()
     picked: bool = False
 
     @property
     def tag(self) -> str:
-        return f"{self.number} weak: {', '.join(self.flags)}" if self.flags else str(self.number)
+        return f"{self.name} weak: {', '.join(self.flags)}" if self.flags else self.name
 
 
 def annotate(
@@ -55,7 +55,9 @@ def annotate(
     image = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     scale = min(1.0, max_side / max(image.width, image.height))
     if scale < 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS
+        )
     draw = ImageDraw.Draw(image)
     line = max(2, round(max(image.width, image.height) / 300))
     font = ImageFont.load_default(size=max(12, round(max(image.width, image.height) / 45)))
