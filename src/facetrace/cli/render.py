@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from facetrace.core.evidence import describe
+from facetrace.core.evidence import describe, detail
 from facetrace.core.types import Evidence, ProbeOutcome, ProbeResult
 from facetrace.core.vocabulary import MinStrength, SameImage, WithheldReason
 from facetrace.search.service import Comparison
@@ -94,6 +94,7 @@ def evidence_json(evidence: Evidence) -> dict[str, Any]:
         "calibrated": evidence.calibrated,
         "pair_condition": evidence.pair_condition,
         "verdict": describe(evidence),
+        "detail": detail(evidence),
     }
 
 

@@ -98,13 +98,6 @@ class Candidate:
     def bystander(self) -> bool:
         return self.face is not None and self.face.photo_role is PhotoRole.BYSTANDER
 
-    @property
-    def lead(self) -> bool:
-        """Shown among the leads (not folded away with the weak hits): a strong or moderate lead, a score without a
-        rate (uncalibrated), or the probe's own photo (which must be seen to be set aside)."""
-        return self.strength is not Strength.WEAK or self.same_image is not SameImage.NONE
-
-
 @dataclass
 class ProbeGroup:
     face_index: int | None
@@ -115,16 +108,20 @@ class ProbeGroup:
 
     @property
     def leads(self) -> list[Candidate]:
-        """Strong, then moderate (and uncalibrated) leads, each best first; the probe's own photo after them."""
+        """Strong, then moderate leads (and scores without a rate: uncalibrated), each best first; not the probe's
+        own photo."""
         order = {Strength.STRONG: 0, Strength.MODERATE: 1, Strength.UNCALIBRATED: 1}
-        return sorted(
-            (c for c in self.candidates if c.lead),
-            key=lambda c: (c.same_image is not SameImage.NONE, order.get(c.strength, 2), c.hit.rank),
-        )
+        leads = [c for c in self.candidates if c.same_image is SameImage.NONE and c.strength is not Strength.WEAK]
+        return sorted(leads, key=lambda c: (order[c.strength], c.hit.rank))
+
+    @property
+    def own_photo(self) -> list[Candidate]:
+        """Faces of the probe's own photo, or of a copy of it: shown apart, since they are no evidence."""
+        return [c for c in self.candidates if c.same_image is not SameImage.NONE]
 
     @property
     def weak(self) -> list[Candidate]:
-        return [c for c in self.candidates if not c.lead]
+        return [c for c in self.candidates if c.same_image is SameImage.NONE and c.strength is Strength.WEAK]
 
 
 def _set_session(request: Request, response: Response, session: Session) -> None:
