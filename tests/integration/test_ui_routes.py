@@ -25,6 +25,7 @@ from facetrace.server.ui.admin import router as admin_router
 from facetrace.server.ui.compare import router as compare_router
 from facetrace.server.ui.jobs_pages import router as ui_jobs_router
 from facetrace.server.ui.routes import router as ui_router
+from facetrace.server.ui.searches import router as searches_router
 from facetrace.server.ui.sessions import SESSION_COOKIE
 
 pytestmark = pytest.mark.slow
@@ -127,6 +128,9 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("GET", "/ui/searches/{search}/compare/{face}", VIEWERS, {}),
     ("GET", "/ui/searches/{search}/probe-faces/0", VIEWERS, {}),
     ("GET", "/ui/faces/{face}/thumbnail?search_id={search}", VIEWERS, {}),
+    ("GET", "/ui/searches/{search}/photos/{face}", VIEWERS, {}),
+    ("GET", "/ui/cases/{case}/probes/{token}", {"investigator"}, {}),
+    ("GET", "/ui/cases/{case}/probes/{token}/photo", {"investigator"}, {}),
     ("GET", "/ui/audit", {"auditor", "admin"}, {}),
     ("GET", "/ui/audit/repeated-probes", {"auditor"}, {}),
     ("GET", "/ui/compare", {"investigator"}, {}),
@@ -151,7 +155,9 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
 
 
 def _concrete(ui: Ui, path: str) -> str:
-    return path.format(case=ui.case_id, search=ui.search_id, face=ui.face_id, user="nobody", key=999, receipt="er_x")
+    return path.format(
+        case=ui.case_id, search=ui.search_id, face=ui.face_id, user="nobody", key=999, receipt="er_x", token="A" * 22
+    )
 
 
 @pytest.mark.parametrize(("method", "path", "allowed", "kwargs"), ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES])
@@ -175,7 +181,13 @@ def test_ui_roles_route_by_route(ui: Ui, method: str, path: str, allowed: set[st
 def test_the_table_covers_every_ui_route(ui: Ui) -> None:
     served = {
         (method, "/ui" + re.sub(r"\{[^}]+\}", "{}", route.path))
-        for route in [*ui_router.routes, *admin_router.routes, *compare_router.routes, *ui_jobs_router.routes]
+        for route in [
+            *ui_router.routes,
+            *admin_router.routes,
+            *compare_router.routes,
+            *ui_jobs_router.routes,
+            *searches_router.routes,
+        ]
         if isinstance(route, APIRoute)
         for method in route.methods
     }

@@ -14,6 +14,7 @@ import pytest
 from facetrace.cli.render import jsonable
 from facetrace.core.evidence import describe, detail, headline, one_in, probability
 from facetrace.core.types import Evidence, ScoreCalibration, StoredHit, Strength
+from facetrace.core.vocabulary import MinStrength
 from facetrace.search.calibration import ScoreCalibrator
 
 CLEAN = ScoreCalibration("m", (0.0, 0.2, 0.4, 0.6), (0.5, 1e-2, 1e-4, 1e-6), 10_000_000, "synthetic")
@@ -220,3 +221,12 @@ def test_the_cli_json_keeps_a_strong_hits_rate_at_full_precision() -> None:
 def test_the_cli_json_of_an_uncalibrated_hit_has_null_rates() -> None:
     data = jsonable(_evidence(("uncalibrated", 0.9, 10, False, False)))
     assert data["false_match_rate"] is None and data["strength"] == "uncalibrated" and not data["calibrated"]
+
+
+def test_a_strength_filter_keeps_what_is_at_least_as_strong() -> None:
+    kept = {minimum: [s for s in Strength if minimum.keeps(s)] for minimum in MinStrength}
+    assert kept == {
+        MinStrength.STRONG: [Strength.STRONG],
+        MinStrength.MODERATE: [Strength.STRONG, Strength.MODERATE],
+        MinStrength.WEAK: list(Strength),  # every hit, the uncalibrated among them
+    }

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from facetrace.core.types import ScoreCalibration
 from facetrace.core.evidence import detail
+from facetrace.core.types import ScoreCalibration
 from facetrace.search.calibration import ScoreCalibrator
 
 CAL = ScoreCalibration(
