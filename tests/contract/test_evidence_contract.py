@@ -18,6 +18,7 @@ from facetrace.catalog.schema import alembic_config
 from facetrace.catalog.tables import metadata
 from facetrace.core.evidence import describe
 from facetrace.core.types import Evidence, ScoreCalibration, StoredHit, Strength
+from facetrace.core.vocabulary import SameImage
 from facetrace.search.calibration import ScoreCalibrator
 
 CLEAN = ScoreCalibration("m", (0.0, 0.2, 0.4, 0.6), (0.5, 1e-2, 1e-4, 1e-6), 10_000_000, "synthetic")
@@ -181,3 +182,26 @@ def test_the_0005_columns_go_with_a_downgrade_and_come_back(
     # Back at the head, the row reads as one stored before 0005: the same evidence but the probe's quality.
     assert again.hits[0].evidence == dataclasses.replace(evidence, probe_quality=again.hits[0].evidence.probe_quality)
     assert math.isnan(again.hits[0].evidence.probe_quality)
+
+
+def test_a_hits_same_image_mark_is_kept_and_goes_with_a_downgrade(
+    catalog_uri: str, catalog: SqlCatalog, raw_engine: sa.Engine
+) -> None:
+    """Revision 0010: each hit keeps whether it is the probe's own photo or a copy; rows without the column (stored
+    before it, or after a downgrade and upgrade) read back as none."""
+    store = catalog.governance_store()
+    case = store.add_case("Case", "find", "warrant", True, "ivan")
+    evidence = _evidence()[0]
+    marks = list(SameImage)
+    hits = [StoredHit(0, rank, 10 + rank, evidence, mark) for rank, mark in enumerate(marks, start=1)]
+    record = store.add_search(case.case_id, "ivan", "why", "a" * 64, "p.jpg", MODEL, None, hits)
+    again = store.search(record.search_id)
+    assert again is not None and [h.same_image for h in again.hits] == marks
+    catalog.close()
+    with raw_engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0009")
+        columns = {column["name"] for column in sa.inspect(connection).get_columns("search_hits")}
+    assert "same_image" not in columns and "strength" in columns
+    with open_catalog(catalog_uri) as upgraded:
+        back = upgraded.governance_store().search(record.search_id)
+    assert back is not None and {h.same_image for h in back.hits} == {SameImage.NONE}

@@ -1,5 +1,5 @@
 """The one drawing of a photo's faces (vision/annotate.py), on a real two-face photo: downscaled, each face's box
-where its pixels are, picked faces in yellow over the others' grey, a weak face's tag naming its flags, and a photo
+where its pixels are, picked faces in yellow over the others' grey, weak faces' flags listed under it, and a photo
 that cannot be read refused as such."""
 
 from __future__ import annotations
@@ -56,9 +56,14 @@ def test_a_large_photo_is_downscaled_and_its_boxes_with_it(photo: bytes) -> None
     assert max(_rgb(annotate(photo, "p", [])).size) <= ANNOTATED_MAX_SIDE
 
 
-def test_a_weak_faces_tag_names_its_flags() -> None:
-    assert MarkedFace("2", LEFT, ("profile", "blurry")).tag == "2 weak: profile, blurry"
-    assert MarkedFace("face 17", LEFT).tag == "face 17"
+def test_weak_faces_flags_are_listed_under_the_photo(photo: bytes) -> None:
+    assert MarkedFace("2", LEFT, ("profile", "blurry")).note == "2 weak: profile, blurry"
+    assert MarkedFace("face 17", LEFT).note is None
+    marks = [MarkedFace("0", LEFT, ("profile",)), MarkedFace("1", RIGHT, ("blurry", "small"))]
+    drawn = _rgb(annotate(photo, "two_people.jpg", marks, max_side=2000))
+    assert drawn.width == 1126 and drawn.height > 661 + 2 * 28  # a strip of two lines under the photo
+    strip = [drawn.getpixel((x, y)) for x in range(0, 400) for y in range(662, drawn.height)]
+    assert any(r > 220 and 90 < g < 150 and b < 80 for r, g, b in strip)  # orange writing on black
 
 
 def test_a_photo_that_cannot_be_read_is_refused() -> None:

@@ -98,6 +98,7 @@ class Candidate:
     def bystander(self) -> bool:
         return self.face is not None and self.face.photo_role is PhotoRole.BYSTANDER
 
+
 @dataclass
 class ProbeGroup:
     face_index: int | None
