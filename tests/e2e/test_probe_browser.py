@@ -95,8 +95,11 @@ def test_group_probe_pick_a_face_triage_and_open_the_whole_photo(
     assert folded and not weak.get_attribute("open") and not any(card.is_displayed() for card in folded)
     summary = weak.find_element(By.TAG_NAME, "summary")
     assert summary.text.startswith(f"Show {len(folded)} weak candidate")
-    driver.set_window_size(1280, 1900)  # the whole page: the leads and the fold under them
+    # The whole page in the picture: the leads and the fold under them.
+    driver.set_window_size(1280, 1900)
+    driver.execute_script("document.body.style.zoom = '0.7'")
     screenshot(driver, tmp_path / "search-results.png", docs_name="search-results")
+    driver.execute_script("document.body.style.zoom = ''")
     driver.set_window_size(1280, 1100)
     summary.click()
     assert all(card.is_displayed() for card in folded)

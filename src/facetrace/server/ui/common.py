@@ -31,9 +31,7 @@ from facetrace.server.ui.probes import PendingProbes, ProbeStore
 from facetrace.server.ui.sessions import SESSION_COOKIE, Session, SessionSigner, same_token
 
 UI_PREFIX = "/ui"
-_IMAGE = re.compile(
-    r"/(faces/\d+/thumbnail|searches/\d+/probe-faces/\d+|searches/\d+/photos/\d+|cases/\d+/probes/[\w-]+/photo)$"
-)
+_IMAGE = re.compile(r"/(faces/\d+/thumbnail|searches/\d+/probe-faces/\d+)$")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 READERS = (Role.INVESTIGATOR, Role.REVIEWER, Role.AUDITOR)
 VIEWERS = (Role.INVESTIGATOR, Role.REVIEWER)  # may see faces and thumbnails, as in the API
