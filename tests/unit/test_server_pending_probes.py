@@ -39,13 +39,17 @@ def store(tmp_path: Path) -> tuple[PendingProbes, Clock]:
     return PendingProbes(tmp_path, clock), clock
 
 
-def test_the_uploader_gets_it_back_in_its_case_with_its_faces(store: tuple[PendingProbes, Clock]) -> None:
+def test_the_uploader_gets_it_back_in_its_case_with_its_faces(
+    store: tuple[PendingProbes, Clock], tmp_path: Path
+) -> None:
     pending, _clock = store
     kept = pending.add("ines", 3, b"photo bytes", IMAGE, "find her", 7)
     again, data = pending.get(kept.token, "ines", 3)
     assert data == b"photo bytes" and again == kept
     assert (again.subject, again.purpose, again.top_k) == (0, "find her", 7)
     assert [f.quality_flags for f in again.faces] == [(), ("small",)]
+    assert pending.analyzed(kept.token) is IMAGE  # this process's analysis, not run again when searched
+    assert PendingProbes(tmp_path, _clock).analyzed(kept.token) is None  # another process's: none
     for user, case in (("olaf", 3), ("ines", 4)):
         with pytest.raises(NotFoundError):
             pending.get(kept.token, user, case)
@@ -63,7 +67,7 @@ def test_it_expires_and_a_searched_one_is_gone(store: tuple[PendingProbes, Clock
     assert old.token not in pending.tokens()  # removed from disk, not only refused
     fresh = pending.add("ines", 3, b"b", IMAGE, "p", None)
     pending.discard(fresh.token)
-    assert pending.tokens() == []
+    assert pending.tokens() == [] and pending.analyzed(fresh.token) is None
 
 
 def test_each_user_keeps_a_bounded_number(store: tuple[PendingProbes, Clock]) -> None:

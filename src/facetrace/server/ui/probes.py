@@ -115,6 +115,9 @@ class PendingProbes:
     def __init__(self, data_dir: Path, clock: Callable[[], float] = time.time) -> None:
         self._root = data_dir / PROBES_DIR_NAME / PENDING_DIR_NAME
         self._clock = clock
+        # This process's analysis of each upload it kept, so that searching it does not run the models again; an
+        # upload kept by another process (or before a restart) is analysed again when searched.
+        self._analyzed: dict[str, AnalyzedImage] = {}
 
     def add(
         self, user: str, case_id: int, data: bytes, image: AnalyzedImage, purpose: str, top_k: int | None
@@ -157,6 +160,7 @@ class PendingProbes:
         # The record first: a photo is never on disk without the record that lets the sweep expire it.
         (self._root / f"{probe.token}.json").write_text(json.dumps(record), encoding="utf-8")
         (self._root / f"{probe.token}.jpg").write_bytes(data)
+        self._analyzed[probe.token] = image
         return probe
 
     def get(self, token: str, user: str, case_id: int) -> tuple[PendingProbe, bytes]:
@@ -198,7 +202,12 @@ class PendingProbes:
         )
         return probe, data
 
+    def analyzed(self, token: str) -> AnalyzedImage | None:
+        """The upload's analysis, if this process made it (get() first: this checks no owner)."""
+        return self._analyzed.get(token)
+
     def discard(self, token: str) -> None:
+        self._analyzed.pop(token, None)
         if _TOKEN.match(token):
             for suffix in (".json", ".jpg"):
                 (self._root / f"{token}{suffix}").unlink(missing_ok=True)
@@ -224,3 +233,5 @@ class PendingProbes:
                 mine.append((record["created_at"], token))
         for _, token in sorted(mine)[: max(0, len(mine) - PENDING_PER_USER + 1)]:
             self.discard(token)
+        for token in set(self._analyzed) - set(self.tokens()):  # gone from disk (another process discarded it)
+            self._analyzed.pop(token, None)

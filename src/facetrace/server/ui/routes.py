@@ -301,14 +301,22 @@ def search(
     engine = engine_of(request)
     limit = int(top_k) if top_k.strip().isdigit() and 0 < int(top_k) <= MAX_TOP_K else None
     if probe_token:
-        pending, data = pending_probes_of(request).get(probe_token, visitor.user.name, case_id)
+        kept = pending_probes_of(request)
+        pending, data = kept.get(probe_token, visitor.user.name, case_id)
         picked = sorted({catalog_id(face, "a probe face's number") for face in faces or []})
         if not picked:
             raise InvalidRequestError("pick at least one face of the probe photo to search")
         record, results = engine.search.in_case(
-            visitor.user, case_id, purpose, data, pending.name, top_k=limit, faces=picked
+            visitor.user,
+            case_id,
+            purpose,
+            data,
+            pending.name,
+            top_k=limit,
+            faces=picked,
+            analyzed=kept.analyzed(probe_token),
         )
-        pending_probes_of(request).discard(probe_token)
+        kept.discard(probe_token)
     else:
         if probe is None:
             raise InvalidRequestError("choose a probe photo to upload")
@@ -316,8 +324,8 @@ def search(
         engine.cases.check_search_allowed(visitor.user, case_id, purpose)
         image = engine.search.analyze(data, name)
         if len(image.faces) > 1:
-            kept = pending_probes_of(request).add(visitor.user.name, case_id, data, image, purpose, limit)
-            return redirect(f"/cases/{case_id}/probes/{kept.token}")
+            upload = pending_probes_of(request).add(visitor.user.name, case_id, data, image, purpose, limit)
+            return redirect(f"/cases/{case_id}/probes/{upload.token}")
         record, results = engine.search.in_case(visitor.user, case_id, purpose, data, name, top_k=limit, analyzed=image)
     probes_of(request).save(record.search_id, data, record.probe_name, results)
     return redirect(f"/searches/{record.search_id}")
