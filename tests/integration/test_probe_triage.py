@@ -149,7 +149,7 @@ def test_only_the_picked_face_is_searched_stored_and_audited(world: World) -> No
     assert world.clients["ines"].get(f"/ui/searches/{record.search_id}/probe-faces/0").status_code == 404
 
 
-def test_picking_no_face_is_refused_and_loses_nothing(world: World) -> None:
+def test_picking_no_face_or_a_face_not_there_is_refused_and_loses_nothing(world: World) -> None:
     overview = world.upload()
     token = overview.rsplit("/", 1)[1]
     refused = world.clients["ines"].post(
@@ -157,6 +157,11 @@ def test_picking_no_face_is_refused_and_loses_nothing(world: World) -> None:
         data={"probe_token": token, "purpose": "p", "csrf_token": world.csrf("ines")},
     )
     assert refused.status_code == 422 and "pick at least one face" in refused.text
+    beyond = world.clients["ines"].post(
+        f"/ui/cases/{world.case_id}/searches",
+        data={"probe_token": token, "faces": ["7"], "purpose": "p", "csrf_token": world.csrf("ines")},
+    )
+    assert beyond.status_code == 422 and "face 7 asked for" in beyond.text
     assert world.clients["ines"].get(overview).status_code == 200  # still there to pick from
     world.engine.settings.data.joinpath("case_probes", "pending", f"{token}.json").unlink()
 
