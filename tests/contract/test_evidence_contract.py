@@ -1,6 +1,6 @@
 """A case hit's evidence as data (revision 0005), on SQLite and on PostgreSQL: every field a search computed is
-stored and read back equal, and hits stored before the revision (their sentence and rates only) read back as the
-same evidence, re-rendering the very sentence that was shown."""
+stored and read back equal, and hits stored before the revision (their sentence, in the earlier wording, and rates
+only) read back as the same evidence, shown in today's words."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from facetrace.catalog.schema import alembic_config
 from facetrace.catalog.tables import metadata
 from facetrace.core.evidence import describe
 from facetrace.core.types import Evidence, ScoreCalibration, StoredHit, Strength
+from facetrace.core.vocabulary import SameImage
 from facetrace.search.calibration import ScoreCalibrator
 
 CLEAN = ScoreCalibration("m", (0.0, 0.2, 0.4, 0.6), (0.5, 1e-2, 1e-4, 1e-6), 10_000_000, "synthetic")
@@ -45,6 +46,32 @@ def _evidence() -> list[Evidence]:
         of(clean, 0.6, 1000, probe=True),  # no table for the condition: the old warning
         of(ScoreCalibrator(None), 0.9, 10),  # uncalibrated
     ]
+
+
+# What the verdict said for each of _evidence()'s hits before it was worded in plain counts (before issue 12): rows
+# stored before revision 0005 hold these sentences only, and their fields are read back from them.
+EARLIER_SENTENCES = [
+    "strong lead: a stranger scores this high 1 in 1,000,000 comparisons; in this gallery of 1,000 faces, chance "
+    "that some stranger does: 0.001",
+    "strong lead: a stranger scores this high below 1 in 10,000,000 comparisons; in this gallery of 12,345 faces, "
+    "chance that some stranger does: below 0.0012",
+    "moderate lead: a stranger scores this high 1 in 31,623 comparisons; in this gallery of 1,000 faces, chance that "
+    "some stranger does: 0.031",
+    "weak: strangers this similar are expected: a stranger scores this high 1 in 100 comparisons; in this gallery of "
+    "1,000,000 faces, chance that some stranger does: 1",
+    "weak: strangers this similar are expected: a stranger scores this high 1 in 1,000 comparisons; in this gallery "
+    "of 1,000 faces, chance that some stranger does: 0.63; low-quality probe and candidate face: rate from the table "
+    "of impostor pairs with both faces low-quality (higher than the clean table's)",
+    "weak: strangers this similar are expected: a stranger scores this high 1 in 6 comparisons; in this gallery of 10 "
+    "faces, chance that some stranger does: 0.87; low-quality probe face: rate from the table of impostor pairs with "
+    "one low-quality face (higher than the clean table's)",
+    "moderate lead: a stranger scores this high 1 in 10,000 comparisons; in this gallery of 10 faces, chance that "
+    "some stranger does: 0.001; low-quality candidate face: rate from the clean table, which is higher here than the "
+    "table of impostor pairs with one low-quality face",
+    "strong lead: a stranger scores this high 1 in 1,000,000 comparisons; in this gallery of 1,000 faces, chance "
+    "that some stranger does: 0.001; low-quality probe face: rates measured on good photos may understate the risk",
+    "uncalibrated model pack: this score has no measured false-match rate; treat as a lead only",
+]
 
 
 def _plain(evidence: Evidence) -> dict[str, object]:
@@ -81,8 +108,8 @@ def test_every_evidence_field_is_stored_and_read_back(catalog: SqlCatalog, raw_e
 
 
 def test_hits_stored_before_0005_are_read_back_from_their_sentence(catalog_uri: str, raw_engine: sa.Engine) -> None:
-    """A row of revision 0004 has the rates and the sentence only: the evidence is derived from them, the probe's
-    quality is unknown, and the sentence shown again is the one shown then."""
+    """A row of revision 0004 has the rates and the sentence (in the wording of its day) only: the evidence is derived
+    from them, the probe's quality is unknown, and it is shown again in today's words."""
     if raw_engine.dialect.name == "sqlite" and raw_engine.url.database:
         Path(raw_engine.url.database).parent.mkdir(parents=True, exist_ok=True)
     evidence = _evidence()
@@ -111,9 +138,9 @@ def test_hits_stored_before_0005_are_read_back_from_their_sentence(catalog_uri: 
                 "fmr": None if math.isnan(e.false_match_rate) else e.false_match_rate,
                 "gfmp": None if math.isnan(e.gallery_false_match_probability) else e.gallery_false_match_probability,
                 "size": e.gallery_size,
-                "verdict": describe(e),
+                "verdict": sentence,
             }
-            for rank, e in enumerate(evidence, start=1)
+            for rank, (e, sentence) in enumerate(zip(evidence, EARLIER_SENTENCES, strict=True), start=1)
         ]
         rows.append(rows[0] | {"rank": len(rows) + 1, "verdict": odd})
         connection.execute(
@@ -129,7 +156,8 @@ def test_hits_stored_before_0005_are_read_back_from_their_sentence(catalog_uri: 
     assert again is not None and len(again.hits) == len(evidence) + 1
     expected = [dataclasses.replace(e, probe_quality=math.nan) for e in evidence]
     assert [_plain(h.evidence) for h in again.hits[:-1]] == [_plain(e) for e in expected]
-    assert [describe(h.evidence) for h in again.hits[:-1]] == [row["verdict"] for row in rows[:-1]]
+    # Shown again in today's words, rendered from the fields read back (the same words as a hit stored today).
+    assert [describe(h.evidence) for h in again.hits[:-1]] == [describe(e) for e in evidence]
     assert again.hits[-1].evidence.strength is Strength.WEAK
     assert not again.hits[-1].evidence.weak_probe and not again.hits[-1].evidence.weak_candidate
 
@@ -154,3 +182,26 @@ def test_the_0005_columns_go_with_a_downgrade_and_come_back(
     # Back at the head, the row reads as one stored before 0005: the same evidence but the probe's quality.
     assert again.hits[0].evidence == dataclasses.replace(evidence, probe_quality=again.hits[0].evidence.probe_quality)
     assert math.isnan(again.hits[0].evidence.probe_quality)
+
+
+def test_a_hits_same_image_mark_is_kept_and_goes_with_a_downgrade(
+    catalog_uri: str, catalog: SqlCatalog, raw_engine: sa.Engine
+) -> None:
+    """Revision 0011: each hit keeps whether it is the probe's own photo or a copy; rows without the column (stored
+    before it, or after a downgrade and upgrade) read back as none."""
+    store = catalog.governance_store()
+    case = store.add_case("Case", "find", "warrant", True, "ivan")
+    evidence = _evidence()[0]
+    marks = list(SameImage)
+    hits = [StoredHit(0, rank, 10 + rank, evidence, mark) for rank, mark in enumerate(marks, start=1)]
+    record = store.add_search(case.case_id, "ivan", "why", "a" * 64, "p.jpg", MODEL, None, hits)
+    again = store.search(record.search_id)
+    assert again is not None and [h.same_image for h in again.hits] == marks
+    catalog.close()
+    with raw_engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0010")
+        columns = {column["name"] for column in sa.inspect(connection).get_columns("search_hits")}
+    assert "same_image" not in columns and "strength" in columns
+    with open_catalog(catalog_uri) as upgraded:
+        back = upgraded.governance_store().search(record.search_id)
+    assert back is not None and {h.same_image for h in back.hits} == {SameImage.NONE}

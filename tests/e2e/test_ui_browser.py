@@ -83,7 +83,7 @@ def test_investigate_review_report_audit(browser: Any, base_url: str, fr_example
     search_url = driver.current_url
     first = driver.find_element(By.CSS_SELECTOR, 'article.card[data-rank="1"]')
     assert first.find_element(By.CSS_SELECTOR, ".candidate-label").text == "obama"
-    assert "in this gallery of" in first.find_element(By.CSS_SELECTOR, ".verdict").text
+    assert "in a gallery of" in first.find_element(By.CSS_SELECTOR, ".verdict").text
     assert "https://example.org/obama" in first.text
     assert driver.execute_script("return arguments[0].naturalWidth", first.find_element(By.TAG_NAME, "img")) > 0
     assert driver.find_elements(By.ID, "no-review"), "the searcher must not be offered review in a four-eyes case"

@@ -30,12 +30,17 @@ OTHER_PROBE = "examples/knn_examples/test/johnsnow_test1.jpg"
 
 
 def assert_rate_as_stated(evidence: dict[str, Any]) -> None:
-    """A JSON evidence's false-match rate is the one its sentence states ("1 in N", N rounded to a whole number),
-    at full precision: a strong hit's rate is never printed as 0."""
-    found = re.search(r"scores this high (?:below )?1 in ([\d,]+) comparisons", evidence["verdict"])
-    assert found, evidence["verdict"]
-    assert evidence["false_match_rate"] > 0
-    assert abs(1 / evidence["false_match_rate"] - int(found.group(1).replace(",", ""))) <= 0.5
+    """A JSON evidence's false-match rate is the one its sentence ("about 1 in N strangers", N to two figures) and
+    its calibration note (the rate to three figures) state, at full precision: a strong hit's rate is never 0."""
+    rate = evidence["false_match_rate"]
+    assert rate > 0
+    said = re.search(r"(?:about|fewer than) 1 in ([\d.,]+)( million| billion)? strangers", evidence["verdict"])
+    assert said, evidence["verdict"]
+    scale = {"": 1, " million": 1e6, " billion": 1e9}[said.group(2) or ""]
+    assert float(said.group(1).replace(",", "")) * scale == pytest.approx(1 / rate, rel=0.05)
+    noted = re.search(r"False-match rate: (?:at most )?([\d.e+-]+) per comparison", evidence["detail"])
+    assert noted, evidence["detail"]
+    assert float(noted.group(1)) == pytest.approx(rate, rel=5e-3)
 
 
 @dataclass(frozen=True)

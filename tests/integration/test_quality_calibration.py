@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from facetrace.core.evidence import detail
 from facetrace.engine import open_engine
 from facetrace.evaluation.datasets import VerificationPair, read_pairs
 from facetrace.evaluation.quality_calibration import measure_quality_calibration
@@ -113,10 +114,10 @@ def test_a_flagged_pair_of_real_photos_gets_the_conditioned_rate(lfw: Path, tmp_
             if both_rate > clean_rate:
                 conditioned += 1
                 assert evidence.quality_condition == "both_flagged"
-                assert "both faces low-quality" in evidence.verdict
+                assert "both faces low-quality" in detail(evidence)
             else:
                 assert evidence.quality_condition == "clean"
-                assert "rate from the clean table" in evidence.verdict
+                assert "Rate from the clean table" in detail(evidence)
         # One blurred photo against a clean one: never a lower rate than the clean table's.
         pair = pairs[0]
         one = engine.search.compare_files(_degraded_copy(lfw, pair.path_a, tmp_path / "one.jpg"), lfw / pair.path_b)

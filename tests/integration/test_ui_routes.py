@@ -27,6 +27,7 @@ from facetrace.server.ui.jobs_pages import router as ui_jobs_router
 from facetrace.server.ui.people import router as people_router
 from facetrace.server.ui.review import router as review_router
 from facetrace.server.ui.routes import router as ui_router
+from facetrace.server.ui.searches import router as searches_router
 from facetrace.server.ui.sessions import SESSION_COOKIE
 
 pytestmark = pytest.mark.slow
@@ -131,6 +132,9 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("GET", "/ui/searches/{search}/compare/{face}", VIEWERS, {}),
     ("GET", "/ui/searches/{search}/probe-faces/0", VIEWERS, {}),
     ("GET", "/ui/faces/{face}/thumbnail?search_id={search}", VIEWERS, {}),
+    ("GET", "/ui/searches/{search}/photos/{face}", VIEWERS, {}),
+    ("GET", "/ui/cases/{case}/probes/{token}", {"investigator"}, {}),
+    ("GET", "/ui/cases/{case}/probes/{token}/photo", {"investigator"}, {}),
     ("GET", "/ui/audit", {"auditor", "admin"}, {}),
     ("GET", "/ui/audit/repeated-probes", {"auditor"}, {}),
     ("GET", "/ui/compare", {"investigator"}, {}),
@@ -169,7 +173,9 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
 
 
 def _concrete(ui: Ui, path: str) -> str:
-    return path.format(case=ui.case_id, search=ui.search_id, face=ui.face_id, user="nobody", key=999, receipt="er_x")
+    return path.format(
+        case=ui.case_id, search=ui.search_id, face=ui.face_id, user="nobody", key=999, receipt="er_x", token="A" * 22
+    )
 
 
 @pytest.mark.parametrize(("method", "path", "allowed", "kwargs"), ROUTES, ids=[f"{m} {p}" for m, p, *_ in ROUTES])
@@ -200,6 +206,7 @@ def test_the_table_covers_every_ui_route(ui: Ui) -> None:
             *ui_jobs_router.routes,
             *people_router.routes,
             *review_router.routes,
+            *searches_router.routes,
         ]
         if isinstance(route, APIRoute)
         for method in route.methods

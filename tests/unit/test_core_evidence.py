@@ -1,5 +1,6 @@
-"""The evidence's sentence is rendered from its fields in one place (facetrace.core.evidence.describe), worded as
-it always was: stored case records and tests read those words. The CLI's JSON carries the fields unrounded."""
+"""The evidence's sentence is rendered from its fields in one place (facetrace.core.evidence.describe), in plain
+words, with the calibration detail in a note (detail); hits stored in the earlier wording read back from it
+(tests/contract/test_evidence_contract.py). The CLI's JSON carries the fields unrounded."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import re
 import pytest
 
 from facetrace.cli.render import jsonable
-from facetrace.core.evidence import describe, headline
+from facetrace.core.evidence import describe, detail, headline, one_in, probability
 from facetrace.core.types import Evidence, ScoreCalibration, StoredHit, Strength
+from facetrace.core.vocabulary import MinStrength
 from facetrace.search.calibration import ScoreCalibrator
 
 CLEAN = ScoreCalibration("m", (0.0, 0.2, 0.4, 0.6), (0.5, 1e-2, 1e-4, 1e-6), 10_000_000, "synthetic")
@@ -35,83 +37,82 @@ def _evidence(case: Case) -> Evidence:
     )
 
 
-# The sentences the verdict said before it was rendered from fields (the same code path for every reader).
+# Each kind of sentence in today's words: plain counts of strangers first, the table it came from in the note.
 SENTENCES: list[tuple[Case, str]] = [
     (
         ("clean", 0.6, 1000, False, False),
         (
-            "strong lead: a stranger scores this high 1 in 1,000,000 comparisons; in this gallery of 1,000 "
-            "faces, chance that some stranger does: 0.001"
+            "strong lead: about 1 in 1 million strangers score this high; in a gallery of 1,000 faces, some "
+            "stranger would score this high with probability 0.001"
         ),
     ),
     (
         ("clean", 0.9, 12345, False, False),
         (
-            "strong lead: a stranger scores this high below 1 in 10,000,000 comparisons; in this gallery of "
-            "12,345 faces, chance that some stranger does: below 0.0012"
+            "strong lead: fewer than 1 in 10 million strangers score this high; in a gallery of 12,345 faces, "
+            "some stranger would score this high with probability below 0.0012"
         ),
     ),
     (
         ("clean", 0.45, 1000, False, False),
         (
-            "moderate lead: a stranger scores this high 1 in 31,623 comparisons; in this gallery of 1,000 "
-            "faces, chance that some stranger does: 0.031"
+            "moderate lead: about 1 in 32,000 strangers score this high; in a gallery of 1,000 faces, some "
+            "stranger would score this high with probability 0.031"
         ),
     ),
     (
         ("clean", 0.2, 1000000, False, False),
         (
-            "weak: strangers this similar are expected: a stranger scores this high 1 in 100 comparisons; in "
-            "this gallery of 1,000,000 faces, chance that some stranger does: 1"
+            "weak: strangers this similar are expected: about 1 in 100 strangers score this high; in a gallery "
+            "of 1,000,000 faces, some stranger would almost certainly score this high"
         ),
     ),
     (
         ("conditioned", 0.6, 1000, True, True),
         (
-            "weak: strangers this similar are expected: a stranger scores this high 1 in 1,000 comparisons; "
-            "in this gallery of 1,000 faces, chance that some stranger does: 0.63; low-quality probe and "
-            "candidate face: rate from the table of impostor pairs with both faces low-quality (higher than "
-            "the clean table's)"
+            "weak: strangers this similar are expected: about 1 in 1,000 strangers score this high; in a "
+            "gallery of 1,000 faces, some stranger would score this high with probability 0.63; both faces are "
+            "of low quality, and the rate allows for it"
         ),
     ),
     (
         ("conditioned", 0.1, 10, True, False),
         (
-            "weak: strangers this similar are expected: a stranger scores this high 1 in 6 comparisons; in "
-            "this gallery of 10 faces, chance that some stranger does: 0.87; low-quality probe face: rate "
-            "from the table of impostor pairs with one low-quality face (higher than the clean table's)"
+            "weak: strangers this similar are expected: about 1 in 6 strangers score this high; in a gallery of "
+            "10 faces, some stranger would score this high with probability 0.87; the probe face is of low "
+            "quality, and the rate allows for it"
         ),
     ),
     (
         ("conditioned", 0.4, 10, False, True),
         (
-            "moderate lead: a stranger scores this high 1 in 10,000 comparisons; in this gallery of 10 faces, "
-            "chance that some stranger does: 0.001; low-quality candidate face: rate from the clean table, "
-            "which is higher here than the table of impostor pairs with one low-quality face"
+            "moderate lead: about 1 in 10,000 strangers score this high; in a gallery of 10 faces, some "
+            "stranger would score this high with probability 0.001; the candidate face is of low quality, and "
+            "the rate allows for it"
         ),
     ),
     (
         ("clean", 0.6, 1000, True, False),
         (
-            "strong lead: a stranger scores this high 1 in 1,000,000 comparisons; in this gallery of 1,000 "
-            "faces, chance that some stranger does: 0.001; low-quality probe face: rates measured on good "
-            "photos may understate the risk"
+            "strong lead: about 1 in 1 million strangers score this high; in a gallery of 1,000 faces, some "
+            "stranger would score this high with probability 0.001; the probe face is of low quality, so "
+            "strangers may score this high more often"
         ),
     ),
     (
         ("clean", 0.6, 1000, False, True),
         (
-            "strong lead: a stranger scores this high 1 in 1,000,000 comparisons; in this gallery of 1,000 "
-            "faces, chance that some stranger does: 0.001; low-quality candidate face: rates measured on good "
-            "photos may understate the risk"
+            "strong lead: about 1 in 1 million strangers score this high; in a gallery of 1,000 faces, some "
+            "stranger would score this high with probability 0.001; the candidate face is of low quality, so "
+            "strangers may score this high more often"
         ),
     ),
     (
         ("clean", 0.6, 1000, True, True),
         (
-            "strong lead: a stranger scores this high 1 in 1,000,000 comparisons; in this gallery of 1,000 "
-            "faces, chance that some stranger does: 0.001; low-quality probe and candidate face: rates "
-            "measured on good photos may understate the risk"
+            "strong lead: about 1 in 1 million strangers score this high; in a gallery of 1,000 faces, some "
+            "stranger would score this high with probability 0.001; both faces are of low quality, so strangers "
+            "may score this high more often"
         ),
     ),
     (
@@ -121,25 +122,61 @@ SENTENCES: list[tuple[Case, str]] = [
     (
         ("clean", -0.5, 3, False, False),
         (
-            "weak: strangers this similar are expected: a stranger scores this high 50% comparisons; in this "
-            "gallery of 3 faces, chance that some stranger does: 0.88"
+            "weak: strangers this similar are expected: about 50% of strangers score this high; in a gallery of "
+            "3 faces, some stranger would score this high with probability 0.88"
         ),
     ),
     (
         ("clean", 0.3, 1, False, False),
         (
-            "moderate lead: a stranger scores this high 1 in 1,000 comparisons; in this gallery of 1 faces, "
-            "chance that some stranger does: 0.001"
+            "moderate lead: about 1 in 1,000 strangers score this high; in a gallery of 1 face, a stranger would "
+            "score this high with probability 0.001"
         ),
     ),
 ]
+# Which impostor table each case's note names (the sentence itself says only whether the rate allows for quality).
+NOTES = {
+    ("conditioned", 0.6, 1000, True, True): "Rate from the table of impostor pairs with both faces low-quality",
+    ("conditioned", 0.1, 10, True, False): "Rate from the table of impostor pairs with one low-quality face",
+    ("conditioned", 0.4, 10, False, True): "Rate from the clean table, which is higher here than the table of",
+    ("clean", 0.6, 1000, True, False): "the pack has no table for low-quality faces",
+    ("clean", 0.9, 12345, False, False): "at most 1e-07 per comparison",
+    ("uncalibrated", 0.9, 10, False, False): "no false-match rate can be read",
+}
 
 
 @pytest.mark.parametrize(("case", "sentence"), SENTENCES)
-def test_the_sentence_is_worded_as_it_was(case: Case, sentence: str) -> None:
+def test_the_sentence_is_worded_in_plain_words(case: Case, sentence: str) -> None:
     evidence = _evidence(case)
     assert describe(evidence) == sentence
     assert evidence.verdict == sentence  # the property is the same rendering
+    # No jargon in the sentence: no e-notation, no table, no bare "chance: 1", no "1 faces".
+    assert not re.search(r"\de-\d|table|chance|\b1 faces", sentence)
+    note = detail(evidence)
+    assert note.startswith(f"Similarity {evidence.similarity:.3f} ")
+    assert NOTES.get(case, "Rate from the clean table") in note
+
+
+@pytest.mark.parametrize(
+    ("rate", "words"),
+    [
+        (2e-7, "1 in 5 million"),
+        (1 / 3.8e6, "1 in 3.8 million"),
+        (8.5e-5, "1 in 12,000"),
+        (1e-10, "1 in 10 billion"),
+        (0.73, "73%"),
+        (0.0, "none"),
+    ],
+)
+def test_rates_read_as_counts_to_two_figures(rate: float, words: str) -> None:
+    assert one_in(rate) == words
+
+
+@pytest.mark.parametrize(
+    ("p", "words"), [(8.5e-5, "0.000085"), (1e-4, "0.0001"), (0.6321, "0.63"), (0.031, "0.031"), (0.0, "0")]
+)
+def test_probabilities_are_plain_decimals(p: float, words: str) -> None:
+    assert probability(p) == words
 
 
 def test_every_strength_heads_its_sentence_and_names_its_badge() -> None:
@@ -164,12 +201,6 @@ def test_flags_and_tables_are_fields() -> None:
     assert unmeasured.pair_condition == "one_flagged" and not unmeasured.condition_table_measured
 
 
-def _stated_one_in(sentence: str) -> int:
-    found = re.search(r"scores this high (?:below )?1 in ([\d,]+) comparisons", sentence)
-    assert found, sentence
-    return int(found.group(1).replace(",", ""))
-
-
 def test_the_cli_json_keeps_a_strong_hits_rate_at_full_precision() -> None:
     # A rate of about 1 in 3.8 million: rounded to 6 decimals it printed as 0.0 beside a sentence saying otherwise.
     deep = ScoreCalibrator(ScoreCalibration("m", (0.0, 0.4, 0.8), (0.5, 1e-4, 1e-8), 10**9, "synthetic"))
@@ -177,16 +208,25 @@ def test_the_cli_json_keeps_a_strong_hits_rate_at_full_precision() -> None:
     evidence = deep.evidence(similarity, 100, probe_quality=0.9, weak_probe=False, weak_candidate=False)
     assert evidence.strength is Strength.STRONG and not evidence.false_match_rate_is_upper_bound
     assert round(evidence.false_match_rate, 6) == 0.0  # what the JSON used to say
-    assert "1 in 3,800,000 comparisons" in describe(evidence)
+    assert "about 1 in 3.8 million strangers" in describe(evidence)
     out = json.loads(json.dumps(jsonable(StoredHit(0, 1, 42, evidence))))
     data = out["evidence"]
     assert data["false_match_rate"] == evidence.false_match_rate > 0
     assert data["gallery_false_match_probability"] == evidence.gallery_false_match_probability
     assert data["strength"] == "strong" and data["verdict"] == describe(evidence)
-    assert abs(1 / data["false_match_rate"] - _stated_one_in(data["verdict"])) <= 0.5
+    assert f"{data['false_match_rate']:.3g}" in detail(evidence)  # the note states the rate to three figures
     assert data["calibrated"] and data["pair_condition"] == "clean" and data["quality_condition"] == "clean"
 
 
 def test_the_cli_json_of_an_uncalibrated_hit_has_null_rates() -> None:
     data = jsonable(_evidence(("uncalibrated", 0.9, 10, False, False)))
     assert data["false_match_rate"] is None and data["strength"] == "uncalibrated" and not data["calibrated"]
+
+
+def test_a_strength_filter_keeps_what_is_at_least_as_strong() -> None:
+    kept = {minimum: [s for s in Strength if minimum.keeps(s)] for minimum in MinStrength}
+    assert kept == {
+        MinStrength.STRONG: [Strength.STRONG],
+        MinStrength.MODERATE: [Strength.STRONG, Strength.MODERATE],
+        MinStrength.WEAK: list(Strength),  # every hit, the uncalibrated among them
+    }

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from facetrace.core.evidence import detail
 from facetrace.core.types import ScoreCalibration
 from facetrace.search.calibration import ScoreCalibrator
 
@@ -45,8 +46,8 @@ def test_gallery_probability_grows_with_gallery_size() -> None:
 def test_strong_lead_and_weak_faces_are_said() -> None:
     ev = ScoreCalibrator(CAL).evidence(0.6, 1000, probe_quality=0.2, weak_probe=True, weak_candidate=False)
     assert ev.verdict.startswith("strong lead")
-    assert "low-quality probe face" in ev.verdict
-    assert "1 in 1,000,000" in ev.verdict
+    assert "the probe face is of low quality" in ev.verdict
+    assert "about 1 in 1 million strangers" in ev.verdict
 
 
 def test_uncalibrated_pack_never_gives_a_bare_number() -> None:
@@ -81,7 +82,8 @@ def test_a_flagged_pair_reads_the_conditioned_table_where_it_is_more_pessimistic
     assert ev.quality_condition == "both_flagged"
     assert ev.false_match_rate == pytest.approx(1e-3)  # not the clean table's 1e-6
     assert not ev.verdict.startswith("strong")  # 1e-6 alone would have made it a strong lead
-    assert "both faces low-quality" in ev.verdict and "low-quality probe and candidate face" in ev.verdict
+    assert "both faces are of low quality, and the rate allows for it" in ev.verdict
+    assert "table of impostor pairs with both faces low-quality" in detail(ev)
 
 
 def test_a_conditioned_table_is_never_more_optimistic_than_the_clean_one() -> None:
@@ -96,7 +98,7 @@ def test_a_conditioned_table_is_never_more_optimistic_than_the_clean_one() -> No
     ev = cal.evidence(0.4, 10, probe_quality=0.5, weak_probe=False, weak_candidate=True)
     assert ev.quality_condition == "clean"
     assert ev.false_match_rate == pytest.approx(1e-4)
-    assert "rate from the clean table, which is higher here" in ev.verdict
+    assert "Rate from the clean table, which is higher here" in detail(ev)
     # ...but below 0.2 it is higher, and is used.
     assert ScoreCalibrator(ONE).false_match_rate(0.1)[0] > clean.false_match_rate(0.1)[0]
     low = cal.evidence(0.1, 10, probe_quality=0.5, weak_probe=True, weak_candidate=False)
@@ -108,7 +110,7 @@ def test_a_pair_without_flags_reads_the_clean_table() -> None:
     ev = ScoreCalibrator(CONDITIONED).evidence(0.6, 1000, probe_quality=0.9, weak_probe=False, weak_candidate=False)
     assert ev.quality_condition == "clean"
     assert ev.false_match_rate == pytest.approx(1e-6)
-    assert "table" not in ev.verdict
+    assert "table" not in ev.verdict and "(impostor pairs of good-quality faces)" in detail(ev)
 
 
 def test_beyond_a_conditioned_tables_top_its_resolution_bounds_the_rate() -> None:
@@ -123,7 +125,8 @@ def test_beyond_a_conditioned_tables_top_its_resolution_bounds_the_rate() -> Non
 def test_without_conditioned_tables_flagged_pairs_keep_the_old_warning() -> None:
     ev = ScoreCalibrator(CAL).evidence(0.6, 1000, probe_quality=0.2, weak_probe=True, weak_candidate=True)
     assert ev.quality_condition == "clean"
-    assert "rates measured on good photos may understate the risk" in ev.verdict
+    assert "so strangers may score this high more often" in ev.verdict
+    assert "the pack has no table for low-quality faces" in detail(ev)
 
 
 def test_a_conditioned_table_of_another_model_is_refused() -> None:

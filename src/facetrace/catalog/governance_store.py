@@ -51,7 +51,7 @@ from facetrace.core.types import (
     Strength,
     User,
 )
-from facetrace.core.vocabulary import CaseStatus, ErasureMode, ReviewDecision, Role
+from facetrace.core.vocabulary import CaseStatus, ErasureMode, ReviewDecision, Role, SameImage
 
 # Serialises audit appenders on PostgreSQL (SQLite writers are serialised by BEGIN IMMEDIATE already).
 _AUDIT_LOCK = 0x61756469_745F6C6F & 0x7FFF_FFFF_FFFF_FFFF
@@ -577,6 +577,7 @@ def _hit_row(search_id: int, hit: StoredHit) -> dict[str, Any]:
         "weak_candidate": evidence.weak_candidate,
         "quality_condition": evidence.quality_condition,
         "condition_table_measured": evidence.condition_table_measured,
+        "same_image": hit.same_image.value,
     }
 
 
@@ -598,7 +599,11 @@ def _stored_hit(row: Row[Any]) -> StoredHit:
             condition_table_measured=bool(row.condition_table_measured),
         )
     return StoredHit(
-        probe_face_index=row.probe_face_index, rank=int(row.rank), face_id=int(row.face_id), evidence=evidence
+        probe_face_index=row.probe_face_index,
+        rank=int(row.rank),
+        face_id=int(row.face_id),
+        evidence=evidence,
+        same_image=SameImage(row.same_image) if row.same_image else SameImage.NONE,
     )
 
 
@@ -614,9 +619,10 @@ _LEGACY_STRENGTHS = {headline(strength): strength for strength in Strength}
 
 def _legacy_evidence(row: Row[Any]) -> Evidence:
     """A hit stored before revision 0005 kept its rates and its verdict sentence only: the rest is read back from
-    the sentence, here and nowhere else. Every earlier wording parses alike (the one describe() renders): its head
-    names the strength, "high below" an upper bound, "low-quality probe and candidate face" the weak faces, and the
-    table it names the one the rate came from. The probe's quality score was not kept (NaN)."""
+    the sentence, here and nowhere else. Those sentences are in the wording of their day ("a stranger scores this high
+    1 in ... comparisons", tests/contract/test_evidence_contract.py keeps examples): its head names the strength,
+    "high below" an upper bound, "low-quality probe and candidate face" the weak faces, and the table it names the one
+    the rate came from. The probe's quality score was not kept (NaN)."""
     sentence: str = row.verdict
     fmr = _or_nan(row.false_match_rate)
     strength = _LEGACY_STRENGTHS.get(sentence.split(":", 1)[0])

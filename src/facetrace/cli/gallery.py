@@ -13,9 +13,17 @@ import typer
 from facetrace.cli.common import ALL_INPUTS_FAILED, engine_session, fail, print_json
 from facetrace.cli.options import DataOpt, JsonOpt, PackOpt, VerboseOpt
 from facetrace.cli.progress import count_inputs, ingest_bar
-from facetrace.cli.render import format_comparison, format_probe_result, jsonable, search_outcomes_json
+from facetrace.cli.render import (
+    format_comparison,
+    format_probe_result,
+    jsonable,
+    search_outcomes_json,
+    trim_outcome,
+)
 from facetrace.core.types import MAX_TOP_K, ProbeOutcome
-from facetrace.core.vocabulary import WalkSkip
+from facetrace.core.vocabulary import MinStrength, WalkSkip
+from facetrace.engine import Engine
+from facetrace.vision.annotate import MarkedFace, annotate
 
 index_app = typer.Typer(help="The vector index (derived from the catalog, rebuildable).", no_args_is_help=True)
 
@@ -184,6 +192,22 @@ def search(
     purpose: Annotated[
         str | None, typer.Option("--purpose", help="Why this search is made; recorded in the audit log.")
     ] = None,
+    min_strength: Annotated[
+        MinStrength,
+        typer.Option(
+            "--min-strength",
+            help="Show only candidates at least this strong: strong, moderate (strong and moderate leads) or weak "
+            "(every candidate). The audit log records every candidate found.",
+        ),
+    ] = MinStrength.WEAK,
+    annotate_to: Annotated[
+        Path | None,
+        typer.Option(
+            "--annotate",
+            help="Write the probe photo, downscaled, as JPEG to this path with every face's numbered box (the "
+            "numbers --face and PATH#N take) and quality flags, the searched faces in yellow. One probe photo only.",
+        ),
+    ] = None,
     data: DataOpt = None,
     pack: PackOpt = None,
     as_json: JsonOpt = False,
@@ -198,6 +222,8 @@ def search(
     paths, faces = _probe_faces(probes, face or [])
     if allow_mixed_people and not fuse:
         raise fail("--allow-mixed-people goes with --fuse")
+    if annotate_to is not None and (fuse or len(paths) != 1):
+        raise fail("--annotate draws one probe photo: give one probe, without --fuse")
     with engine_session(data, pack, verbose, workers=1) as engine:
         if fuse:
             fused = engine.search.fused(
@@ -206,8 +232,11 @@ def search(
             outcomes = [ProbeOutcome(fused.probe_source, results=(fused,))]
         else:
             outcomes = engine.search.files(paths, top_k=top_k, faces=faces, purpose=purpose)
+        if annotate_to is not None and not outcomes[0].failed:
+            _annotate(engine, paths[0], outcomes[0], annotate_to)
     failed = [o for o in outcomes if o.failed]
     every_probe_failed = len(failed) == len(outcomes)
+    outcomes = [trim_outcome(o, min_strength) for o in outcomes]
     if as_json:
         payload: dict[str, Any] = search_outcomes_json(outcomes)
         if every_probe_failed:
@@ -224,6 +253,21 @@ def search(
             typer.echo(f"error: {outcome.error_message}", err=True)
     if every_probe_failed:
         raise typer.Exit(2)
+
+
+def _annotate(engine: Engine, probe: Path, outcome: ProbeOutcome, out: Path) -> None:
+    """The probe photo with every face numbered, those searched picked, written as JPEG to out."""
+    data = probe.read_bytes()
+    image = engine.search.analyze(data, str(probe))
+    searched = {result.probe_face_index for result in outcome.results}
+    marks = [
+        MarkedFace(str(number), face.detection.box, face.quality.flags, number in searched)
+        for number, face in enumerate(image.faces)
+    ]
+    try:
+        out.write_bytes(annotate(data, str(probe), marks, max_pixels=engine.settings.max_image_pixels))
+    except OSError as exc:
+        raise fail(f"cannot write the annotated probe to {out}: {exc}") from exc
 
 
 def _probe_faces(probes: list[Path], face: list[int]) -> tuple[list[Path], list[int | None]]:

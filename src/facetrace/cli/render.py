@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -11,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from facetrace.core.evidence import describe
+from facetrace.core.evidence import describe, detail
 from facetrace.core.types import Evidence, ProbeOutcome, ProbeResult
-from facetrace.core.vocabulary import SameImage, WithheldReason
+from facetrace.core.vocabulary import MinStrength, SameImage, WithheldReason
 from facetrace.search.service import Comparison
 
 
@@ -45,6 +46,25 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True, eq=False)
+class TrimmedResult(ProbeResult):
+    """A probe face's result with the hits below a --min-strength filter left out, and how many they were."""
+
+    below_min_strength: int = 0
+
+
+def trim_outcome(outcome: ProbeOutcome, min_strength: MinStrength) -> ProbeOutcome:
+    """The outcome with each result's hits below min_strength left out (counted in below_min_strength)."""
+    if min_strength is MinStrength.WEAK:
+        return outcome
+    results = []
+    for result in outcome.results:
+        kept = tuple(hit for hit in result.hits if min_strength.keeps(hit.evidence.strength))
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+        results.append(TrimmedResult(**(fields | {"hits": kept, "below_min_strength": len(result.hits) - len(kept)})))
+    return dataclasses.replace(outcome, results=tuple(results))
+
+
 def probe_result_json(result: ProbeResult) -> dict[str, Any]:
     out: dict[str, Any] = jsonable(result)
     if result.fusion is not None:
@@ -74,6 +94,7 @@ def evidence_json(evidence: Evidence) -> dict[str, Any]:
         "calibrated": evidence.calibrated,
         "pair_condition": evidence.pair_condition,
         "verdict": describe(evidence),
+        "detail": detail(evidence),
     }
 
 
@@ -117,7 +138,10 @@ def format_probe_result(result: ProbeResult) -> str:
     if withheld:
         total = sum(withheld.values())
         lines.append(f"  {total} candidate(s) withheld, the next ones shown instead: {format_withheld(withheld)}")
-    if not result.hits:
+    below = result.below_min_strength if isinstance(result, TrimmedResult) else 0
+    if below:
+        lines.append(f"  {below} weaker candidate(s) not shown (--min-strength)")
+    if not result.hits and not below:
         empty = "every face in the gallery was withheld" if withheld else "empty gallery"
         lines.append(f"  no candidates ({empty})")
     for hit in result.hits:

@@ -455,6 +455,7 @@ class StoredHit:
     rank: int
     face_id: int
     evidence: Evidence  # as computed at search time: the verdict shown then is rendered from it again
+    same_image: SameImage = SameImage.NONE  # the probe's own photo or a copy of it (NONE in hits stored before 0010)
 
     @property
     def similarity(self) -> float:

@@ -65,6 +65,22 @@ class SameImage(StrEnum):
     NEAR_DUPLICATE = "near_duplicate"
 
 
+class MinStrength(StrEnum):
+    """The weakest hits a reader wants to see (--min-strength, the API's min_strength, the search page's filter):
+    WEAK keeps every hit; MODERATE keeps moderate and strong leads; STRONG only strong ones. A hit of an uncalibrated
+    pack has no measured strength, so only WEAK keeps it."""
+
+    STRONG = "strong"
+    MODERATE = "moderate"
+    WEAK = "weak"
+
+    def keeps(self, strength: str) -> bool:
+        """Whether a hit of this strength (a core.types.Strength value) passes the filter."""
+        if self is MinStrength.WEAK:
+            return True
+        return strength == "strong" or (self is MinStrength.MODERATE and strength == "moderate")
+
+
 class WithheldReason(StrEnum):
     """Why a search did not show a face the index ranked among its candidates (the next ones fill its place)."""
 
@@ -192,6 +208,7 @@ class AuditAction(StrEnum):
     REVIEW = "review"
     VIEW_FACE = "view_face"
     VIEW_THUMBNAIL = "view_thumbnail"
+    VIEW_PHOTO = "view_photo"  # a gallery face's whole photo
     VIEW_PROBE = "view_probe"
     LIST_PEOPLE = "list_people"
     VIEW_PERSON = "view_person"

@@ -12,11 +12,12 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from facetrace.core.errors import NotFoundError
+from facetrace.core.errors import ImageDecodeError, NotFoundError
 from facetrace.core.ports import Catalog, ClusterStore
 from facetrace.core.types import AuditEntry, CaseContext, ClusterEvent, FaceRecord, StoredCluster, User
 from facetrace.core.vocabulary import AuditAction, PhotoRole
 from facetrace.governance.audit import AuditLog
+from facetrace.ingest.sources import read_uri
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,21 @@ class Gallery:
             **_within(context),
         )
         return FacesShown(records, thumbnails, entry)
+
+    def photo(self, user: User, face_id: int, context: CaseContext) -> tuple[FaceRecord, bytes]:
+        """The face and the whole photo it was found in, read from where it was ingested from (a file the server can
+        read; a photo known only by its web address is not fetched: NotFoundError, as for a missing file)."""
+        record = self._catalog.faces_by_id([face_id]).get(face_id)
+        if record is None:
+            raise NotFoundError(f"no face {face_id}")
+        if record.asset_uri.startswith(("http://", "https://")):
+            raise NotFoundError(f"face {face_id}: its photo is kept at its web address only, {record.asset_uri}")
+        try:
+            data = read_uri(record.asset_uri)
+        except ImageDecodeError as exc:
+            raise NotFoundError(f"face {face_id}: its photo cannot be read where it was ingested from") from exc
+        self._audit.record(user.name, AuditAction.VIEW_PHOTO, f"face:{face_id}", **_within(context))
+        return record, data
 
     def people(
         self, user: User, context: CaseContext, offset: int = 0, limit: int = 100

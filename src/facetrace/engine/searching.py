@@ -155,10 +155,12 @@ class Searches:
         probe_name: str,
         *,
         top_k: int | None = None,
-        face_index: int | None = None,
+        faces: Sequence[int] | None = None,
         analyzed: AnalyzedImage | None = None,
     ) -> tuple[SearchRecord, list[ProbeResult]]:
-        """A search that states its case and purpose, stored with the case (hits, similarities, evidence).
+        """A search that states its case and purpose, stored with the case (hits, similarities, evidence): of the
+        probe's faces numbered in faces (0-based, detector order), or of every face when None. Only the faces
+        searched are stored and audited.
 
         analyzed is the probe already analysed (analyze()), e.g. to show its faces before searching one of them.
         """
@@ -166,8 +168,8 @@ class Searches:
         case, purpose = self._cases.check_search_allowed(user, case_id, purpose)
         image = analyzed if analyzed is not None else self.analyze(data, probe_name)
         sha256 = hashlib.sha256(data).hexdigest()
-        results = self._service().search_analyzed(image, top_k=top_k, face_index=face_index, probe_sha256=sha256)
-        probe = image.faces[face_index] if face_index is not None else main_face(image)
+        results = self._service().search_analyzed(image, top_k=top_k, faces=faces, probe_sha256=sha256)
+        probe = image.faces[faces[0]] if faces else main_face(image)
         record = self._cases.record_search(
             user,
             case,

@@ -97,6 +97,7 @@ def stored_hits(results: Sequence[ProbeResult]) -> list[StoredHit]:
             rank=hit.rank,
             face_id=hit.face.face_id,
             evidence=hit.evidence,
+            same_image=hit.same_image,
         )
         for result in results
         for hit in result.hits

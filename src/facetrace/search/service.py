@@ -185,7 +185,7 @@ class SearchService:
         return self.search_analyzed(
             self._analyzer.analyze(data, source),
             top_k=top_k,
-            face_index=face_index,
+            faces=None if face_index is None else [face_index],
             probe_sha256=hashlib.sha256(data).hexdigest(),
         )
 
@@ -194,16 +194,20 @@ class SearchService:
         image: AnalyzedImage,
         *,
         top_k: int = 10,
-        face_index: int | None = None,
+        faces: Sequence[int] | None = None,
         probe_sha256: str | None = None,
     ) -> list[ProbeResult]:
-        """search() for a probe the caller has analysed already (to keep its embedding, say). probe_sha256, the
+        """search() for a probe the caller has analysed already (to keep its embedding, say): the faces numbered in
+        faces (0-based, detector order; each once, in that order), or every face when None. probe_sha256, the
         photo's content hash, marks hits of the very same photo."""
         top_k = check_top_k(top_k)
         source = image.source
         if not image.faces:
             raise NoFaceError(source)
-        chosen = [choose_face(image, face_index)] if face_index is not None else list(enumerate(image.faces))
+        if faces is not None and not faces:
+            raise FaceSelectionError(f"{source}: no face chosen to search")
+        numbers = list(dict.fromkeys(faces)) if faces is not None else range(len(image.faces))
+        chosen = [choose_face(image, number) for number in numbers]
         sha256s = frozenset([probe_sha256] if probe_sha256 else [])
         probes = [_Probe(face.embedding.vector, face.quality, sha256s, (face,)) for _, face in chosen]
         found = self._hits(probes, top_k)

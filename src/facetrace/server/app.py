@@ -20,6 +20,7 @@ from facetrace.server.ui import compare as compare_ui
 from facetrace.server.ui import jobs_pages as ui_jobs
 from facetrace.server.ui import people as people_ui
 from facetrace.server.ui import review as review_ui
+from facetrace.server.ui import searches as searches_ui
 from facetrace.server.ui.common import UI_PREFIX
 from facetrace.server.ui.routes import create_ui_app
 
@@ -76,6 +77,7 @@ def create_app(engine: Engine) -> FastAPI:
     ui.include_router(ui_jobs.router)
     ui.include_router(people_ui.router)
     ui.include_router(review_ui.router)
+    ui.include_router(searches_ui.router)
     app.mount(UI_PREFIX, ui)
 
     @app.get("/", include_in_schema=False)

@@ -14,7 +14,7 @@ from typing import Annotated, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from facetrace.core.evidence import describe
+from facetrace.core.evidence import describe, detail
 from facetrace.core.limits import (
     MAX_CATALOG_ID,
     MAX_LABEL,
@@ -39,6 +39,7 @@ from facetrace.core.vocabulary import (
     ErasureMode,
     JobKind,
     JobStatus,
+    MinStrength,
     PhotoRole,
     ReviewDecision,
     Role,
@@ -176,6 +177,10 @@ class EvidenceOut(BaseModel):
         "for a flagged pair: its rate was measured on good photos and may understate the risk."
     )
     verdict: str = Field(description="The sentence a reviewer reads, rendered from the fields above.")
+    detail: str = Field(
+        description="The calibration note behind the verdict: the similarity, the rates to three figures and the "
+        "impostor table they were read from."
+    )
 
     @classmethod
     def of(cls, evidence: Evidence) -> EvidenceOut:
@@ -193,6 +198,7 @@ class EvidenceOut(BaseModel):
             pair_condition=evidence.pair_condition,
             condition_table_measured=evidence.condition_table_measured,
             verdict=describe(evidence),
+            detail=detail(evidence),
         )
 
 
@@ -261,15 +267,20 @@ class ProbeResultOut(BaseModel):
         description="Candidates ranked among these hits that were not shown, by reason (erased_person, "
         "no_catalog_row); the next candidates took their places."
     )
+    below_min_strength: int = Field(
+        0, description="Candidates left out of hits by the request's min_strength (kept with the case's search)."
+    )
 
     @classmethod
-    def of(cls, result: ProbeResult) -> ProbeResultOut:
+    def of(cls, result: ProbeResult, min_strength: MinStrength = MinStrength.WEAK) -> ProbeResultOut:
+        hits = [hit for hit in result.hits if min_strength.keeps(hit.evidence.strength)]
         return cls(
             probe_face_index=result.probe_face_index,
             probe_box=BoxOut.of(result.probe_box) if result.probe_box else None,
             probe_quality=QualityOut.of(result.probe_quality) if result.probe_quality else None,
-            hits=[HitOut.of(hit) for hit in result.hits],
+            hits=[HitOut.of(hit) for hit in hits],
             withheld=dict(result.withheld),
+            below_min_strength=len(result.hits) - len(hits),
         )
 
 
@@ -287,6 +298,10 @@ class StoredHitOut(BaseModel):
     gallery_false_match_probability: float | None
     gallery_size: int
     verdict: str
+    same_image: SameImage = Field(
+        description="As the search marked it: identical, near_duplicate or none (none for hits stored before the mark "
+        "was kept)."
+    )
 
     @classmethod
     def of(cls, hit: StoredHit) -> StoredHitOut:
@@ -301,6 +316,7 @@ class StoredHitOut(BaseModel):
             gallery_false_match_probability=evidence.gallery_false_match_probability,
             gallery_size=evidence.gallery_size,
             verdict=evidence.verdict,
+            same_image=hit.same_image,
         )
 
 
@@ -336,7 +352,9 @@ class SearchOut(BaseModel):
     reviews: list[ReviewOut] = []
 
     @classmethod
-    def of(cls, record: SearchRecord, reviews: list[Review] | None = None) -> SearchOut:
+    def of(
+        cls, record: SearchRecord, reviews: list[Review] | None = None, min_strength: MinStrength = MinStrength.WEAK
+    ) -> SearchOut:
         return cls(
             search_id=record.search_id,
             case_id=record.case_id,
@@ -346,7 +364,7 @@ class SearchOut(BaseModel):
             probe_name=record.probe_name,
             at=record.at,
             model_id=record.model_id,
-            hits=[StoredHitOut.of(hit) for hit in record.hits],
+            hits=[StoredHitOut.of(hit) for hit in record.hits if min_strength.keeps(hit.evidence.strength)],
             reviews=[ReviewOut.of(review) for review in reviews or []],
         )
 

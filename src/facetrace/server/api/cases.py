@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
 
 from facetrace.core.limits import MAX_TEXT
 from facetrace.core.types import MAX_TOP_K, Case, User
-from facetrace.core.vocabulary import AuditAction, Role
+from facetrace.core.vocabulary import AuditAction, MinStrength, Role
 from facetrace.server.api.common import IdPath, read_upload
 from facetrace.server.auth import engine_of, require
 from facetrace.server.reads import audited_read
@@ -128,24 +128,38 @@ def search(
     face_index: Annotated[
         int | None, Form(ge=0, le=MAX_ID, description="Search only this face of the probe (0-based).")
     ] = None,
+    min_strength: Annotated[
+        MinStrength,
+        Form(description="Return only hits at least this strong (strong, moderate; weak: all). The case keeps all."),
+    ] = MinStrength.WEAK,
 ) -> SearchResultOut:
     """Search the gallery with a probe photo. The search, its probe's sha256 and every hit (face id, similarity,
-    evidence) are stored with the case and written to the audit log."""
+    evidence) are stored with the case and written to the audit log; min_strength trims only what is returned."""
     data, name = read_upload(probe, "the probe photo")
     # The engine runs the models outside its lock; only the index search is locked (shared), so concurrent
     # searches overlap.
     record, results = engine_of(request).search.in_case(
-        user, case_id, purpose, data, name, top_k=top_k, face_index=face_index
+        user, case_id, purpose, data, name, top_k=top_k, faces=None if face_index is None else [face_index]
     )
-    return SearchResultOut(search=SearchOut.of(record), results=[ProbeResultOut.of(r) for r in results])
+    return SearchResultOut(
+        search=SearchOut.of(record, min_strength=min_strength),
+        results=[ProbeResultOut.of(r, min_strength) for r in results],
+    )
 
 
 @router.get("/searches/{search_id}", response_model=SearchOut)
-def get_search(search_id: IdPath, request: Request, user: Annotated[User, Depends(_readers)]) -> SearchOut:
+def get_search(
+    search_id: IdPath,
+    request: Request,
+    user: Annotated[User, Depends(_readers)],
+    min_strength: Annotated[
+        MinStrength, Query(description="Only hits at least this strong (strong, moderate; weak: all).")
+    ] = MinStrength.WEAK,
+) -> SearchOut:
     cases = engine_of(request).cases
     record, _case = cases.search_for(user, search_id)
     audited_read(request, user, AuditAction.VIEW_SEARCH, f"search:{search_id}", case_id=record.case_id)
-    return SearchOut.of(record, cases.reviews(search_id))
+    return SearchOut.of(record, cases.reviews(search_id), min_strength)
 
 
 @router.post("/searches/{search_id}/reviews", response_model=ReviewOut, status_code=201)

@@ -22,12 +22,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from facetrace.core.errors import NotFoundError
-from facetrace.core.evidence import describe, headline
+from facetrace.core.evidence import describe, detail, headline
 from facetrace.core.types import User
-from facetrace.core.vocabulary import CaseStatus, ReviewDecision, Role
+from facetrace.core.vocabulary import CaseStatus, ReviewDecision, Role, SameImage
 from facetrace.governance.users import require_role
 from facetrace.server.auth import engine_of, guards_of
-from facetrace.server.ui.probes import ProbeStore
+from facetrace.server.ui.probes import PendingProbes, ProbeStore
 from facetrace.server.ui.sessions import SESSION_COOKIE, Session, SessionSigner, same_token
 
 UI_PREFIX = "/ui"
@@ -75,8 +75,11 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=select_autoescape(["html"]))
     env.filters["when"] = _when
     env.filters["describe"] = describe  # an Evidence's sentence (facetrace.core.evidence: worded there only)
+    env.filters["detail"] = detail  # the calibration note behind it
     env.filters["headline"] = headline  # a Strength's badge words
-    env.globals.update(prefix=UI_PREFIX, Role=Role, CaseStatus=CaseStatus, ReviewDecision=ReviewDecision)
+    env.globals.update(
+        prefix=UI_PREFIX, Role=Role, CaseStatus=CaseStatus, ReviewDecision=ReviewDecision, SameImage=SameImage
+    )
     return env
 
 
@@ -91,6 +94,11 @@ def signer_of(request: Request) -> SessionSigner:
 def probes_of(request: Request) -> ProbeStore:
     probes: ProbeStore = request.app.state.probes
     return probes
+
+
+def pending_probes_of(request: Request) -> PendingProbes:
+    pending: PendingProbes = request.app.state.pending_probes
+    return pending
 
 
 def session_of(request: Request) -> Session | None:

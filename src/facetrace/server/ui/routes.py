@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 from urllib.parse import quote
@@ -28,8 +29,8 @@ from facetrace.core.errors import (
     RateLimitedError,
 )
 from facetrace.core.limits import MAX_CATALOG_ID, MAX_PASSWORD, catalog_id
-from facetrace.core.types import Case, CaseContext, FaceRecord, Review, SearchRecord, StoredHit, Strength
-from facetrace.core.vocabulary import AuditAction, IndependentReview, Role
+from facetrace.core.types import MAX_TOP_K, Case, CaseContext, FaceRecord, Review, SearchRecord, StoredHit, Strength
+from facetrace.core.vocabulary import AuditAction, IndependentReview, MinStrength, PhotoRole, Role, SameImage
 from facetrace.engine import Engine
 from facetrace.server.api.common import BrowseCase, BrowsePurpose, IdPath, read_upload
 from facetrace.server.api.reports import ReportInclude
@@ -48,6 +49,7 @@ from facetrace.server.ui.common import (
     Visitor,
     check_csrf,
     data_uri,
+    pending_probes_of,
     probes_of,
     redirect,
     render,
@@ -56,7 +58,7 @@ from facetrace.server.ui.common import (
     signer_of,
     visitor_of,
 )
-from facetrace.server.ui.probes import ProbeFace, ProbeStore
+from facetrace.server.ui.probes import PendingProbes, ProbeFace, ProbeStore
 from facetrace.server.ui.sessions import SESSION_COOKIE, SESSION_MAX_AGE_S, Session, SessionSigner, load_secret
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,7 @@ AUDIT_PAGE_SIZE = 200
 MAX_LOGIN_NAME = 256
 MAX_TOKEN = 256
 MAX_NEXT = 2_048
+MAX_FACES_PICKED = 1_000  # probe faces picked in one search (a photo has far fewer)
 
 
 @dataclass
@@ -88,12 +91,38 @@ class Candidate:
     def strength(self) -> Strength:
         return self.hit.evidence.strength
 
+    @property
+    def same_image(self) -> SameImage:
+        return self.hit.same_image
+
+    @property
+    def bystander(self) -> bool:
+        return self.face is not None and self.face.photo_role is PhotoRole.BYSTANDER
+
 
 @dataclass
 class ProbeGroup:
     face_index: int | None
     probe: ProbeFace | None
     candidates: list[Candidate]
+    hidden: int = 0  # candidates below the page's strength filter
+
+    @property
+    def leads(self) -> list[Candidate]:
+        """Strong, then moderate leads (and scores without a rate: uncalibrated), each best first; not the probe's
+        own photo."""
+        order = {Strength.STRONG: 0, Strength.MODERATE: 1, Strength.UNCALIBRATED: 1}
+        leads = [c for c in self.candidates if c.same_image is SameImage.NONE and c.strength is not Strength.WEAK]
+        return sorted(leads, key=lambda c: (order[c.strength], c.hit.rank))
+
+    @property
+    def own_photo(self) -> list[Candidate]:
+        """Faces of the probe's own photo, or of a copy of it: shown apart, since they are no evidence."""
+        return [c for c in self.candidates if c.same_image is not SameImage.NONE]
+
+    @property
+    def weak(self) -> list[Candidate]:
+        return [c for c in self.candidates if c.same_image is SameImage.NONE and c.strength is Strength.WEAK]
 
 
 def _set_session(request: Request, response: Response, session: Session) -> None:
@@ -259,18 +288,46 @@ def search(
     request: Request,
     visitor: Annotated[Visitor, Depends(signed_in(Role.INVESTIGATOR))],
     probe: Annotated[UploadFile | None, File()] = None,
+    probe_token: Annotated[str, Form(max_length=MAX_TOKEN)] = "",
+    faces: Annotated[list[str] | None, Form(max_length=MAX_FACES_PICKED)] = None,
     purpose: Annotated[str, Form()] = "",
     top_k: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    """The same governed search as the API's: purpose required, stored with the case, audited."""
+    """The same governed search as the API's: purpose required, stored with the case, audited. An uploaded photo
+    with one face is searched at once; one with several is kept and shown (the probe overview) for the investigator
+    to pick the faces to search, which come back here with its probe_token. Only the picked faces are searched."""
     check_csrf(visitor, csrf_token)
-    if probe is None:
-        raise InvalidRequestError("choose a probe photo to upload")
-    data, name = read_upload(probe, "the probe photo")
-    limit = int(top_k) if top_k.strip().isdigit() and 0 < int(top_k) <= 100 else None
-    record, results = engine_of(request).search.in_case(visitor.user, case_id, purpose, data, name, top_k=limit)
-    probes_of(request).save(record.search_id, data, name, results)
+    engine = engine_of(request)
+    limit = int(top_k) if top_k.strip().isdigit() and 0 < int(top_k) <= MAX_TOP_K else None
+    if probe_token:
+        kept = pending_probes_of(request)
+        pending, data = kept.get(probe_token, visitor.user.name, case_id)
+        picked = sorted({catalog_id(face, "a probe face's number") for face in faces or []})
+        if not picked:
+            raise InvalidRequestError("pick at least one face of the probe photo to search")
+        record, results = engine.search.in_case(
+            visitor.user,
+            case_id,
+            purpose,
+            data,
+            pending.name,
+            top_k=limit,
+            faces=picked,
+            analyzed=kept.analyzed(probe_token),
+        )
+        kept.discard(probe_token)
+    else:
+        if probe is None:
+            raise InvalidRequestError("choose a probe photo to upload")
+        data, name = read_upload(probe, "the probe photo")
+        engine.cases.check_search_allowed(visitor.user, case_id, purpose)
+        image = engine.search.analyze(data, name)
+        if len(image.faces) > 1:
+            upload = pending_probes_of(request).add(visitor.user.name, case_id, data, image, purpose, limit)
+            return redirect(f"/cases/{case_id}/probes/{upload.token}")
+        record, results = engine.search.in_case(visitor.user, case_id, purpose, data, name, top_k=limit, analyzed=image)
+    probes_of(request).save(record.search_id, data, record.probe_name, results)
     return redirect(f"/searches/{record.search_id}")
 
 
@@ -298,14 +355,24 @@ def _view_faces(engine: Engine, visitor: Visitor, face_ids: list[int], context: 
 
 
 def _groups(
-    request: Request, visitor: Visitor, record: SearchRecord, reviews: list[Review], context: CaseContext
+    request: Request,
+    visitor: Visitor,
+    record: SearchRecord,
+    reviews: list[Review],
+    context: CaseContext,
+    keep: Callable[[StoredHit], bool] = lambda _hit: True,
 ) -> list[ProbeGroup]:
+    """The search's candidates by probe face; hits that keep refuses are counted (hidden), not viewed."""
     probes = probes_of(request).faces(record.search_id)
-    faces = _view_faces(engine_of(request), visitor, sorted({hit.face_id for hit in record.hits}), context)
+    kept = [hit for hit in record.hits if keep(hit)]
+    faces = _view_faces(engine_of(request), visitor, sorted({hit.face_id for hit in kept}), context)
     groups: dict[int | None, ProbeGroup] = {}
     for hit in sorted(record.hits, key=lambda h: (h.probe_face_index or 0, h.rank)):
         probe = probes.get(hit.probe_face_index) if hit.probe_face_index is not None else None
         group = groups.setdefault(hit.probe_face_index, ProbeGroup(hit.probe_face_index, probe, []))
+        if not keep(hit):
+            group.hidden += 1
+            continue
         group.candidates.append(
             Candidate(hit, faces.get(hit.face_id), [r for r in reviews if r.face_id == hit.face_id])
         )
@@ -327,9 +394,17 @@ def _reviewing(request: Request, visitor: Visitor, search_id: int) -> tuple[Sear
 
 
 @router.get("/searches/{search_id}", response_class=HTMLResponse)
-def search_page(search_id: IdPath, request: Request, visitor: Annotated[Visitor, Depends(_readers)]) -> HTMLResponse:
+def search_page(
+    search_id: IdPath,
+    request: Request,
+    visitor: Annotated[Visitor, Depends(_readers)],
+    min_strength: Annotated[MinStrength, Query()] = MinStrength.WEAK,
+) -> HTMLResponse:
+    """The candidates of each probe face: leads first, weak hits folded away, those below min_strength left out
+    (not viewed, so not audited as views)."""
     record, case, context = _reviewing(request, visitor, search_id)
     reviews = engine_of(request).cases.reviews(search_id)
+    groups = _groups(request, visitor, record, reviews, context, lambda hit: min_strength.keeps(hit.evidence.strength))
     audited_read(request, visitor.user, AuditAction.VIEW_SEARCH, f"search:{search_id}", case_id=case.case_id)
     return render(
         request,
@@ -337,7 +412,10 @@ def search_page(search_id: IdPath, request: Request, visitor: Annotated[Visitor,
         visitor,
         case=_effective(request, case),
         search=record,
-        groups=_groups(request, visitor, record, reviews, context),
+        groups=groups,
+        hidden=sum(group.hidden for group in groups),
+        min_strength=min_strength,
+        strength_filters=list(MinStrength),
         may_review=_may_review(request, visitor, case, record),
     )
 
@@ -490,6 +568,7 @@ def create_ui_app(engine: Engine, guards: Guards | None = None, reads: ReadLog |
     ui.state.guards = guards or Guards.from_settings(engine.settings)
     ui.state.signer = SessionSigner(load_secret(engine.settings.data))
     ui.state.probes = ProbeStore(engine.settings.data, engine.settings.max_image_pixels)
+    ui.state.pending_probes = PendingProbes(engine.settings.data)
     ui.state.reads = reads or ReadLog(engine.audit)
 
     @ui.exception_handler(SignInRequired)
