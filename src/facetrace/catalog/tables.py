@@ -252,7 +252,7 @@ search_hits = sa.Table(
     sa.Column("weak_candidate", sa.Boolean),
     sa.Column("quality_condition", sa.String(16)),  # the impostor table the rate was read from
     sa.Column("condition_table_measured", sa.Boolean),
-    # Revision 0010: the probe's own photo (identical) or a copy of it (near_duplicate); NULL before it (none).
+    # Revision 0011: the probe's own photo (identical) or a copy of it (near_duplicate); NULL before it (none).
     sa.Column("same_image", sa.String(16)),
     sa.Index(None, "search_id"),
 )
