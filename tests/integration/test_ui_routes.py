@@ -64,7 +64,11 @@ def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> Any:
 
 @pytest.fixture(scope="module")
 def ui(small_gallery: SmallGallery, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
-    engine = open_engine(tmp_path_factory.mktemp("ui") / "data", workers=1)
+    # The table walks every route for every role: more requests a minute than a user's rate budget, whose own
+    # tests are tests/security/test_ui_rate_limits.py.
+    engine = open_engine(
+        tmp_path_factory.mktemp("ui") / "data", workers=1, api_requests_per_minute=0, search_requests_per_minute=0
+    )
     assert engine.ingest.run(manifests=[small_gallery.manifest]).errors == 0
     hasher = Argon2Hasher()
     for name, role in [*((role, role) for role in ROLES), ("investigator2", "investigator")]:
