@@ -22,6 +22,7 @@ from facetrace.engine import Engine, open_engine
 from facetrace.server.app import create_app
 from facetrace.server.passwords import Argon2Hasher
 from facetrace.server.ui.admin import router as admin_router
+from facetrace.server.ui.audit_pages import router as audit_router
 from facetrace.server.ui.compare import router as compare_router
 from facetrace.server.ui.jobs_pages import router as ui_jobs_router
 from facetrace.server.ui.routes import router as ui_router
@@ -175,7 +176,13 @@ def test_ui_roles_route_by_route(ui: Ui, method: str, path: str, allowed: set[st
 def test_the_table_covers_every_ui_route(ui: Ui) -> None:
     served = {
         (method, "/ui" + re.sub(r"\{[^}]+\}", "{}", route.path))
-        for route in [*ui_router.routes, *admin_router.routes, *compare_router.routes, *ui_jobs_router.routes]
+        for route in [
+            *ui_router.routes,
+            *admin_router.routes,
+            *compare_router.routes,
+            *ui_jobs_router.routes,
+            *audit_router.routes,
+        ]
         if isinstance(route, APIRoute)
         for method in route.methods
     }

@@ -20,6 +20,7 @@ from facetrace.engine import open_engine
 from facetrace.server.app import create_app
 from facetrace.server.passwords import Argon2Hasher
 from facetrace.server.ui.admin import router as admin_router
+from facetrace.server.ui.audit_pages import router as audit_router
 from facetrace.server.ui.compare import router as compare_router
 from facetrace.server.ui.jobs_pages import router as jobs_router
 from facetrace.server.ui.routes import router as ui_router
@@ -41,7 +42,7 @@ PHOTO_FIELDS = {"/admin/erasures/photo": ("photo",), "/compare": ("a", "b"), "/c
 def _routes() -> list[tuple[str, str]]:
     """(method, path) of every UI route with an id in its path or its form."""
     found = []
-    for router in (ui_router, admin_router, compare_router, jobs_router):
+    for router in (ui_router, admin_router, compare_router, jobs_router, audit_router):
         for route in router.routes:
             assert isinstance(route, APIRoute)
             has_id = re.search(_ID_PARAM, route.path) is not None
