@@ -47,6 +47,7 @@ READ_COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("clusters", "merge"): ["1", "2", "--reason", "one person"],
     ("clusters", "split"): ["1", "--faces", "2", "--reason", "two people"],
     ("clusters", "rename"): ["1", "Ada", "--reason", "confirmed"],
+    ("report", "transparency"): ["--from", "2026-01-01", "--to", "2026-01-31"],
 }
 # Commands that create a data directory (tests/integration/test_cli_outcomes.py runs them on a missing one).
 CREATE_COMMANDS = {("ingest",), ("users", "create-admin")}

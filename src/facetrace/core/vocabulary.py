@@ -186,6 +186,7 @@ class AuditAction(StrEnum):
     ADD_CASE_MEMBER = "add_case_member"
     REMOVE_CASE_MEMBER = "remove_case_member"
     SEARCH = "search"
+    SEARCH_FAILED = "search_failed"  # the probe could not be searched (unreadable, no face, no such face)
     COMPARE = "compare"
     REVIEW = "review"
     VIEW_FACE = "view_face"
