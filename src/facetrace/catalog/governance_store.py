@@ -208,9 +208,15 @@ class SqlGovernanceStore:
             return int(connection.execute(sa.select(sa.func.coalesce(sa.func.max(audit_log.c.seq), 0))).scalar_one())
 
     def find_audit(
-        self, query: AuditQuery, *, before_seq: int | None = None, limit: int | None = None, newest_first: bool = True
+        self,
+        query: AuditQuery,
+        *,
+        after_seq: int = 0,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
     ) -> list[AuditEntry]:
-        select = sa.select(audit_log).where(*_audit_conditions(query))
+        select = sa.select(audit_log).where(audit_log.c.seq > after_seq, *_audit_conditions(query))
         if before_seq is not None:
             select = select.where(audit_log.c.seq < before_seq)
         select = select.order_by(audit_log.c.seq.desc() if newest_first else audit_log.c.seq)

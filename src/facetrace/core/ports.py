@@ -224,9 +224,16 @@ class AuditStore(Protocol):
         ...
 
     def find_audit(
-        self, query: AuditQuery, *, before_seq: int | None = None, limit: int | None = None, newest_first: bool = True
+        self,
+        query: AuditQuery,
+        *,
+        after_seq: int = 0,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
     ) -> list[AuditEntry]:
-        """The entries query selects, below before_seq (None: any), newest first unless newest_first is False."""
+        """The entries query selects with after_seq < seq < before_seq (None: no bound), newest first unless
+        newest_first is False."""
         ...
 
 
