@@ -63,7 +63,9 @@ def list_entries(
 ) -> list[AuditEntryOut]:
     """Entries in order, after_seq onwards (page with the last seq you saw), narrowed by any filters given."""
     query = audit_query(actor, action or [], case_id, since, until)
-    audited_read(request, user, AuditAction.READ_AUDIT, "audit", after_seq=after_seq, limit=limit, **query.described())
+    audited_read(
+        request, user, AuditAction.READ_AUDIT, "audit", after_seq=after_seq, limit=limit, filter=query.described()
+    )
     entries = engine_of(request).audit.find(query, after_seq=after_seq, limit=limit, newest_first=False)
     return [AuditEntryOut.model_validate(entry) for entry in entries]
 

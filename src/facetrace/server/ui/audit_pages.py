@@ -168,7 +168,7 @@ def audit_page(
         older = entries[-1].seq if len(entries) == AUDIT_PAGE_SIZE else None
         # The filter is part of what was read: each filter is its own (folded) read.
         target = "audit?" + urlencode(chosen.params()) if chosen.params() else "audit"
-        audited_read(request, visitor.user, AuditAction.READ_AUDIT, target, before=before, **query.described())
+        audited_read(request, visitor.user, AuditAction.READ_AUDIT, target, before=before, filter=query.described())
     return render(
         request,
         "audit.html",
