@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
 import re
 import secrets
@@ -222,7 +223,8 @@ class JobQueue:
                 row_name = _row_name(item.uri, folder)
                 number = by_name.get(row_name, by_name.get(Path(row_name).name, -2)) if row_name else -2
                 if number < 0:
-                    shown = row_name or item.uri
+                    # As the row wrote it (relative to the manifest), never the server's own path.
+                    shown = row_name or (item.uri if "://" in item.uri else os.path.relpath(item.uri, folder.resolve()))
                     why = "two uploaded photos have that name" if number == -1 else "no uploaded photo has that name"
                     missing.append(f"row {line} names {shown!r}: {why}")
                 else:
