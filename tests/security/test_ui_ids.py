@@ -101,7 +101,11 @@ def test_an_id_of_2_to_the_70_is_a_422_page_not_a_500(
     assert re.search(r"not valid|whole number", answer.text), answer.text[:500]
 
 
-def test_an_audit_page_after_seq_of_2_to_the_70_is_a_422(browsers: dict[str, tuple[TestClient, str]]) -> None:
+def test_an_audit_page_before_or_case_of_2_to_the_70_is_a_422(browsers: dict[str, tuple[TestClient, str]]) -> None:
     client, _ = browsers["olga"]
-    assert client.get(f"/ui/audit?after_seq={HUGE}").status_code == 422
-    assert client.get("/ui/audit?after_seq=0").status_code == 200
+    assert client.get(f"/ui/audit?before={HUGE}").status_code == 422
+    assert client.get("/ui/audit?before=1").status_code == 200
+    for url in (f"/ui/audit?case_id={HUGE}", f"/ui/audit.csv?case_id={HUGE}"):
+        answer = client.get(url)
+        assert answer.status_code == 422 and "whole number" in answer.text, url
+    assert client.get("/ui/audit?case_id=1").status_code == 200
