@@ -1,10 +1,11 @@
 """The web UI's audit pages (auditors and admins): the log with its chain's verification, filtered by actor, action,
 case and period, repeated views folded into one line, and its CSV export; and the transparency report for a period.
 
-Folding is for reading only: a run of one person's views of one thing (the same target, or the faces of one case)
-with nothing else by them in between and no gap over FOLD_GAP shows as one line ("view_thumbnail ×96, 14:02–14:10");
-every entry is still in the log, in the API's listing and in the CSV. The export is itself audited (an `export`
-entry recording the filter and the last seq it covers), and covers exactly the entries up to that seq.
+Folding is for reading only: a run of one person's views (nothing else by them in between) shows as one line per
+action and thing viewed, the faces of one case counting as one thing, within FOLD_GAP ("view_thumbnail ×96, 9
+targets in case:3, 14:02–14:10"); every entry is still in the log, in the API's listing and in the CSV. The export
+is itself audited (an `export` entry recording the filter and the last seq it covers), and covers exactly the
+entries up to that seq.
 """
 
 from __future__ import annotations
@@ -75,24 +76,25 @@ def _scope(entry: AuditEntry) -> str:
 
 
 def fold_views(entries: list[AuditEntry]) -> list[AuditLine]:
-    """entries newest first -> lines: each person's consecutive views of one scope within FOLD_GAP become one."""
+    """entries newest first -> lines. A person's run of views (nothing but views by them in between) folds into one
+    line per action and scope (the thing viewed, or the case its faces were shown under), each line spanning at most
+    FOLD_GAP; any other entry of theirs ends the run. A line stands where its newest entry is."""
     lines: list[AuditLine] = []
-    last_of: dict[str, AuditLine] = {}
+    runs: dict[str, dict[tuple[str, str], AuditLine]] = {}  # actor -> their open lines in the current run of views
     for entry in entries:
         scope = _scope(entry)
-        line = last_of.get(entry.actor)
-        if (
-            line is not None
-            and is_view(entry.action)
-            and line.newest.action == entry.action
-            and line.scope == scope
-            and line.oldest.at - entry.at <= FOLD_GAP
-        ):
+        if not is_view(entry.action):
+            runs.pop(entry.actor, None)
+            lines.append(AuditLine(scope, [entry]))
+            continue
+        run = runs.setdefault(entry.actor, {})
+        line = run.get((entry.action, scope))
+        if line is not None and line.newest.at - entry.at <= FOLD_GAP:
             line.entries.append(entry)
             continue
         line = AuditLine(scope, [entry])
+        run[(entry.action, scope)] = line
         lines.append(line)
-        last_of[entry.actor] = line
     return lines
 
 
@@ -156,7 +158,9 @@ def audit_page(
     before: Annotated[int | None, Query(ge=1, le=MAX_CATALOG_ID)] = None,
 ) -> HTMLResponse:
     engine = engine_of(request)
-    chain = engine.audit.verify()
+    # Verifying recomputes every hash of the log (docs/ui/audit-and-admin.md: about 2.5 s for 20,000 entries on a
+    # loaded machine): done on the log's own first page, not again for every filter and page an auditor reads.
+    chain = engine.audit.verify() if not chosen.params() and before is None else None
     error, lines, older = None, [], None
     try:
         query = chosen.query()
