@@ -25,6 +25,7 @@ from facetrace.core.errors import NoFaceError
 from facetrace.core.types import AuditQuery
 from facetrace.core.vocabulary import AuditAction, ReviewDecision
 from facetrace.engine import Engine, open_engine
+from facetrace.engine.transparency import NO_PURPOSE
 from facetrace.server.app import create_app
 from facetrace.server.passwords import Argon2Hasher
 
@@ -56,7 +57,8 @@ def _blank_jpeg() -> bytes:
 
 @pytest.fixture(scope="module")
 def scenario(small_gallery: SmallGallery, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
-    """Known counts: 4 searches (3 for DOORBELL: 2 with hits, 1 failed; 1 for MISSING, with hits), 1 candidate
+    """Known counts: 5 searches (3 for DOORBELL: 2 with hits, 1 failed; 1 for MISSING, with hits; 1 from the command
+    line without a purpose, failed), 1 candidate
     confirmed and 1 rejected, 3 erasure requests (biden previewed then erased, rose_leslie previewed only, one face
     of kit_harington erased without a preview), biden's photos ingested again (suppressed), one purge."""
     engine = open_engine(tmp_path_factory.mktemp("audit-tools") / "data", workers=1)
@@ -74,6 +76,10 @@ def scenario(small_gallery: SmallGallery, tmp_path_factory: pytest.TempPathFacto
     with pytest.raises(NoFaceError):
         engine.search.in_case(ivan, case_a, DOORBELL, _blank_jpeg(), "blank.jpg")
     engine.search.in_case(ivan, case_b, MISSING, small_gallery.other_probe.read_bytes(), "park.jpg")
+    blank = tmp_path_factory.mktemp("probes") / "blank.jpg"
+    blank.write_bytes(_blank_jpeg())
+    with pytest.raises(NoFaceError):
+        engine.search.file(blank, actor="cli:operator")  # the operator's own search, no purpose stated
     hits = engine.cases.search(searches_a[0]).hits
     engine.cases.review(rita, searches_a[0], hits[0].face_id, ReviewDecision.CONFIRMED, "same person")
     engine.cases.review(rita, searches_a[0], hits[1].face_id, ReviewDecision.REJECTED, "not him")
@@ -121,7 +127,9 @@ def test_the_transparency_report_counts_the_scenario(scenario: Scenario) -> None
     doorbell, missing = report.searches[DOORBELL], report.searches[MISSING]
     assert (doorbell.with_hits, doorbell.without_hits, doorbell.failed) == (2, 0, 1)
     assert (missing.with_hits, missing.without_hits, missing.failed) == (1, 0, 0)
-    assert list(report.searches) == [DOORBELL, MISSING]  # most searched first
+    unstated = report.searches[NO_PURPOSE]
+    assert (unstated.with_hits, unstated.without_hits, unstated.failed) == (0, 0, 1)
+    assert list(report.searches) == [DOORBELL, MISSING, NO_PURPOSE]  # most searched first, then by purpose
     assert (report.confirmed, report.rejected) == (1, 1)
     erasure = report.erasure
     assert (erasure.requests, erasure.erased, erasure.pending, erasure.timed) == (3, 2, 1, 1)
@@ -130,7 +138,7 @@ def test_the_transparency_report_counts_the_scenario(scenario: Scenario) -> None
     assert 0 <= erasure.median_s == erasure.max_s < 600  # previewed and erased within this test
     assert (report.suppressed_faces, report.ingest_runs) == (scenario.suppressed, 2)
     assert (report.purges, report.purged_faces) == (1, 0)
-    assert {"root", "ivan", "rita", "cli:test"} <= set(report.active_users)
+    assert {"root", "ivan", "rita", "cli:test", "cli:operator"} <= set(report.active_users)
     assert "olga" not in report.active_users or report.active_users["olga"] > 0
     assert report.audit_entries == sum(report.active_users.values())
     # A period before any of it: nothing; a period that ends before it starts: refused.
@@ -146,7 +154,7 @@ def test_the_cli_prints_the_same_figures(scenario: Scenario) -> None:
     result = runner.invoke(cli_app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
-    assert figures["searches"]["total"] == 4 and figures["searches"]["failed"] == 1
+    assert figures["searches"]["total"] == 5 and figures["searches"]["failed"] == 2
     assert figures["searches"]["by_purpose"][0] == {
         "purpose": DOORBELL,
         "total": 3,
@@ -159,7 +167,7 @@ def test_the_cli_prints_the_same_figures(scenario: Scenario) -> None:
     assert figures["suppressed_reingests"]["faces"] == scenario.suppressed
     assert figures["retention_purges"]["purges"] == 1
     plain = runner.invoke(cli_app, args)
-    assert plain.exit_code == 0 and "Searches: 4 (3 with hits, 0 without, 1 failed)" in plain.stdout
+    assert plain.exit_code == 0 and "Searches: 5 (3 with hits, 0 without, 2 failed)" in plain.stdout
     assert "Erasure: 3 requests, 2 erasures" in plain.stdout and "1 pending" in plain.stdout
     bad = runner.invoke(cli_app, ["report", "transparency", "--from", "2026-13-01", "--to", _today(), "--json"])
     assert bad.exit_code == 2 and json.loads(bad.stdout)["error"]["code"] == "usage"
@@ -168,7 +176,7 @@ def test_the_cli_prints_the_same_figures(scenario: Scenario) -> None:
 def test_the_transparency_page_and_api(scenario: Scenario, auditor: TestClient) -> None:
     page = auditor.get(f"/ui/audit/transparency?from={_today()}&to={_today()}")
     assert page.status_code == 200, page.text
-    assert re.search(r'<tr id="search-totals"><th>all purposes</th><th>4</th><th>3</th><th>0</th><th>1</th>', page.text)
+    assert re.search(r'<tr id="search-totals"><th>all purposes</th><th>5</th><th>3</th><th>0</th><th>2</th>', page.text)
     assert '<dd id="confirmed">1</dd>' in page.text and '<dd id="erasure-requests">3</dd>' in page.text
     assert f'<dd id="suppressed-faces">{scenario.suppressed}</dd>' in page.text
     default = auditor.get("/ui/audit/transparency")  # the last 30 days
@@ -178,7 +186,7 @@ def test_the_transparency_page_and_api(scenario: Scenario, auditor: TestClient) 
     api = auditor.get(
         f"/api/v1/audit/transparency?from={_today()}&to={_today()}", headers={"X-API-Key": scenario.keys["olga"]}
     )
-    assert api.status_code == 200 and api.json()["searches"]["total"] == 4 and api.json()["from"] == _today()
+    assert api.status_code == 200 and api.json()["searches"]["total"] == 5 and api.json()["from"] == _today()
     refused = auditor.get(
         f"/api/v1/audit/transparency?from={_today()}&to={_today()}", headers={"X-API-Key": scenario.keys["ivan"]}
     )
@@ -202,7 +210,7 @@ def test_the_api_filters_by_actor_action_case_and_period(scenario: Scenario, aud
     rita = listed(actor="rita")
     assert [entry["action"] for entry in rita] == ["review", "review"]
     searches = listed(action=["search", "search_failed"])
-    assert sorted(str(entry["action"]) for entry in searches) == ["search", "search", "search", "search_failed"]
+    assert sorted(str(entry["action"]) for entry in searches) == ["search"] * 3 + ["search_failed"] * 2
     in_case = listed(case_id=scenario.case_a)
     actions = {str(entry["action"]) for entry in in_case}
     assert {"open_case", "add_case_member", "search", "search_failed", "review"} <= actions

@@ -62,7 +62,7 @@ class ErasureFigures:
 class TransparencyReport:
     since: date  # first day, UTC
     until: date  # last day, UTC, included
-    searches: dict[str, SearchOutcomes]  # by purpose, most searched first
+    searches: dict[str, SearchOutcomes]  # by purpose, most searched first (NO_PURPOSE after its equals)
     confirmed: int
     rejected: int
     erasure: ErasureFigures
@@ -173,7 +173,8 @@ class Transparency:
         return TransparencyReport(
             since=since,
             until=until,
-            searches=dict(sorted(searches.items(), key=lambda item: (-item[1].total, item[0]))),
+            # Most searched first; among equals, stated purposes before searches that stated none.
+            searches=dict(sorted(searches.items(), key=lambda item: (-item[1].total, item[0] == NO_PURPOSE, item[0]))),
             confirmed=decisions[ReviewDecision.CONFIRMED],
             rejected=decisions[ReviewDecision.REJECTED],
             erasure=_erasure_figures([*earlier, *entries], start),
