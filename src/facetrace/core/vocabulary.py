@@ -86,7 +86,8 @@ class ErasureMatch(StrEnum):
 
 
 class JobKind(StrEnum):
-    """What a background ingest job reads: uploaded photos, a server folder or file, or a server manifest."""
+    """What a background ingest job reads: uploaded photos, a server folder or file, or a manifest (on the server, or
+    uploaded with the photos it names)."""
 
     UPLOAD = "upload"
     PATH = "path"
