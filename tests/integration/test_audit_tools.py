@@ -279,3 +279,8 @@ def test_the_csv_export_holds_the_filtered_log_and_is_audited(scenario: Scenario
     assert [int(row["seq"]) for row in lines] == list(range(1, len(lines) + 1))  # the whole log up to the export
     assert int(lines[-1]["seq"]) < scenario.engine.audit.length()
     assert scenario.engine.audit.verify().ok
+    # A cell a spreadsheet would run as a formula is exported as text.
+    scenario.engine.audit.record("cli:test", AuditAction.VIEW_PERSON, '=HYPERLINK("http://x.example","y")')
+    formula = auditor.get("/ui/audit.csv", params={"action": "view_person"})
+    (row,) = csv.DictReader(io.StringIO(formula.text))
+    assert row["target"] == '\'=HYPERLINK("http://x.example","y")' and row["actor"] == "cli:test"
