@@ -28,6 +28,7 @@ from facetrace.engine import Engine, open_engine
 from facetrace.engine.transparency import NO_PURPOSE
 from facetrace.server.app import create_app
 from facetrace.server.passwords import Argon2Hasher
+from facetrace.server.ui import audit_pages
 
 pytestmark = pytest.mark.slow
 
@@ -284,3 +285,23 @@ def test_the_csv_export_holds_the_filtered_log_and_is_audited(scenario: Scenario
     formula = auditor.get("/ui/audit.csv", params={"action": "view_person"})
     (row,) = csv.DictReader(io.StringIO(formula.text))
     assert row["target"] == '\'=HYPERLINK("http://x.example","y")' and row["actor"] == "cli:test"
+
+
+def test_older_entries_page_back_through_the_filter(
+    scenario: Scenario, auditor: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_pages, "AUDIT_PAGE_SIZE", 2)
+    wanted = [entry.seq for entry in scenario.engine.audit.find(AuditQuery(actor="ivan", actions=("search",)))]
+    assert len(wanted) == 3
+    seen: list[int] = []
+    url = "/ui/audit?actor=ivan&action=search"
+    for _ in range(len(wanted)):
+        page = auditor.get(url)
+        assert page.status_code == 200
+        seen += [int(seq) for seq in re.findall(r'<tr class="audit-entry[^"]*"><td>(\d+)</td>', page.text)]
+        older = re.search(r'<a id="older" href="([^"]+)"', page.text)
+        if older is None:
+            break
+        url = older.group(1).replace("&amp;", "&")
+        assert "actor=ivan" in url and "action=search" in url
+    assert seen == wanted  # each of ivan's searches once, newest first, on two pages, and nothing else
