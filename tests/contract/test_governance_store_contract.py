@@ -4,6 +4,7 @@ catalog's erasure methods, on SQLite and on PostgreSQL (same fixtures as the cat
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from facetrace.core.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from facetrace.core.types import ErasureReceipt, Evidence, StoredHit, Strength, User
+from facetrace.core.types import AuditQuery, ErasureReceipt, Evidence, StoredHit, Strength, User
 from facetrace.core.vocabulary import IndependentReview, ReviewDecision, Role
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
@@ -122,6 +123,33 @@ def test_audit_chain_survives_the_database_and_catches_an_edit(
         connection.execute(sa.text("UPDATE audit_log SET target = 'face:2' WHERE seq = 3"))
         connection.execute(sa.text("DELETE FROM audit_log WHERE seq = 2"))
     assert log.verify().first_bad_seq == 3
+
+
+def test_audit_entries_are_found_by_actor_action_case_and_period(store: SqlGovernanceStore) -> None:
+    log = AuditLog(store)
+    log.record("ivan", "open_case", "case:1", title="t")
+    log.record("ivan", "search", "search:1", case_id=1, purpose="p")
+    time.sleep(0.01)  # entry 3 is later than entry 2 at any clock resolution: the period bound falls between them
+    log.record("ivan", "view_face", "face:7", case_id=12, purpose="p")  # case 12, not case 1
+    log.record("rita", "review", "search:1", case_id=1, decision="confirmed")
+    log.record("rita", "view_case", "case:12")
+    log.record("olga", "read_audit", "audit", note='"case_id":1,')  # the text, not the key: not case 1
+
+    def seqs(query: AuditQuery, **options: object) -> list[int]:
+        return [entry.seq for entry in log.find(query, **options)]  # type: ignore[arg-type]
+
+    assert seqs(AuditQuery()) == [6, 5, 4, 3, 2, 1]
+    assert seqs(AuditQuery(actor="rita")) == [5, 4]
+    assert seqs(AuditQuery(actions=("search", "review"))) == [4, 2]
+    assert seqs(AuditQuery(case_id=1)) == [4, 2, 1]
+    assert seqs(AuditQuery(case_id=12)) == [5, 3]
+    assert seqs(AuditQuery(actor="ivan", case_id=1), newest_first=False) == [1, 2]
+    assert seqs(AuditQuery(), before_seq=5, limit=2) == [4, 3]
+    assert seqs(AuditQuery(), after_seq=4, newest_first=False) == [5, 6]
+    at = log.entries(2, 1)[0].at
+    assert seqs(AuditQuery(since=at)) == [6, 5, 4, 3]
+    assert seqs(AuditQuery(until=at)) == [2, 1]
+    assert seqs(AuditQuery(since=datetime(2000, 1, 1, tzinfo=UTC), until=datetime(2000, 1, 2, tzinfo=UTC))) == []
 
 
 def test_cases_searches_reviews_and_repeats(store: SqlGovernanceStore) -> None:

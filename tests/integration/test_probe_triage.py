@@ -283,3 +283,18 @@ def test_the_cli_filters_by_strength_and_draws_the_probe(fr_examples: Path, tmp_
         ],
     )
     assert both.exit_code != 0 and "one probe" in both.output
+
+
+def test_an_unreadable_upload_is_refused_and_counted_as_a_failed_search(world: World) -> None:
+    """The UI analyses an upload before any face is picked: a probe it cannot read is audited as search_failed
+    under the case (the transparency report counts it), as a search the engine refuses is."""
+    failed_before = len(world.entries(AuditAction.SEARCH_FAILED))
+    response = world.clients["ines"].post(
+        f"/ui/cases/{world.case_id}/searches",
+        files={"probe": ("broken.jpg", b"\xff\xd8\xff\xe0 not a whole jpeg", "image/jpeg")},
+        data={"purpose": "who is beside the senator", "top_k": "6", "csrf_token": world.csrf("ines")},
+    )
+    assert response.status_code == 422, response.text
+    failed = world.entries(AuditAction.SEARCH_FAILED)
+    assert len(failed) == failed_before + 1
+    assert failed[-1]["target"] == f"case:{world.case_id}" and failed[-1]["case_id"] == world.case_id

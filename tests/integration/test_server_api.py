@@ -80,6 +80,7 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("GET", "/api/v1/audit", {"auditor", "admin"}, {}),
     ("GET", "/api/v1/audit/verify", {"auditor", "admin"}, {}),
     ("GET", "/api/v1/audit/head", {"auditor", "admin"}, {}),
+    ("GET", "/api/v1/audit/transparency", {"auditor", "admin"}, {"params": {"from": "2026-01-01", "to": "2026-01-31"}}),
     ("GET", "/api/v1/audit/repeated-probes", {"auditor"}, {}),
     ("POST", "/api/v1/erasures/faces", {"admin"}, {"json": {"face_ids": [999999], "reason": "r"}}),
     ("POST", "/api/v1/erasures/person", {"admin"}, {"json": {"label": "nobody at all", "reason": "r"}}),

@@ -22,6 +22,7 @@ from facetrace.engine import Engine, open_engine
 from facetrace.server.app import create_app
 from facetrace.server.passwords import Argon2Hasher
 from facetrace.server.ui.admin import router as admin_router
+from facetrace.server.ui.audit_pages import router as audit_router
 from facetrace.server.ui.compare import router as compare_router
 from facetrace.server.ui.jobs_pages import router as ui_jobs_router
 from facetrace.server.ui.people import router as people_router
@@ -140,6 +141,9 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("GET", "/ui/cases/{case}/probes/{token}", {"investigator"}, {}),
     ("GET", "/ui/cases/{case}/probes/{token}/photo", {"investigator"}, {}),
     ("GET", "/ui/audit", {"auditor", "admin"}, {}),
+    ("GET", "/ui/audit.csv", {"auditor", "admin"}, {}),
+    ("POST", "/ui/ingest/server", {"admin"}, {"data": {"path": "/nowhere", "kind": "folder"}}),
+    ("GET", "/ui/audit/transparency", {"auditor", "admin"}, {}),
     ("GET", "/ui/audit/repeated-probes", {"auditor"}, {}),
     ("GET", "/ui/compare", {"investigator"}, {}),
     ("POST", "/ui/compare", {"investigator"}, {"data": {"case_id": "999", "purpose": "p"}}),
@@ -211,6 +215,7 @@ def test_the_table_covers_every_ui_route(ui: Ui) -> None:
             *people_router.routes,
             *review_router.routes,
             *searches_router.routes,
+            *audit_router.routes,
         ]
         if isinstance(route, APIRoute)
         for method in route.methods

@@ -20,6 +20,7 @@ from facetrace.engine import open_engine
 from facetrace.server.app import create_app
 from facetrace.server.passwords import Argon2Hasher
 from facetrace.server.ui.admin import router as admin_router
+from facetrace.server.ui.audit_pages import router as audit_router
 from facetrace.server.ui.compare import router as compare_router
 from facetrace.server.ui.jobs_pages import router as jobs_router
 from facetrace.server.ui.people import router as people_router
@@ -49,7 +50,7 @@ PHOTO_FIELDS = {"/admin/erasures/photo": ("photo",), "/compare": ("a", "b"), "/c
 def _routes() -> list[tuple[str, str]]:
     """(method, path) of every UI route with an id in its path or its form."""
     found = []
-    for router in (ui_router, admin_router, compare_router, jobs_router, people_router, review_router):
+    for router in (ui_router, admin_router, compare_router, jobs_router, people_router, review_router, audit_router):
         for route in router.routes:
             assert isinstance(route, APIRoute)
             has_id = re.search(_ID_PARAM, route.path) is not None
@@ -108,7 +109,11 @@ def test_an_id_of_2_to_the_70_is_a_422_page_not_a_500(
     assert re.search(r"not valid|whole number", answer.text), answer.text[:500]
 
 
-def test_an_audit_page_after_seq_of_2_to_the_70_is_a_422(browsers: dict[str, tuple[TestClient, str]]) -> None:
+def test_an_audit_page_before_or_case_of_2_to_the_70_is_a_422(browsers: dict[str, tuple[TestClient, str]]) -> None:
     client, _ = browsers["olga"]
-    assert client.get(f"/ui/audit?after_seq={HUGE}").status_code == 422
-    assert client.get("/ui/audit?after_seq=0").status_code == 200
+    assert client.get(f"/ui/audit?before={HUGE}").status_code == 422
+    assert client.get("/ui/audit?before=1").status_code == 200
+    for url in (f"/ui/audit?case_id={HUGE}", f"/ui/audit.csv?case_id={HUGE}"):
+        answer = client.get(url)
+        assert answer.status_code == 422 and "whole number" in answer.text, url
+    assert client.get("/ui/audit?case_id=1").status_code == 200

@@ -49,6 +49,7 @@ READ_COMMANDS: dict[tuple[str, ...], list[str]] = {
     ("clusters", "rename"): ["1", "Ada", "--reason", "confirmed"],
     ("clusters", "hide"): ["1", "--reason", "not a person of interest"],
     ("clusters", "unhide"): ["1", "--reason", "needed again"],
+    ("report", "transparency"): ["--from", "2026-01-01", "--to", "2026-01-31"],
 }
 # Commands that create a data directory (tests/integration/test_cli_outcomes.py runs them on a missing one).
 CREATE_COMMANDS = {("ingest",), ("users", "create-admin")}

@@ -38,6 +38,7 @@ from facetrace.core.types import (
     QUALITY_CONDITIONS,
     ApiKey,
     AuditEntry,
+    AuditQuery,
     Case,
     CaseMember,
     ChangeCounters,
@@ -205,6 +206,24 @@ class SqlGovernanceStore:
     def audit_length(self) -> int:
         with self._read() as connection:
             return int(connection.execute(sa.select(sa.func.coalesce(sa.func.max(audit_log.c.seq), 0))).scalar_one())
+
+    def find_audit(
+        self,
+        query: AuditQuery,
+        *,
+        after_seq: int = 0,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[AuditEntry]:
+        select = sa.select(audit_log).where(audit_log.c.seq > after_seq, *_audit_conditions(query))
+        if before_seq is not None:
+            select = select.where(audit_log.c.seq < before_seq)
+        select = select.order_by(audit_log.c.seq.desc() if newest_first else audit_log.c.seq)
+        if limit is not None:
+            select = select.limit(limit)
+        with self._read() as connection:
+            return [_audit_entry(row) for row in connection.execute(select)]
 
     # Cases, searches, reviews
 
@@ -546,6 +565,29 @@ def _review(row: Row[Any]) -> Review:
     return Review(
         int(row.id), int(row.search_id), int(row.face_id), row.reviewer, ReviewDecision(row.decision), row.note, row.at
     )
+
+
+def _audit_conditions(query: AuditQuery) -> list[sa.ColumnElement[bool]]:
+    conditions: list[sa.ColumnElement[bool]] = []
+    if query.actor is not None:
+        conditions.append(audit_log.c.actor == query.actor)
+    if query.actions:
+        conditions.append(audit_log.c.action.in_(query.actions))
+    if query.case_id is not None:
+        # details are canonical JSON (sorted keys, no spaces), so a case_id key reads `"case_id":N` then , or }.
+        key = f'"case_id":{int(query.case_id)}'
+        conditions.append(
+            sa.or_(
+                audit_log.c.target == f"case:{int(query.case_id)}",
+                audit_log.c.details.like(f"%{key},%"),
+                audit_log.c.details.like(f"%{key}}}%"),
+            )
+        )
+    if query.since is not None:
+        conditions.append(audit_log.c.at >= query.since)
+    if query.until is not None:
+        conditions.append(audit_log.c.at < query.until)
+    return conditions
 
 
 def _audit_entry(row: Row[Any]) -> AuditEntry:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from facetrace.cli import accounts, clusters, gallery, governance, models, serve
+from facetrace.cli import accounts, clusters, gallery, governance, models, report, serve
 from facetrace.cli.common import JsonErrorsGroup
 from facetrace.cli.eval import eval_app
 
@@ -33,6 +33,7 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(accounts.users_app, name="users")
 app.add_typer(accounts.audit_app, name="audit")
 app.add_typer(clusters.clusters_app, name="clusters")
+app.add_typer(report.report_app, name="report")
 
 
 def main() -> None:  # pragma: no cover - console entry point

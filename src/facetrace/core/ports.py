@@ -15,6 +15,7 @@ from facetrace.core.types import (
     AnalyzedImage,
     ApiKey,
     AuditEntry,
+    AuditQuery,
     Case,
     CaseMember,
     CatalogStats,
@@ -220,6 +221,19 @@ class AuditStore(Protocol):
 
     def audit_length(self) -> int:
         """The newest entry's seq (0 for an empty log)."""
+        ...
+
+    def find_audit(
+        self,
+        query: AuditQuery,
+        *,
+        after_seq: int = 0,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[AuditEntry]:
+        """The entries query selects with after_seq < seq < before_seq (None: no bound), newest first unless
+        newest_first is False."""
         ...
 
 

@@ -410,6 +410,35 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class AuditQuery:
+    """Which audit entries to list: each field set narrows the list (None or empty: any).
+
+    case_id matches an entry about the case (target `case:N`) or made within it (details' case_id, as searches,
+    reviews and the views of a case's faces record it). since and until bound `at`: since <= at < until."""
+
+    actor: str | None = None
+    actions: tuple[str, ...] = ()
+    case_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def described(self) -> dict[str, object]:
+        """The filter as recorded with what was done under it (the set fields only; times in ISO 8601)."""
+        shown: dict[str, object] = {}
+        if self.actor is not None:
+            shown["actor"] = self.actor
+        if self.actions:
+            shown["actions"] = list(self.actions)
+        if self.case_id is not None:
+            shown["case_id"] = self.case_id
+        if self.since is not None:
+            shown["since"] = self.since.isoformat()
+        if self.until is not None:
+            shown["until"] = self.until.isoformat()
+        return shown
+
+
+@dataclass(frozen=True)
 class Case:
     """An investigation: every search belongs to one and states why it is done."""
 

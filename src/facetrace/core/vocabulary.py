@@ -102,7 +102,8 @@ class ErasureMatch(StrEnum):
 
 
 class JobKind(StrEnum):
-    """What a background ingest job reads: uploaded photos, a server folder or file, or a server manifest."""
+    """What a background ingest job reads: uploaded photos, a server folder or file, or a manifest (on the server, or
+    uploaded with the photos it names)."""
 
     UPLOAD = "upload"
     PATH = "path"
@@ -204,6 +205,7 @@ class AuditAction(StrEnum):
     ADD_CASE_MEMBER = "add_case_member"
     REMOVE_CASE_MEMBER = "remove_case_member"
     SEARCH = "search"
+    SEARCH_FAILED = "search_failed"  # the probe could not be searched (unreadable, no face, no such face)
     COMPARE = "compare"
     REVIEW = "review"
     VIEW_FACE = "view_face"

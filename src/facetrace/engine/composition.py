@@ -39,6 +39,7 @@ from facetrace.engine.ingesting import Ingestion
 from facetrace.engine.locking import DataLock
 from facetrace.engine.maintenance import IndexMaintenance
 from facetrace.engine.searching import Searches
+from facetrace.engine.transparency import Transparency
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
 from facetrace.governance.erasure import (
@@ -105,6 +106,7 @@ class Engine:
         self.audit.key = audit_key.load_or_create(key_file, self.audit.length)
         self.audit.heads = audit_key.HeadFile(key_file.with_name(audit_key.HEAD_FILE_NAME), self.audit.key)
         self.users = UserService(governance, self.audit)
+        self.transparency = Transparency(self.audit, self.catalog)
         calibrated = self.pack.calibration is not None
         self.cases = CaseService(
             governance,

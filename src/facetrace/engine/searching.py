@@ -74,7 +74,11 @@ class Searches:
         top_k = self._top_k_or_default(top_k)
         uri = str(probe)
         data = read_uri(uri)
-        results = self._service().search(data, uri, top_k=top_k, face_index=face_index)
+        try:
+            results = self._service().search(data, uri, top_k=top_k, face_index=face_index)
+        except PROBE_ERRORS as exc:
+            self._audit_failure(actor or cli_actor(), f"probes:{hashlib.sha256(data).hexdigest()}", purpose or "", exc)
+            raise
         self._audit_search(actor, purpose, [(data, uri)], results)
         return results
 
@@ -146,6 +150,17 @@ class Searches:
 
     # -- governed: every one belongs to a user and a case, and is stored with it ---------------------------------------
 
+    def analyze_in_case(self, user: User, case_id: int, purpose: str, data: bytes, probe_name: str) -> AnalyzedImage:
+        """A probe analysed for a search in this case before its faces are picked (the web UI's probe overview): the
+        case and purpose are checked first, and a probe that cannot be read is audited as search_failed, as in_case
+        audits one without the face asked for."""
+        case, purpose = self._cases.check_search_allowed(user, case_id, purpose)
+        try:
+            return self.analyze(data, probe_name)
+        except PROBE_ERRORS as exc:
+            self._audit_failure(user.name, f"case:{case.case_id}", purpose, exc, case_id=case.case_id)
+            raise
+
     def in_case(
         self,
         user: User,
@@ -166,9 +181,13 @@ class Searches:
         """
         top_k = self._top_k_or_default(top_k)
         case, purpose = self._cases.check_search_allowed(user, case_id, purpose)
-        image = analyzed if analyzed is not None else self.analyze(data, probe_name)
         sha256 = hashlib.sha256(data).hexdigest()
-        results = self._service().search_analyzed(image, top_k=top_k, faces=faces, probe_sha256=sha256)
+        try:
+            image = analyzed if analyzed is not None else self.analyze(data, probe_name)
+            results = self._service().search_analyzed(image, top_k=top_k, faces=faces, probe_sha256=sha256)
+        except PROBE_ERRORS as exc:
+            self._audit_failure(user.name, f"case:{case.case_id}", purpose, exc, case_id=case.case_id)
+            raise
         probe = image.faces[faces[0]] if faces else main_face(image)
         record = self._cases.record_search(
             user,
@@ -205,6 +224,10 @@ class Searches:
             similarity=round(comparison.similarity, 6),
         )
         return comparison
+
+    def _audit_failure(self, actor: str, target: str, purpose: str, exc: FacetraceError, **details: object) -> None:
+        """A search that could not be made: counted in the transparency report beside those that were."""
+        self._audit.record(actor, AuditAction.SEARCH_FAILED, target, purpose=purpose, error=error_code(exc), **details)
 
     def _audit_search(
         self,

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from facetrace.core.ports import AuditStore
-from facetrace.core.types import AuditEntry
+from facetrace.core.types import AuditEntry, AuditQuery
 from facetrace.core.vocabulary import AuditAction
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,21 @@ class AuditLog:
 
     def entries(self, after_seq: int = 0, limit: int | None = None) -> list[AuditEntry]:
         return self._store.audit_entries(after_seq, limit)
+
+    def find(
+        self,
+        query: AuditQuery,
+        *,
+        after_seq: int = 0,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[AuditEntry]:
+        """The entries the query selects with after_seq < seq < before_seq, newest first unless newest_first is
+        False."""
+        return self._store.find_audit(
+            query, after_seq=after_seq, before_seq=before_seq, limit=limit, newest_first=newest_first
+        )
 
     def verify(self, head: AuditHead | None = None) -> ChainReport:
         """Recompute the chain; check it still holds head (exported earlier) and the head recorded after the last

@@ -272,6 +272,9 @@ class IngestRunner:
             "faces_added": state.faces_added,
             "errors": state.errors,
             "unattributed_labels": state.unattributed_labels,
+            # Faces (and whole images) of erased people met again and not stored: the transparency report counts them.
+            "faces_suppressed": state.faces_suppressed,
+            "images_suppressed": state.images_suppressed,
         }
         if failed:
             self._record_end(run_id, status, stats, raising=False)

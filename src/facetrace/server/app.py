@@ -16,6 +16,7 @@ from facetrace.server.ratelimit import Guards
 from facetrace.server.reads import ReadLog
 from facetrace.server.schemas import ErrorEnvelope, HealthOut
 from facetrace.server.ui import admin as admin_ui
+from facetrace.server.ui import audit_pages as audit_ui
 from facetrace.server.ui import compare as compare_ui
 from facetrace.server.ui import jobs_pages as ui_jobs
 from facetrace.server.ui import people as people_ui
@@ -78,6 +79,7 @@ def create_app(engine: Engine) -> FastAPI:
     ui.include_router(people_ui.router)
     ui.include_router(review_ui.router)
     ui.include_router(searches_ui.router)
+    ui.include_router(audit_ui.router)
     app.mount(UI_PREFIX, ui)
 
     @app.get("/", include_in_schema=False)

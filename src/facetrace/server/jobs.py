@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
 import re
 import secrets
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from facetrace.core.errors import FacetraceError, InvalidRequestError, PermissionDeniedError
+from facetrace.core.errors import FacetraceError, InvalidRequestError, ManifestError, PermissionDeniedError
 from facetrace.core.types import User
 from facetrace.core.vocabulary import AuditAction, JobKind, JobStatus
 from facetrace.engine import Engine
@@ -42,6 +44,8 @@ MAX_UPLOAD_FILES = 100
 MAX_UPLOAD_TOTAL_BYTES = 512 * 1024 * 1024
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 MAX_STORED_NAME_CHARS = 100
+MANIFEST_SUFFIXES = frozenset({".csv", ".tsv", ".jsonl", ".ndjson"})
+MAX_MANIFEST_ROWS = 10 * MAX_UPLOAD_FILES  # a photo may have several rows (one per labelled face)
 STOPPED_MESSAGE = "the server stopped; submit the job again to finish it (images already stored are skipped)"
 
 
@@ -111,6 +115,25 @@ def confine(path: str | Path, roots: Sequence[Path]) -> Path:
     raise PermissionDeniedError(f"{text} is outside the ingest roots")
 
 
+def _upload_key(name: str) -> str:
+    """How a manifest row and an uploaded file are matched: the name with forward slashes, case kept."""
+    key = name.replace("\\", "/").strip()
+    while key.startswith("./"):
+        key = key[2:]
+    return key
+
+
+def _row_name(uri: str, folder: Path) -> str | None:
+    """The name a manifest row gave, relative to the upload's folder (rows are relative to the manifest); None for a
+    URL or a path outside the folder, which can name no uploaded photo."""
+    if "://" in uri:
+        return None
+    try:
+        return Path(uri).relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
 def stored_name(number: int, original: str) -> str:
     """The upload's file name on disk: numbered (two photos may share a name) and stripped of path parts and
     unusual characters; the original name is kept as provenance in the catalog."""
@@ -137,13 +160,7 @@ class JobQueue:
     ) -> IngestJob:
         """Write the photos to <data>/uploads/<job id>/ and queue their ingest, each with its original name and
         uploader as provenance (the asset's extra metadata)."""
-        if not uploads:
-            raise InvalidRequestError("upload at least one photo")
-        if len(uploads) > MAX_UPLOAD_FILES:
-            raise InvalidRequestError(f"at most {MAX_UPLOAD_FILES} photos per job, not {len(uploads)}")
-        total = sum(len(upload.data) for upload in uploads)
-        if total > MAX_UPLOAD_TOTAL_BYTES:
-            raise InvalidRequestError(f"at most {MAX_UPLOAD_TOTAL_BYTES:,} bytes per job, not {total:,}")
+        self._check_upload_bounds(uploads)
         job = self._new_job(user, JobKind.UPLOAD, [u.name for u in uploads], label, legal_basis)
         job.files_total = len(uploads)
         folder = self._engine.settings.uploads_dir / job.job_id
@@ -155,6 +172,86 @@ class JobQueue:
             extra = {"original_filename": upload.name, "uploaded_by": user.name, "ingest_job": job.job_id}
             items.append(SourceItem(uri=str(path), label=label, legal_basis=legal_basis, extra=extra))
         return self._enqueue(job, lambda: items)
+
+    def submit_manifest_upload(
+        self,
+        user: User,
+        manifest: Upload,
+        photos: Sequence[Upload],
+        label: str | None = None,
+        legal_basis: str | None = None,
+    ) -> IngestJob:
+        """A manifest (CSV/TSV/JSONL, as `facetrace ingest --manifest` reads) uploaded with the photos it names: each
+        row gives its photo's label, source page, capture date, legal basis and subject face; label and legal_basis
+        fill a row that has none. Each row names one uploaded photo by its file name (relative, as the row is
+        relative to the manifest's folder); a row naming anything else, or a photo no row names, refuses the whole
+        job before anything is queued, naming them."""
+        suffix = Path(manifest.name).suffix.lower()
+        if suffix not in MANIFEST_SUFFIXES:
+            raise InvalidRequestError(
+                f"{manifest.name}: a manifest ends in {', '.join(sorted(MANIFEST_SUFFIXES))} (CSV, TSV or JSON lines)"
+            )
+        self._check_upload_bounds(photos)
+        job = self._new_job(user, JobKind.MANIFEST, [manifest.name, *(u.name for u in photos)], label, legal_basis)
+        job.files_total = len(photos)
+        folder = self._engine.settings.uploads_dir / job.job_id
+        folder.mkdir(parents=True, exist_ok=False)
+        try:
+            items = self._manifest_items(user, job, folder, manifest, photos, suffix)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return self._enqueue(job, lambda: items)
+
+    def _manifest_items(
+        self, user: User, job: IngestJob, folder: Path, manifest: Upload, photos: Sequence[Upload], suffix: str
+    ) -> list[SourceItem]:
+        """The manifest's rows pointed at the stored photos (refused, naming them: a row that names no uploaded photo,
+        a photo no row names)."""
+        written = folder / f"manifest{suffix}"
+        written.write_bytes(manifest.data)
+        by_name: dict[str, int] = {}
+        for number, upload in enumerate(photos):
+            for key in dict.fromkeys((_upload_key(upload.name), _upload_key(Path(upload.name).name))):
+                by_name[key] = number if key not in by_name else -1  # -1: two photos share it
+        rows: list[tuple[SourceItem, int]] = []
+        missing: list[str] = []
+        try:
+            for line, item in enumerate(iter_manifest(written), start=1):
+                if len(rows) >= MAX_MANIFEST_ROWS:
+                    raise InvalidRequestError(f"{manifest.name}: at most {MAX_MANIFEST_ROWS} rows per job")
+                row_name = _row_name(item.uri, folder)
+                number = by_name.get(row_name, by_name.get(Path(row_name).name, -2)) if row_name else -2
+                if number < 0:
+                    # As the row wrote it (relative to the manifest), never the server's own path.
+                    shown = row_name or (item.uri if "://" in item.uri else os.path.relpath(item.uri, folder.resolve()))
+                    why = "two uploaded photos have that name" if number == -1 else "no uploaded photo has that name"
+                    missing.append(f"row {line} names {shown!r}: {why}")
+                else:
+                    rows.append((item, number))
+        except ManifestError as exc:
+            raise InvalidRequestError(str(exc).replace(str(written), manifest.name)) from exc
+        named = {number for _, number in rows}
+        unnamed = [upload.name for number, upload in enumerate(photos) if number not in named]
+        problems = missing[:20] + ([f"photos no row names: {', '.join(unnamed[:20])}"] if unnamed else [])
+        if problems:
+            raise InvalidRequestError(f"{manifest.name}: " + "; ".join(problems))
+        paths = []
+        for number, upload in enumerate(photos, start=1):
+            path = folder / stored_name(number, upload.name)
+            path.write_bytes(upload.data)
+            paths.append(path)
+        provenance = {"uploaded_by": user.name, "ingest_job": job.job_id, "manifest": manifest.name}
+        return [
+            dataclasses.replace(
+                item,
+                uri=str(paths[number]),
+                label=item.label or job.label,
+                legal_basis=item.legal_basis or job.legal_basis,
+                extra={**item.extra, "original_filename": photos[number].name, **provenance},
+            )
+            for item, number in rows
+        ]
 
     def submit_path(
         self,
@@ -187,6 +284,16 @@ class JobQueue:
                     )
 
         return self._enqueue(job, lambda: self._confined(job, items(), roots))
+
+    @staticmethod
+    def _check_upload_bounds(uploads: Sequence[Upload]) -> None:
+        if not uploads:
+            raise InvalidRequestError("upload at least one photo")
+        if len(uploads) > MAX_UPLOAD_FILES:
+            raise InvalidRequestError(f"at most {MAX_UPLOAD_FILES} photos per job, not {len(uploads)}")
+        total = sum(len(upload.data) for upload in uploads)
+        if total > MAX_UPLOAD_TOTAL_BYTES:
+            raise InvalidRequestError(f"at most {MAX_UPLOAD_TOTAL_BYTES:,} bytes per job, not {total:,}")
 
     # -- reading ----------------------------------------------------------------------------------------------------
 

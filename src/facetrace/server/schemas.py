@@ -9,7 +9,7 @@ of() constructors, which read the stored verdict and turn non-finite rates into 
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Self
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -426,6 +426,70 @@ class AuditEntryOut(FromCore):
     details: dict[str, object]
     prev_hash: str
     hash: str
+
+
+class PurposeSearchesOut(BaseModel):
+    purpose: str
+    total: int
+    with_hits: int = Field(description="Searches that showed at least one candidate.")
+    without_hits: int
+    failed: int = Field(description="Probes that could not be searched (unreadable, no face, no such face).")
+
+
+class SearchFiguresOut(BaseModel):
+    total: int
+    with_hits: int
+    without_hits: int
+    failed: int
+    by_purpose: list[PurposeSearchesOut]
+
+
+class ReviewFiguresOut(BaseModel):
+    confirmed: int
+    rejected: int
+
+
+class ErasureFiguresOut(BaseModel):
+    requests: int = Field(description="Requests opened in the period (first preview, or the erasure itself).")
+    erased: int
+    faces_erased: int
+    pending: int = Field(description="Requests opened in the period and not erased by its end.")
+    timed: int = Field(description="Erasures whose request was previewed: the times are theirs.")
+    median_seconds: float | None = Field(description="From the request's first preview to its erasure.")
+    max_seconds: float | None
+
+
+class SuppressedFiguresOut(BaseModel):
+    ingest_runs: int
+    faces: int = Field(description="Faces of erased people met by an ingest run and not stored.")
+    photos: int
+
+
+class PurgeFiguresOut(BaseModel):
+    purges: int
+    faces: int
+    assets: int
+
+
+class ActiveUserOut(BaseModel):
+    user: str
+    audit_entries: int
+
+
+class TransparencyOut(BaseModel):
+    """What the gallery was used for in a period (engine/transparency.py): whole UTC days, both included."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    since: date = Field(alias="from")
+    until: date = Field(alias="to")
+    searches: SearchFiguresOut
+    reviews: ReviewFiguresOut
+    erasure: ErasureFiguresOut
+    suppressed_reingests: SuppressedFiguresOut
+    retention_purges: PurgeFiguresOut
+    active_users: list[ActiveUserOut]
+    audit_entries: int
 
 
 class ChainReportOut(FromCore):

@@ -54,6 +54,11 @@ def collect_uploads(photos: list[UploadFile]) -> list[Upload]:
     return uploads
 
 
+def read_manifest(upload: UploadFile) -> Upload:
+    data, name = read_upload(upload, "a manifest")
+    return Upload(name, data)
+
+
 @router.post("/ingest/jobs", response_model=IngestJobOut, status_code=202)
 def start_job(
     request: Request,
@@ -72,6 +77,13 @@ def start_job(
             description="A CSV/JSONL manifest on the server; every row must be inside the roots.",
         ),
     ] = None,
+    manifest_file: Annotated[
+        UploadFile | None,
+        File(
+            description="A CSV/TSV/JSONL manifest sent with the photos: each row names one of them by file name and "
+            "gives its label, source_page, captured_at, legal_basis, face_index or face_box."
+        ),
+    ] = None,
     label: Annotated[
         str | None, Form(max_length=MAX_LABEL, description="Who the photos show (for rows without their own).")
     ] = None,
@@ -79,15 +91,22 @@ def start_job(
         str | None, Form(max_length=MAX_TEXT, description="Why these photos may be held and searched.")
     ] = None,
 ) -> IngestJobOut:
-    """Queue an ingest of exactly one of: uploaded photos, a server path, a server manifest. Answers 202 with the
-    job at once; GET /ingest/jobs/{job_id} reports its progress. A path or manifest outside
-    FACETRACE_INGEST_ROOTS is refused (403)."""
+    """Queue an ingest of exactly one of: uploaded photos (with a manifest_file giving each its provenance, or
+    without), a server path, a server manifest. Answers 202 with the job at once; GET /ingest/jobs/{job_id} reports
+    its progress. A path or manifest outside FACETRACE_INGEST_ROOTS is refused (403); a manifest_file row naming no
+    uploaded photo, or a photo no row names, refuses the job (422, naming them)."""
     chosen = [name for name, value in (("photos", photos), ("path", path), ("manifest", manifest)) if value]
     if len(chosen) != 1:
         raise InvalidRequestError("send exactly one of: photos (files), path, manifest")
+    if manifest_file is not None and not photos:
+        raise InvalidRequestError("a manifest_file comes with the photos it names")
     jobs = job_queue(request)
     label, legal_basis = form_text(label, "label", MAX_LABEL), form_text(legal_basis, "legal_basis")
-    if photos:
+    if photos and manifest_file is not None:
+        job = jobs.submit_manifest_upload(
+            user, read_manifest(manifest_file), collect_uploads(photos), label, legal_basis
+        )
+    elif photos:
         job = jobs.submit_uploads(user, collect_uploads(photos), label, legal_basis)
     else:
         where = path or manifest or ""

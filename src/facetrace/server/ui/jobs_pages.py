@@ -1,5 +1,6 @@
-"""Web UI pages added beside routes.py: ingest jobs (an upload form and the jobs with their progress), closing a
-case, and the case report as a server-made PDF. Included into the UI app by create_app; same roles as the API.
+"""Web UI pages added beside routes.py: ingest jobs (photos uploaded with or without a manifest, or a folder or
+manifest named on the server inside the ingest roots; the jobs with their progress), closing a case, and the case
+report as a server-made PDF. Included into the UI app by create_app; same roles as the API.
 
 The jobs page refreshes itself with <meta http-equiv="refresh"> while a job is queued or running: the UI's
 Content-Security-Policy allows no scripts, and a reload every few seconds is all progress needs.
@@ -12,16 +13,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
-from facetrace.core.errors import InvalidRequestError
-from facetrace.core.limits import MAX_LABEL
+from facetrace.core.errors import InvalidRequestError, PermissionDeniedError
+from facetrace.core.limits import MAX_FILE_NAME, MAX_LABEL
 from facetrace.core.vocabulary import AuditAction, Role
 from facetrace.server.api.common import IdPath
-from facetrace.server.api.ingest import collect_uploads, form_text
+from facetrace.server.api.ingest import collect_uploads, form_text, read_manifest
 from facetrace.server.api.reports import ReportInclude, pdf_response
 from facetrace.server.auth import engine_of
 from facetrace.server.case_report import gather_report
 from facetrace.server.jobs import MAX_UPLOAD_FILES, JobQueue
-from facetrace.server.reads import audited_read
+from facetrace.server.reads import audited_read, record_denial
 from facetrace.server.reports_pdf import render_pdf
 from facetrace.server.ui.common import VIEWERS, Visitor, check_csrf, probes_of, redirect, render, signed_in
 
@@ -45,6 +46,7 @@ def _jobs_page(request: Request, visitor: Visitor, status_code: int = 200, error
         jobs=jobs,
         refresh_s=JOBS_REFRESH_S if busy else None,
         max_files=MAX_UPLOAD_FILES,
+        roots=[str(root) for root in engine_of(request).settings.ingest_roots],
         error=error,
     )
 
@@ -61,18 +63,52 @@ def upload(
     request: Request,
     visitor: Annotated[Visitor, Depends(signed_in(Role.ADMIN))],
     photos: Annotated[list[UploadFile] | None, File()] = None,
+    manifest: Annotated[UploadFile | None, File()] = None,
     label: Annotated[str, Form()] = "",
     legal_basis: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    """Upload photos as one background ingest job (the API's POST /ingest/jobs), then back to the jobs list."""
+    """Upload photos as one background ingest job (the API's POST /ingest/jobs), with a manifest giving each photo
+    its label and provenance or without one, then back to the jobs list."""
     check_csrf(visitor, csrf_token)
     chosen = [photo for photo in photos or [] if photo.filename]
     try:
         uploads = collect_uploads(chosen)
-        basis = form_text(legal_basis, "legal_basis")
-        _jobs(request).submit_uploads(visitor.user, uploads, form_text(label, "label", MAX_LABEL), basis)
+        text = form_text(label, "label", MAX_LABEL), form_text(legal_basis, "legal_basis")
+        if manifest is not None and manifest.filename:
+            _jobs(request).submit_manifest_upload(visitor.user, read_manifest(manifest), uploads, *text)
+        else:
+            _jobs(request).submit_uploads(visitor.user, uploads, *text)
     except InvalidRequestError as exc:
+        return _jobs_page(request, visitor, status_code=422, error=str(exc))
+    return redirect("/ingest")
+
+
+@router.post("/ingest/server", response_model=None)
+def ingest_server_path(
+    request: Request,
+    visitor: Annotated[Visitor, Depends(signed_in(Role.ADMIN))],
+    path: Annotated[str, Form(max_length=MAX_FILE_NAME)] = "",
+    kind: Annotated[str, Form(max_length=16)] = "folder",
+    label: Annotated[str, Form()] = "",
+    legal_basis: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """A folder or manifest on the server, inside the ingest roots (confined as the API's: server/jobs.py)."""
+    check_csrf(visitor, csrf_token)
+    try:
+        where = form_text(path, "the path")
+        if where is None:
+            raise InvalidRequestError("name a folder or manifest on the server")
+        if kind not in ("folder", "manifest"):
+            raise InvalidRequestError("choose a folder or a manifest")
+        text = form_text(label, "label", MAX_LABEL), form_text(legal_basis, "legal_basis")
+        _jobs(request).submit_path(visitor.user, where, manifest=kind == "manifest", label=text[0], legal_basis=text[1])
+    except (InvalidRequestError, PermissionDeniedError) as exc:
+        # Outside the ingest roots: the form's mistake, shown on the page beside the roots (422, so that a 403 still
+        # means a role refused), and recorded as a denial as the API's 403 is.
+        if isinstance(exc, PermissionDeniedError):
+            record_denial(request, engine_of(request).audit, str(exc))
         return _jobs_page(request, visitor, status_code=422, error=str(exc))
     return redirect("/ingest")
 

@@ -1,5 +1,5 @@
 """The web UI's routes: sign in, cases, searches with their candidates, reviews, side-by-side comparison, the case
-report, and the audit log; and create_ui_app, which mounts them with the other page modules' routers at /ui as its
+report; and create_ui_app, which mounts them with the other page modules' routers at /ui as its
 own app, so its errors are pages rather than JSON and it stays out of the API's OpenAPI document.
 
 What the page modules share (the visitor and role check, CSRF, rendering) is in server/ui/common.py. Every face,
@@ -28,7 +28,7 @@ from facetrace.core.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
-from facetrace.core.limits import MAX_CATALOG_ID, MAX_PASSWORD, catalog_id
+from facetrace.core.limits import MAX_PASSWORD, catalog_id
 from facetrace.core.types import MAX_TOP_K, Case, CaseContext, FaceRecord, Review, SearchRecord, StoredHit, Strength
 from facetrace.core.vocabulary import AuditAction, IndependentReview, MinStrength, PhotoRole, Role, SameImage
 from facetrace.engine import Engine
@@ -63,7 +63,6 @@ from facetrace.server.ui.sessions import SESSION_COOKIE, SESSION_MAX_AGE_S, Sess
 
 log = logging.getLogger(__name__)
 
-AUDIT_PAGE_SIZE = 200
 # Sign-in form fields: a user name is at most 64 characters (governance/users.py), so a longer one is refused
 # before any password check; a CSRF token is 32 characters; next= is a path inside the UI.
 MAX_LOGIN_NAME = 256
@@ -321,8 +320,7 @@ def search(
         if probe is None:
             raise InvalidRequestError("choose a probe photo to upload")
         data, name = read_upload(probe, "the probe photo")
-        engine.cases.check_search_allowed(visitor.user, case_id, purpose)
-        image = engine.search.analyze(data, name)
+        image = engine.search.analyze_in_case(visitor.user, case_id, purpose, data, name)
         if len(image.faces) > 1:
             upload = pending_probes_of(request).add(visitor.user.name, case_id, data, image, purpose, limit)
             return redirect(f"/cases/{case_id}/probes/{upload.token}")
@@ -528,30 +526,6 @@ def report(
     if download:
         response.headers["Content-Disposition"] = f'attachment; filename="facetrace-case-{case_id}-report.html"'
     return response
-
-
-# -- the audit log -------------------------------------------------------------------------------------------------
-
-
-@router.get("/audit", response_class=HTMLResponse)
-def audit_page(
-    request: Request,
-    visitor: Annotated[Visitor, Depends(signed_in(Role.AUDITOR, Role.ADMIN))],
-    after_seq: Annotated[int | None, Query(ge=0, le=MAX_CATALOG_ID)] = None,
-) -> HTMLResponse:
-    audit = engine_of(request).audit
-    chain = audit.verify()
-    start = max(0, chain.entries - AUDIT_PAGE_SIZE) if after_seq is None else max(0, after_seq)
-    entries = list(reversed(audit.entries(start, AUDIT_PAGE_SIZE)))
-    audited_read(request, visitor.user, AuditAction.READ_AUDIT, "audit", after_seq=start, limit=AUDIT_PAGE_SIZE)
-    return render(
-        request,
-        "audit.html",
-        visitor,
-        chain=chain,
-        entries=entries,
-        older=max(0, start - AUDIT_PAGE_SIZE) if start > 0 else None,
-    )
 
 
 # -- the app -------------------------------------------------------------------------------------------------------
