@@ -25,6 +25,7 @@ from facetrace.server.ui.admin import router as admin_router
 from facetrace.server.ui.audit_pages import router as audit_router
 from facetrace.server.ui.compare import router as compare_router
 from facetrace.server.ui.jobs_pages import router as ui_jobs_router
+from facetrace.server.ui.members import router as members_router
 from facetrace.server.ui.people import router as people_router
 from facetrace.server.ui.review import router as review_router
 from facetrace.server.ui.routes import router as ui_router
@@ -153,6 +154,9 @@ ROUTES: list[tuple[str, str, set[str], dict[str, Any]]] = [
     ("POST", "/ui/admin/users/{user}/password", {"admin"}, {"data": {"password": "short"}}),
     ("POST", "/ui/admin/users/{user}/keys", {"admin"}, {}),
     ("POST", "/ui/admin/users/{user}/keys/{key}/revoke", {"admin"}, {}),
+    ("GET", "/ui/admin/cases", {"admin"}, {}),
+    ("POST", "/ui/admin/cases/{case}/members", {"admin"}, {"data": {"name": "nobody"}}),
+    ("POST", "/ui/admin/cases/{case}/members/{user}/remove", {"admin"}, {}),
     ("GET", "/ui/admin/erasures", {"admin", "auditor"}, {}),
     ("POST", "/ui/admin/erasures/faces", {"admin"}, {"data": {"face_ids": "999999", "reason": "r"}}),
     ("POST", "/ui/admin/erasures/person", {"admin"}, {"data": {"label": "nobody at all", "reason": "r"}}),
@@ -213,6 +217,7 @@ def test_the_table_covers_every_ui_route(ui: Ui) -> None:
             *compare_router.routes,
             *ui_jobs_router.routes,
             *people_router.routes,
+            *members_router.routes,
             *review_router.routes,
             *searches_router.routes,
             *audit_router.routes,

@@ -23,6 +23,7 @@ from facetrace.server.ui.admin import router as admin_router
 from facetrace.server.ui.audit_pages import router as audit_router
 from facetrace.server.ui.compare import router as compare_router
 from facetrace.server.ui.jobs_pages import router as jobs_router
+from facetrace.server.ui.members import router as members_router
 from facetrace.server.ui.people import router as people_router
 from facetrace.server.ui.review import router as review_router
 from facetrace.server.ui.routes import router as ui_router
@@ -50,7 +51,16 @@ PHOTO_FIELDS = {"/admin/erasures/photo": ("photo",), "/compare": ("a", "b"), "/c
 def _routes() -> list[tuple[str, str]]:
     """(method, path) of every UI route with an id in its path or its form."""
     found = []
-    for router in (ui_router, admin_router, compare_router, jobs_router, people_router, review_router, audit_router):
+    for router in (
+        ui_router,
+        admin_router,
+        compare_router,
+        jobs_router,
+        people_router,
+        review_router,
+        audit_router,
+        members_router,
+    ):
         for route in router.routes:
             assert isinstance(route, APIRoute)
             has_id = re.search(_ID_PARAM, route.path) is not None

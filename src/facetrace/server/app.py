@@ -19,6 +19,7 @@ from facetrace.server.ui import admin as admin_ui
 from facetrace.server.ui import audit_pages as audit_ui
 from facetrace.server.ui import compare as compare_ui
 from facetrace.server.ui import jobs_pages as ui_jobs
+from facetrace.server.ui import members as members_ui
 from facetrace.server.ui import people as people_ui
 from facetrace.server.ui import review as review_ui
 from facetrace.server.ui import searches as searches_ui
@@ -76,6 +77,7 @@ def create_app(engine: Engine) -> FastAPI:
     ui.include_router(admin_ui.router)
     ui.include_router(compare_ui.router)
     ui.include_router(ui_jobs.router)
+    ui.include_router(members_ui.router)
     ui.include_router(people_ui.router)
     ui.include_router(review_ui.router)
     ui.include_router(searches_ui.router)
