@@ -15,10 +15,11 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
-from facetrace.core.types import Case, FaceRecord, Review, SearchRecord, StoredHit, Strength, User
+from facetrace.core.types import Case, FaceRecord, Review, SearchRecord, StoredHit, User
 from facetrace.core.vocabulary import AuditAction, ReviewDecision
 from facetrace.engine import Engine
 from facetrace.governance.cases import strongest_first, strongest_per_face
+from facetrace.server.hit_badges import HitBadges
 from facetrace.server.ui.probes import ProbeFace, ProbeStore
 
 CONFIRMED = "Confirmed identifications"
@@ -39,7 +40,7 @@ SCORES_MEANING = (
 
 
 @dataclass(frozen=True)
-class ReportCandidate:
+class ReportCandidate(HitBadges):
     """One candidate of one search: the face (None once erased, or when not shown), the probe face it matched,
     and every review of it, oldest first."""
 
@@ -55,19 +56,6 @@ class ReportCandidate:
     def decision(self) -> Review | None:
         """The latest review, which decides where the candidate stands."""
         return self.reviews[-1] if self.reviews else None
-
-    # What the UI's badges read (server/ui/templates/macros.html), as for a search page's candidates.
-    @property
-    def strength(self) -> Strength:
-        return self.hit.evidence.strength
-
-    @property
-    def weak_probe(self) -> bool:
-        return self.hit.evidence.weak_probe
-
-    @property
-    def weak_candidate(self) -> bool:
-        return self.hit.evidence.weak_candidate
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from facetrace.core.vocabulary import AuditAction
 from facetrace.governance.cases import AwaitingReview
 from facetrace.server.api.common import IdPath
 from facetrace.server.auth import engine_of
+from facetrace.server.hit_badges import HitBadges
 from facetrace.server.ui.common import VIEWERS, Visitor, check_csrf, data_uri, probes_of, redirect, render, signed_in
 
 router = APIRouter()
@@ -34,24 +35,11 @@ MAX_FACE_IDS = 10_000  # a reject-the-rest form's list of shown faces (a search 
 
 
 @dataclass(frozen=True)
-class QueuedCandidate:
+class QueuedCandidate(HitBadges):
     hit: StoredHit
     face: FaceRecord | None  # None: erased since the search
     thumbnail_uri: str | None
     probe_uri: str | None
-
-    # What the UI's badges read (macros.html), as for a search page's candidates.
-    @property
-    def strength(self) -> Strength:
-        return self.hit.evidence.strength
-
-    @property
-    def weak_probe(self) -> bool:
-        return self.hit.evidence.weak_probe
-
-    @property
-    def weak_candidate(self) -> bool:
-        return self.hit.evidence.weak_candidate
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from facetrace.server.api.reports import ReportInclude
 from facetrace.server.auth import client_address, engine_of, guards_of, password_hasher
 from facetrace.server.case_report import SCORES_MEANING, SECTIONS, gather_report
 from facetrace.server.errors import error_headers, status_for
+from facetrace.server.hit_badges import HitBadges
 from facetrace.server.ratelimit import Guards, password_sign_in
 from facetrace.server.reads import ReadLog, audited_read, record_denial
 from facetrace.server.schemas import MAX_ID
@@ -72,27 +73,10 @@ MAX_FACES_PICKED = 1_000  # probe faces picked in one search (a photo has far fe
 
 
 @dataclass
-class Candidate:
+class Candidate(HitBadges):
     hit: StoredHit
     face: FaceRecord | None  # None: not viewable by this role, or erased since
     reviews: list[Review] = field(default_factory=list)
-
-    # Badges read the stored evidence's fields, never its sentence.
-    @property
-    def weak_probe(self) -> bool:
-        return self.hit.evidence.weak_probe
-
-    @property
-    def weak_candidate(self) -> bool:
-        return self.hit.evidence.weak_candidate
-
-    @property
-    def strength(self) -> Strength:
-        return self.hit.evidence.strength
-
-    @property
-    def same_image(self) -> SameImage:
-        return self.hit.same_image
 
     @property
     def bystander(self) -> bool:
