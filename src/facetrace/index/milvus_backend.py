@@ -335,12 +335,28 @@ class MilvusIndex:
         if location.is_lite:
             Path(location.client_uri).parent.mkdir(parents=True, exist_ok=True)
         try:
-            return MilvusClient(
+            client = MilvusClient(
                 uri=location.client_uri, token=location.token, db_name=location.db_name, timeout=self._timeout_s
             )
         except MilvusException as exc:
             why = "in use by another process, or unreadable" if location.is_lite else "unreachable or refusing us"
             raise VectorIndexError(f"{location.display}: cannot open the Milvus index ({why}): {exc}") from exc
+        if location.db_name:
+            try:
+                self._create_database_if_missing(client, location.db_name)
+            except BaseException:
+                client.close()
+                raise
+        return client
+
+    def _create_database_if_missing(self, client: Any, db_name: str) -> None:
+        """A database named in the URI is created on first use, as a data directory's catalog and index are. (The
+        client names its database in every request, so it may be created after the client; pymilvus's
+        use_database() is not used: it asks for DescribeDatabase, which Milvus servers before 2.4 lack.)"""
+        with self._milvus_errors(f"open database {db_name!r}"):
+            if db_name not in client.list_databases(timeout=self._timeout_s):
+                client.create_database(db_name, timeout=self._timeout_s)
+                logger.info("created Milvus database %s at %s", db_name, self._location.display)
 
     def _open_live(self) -> None:
         for stored in self._stored_collections():
