@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ from typer.testing import CliRunner
 
 from conftest import GALLERY, SmallGallery
 from facetrace.cli.main import app
+from facetrace.core.ports import VectorIndex
 from facetrace.engine import Engine, open_engine
+from facetrace.index import open_index
 from milvus_server import MilvusTestDatabase, server_database
 
 pytestmark = pytest.mark.slow
@@ -83,3 +86,21 @@ def test_ingest_search_erase_and_reopen_on_a_milvus_server(
     report = json.loads(checked.output)
     assert report["consistent"] and report["index_entries"] == len(face_ids) - len(biden)
     assert np.isin(biden, _stored_in_milvus(milvus_database)).sum() == 0
+
+
+def test_replicas_starting_at_once_share_one_new_database(milvus_database: MilvusTestDatabase) -> None:
+    """Several processes opening a database that does not exist yet (serve replicas starting together) all get it:
+    whoever loses the race to create it uses the one the winner made."""
+    vectors = np.eye(4, 8, dtype=np.float32)
+
+    def open_and_add(face_id: int) -> VectorIndex:
+        index = open_index(milvus_database.uri, "race-model", 8)
+        index.add(np.array([face_id], dtype=np.int64), vectors[face_id : face_id + 1])
+        return index
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        indexes = list(pool.map(open_and_add, range(4)))
+    assert milvus_database.client.list_collections() == [indexes[0].collection_name]  # type: ignore[attr-defined]
+    for index in indexes:
+        np.testing.assert_array_equal(index.ids(), np.arange(4))
+        index.close()  # type: ignore[attr-defined]

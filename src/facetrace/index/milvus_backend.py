@@ -354,9 +354,16 @@ class MilvusIndex:
         client names its database in every request, so it may be created after the client; pymilvus's
         use_database() is not used: it asks for DescribeDatabase, which Milvus servers before 2.4 lack.)"""
         with self._milvus_errors(f"open database {db_name!r}"):
-            if db_name not in client.list_databases(timeout=self._timeout_s):
+            if db_name in client.list_databases(timeout=self._timeout_s):
+                return
+            try:
                 client.create_database(db_name, timeout=self._timeout_s)
-                logger.info("created Milvus database %s at %s", db_name, self._location.display)
+            except MilvusException:
+                # Another process (a second replica starting) may have created it since we looked.
+                if db_name not in client.list_databases(timeout=self._timeout_s):
+                    raise
+                return
+            logger.info("created Milvus database %s at %s", db_name, self._location.display)
 
     def _open_live(self) -> None:
         for stored in self._stored_collections():
