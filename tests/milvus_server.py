@@ -48,9 +48,19 @@ class MilvusTestDatabase:
         model's collection in every test reuses it, emptied, instead of creating it anew each time."""
         for collection in self.client.list_collections():
             if collection == keep:
-                self.client.delete(collection, filter="id >= 0")
+                self._empty(collection)
             else:
                 self.client.drop_collection(collection)
+
+    def _empty(self, collection: str) -> None:
+        """Delete every row, then wait until the server applies it: facetrace's searches are Session-consistent and
+        would not wait for a delete made by this client (reads are served at what the server has applied)."""
+        self.client.delete(collection, filter="id >= 0")
+        deadline = time.monotonic() + 30
+        while self.client.query(collection, output_fields=["count(*)"], consistency_level="Eventually")[0]["count(*)"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the delete of every row of {collection} was not applied within 30 s")
+            time.sleep(0.02)
 
 
 def unavailable() -> str | None:

@@ -104,3 +104,17 @@ def test_replicas_starting_at_once_share_one_new_database(milvus_database: Milvu
     for index in indexes:
         np.testing.assert_array_equal(index.ids(), np.arange(4))
         index.close()  # type: ignore[attr-defined]
+
+
+def test_a_search_right_after_a_remove_does_not_return_the_removed_face(milvus_database: MilvusTestDatabase) -> None:
+    """Searches are Session-consistent (no wait for the server's next time tick), yet read this process's removes at
+    once: pymilvus does not record a delete's timestamp, so the adapter makes the first search after one Strong."""
+    vectors = np.eye(8, dtype=np.float32)
+    index = open_index(milvus_database.uri, "session-model", 8)
+    index.add(np.arange(8, dtype=np.int64), vectors)
+    assert index.search(vectors[:1], 1)[1][0, 0] == 0
+    for face_id in range(4):
+        assert index.remove(np.array([face_id], dtype=np.int64)) == 1
+        found = index.search(vectors[face_id : face_id + 1], 8)[1][0]
+        assert face_id not in found and sorted(found[found >= 0]) == list(range(face_id + 1, 8))
+    index.close()  # type: ignore[attr-defined]
