@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from facetrace.core.errors import ModelMismatchError, VectorIndexError
 from facetrace.core.ports import VectorIndex
 from facetrace.index import ExactMemoryIndex, VectorShapeError, open_index
 from facetrace.index.faiss.backend import FaissIndex
+from milvus_server import MilvusTestDatabase, server_database
 
 MODEL = "test-model-v1"
 DIM = 32
@@ -22,16 +23,36 @@ DIM = 32
 IndexFactory = Callable[..., VectorIndex]
 
 # Backends whose every write is durable at once (save() only flushes); the others persist nothing until save().
-PERSISTS_ON_WRITE = {"milvus"}
+PERSISTS_ON_WRITE = {"milvus", "milvus-server"}
 
 
 def milvus_backend() -> object:
-    """The milvus parametrisation: skipped without the optional extra, unless FACETRACE_REQUIRE_MILVUS=1 (CI)."""
+    """The milvus parametrisation (Milvus Lite): skipped without the optional extra, unless FACETRACE_REQUIRE_MILVUS=1
+    (CI). The milvus-server one is skipped, or failed under FACETRACE_REQUIRE_MILVUS_SERVER=1, by its fixture below
+    when no server answers (tests/milvus_server.py)."""
     missing = [name for name in ("pymilvus", "milvus_lite") if importlib.util.find_spec(name) is None]
     if missing and os.environ.get("FACETRACE_REQUIRE_MILVUS") != "1":
         reason = f"{' and '.join(missing)} not installed: pip install 'facetrace[milvus]'"
         return pytest.param("milvus", marks=pytest.mark.skip(reason=reason))
     return "milvus"
+
+
+@pytest.fixture(scope="session")
+def milvus_session_database() -> Iterator[MilvusTestDatabase]:
+    with server_database() as database:
+        yield database
+
+
+@pytest.fixture
+def milvus_server_uri(milvus_session_database: MilvusTestDatabase) -> Iterator[str]:
+    """The session's database on the Milvus server, emptied after each test so every test starts from nothing (the
+    collection of MODEL is emptied rather than dropped: the first test creates it, the others reuse it)."""
+    from facetrace.index.milvus_backend import collection_name_for  # pymilvus is an optional extra
+
+    try:
+        yield milvus_session_database.uri
+    finally:
+        milvus_session_database.reset(keep=collection_name_for(MODEL))
 
 
 def unit_vectors(count: int, dim: int = DIM, seed: int = 0) -> npt.NDArray[np.float32]:
@@ -43,7 +64,7 @@ def unit_vectors(count: int, dim: int = DIM, seed: int = 0) -> npt.NDArray[np.fl
 
 # faiss-ivf forces the approximate structure at contract sizes: 4 lists, all probed, so that training (after 160
 # vectors), the compressed shortlist and its exact re-ranking must together reproduce the oracle.
-@pytest.fixture(params=["memory", "faiss", "faiss-ivf", milvus_backend()])
+@pytest.fixture(params=["memory", "faiss", "faiss-ivf", milvus_backend(), "milvus-server"])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -56,14 +77,16 @@ def atol(backend: str) -> float:
 
 
 @pytest.fixture
-def make_index(backend: str, tmp_path: Path) -> IndexFactory:
-    """Opens the backend under test; for faiss and milvus (Milvus Lite), the same store every call so reopening is
-    testable."""
+def make_index(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> IndexFactory:
+    """Opens the backend under test; for faiss and milvus (Milvus Lite or server), the same store every call so
+    reopening is testable."""
     uris = {
         "memory": "memory://",
         "faiss": f"faiss://{tmp_path / 'faces.faiss'}",
         "milvus": f"milvus://{tmp_path / 'faces.db'}",
     }
+    if backend == "milvus-server":
+        uris[backend] = str(request.getfixturevalue("milvus_server_uri"))
 
     def make(model_id: str = MODEL, dim: int = DIM) -> VectorIndex:
         if backend == "faiss-ivf":

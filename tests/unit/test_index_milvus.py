@@ -224,6 +224,29 @@ def test_large_batches_and_listings_are_split(lite_uri: str, monkeypatch: pytest
     np.testing.assert_array_equal(found[:, 0], np.arange(10, 20) * 3)
 
 
+def test_batch_searches_are_cut_by_work_against_a_large_collection(
+    lite_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queries x stored vectors per request stays near COMPARISONS_PER_REQUEST, so a batch against a large FLAT
+    collection cannot run past the request timeout; the results are those of one request."""
+    gallery = unit_vectors(50, seed=10)
+    index = open_milvus(lite_uri)
+    index.add(np.arange(50, dtype=np.int64), gallery)
+    whole = index.search(gallery[:20], 3)
+    monkeypatch.setattr(milvus_backend, "COMPARISONS_PER_REQUEST", 50 * 6)
+    monkeypatch.setattr(milvus_backend, "MIN_QUERIES_PER_REQUEST", 2)
+    requests: list[int] = []
+    send = index._client.search
+    monkeypatch.setattr(index._client, "search", lambda *a, **kw: requests.append(len(kw["data"])) or send(*a, **kw))
+    cut = index.search(gallery[:20], 3)
+    assert requests == [6, 6, 6, 2]
+    np.testing.assert_array_equal(cut[1], whole[1])
+    np.testing.assert_array_equal(cut[0], whole[0])
+    requests.clear()
+    index.search(gallery[:2], 3)  # a small batch goes whole, without counting the collection
+    assert requests == [2]
+
+
 def test_k_beyond_the_milvus_limit(lite_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(milvus_backend, "MAX_TOP_K", 4)
     gallery = unit_vectors(6, seed=9)

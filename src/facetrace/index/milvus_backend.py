@@ -8,9 +8,15 @@ The only module that imports pymilvus. Layout:
 - one location holds one model, like a faiss file: opening it for another model raises ModelMismatchError. A rebuild
   (fresh=True) fills a staging collection beside the live one and save() swaps it in, dropping other models' vectors.
 
-Milvus is eventually consistent by default; every collection is created, and every read issued, with Strong consistency
-so a search right after add() sees the new vectors (read-your-writes, as the contract requires). Writes persist as they
-happen; save() only flushes, and is where a rebuild becomes visible.
+Milvus is eventually consistent by default. Counts and id listings are issued with Strong consistency (they see every
+write any process made before them: catch-up and check compare them with the catalog). Searches are issued with
+Session consistency: they see every write this process made (pymilvus keeps the last write's timestamp per collection
+for the whole process), without waiting for the server's next time tick as a Strong read does (up to 200 ms on a
+default server). pymilvus records the timestamps of inserts and upserts but not of deletes (seen with pymilvus 3.0.2
+against Milvus 2.3.5), so the first search after a remove() is Strong. Another process's writes reach a search
+within a tick; facetrace does not need them sooner, since a process that serves searches applies what other processes
+stored or removed (from the catalog) itself before it reads (engine catch-up). Writes persist as they happen; save()
+only flushes, and is where a rebuild becomes visible.
 """
 
 from __future__ import annotations
@@ -52,10 +58,17 @@ ID_FIELD = "id"
 VECTOR_FIELD = "vector"
 METRIC = "IP"
 CONSISTENCY = "Strong"
+SEARCH_CONSISTENCY = "Session"
 DEFAULT_PORT = 19530
 # Milvus refuses a search whose limit (top-k) or number of queries exceeds 16384.
 MAX_TOP_K = 16_384
 MAX_QUERIES_PER_REQUEST = 1_024
+# A FLAT collection compares every query with every stored vector, so a search request's work is queries x vectors.
+# Batches are cut to about this many comparisons a request (64 queries at 1M vectors), which a small server answers
+# well inside the request timeout: 500 queries at 1M x 128 in one request ran past 60 s on a 2-core machine. Up to
+# MIN_QUERIES_PER_REQUEST queries go in one request without counting the collection first.
+COMPARISONS_PER_REQUEST = 64_000_000
+MIN_QUERIES_PER_REQUEST = 16
 # Keep each write request well under gRPC's default 64 MiB message limit.
 MAX_WRITE_BYTES = 8 * 1024 * 1024
 MAX_IDS_PER_REQUEST = 4_096
@@ -163,6 +176,8 @@ class MilvusIndex:
         self._staging = fresh
         self._collection = self._live_name + STAGING_SUFFIX if fresh else self._live_name
         self._unflushed = False
+        # Removes made, and how many of them a (Strong) search has seen: the others a Session search might miss.
+        self._removals = self._removals_seen = 0
         self._client = self._connect()
         try:
             with self._milvus_errors("open"):
@@ -239,6 +254,7 @@ class MilvusIndex:
                 if present:
                     self._unflushed = True
                     self._client.delete(self._collection, ids=present, timeout=self._timeout_s)
+                    self._removals += 1
                     removed += len(present)
         return removed
 
@@ -262,9 +278,12 @@ class MilvusIndex:
                 )
             if limit == 0:
                 return similarities, result_ids
+        per_request = self._queries_per_request(n_queries)
+        removals = self._removals
+        consistency = CONSISTENCY if removals != self._removals_seen else SEARCH_CONSISTENCY
         with self._milvus_errors("search"):
-            for start in range(0, n_queries, MAX_QUERIES_PER_REQUEST):
-                batch = queries[start : start + MAX_QUERIES_PER_REQUEST]
+            for start in range(0, n_queries, per_request):
+                batch = queries[start : start + per_request]
                 hits_per_query = self._client.search(
                     self._collection,
                     data=list(batch),
@@ -273,12 +292,20 @@ class MilvusIndex:
                     output_fields=[ID_FIELD],
                     search_params={"metric_type": METRIC},
                     anns_field=VECTOR_FIELD,
-                    consistency_level=CONSISTENCY,
+                    consistency_level=consistency,
                     timeout=self._timeout_s,
                 )
                 for offset, hits in enumerate(hits_per_query):
                     _fill_row(hits, similarities[start + offset], result_ids[start + offset])
+        if consistency == CONSISTENCY:
+            self._removals_seen = max(self._removals_seen, removals)
         return similarities, result_ids
+
+    def _queries_per_request(self, n_queries: int) -> int:
+        if n_queries <= MIN_QUERIES_PER_REQUEST:
+            return n_queries
+        by_work = COMPARISONS_PER_REQUEST // max(len(self), 1)
+        return max(MIN_QUERIES_PER_REQUEST, min(MAX_QUERIES_PER_REQUEST, by_work))
 
     def ids(self) -> IdArray:
         """Every stored id, sorted; pages through the collection so a large gallery is never one response."""
@@ -335,12 +362,35 @@ class MilvusIndex:
         if location.is_lite:
             Path(location.client_uri).parent.mkdir(parents=True, exist_ok=True)
         try:
-            return MilvusClient(
+            client = MilvusClient(
                 uri=location.client_uri, token=location.token, db_name=location.db_name, timeout=self._timeout_s
             )
         except MilvusException as exc:
             why = "in use by another process, or unreadable" if location.is_lite else "unreachable or refusing us"
             raise VectorIndexError(f"{location.display}: cannot open the Milvus index ({why}): {exc}") from exc
+        if location.db_name:
+            try:
+                self._create_database_if_missing(client, location.db_name)
+            except BaseException:
+                client.close()
+                raise
+        return client
+
+    def _create_database_if_missing(self, client: Any, db_name: str) -> None:
+        """A database named in the URI is created on first use, as a data directory's catalog and index are. (The
+        client names its database in every request, so it may be created after the client; pymilvus's
+        use_database() is not used: it asks for DescribeDatabase, which Milvus servers before 2.4 lack.)"""
+        with self._milvus_errors(f"open database {db_name!r}"):
+            if db_name in client.list_databases(timeout=self._timeout_s):
+                return
+            try:
+                client.create_database(db_name, timeout=self._timeout_s)
+            except MilvusException:
+                # Another process (a second replica starting) may have created it since we looked.
+                if db_name not in client.list_databases(timeout=self._timeout_s):
+                    raise
+                return
+            logger.info("created Milvus database %s at %s", db_name, self._location.display)
 
     def _open_live(self) -> None:
         for stored in self._stored_collections():
@@ -373,6 +423,11 @@ class MilvusIndex:
                 f"not {self._dim}; {REBUILD_HINT}"
             )
         index_description = self._client.describe_index(self._live_name, VECTOR_FIELD, timeout=self._timeout_s)
+        if not index_description:
+            # Another process that is creating this collection (replicas starting together) may not have indexed it
+            # yet: create the same index (Milvus accepts an identical one twice) and read it back.
+            self._create_index(self._live_name)
+            index_description = self._client.describe_index(self._live_name, VECTOR_FIELD, timeout=self._timeout_s)
         metric = index_description.get("metric_type")
         if str(metric).upper() != METRIC:
             raise VectorIndexError(
@@ -410,9 +465,6 @@ class MilvusIndex:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field(ID_FIELD, DataType.INT64, is_primary=True, auto_id=False)
         schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=self._dim)
-        index_params = self._client.prepare_index_params()
-        index_type, build_params = index_type_for_size(0)
-        index_params.add_index(field_name=VECTOR_FIELD, index_type=index_type, metric_type=METRIC, params=build_params)
         self._client.create_collection(
             name,
             schema=schema,
@@ -421,10 +473,16 @@ class MilvusIndex:
             properties=record,
             timeout=self._timeout_s,
         )
-        # sync=False: the collection is empty, so there is no index to wait for (pymilvus would poll for >= 0.5 s).
-        self._client.create_index(name, index_params, sync=False, timeout=self._timeout_s)
+        self._create_index(name)
         self._ensure_loaded(name)
         logger.info("created Milvus collection %s for model %s in %s", name, self._model_id, self._location.display)
+
+    def _create_index(self, name: str) -> None:
+        index_params = self._client.prepare_index_params()
+        index_type, build_params = index_type_for_size(0)
+        index_params.add_index(field_name=VECTOR_FIELD, index_type=index_type, metric_type=METRIC, params=build_params)
+        # sync=False: the collection is new, so there is no index to wait for (pymilvus would poll for >= 0.5 s).
+        self._client.create_index(name, index_params, sync=False, timeout=self._timeout_s)
 
     def _ensure_loaded(self, name: str) -> None:
         # A collection must be loaded into memory before Milvus will search it (after a restart or a rename too).
