@@ -109,6 +109,10 @@ class LoadReport:
     max_ms: float
     rank1_checked: int
     rank1_correct: int
+    # CPU the server process (all its threads) and the clients spent per request over the window: on a shared
+    # machine a truer measure of the service's cost than its throughput (cores x 1000 / ms is what it could serve).
+    server_cpu_ms_per_search: float | None
+    client_cpu_ms_per_search: float | None
     build_s: float
     code: str = ""  # the --code label of the tree that served ("" for the bench's own)
     machine: dict[str, Any] = field(default_factory=dict)
@@ -291,10 +295,35 @@ def search_once(client: httpx.Client, url: str, probe: int, photo: tuple[str, by
         return Sample(elapsed, "201_unreadable_body", probe)  # counted as an error: a search must answer in full
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, all threads) a process has used so far, from /proc (None where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
+
+
+@dataclass
+class Window:
+    """What one run measured between the end of the warm-up and the last answer."""
+
+    samples: list[Sample]
+    seconds: float
+    server_cpu_s: float | None  # the server process's CPU time over the window
+    client_cpu_s: float  # this bench process's (the clients') CPU time over the window
+
+
 def drive(
-    base: str, api_key: str, probes: list[Probe], clients: int, seconds: float, max_requests: int | None
-) -> tuple[list[Sample], float]:
-    """--clients threads searching until the time is up or max_requests were sent; returns samples and the window."""
+    base: str,
+    api_key: str,
+    probes: list[Probe],
+    clients: int,
+    seconds: float,
+    max_requests: int | None,
+    server_pid: int | None = None,
+) -> Window:
+    """--clients threads searching until the time is up or max_requests were sent."""
     headers = {"X-API-Key": api_key}
     case = httpx.post(
         base + "/api/v1/cases",
@@ -313,6 +342,8 @@ def drive(
     samples: list[Sample] = []
     lock = threading.Lock()
     sent = 0
+    server_cpu = process_cpu_seconds(server_pid) if server_pid is not None else None
+    client_cpu = time.process_time()
     started = time.perf_counter()
     stop_at = started + seconds
 
@@ -336,12 +367,18 @@ def drive(
         thread.start()
     for thread in threads:
         thread.join()
-    return samples, time.perf_counter() - started
+    window = time.perf_counter() - started
+    server_after = process_cpu_seconds(server_pid) if server_pid is not None else None
+    return Window(
+        samples,
+        window,
+        None if server_cpu is None or server_after is None else server_after - server_cpu,
+        time.process_time() - client_cpu,
+    )
 
 
 def summarise(
-    samples: list[Sample],
-    window: float,
+    measured: Window,
     probes: list[Probe],
     *,
     faces: int,
@@ -351,6 +388,7 @@ def summarise(
     code: str = "",
     load_at_start: tuple[float, float, float] | None = None,
 ) -> LoadReport:
+    samples, window = measured.samples, measured.seconds
     latencies = np.array([s.seconds for s in samples], dtype=np.float64) * 1000.0
     ok = [s for s in samples if s.status == "201"]
     errors = Counter(s.status for s in samples if s.status != "201")
@@ -374,6 +412,12 @@ def summarise(
         max_ms=round(float(latencies.max()), 1) if latencies.size else float("nan"),
         rank1_checked=len(ok),
         rank1_correct=sum(s.top_label == probes[s.probe].identity for s in ok),
+        server_cpu_ms_per_search=(
+            round(measured.server_cpu_s * 1000.0 / len(samples), 1)
+            if measured.server_cpu_s is not None and samples
+            else None
+        ),
+        client_cpu_ms_per_search=round(measured.client_cpu_s * 1000.0 / len(samples), 1) if samples else None,
         build_s=round(build_s, 1),
         code=code,
         machine={
@@ -399,6 +443,7 @@ def format_report(report: LoadReport) -> str:
             f"max {report.max_ms:.0f}",
             f"errors by status: {errors}",
             f"top hit is the probe's person: {report.rank1_correct}/{report.rank1_checked} ({rank1:.1%})",
+            f"CPU ms per search: server {report.server_cpu_ms_per_search}, clients {report.client_cpu_ms_per_search}",
             f"load average at start: {report.machine.get('load_average_at_start')}, "
             f"at end: {report.machine.get('load_average_at_end')}",
         ]
@@ -438,6 +483,9 @@ def compare_runs(reports: list[LoadReport]) -> dict[str, dict[str, float]]:
             "runs": len(mine),
             "throughput_rps": round(float(np.median([r.throughput_rps for r in mine])), 2),
             "p99_ms": round(float(np.median([r.p99_ms for r in mine])), 1),
+            "server_cpu_ms_per_search": round(
+                float(np.median([r.server_cpu_ms_per_search or float("nan") for r in mine])), 1
+            ),
             "errors": sum(sum(r.errors.values()) for r in mine),
         }
     first = summary[labels[0]]
@@ -452,7 +500,8 @@ def format_summary(summary: dict[str, dict[str, float]]) -> str:
     for label, values in summary.items():
         lines.append(
             f"  {label}: {values['throughput_rps']:.2f} searches/s (x{values['throughput_ratio']:.2f}), "
-            f"p99 {values['p99_ms']:.0f} ms (x{values['p99_ratio']:.2f}), {values['errors']:.0f} errors, "
+            f"p99 {values['p99_ms']:.0f} ms (x{values['p99_ratio']:.2f}), "
+            f"server CPU {values['server_cpu_ms_per_search']:.1f} ms/search, {values['errors']:.0f} errors, "
             f"{values['runs']:.0f} run(s)"
         )
     return "\n".join(lines)
@@ -506,11 +555,10 @@ def main(argv: list[str] | None = None) -> int:
                 runs += [(label, {**env, "PYTHONPATH": str(src)}) for label, src in order]
         for label, run_env in runs:
             load_at_start = os.getloadavg()
-            with running_server(data, free_port(), run_env) as (base, _pid):
-                samples, window = drive(base, api_key, probes, args.clients, args.seconds, args.max_requests)
+            with running_server(data, free_port(), run_env) as (base, pid):
+                measured = drive(base, api_key, probes, args.clients, args.seconds, args.max_requests, pid)
             report = summarise(
-                samples,
-                window,
+                measured,
                 probes,
                 faces=real + synthetic,
                 real=real,
