@@ -11,6 +11,7 @@ thread runs every model and every index query on one thread, since the pool alre
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from typing import TypeVar
 
 from facetrace.index.threads import set_query_threads
 
+log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
@@ -32,6 +34,7 @@ class ProbePool:
         self._executor = ThreadPoolExecutor(
             max_workers=size, thread_name_prefix="facetrace-probe", initializer=self._start_thread
         )
+        log.info("probe pool: %d thread(s), each index query on one thread", size)
 
     def _start_thread(self) -> None:
         self._mine.member = True
