@@ -147,6 +147,10 @@ class SuppressionCheck(Protocol):
         """One flag per row of vectors (n, dim)."""
         ...
 
+    def active(self) -> bool:
+        """Whether anyone is erased: while nobody is, no face is suppressed and callers need not read vectors."""
+        ...
+
 
 class FaceEraser(Protocol):
     """The catalog side of erasure."""
