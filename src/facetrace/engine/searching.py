@@ -173,7 +173,7 @@ class Searches:
         sha256 = hashlib.sha256(data).hexdigest()
 
         def probe_work() -> tuple[AnalyzedImage, list[ProbeResult]]:
-            image = analyzed if analyzed is not None else self._analyzer().analyze(data, probe_name)
+            image = analyzed if analyzed is not None else self.analyze(data, probe_name)  # in place, on the pool
             service = self._service()
             return image, service.search_analyzed(image, top_k=top_k, face_index=face_index, probe_sha256=sha256)
 
