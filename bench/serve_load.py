@@ -26,11 +26,13 @@ FACETRACE_API_REQUESTS_PER_MINUTE=0, FACETRACE_SEARCH_REQUESTS_PER_MINUTE=0; set
 ignored). --server-env NAME=VALUE (repeatable) overrides them or sets others; a 429 shows up in the errors by status.
 
 Two code trees side by side: --code LABEL=SRC (repeatable, e.g. --code main=/work/main/src --code new=src) runs the
-server once per tree with PYTHONPATH=SRC (checked: `import facetrace` under it must load SRC's package), all on the
-same gallery, probes and machine, one after the other; --rounds N repeats that, the order reversed every other round
-so that a burst of load from other jobs falls on both. The gallery is built by the bench's own tree; the trees must
-share its catalog schema. Each run records the load average when it started and ended; the summary gives each tree's
-median throughput and p99 over the rounds and their ratio to the first tree's.
+server once per tree with PYTHONPATH=SRC (checked: `import facetrace` under it must load SRC's package), on the same
+gallery, probes and machine, one after the other. Each tree serves a fresh copy of --data made beside it (DIR.LABEL):
+a newer tree upgrades its catalog's schema on first open, which an older one could not open again. The gallery is
+built by the bench's own tree, whose schema every tree must open or upgrade. --rounds N repeats the runs, the order
+reversed every other round so that a burst of load from other jobs falls on both. Each run records the load average
+when it started and ended; the summary gives each tree's median throughput, p99 and server CPU per search over the
+rounds, and their ratios to the first tree's.
 
 One JSON record with --json (with --code: {"runs": [...], "summary": {...}}); otherwise a short text report. Exit
 status 1 if any request failed.
@@ -45,6 +47,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -473,6 +476,16 @@ def code_trees(values: list[str]) -> list[tuple[str, Path]]:
     return trees
 
 
+def tree_copy(data: Path, label: str) -> Path:
+    """A fresh copy of the gallery for one tree, beside it: a tree may upgrade its catalog's schema on first open,
+    which an older tree could not open again."""
+    copy = data.parent / f"{data.name}.{label}"
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(data, copy)
+    return copy
+
+
 def compare_runs(reports: list[LoadReport]) -> dict[str, dict[str, float]]:
     """Per tree, in the order first seen: median throughput and p99 over its runs, and the ratios to the first's."""
     labels = list(dict.fromkeys(r.code for r in reports))
@@ -547,15 +560,16 @@ def main(argv: list[str] | None = None) -> int:
         build_s = time.perf_counter() - began
         api_key = create_investigator(data)
         env = {**SERVER_ENV_DEFAULTS, **_env_pairs(args.server_env)}
-        runs: list[tuple[str, dict[str, str]]] = [("", env)]
+        runs: list[tuple[str, Path, dict[str, str]]] = [("", data, env)]
         if trees:
+            copies = {label: tree_copy(data, label) for label, _ in trees}
             runs = []
             for turn in range(args.rounds):
                 order = trees if turn % 2 == 0 else trees[::-1]
-                runs += [(label, {**env, "PYTHONPATH": str(src)}) for label, src in order]
-        for label, run_env in runs:
+                runs += [(label, copies[label], {**env, "PYTHONPATH": str(src)}) for label, src in order]
+        for label, served, run_env in runs:
             load_at_start = os.getloadavg()
-            with running_server(data, free_port(), run_env) as (base, pid):
+            with running_server(served, free_port(), run_env) as (base, pid):
                 measured = drive(base, api_key, probes, args.clients, args.seconds, args.max_requests, pid)
             report = summarise(
                 measured,

@@ -66,3 +66,17 @@ def test_a_process_cpu_time_is_read_from_proc() -> None:
     spent = bench.process_cpu_seconds(os.getpid())
     assert spent is not None and spent > 0
     assert bench.process_cpu_seconds(2**31 - 1) is None
+
+
+def test_each_tree_serves_a_fresh_copy_of_the_gallery(tmp_path: Path) -> None:
+    bench = _bench()
+    data = tmp_path / "gallery"
+    data.mkdir()
+    (data / "catalog.db").write_text("schema 9")
+    copy = bench.tree_copy(data, "main")
+    assert copy == tmp_path / "gallery.main" and (copy / "catalog.db").read_text() == "schema 9"
+    (copy / "catalog.db").write_text("schema 11")  # the tree upgraded its copy
+    (copy / "bench_server.log").write_text("log")
+    again = bench.tree_copy(data, "main")
+    assert (again / "catalog.db").read_text() == "schema 9" and not (again / "bench_server.log").exists()
+    assert (data / "catalog.db").read_text() == "schema 9"
