@@ -4,7 +4,7 @@ FAISS spreads a query over OpenMP threads, and OpenMP keeps that count per threa
 thread leaves every other thread at the process default (OMP_NUM_THREADS, else one per core). So a thread that
 queries the index sets its own count, here. With as many querying threads as cores (engine/searching.py's probe
 workers) one thread per query is the cheapest: on 2 cores a 100k x 128 exact search took 2.7 ms of CPU on one
-thread and 11.1 ms on two (docs/benchmarks.md, "Service under load").
+thread and 11.1 ms on two (docs/benchmarks.md, "Using the cores").
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ class OpenCVSession:
 
     A cv2.dnn.Net is not thread-safe, so each run() borrows a net of its own: up to `copies` nets, made as concurrent
     callers need them (the first at once), so that `copies` threads run the model at the same time. One net behind a
-    lock held the service's embeddings to one core (docs/benchmarks.md, "Service under load").
+    lock held the service's embeddings to one core (docs/benchmarks.md, "Using the cores").
     """
 
     runtime = "opencv"
