@@ -1,7 +1,7 @@
 """Load: concurrent searches against a real `facetrace serve` on loopback, over a large gallery.
 
     python bench/serve_load.py [--data DIR] [--faces 100000] [--real-photos 1000] [--clients 50] [--seconds 60]
-        [--max-requests N] [--server-env NAME=VALUE ...] [--json]
+        [--max-requests N] [--server-env NAME=VALUE ...] [--code LABEL=SRC ... [--rounds N]] [--json]
 
 The gallery (built in --data, or in a temporary folder; a --data that already holds --faces faces is reused):
     real     LFW people with two or more photos: every photo but the last of each person is ingested (the real
@@ -25,7 +25,17 @@ Rate limits: the server subprocess runs with the per-key rate limits off (SERVER
 FACETRACE_API_REQUESTS_PER_MINUTE=0, FACETRACE_SEARCH_REQUESTS_PER_MINUTE=0; settings this version does not know are
 ignored). --server-env NAME=VALUE (repeatable) overrides them or sets others; a 429 shows up in the errors by status.
 
-One JSON record with --json; otherwise a short text report. Exit status 1 if any request failed.
+Two code trees side by side: --code LABEL=SRC (repeatable, e.g. --code main=/work/main/src --code new=src) runs the
+server once per tree with PYTHONPATH=SRC (checked: `import facetrace` under it must load SRC's package), on the same
+gallery, probes and machine, one after the other. Each tree serves a fresh copy of --data made beside it (DIR.LABEL):
+a newer tree upgrades its catalog's schema on first open, which an older one could not open again. The gallery is
+built by the bench's own tree, whose schema every tree must open or upgrade. --rounds N repeats the runs, the order
+reversed every other round so that a burst of load from other jobs falls on both. Each run records the load average
+when it started and ended; the summary gives each tree's median throughput, p99 and server CPU per search over the
+rounds, and their ratios to the first tree's.
+
+One JSON record with --json (with --code: {"runs": [...], "summary": {...}}); otherwise a short text report. Exit
+status 1 if any request failed.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import json
 import os
 import platform
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -101,7 +112,12 @@ class LoadReport:
     max_ms: float
     rank1_checked: int
     rank1_correct: int
+    # CPU the server process (all its threads) and the clients spent per request over the window: on a shared
+    # machine a truer measure of the service's cost than its throughput (cores x 1000 / ms is what it could serve).
+    server_cpu_ms_per_search: float | None
+    client_cpu_ms_per_search: float | None
     build_s: float
+    code: str = ""  # the --code label of the tree that served ("" for the bench's own)
     machine: dict[str, Any] = field(default_factory=dict)
 
 
@@ -282,10 +298,35 @@ def search_once(client: httpx.Client, url: str, probe: int, photo: tuple[str, by
         return Sample(elapsed, "201_unreadable_body", probe)  # counted as an error: a search must answer in full
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system, all threads) a process has used so far, from /proc (None where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
+
+
+@dataclass
+class Window:
+    """What one run measured between the end of the warm-up and the last answer."""
+
+    samples: list[Sample]
+    seconds: float
+    server_cpu_s: float | None  # the server process's CPU time over the window
+    client_cpu_s: float  # this bench process's (the clients') CPU time over the window
+
+
 def drive(
-    base: str, api_key: str, probes: list[Probe], clients: int, seconds: float, max_requests: int | None
-) -> tuple[list[Sample], float]:
-    """--clients threads searching until the time is up or max_requests were sent; returns samples and the window."""
+    base: str,
+    api_key: str,
+    probes: list[Probe],
+    clients: int,
+    seconds: float,
+    max_requests: int | None,
+    server_pid: int | None = None,
+) -> Window:
+    """--clients threads searching until the time is up or max_requests were sent."""
     headers = {"X-API-Key": api_key}
     case = httpx.post(
         base + "/api/v1/cases",
@@ -304,6 +345,8 @@ def drive(
     samples: list[Sample] = []
     lock = threading.Lock()
     sent = 0
+    server_cpu = process_cpu_seconds(server_pid) if server_pid is not None else None
+    client_cpu = time.process_time()
     started = time.perf_counter()
     stop_at = started + seconds
 
@@ -327,12 +370,28 @@ def drive(
         thread.start()
     for thread in threads:
         thread.join()
-    return samples, time.perf_counter() - started
+    window = time.perf_counter() - started
+    server_after = process_cpu_seconds(server_pid) if server_pid is not None else None
+    return Window(
+        samples,
+        window,
+        None if server_cpu is None or server_after is None else server_after - server_cpu,
+        time.process_time() - client_cpu,
+    )
 
 
 def summarise(
-    samples: list[Sample], window: float, probes: list[Probe], *, faces: int, real: int, clients: int, build_s: float
+    measured: Window,
+    probes: list[Probe],
+    *,
+    faces: int,
+    real: int,
+    clients: int,
+    build_s: float,
+    code: str = "",
+    load_at_start: tuple[float, float, float] | None = None,
 ) -> LoadReport:
+    samples, window = measured.samples, measured.seconds
     latencies = np.array([s.seconds for s in samples], dtype=np.float64) * 1000.0
     ok = [s for s in samples if s.status == "201"]
     errors = Counter(s.status for s in samples if s.status != "201")
@@ -356,10 +415,18 @@ def summarise(
         max_ms=round(float(latencies.max()), 1) if latencies.size else float("nan"),
         rank1_checked=len(ok),
         rank1_correct=sum(s.top_label == probes[s.probe].identity for s in ok),
+        server_cpu_ms_per_search=(
+            round(measured.server_cpu_s * 1000.0 / len(samples), 1)
+            if measured.server_cpu_s is not None and samples
+            else None
+        ),
+        client_cpu_ms_per_search=round(measured.client_cpu_s * 1000.0 / len(samples), 1) if samples else None,
         build_s=round(build_s, 1),
+        code=code,
         machine={
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            **({"load_average_at_start": [round(x, 2) for x in load_at_start]} if load_at_start else {}),
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
@@ -370,7 +437,8 @@ def format_report(report: LoadReport) -> str:
     errors = ", ".join(f"{status}: {n}" for status, n in report.errors.items()) or "none"
     rank1 = report.rank1_correct / report.rank1_checked if report.rank1_checked else float("nan")
     return "\n".join(
-        [
+        ([f"code: {report.code}"] if report.code else [])
+        + [
             f"gallery: {report.faces:,} faces ({report.real_faces:,} real LFW, {report.synthetic_faces:,} synthetic)",
             f"clients: {report.clients}, window: {report.seconds:.1f} s",
             f"requests: {report.requests:,} ({report.ok:,} ok), throughput {report.throughput_rps:.2f} searches/s",
@@ -378,9 +446,78 @@ def format_report(report: LoadReport) -> str:
             f"max {report.max_ms:.0f}",
             f"errors by status: {errors}",
             f"top hit is the probe's person: {report.rank1_correct}/{report.rank1_checked} ({rank1:.1%})",
-            f"load average at end: {report.machine.get('load_average_at_end')}",
+            f"CPU ms per search: server {report.server_cpu_ms_per_search}, clients {report.client_cpu_ms_per_search}",
+            f"load average at start: {report.machine.get('load_average_at_start')}, "
+            f"at end: {report.machine.get('load_average_at_end')}",
         ]
     )
+
+
+def code_trees(values: list[str]) -> list[tuple[str, Path]]:
+    """--code LABEL=SRC pairs, each SRC checked to be where `import facetrace` finds the package."""
+    trees: list[tuple[str, Path]] = []
+    for value in values:
+        label, sep, src = value.partition("=")
+        if not sep or not label or not src:
+            raise SystemExit(f"--code takes LABEL=SRC, not {value!r}")
+        source = Path(src).resolve()
+        found = subprocess.run(
+            [sys.executable, "-c", "import facetrace; print(facetrace.__file__)"],
+            env={**os.environ, "PYTHONPATH": str(source)},
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if not found or not Path(found).resolve().is_relative_to(source):
+            raise SystemExit(f"--code {label}: PYTHONPATH={source} does not load its facetrace (got {found or 'none'})")
+        trees.append((label, source))
+    if len({label for label, _ in trees}) != len(trees):
+        raise SystemExit("--code labels must differ")
+    return trees
+
+
+def tree_copy(data: Path, label: str) -> Path:
+    """A fresh copy of the gallery for one tree, beside it: a tree may upgrade its catalog's schema on first open,
+    which an older tree could not open again."""
+    copy = data.parent / f"{data.name}.{label}"
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(data, copy)
+    return copy
+
+
+def compare_runs(reports: list[LoadReport]) -> dict[str, dict[str, float]]:
+    """Per tree, in the order first seen: median throughput and p99 over its runs, and the ratios to the first's."""
+    labels = list(dict.fromkeys(r.code for r in reports))
+    summary: dict[str, dict[str, float]] = {}
+    for label in labels:
+        mine = [r for r in reports if r.code == label]
+        summary[label] = {
+            "runs": len(mine),
+            "throughput_rps": round(float(np.median([r.throughput_rps for r in mine])), 2),
+            "p99_ms": round(float(np.median([r.p99_ms for r in mine])), 1),
+            "server_cpu_ms_per_search": round(
+                float(np.median([r.server_cpu_ms_per_search or float("nan") for r in mine])), 1
+            ),
+            "errors": sum(sum(r.errors.values()) for r in mine),
+        }
+    first = summary[labels[0]]
+    for values in summary.values():
+        values["throughput_ratio"] = round(values["throughput_rps"] / first["throughput_rps"], 2)
+        values["p99_ratio"] = round(values["p99_ms"] / first["p99_ms"], 2)
+    return summary
+
+
+def format_summary(summary: dict[str, dict[str, float]]) -> str:
+    lines = ["side by side (median over rounds; ratio to the first tree):"]
+    for label, values in summary.items():
+        lines.append(
+            f"  {label}: {values['throughput_rps']:.2f} searches/s (x{values['throughput_ratio']:.2f}), "
+            f"p99 {values['p99_ms']:.0f} ms (x{values['p99_ratio']:.2f}), "
+            f"server CPU {values['server_cpu_ms_per_search']:.1f} ms/search, {values['errors']:.0f} errors, "
+            f"{values['runs']:.0f} run(s)"
+        )
+    return "\n".join(lines)
 
 
 def _env_pairs(values: list[str]) -> dict[str, str]:
@@ -403,10 +540,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--max-requests", type=int, default=None, help="Stop after this many requests.")
     parser.add_argument("--server-env", action="append", default=[], help="NAME=VALUE for the server process.")
+    parser.add_argument(
+        "--code", action="append", default=[], help="LABEL=SRC: serve with PYTHONPATH=SRC (repeat to compare trees)."
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="With --code: runs per tree, interleaved.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="One JSON record instead of the text report.")
     args = parser.parse_args(argv)
+    trees = code_trees(args.code)
+    if args.rounds < 1:
+        raise SystemExit("--rounds must be at least 1")
 
+    reports: list[LoadReport] = []
     with contextlib.ExitStack() as stack:
         data = args.data or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="serve_load-")))
         data.mkdir(parents=True, exist_ok=True)
@@ -415,13 +560,37 @@ def main(argv: list[str] | None = None) -> int:
         build_s = time.perf_counter() - began
         api_key = create_investigator(data)
         env = {**SERVER_ENV_DEFAULTS, **_env_pairs(args.server_env)}
-        with running_server(data, free_port(), env) as (base, _pid):
-            samples, window = drive(base, api_key, probes, args.clients, args.seconds, args.max_requests)
-        report = summarise(
-            samples, window, probes, faces=real + synthetic, real=real, clients=args.clients, build_s=build_s
-        )
-    print(json.dumps(asdict(report)) if args.json else format_report(report))
-    return 1 if report.errors or report.requests == 0 else 0
+        runs: list[tuple[str, Path, dict[str, str]]] = [("", data, env)]
+        if trees:
+            copies = {label: tree_copy(data, label) for label, _ in trees}
+            runs = []
+            for turn in range(args.rounds):
+                order = trees if turn % 2 == 0 else trees[::-1]
+                runs += [(label, copies[label], {**env, "PYTHONPATH": str(src)}) for label, src in order]
+        for label, served, run_env in runs:
+            load_at_start = os.getloadavg()
+            with running_server(served, free_port(), run_env) as (base, pid):
+                measured = drive(base, api_key, probes, args.clients, args.seconds, args.max_requests, pid)
+            report = summarise(
+                measured,
+                probes,
+                faces=real + synthetic,
+                real=real,
+                clients=args.clients,
+                build_s=build_s,
+                code=label,
+                load_at_start=load_at_start,
+            )
+            reports.append(report)
+            if trees:
+                print(format_report(report), file=sys.stderr)  # progress: each run as it ends
+    if not trees:
+        print(json.dumps(asdict(reports[0])) if args.json else format_report(reports[0]))
+    elif args.json:
+        print(json.dumps({"runs": [asdict(r) for r in reports], "summary": compare_runs(reports)}))
+    else:
+        print("\n\n".join([*(format_report(r) for r in reports), format_summary(compare_runs(reports))]))
+    return 1 if any(r.errors or r.requests == 0 for r in reports) else 0
 
 
 if __name__ == "__main__":

@@ -136,7 +136,7 @@ def start_local_server() -> None:
     # Another session may have started one meanwhile (this one then lost the port): use it.
     if unavailable() is None:
         return
-    tail = log.read_text(errors="replace")[-2000:]
+    tail = f"({unavailable()})\n" + log.read_text(errors="replace")[-2000:]
     raise RuntimeError(
         f"the local Milvus server ({' '.join(command)}) did not answer within {START_TIMEOUT_S} s:\n{tail}"
     )

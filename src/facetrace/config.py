@@ -88,7 +88,8 @@ class Settings(BaseSettings):
     concurrent_analyses: int = Field(
         default=_ANALYZER_DEFAULTS.concurrent_analyses,
         ge=0,
-        description="Photos one process decodes and analyses at once; further requests wait their turn, so concurrent "
+        description="Photos one process decodes and analyses at once, and the threads of the searches' probe pool "
+        "(each runs its models and index queries on one thread); further requests wait their turn, so concurrent "
         "large probes cannot exhaust memory. 0: the number of cores.",
     )
     max_analysis_pixels: int = Field(

@@ -3,6 +3,7 @@ catalog's erasure methods, on SQLite and on PostgreSQL (same fixtures as the cat
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterator
@@ -299,3 +300,35 @@ def test_case_members_migration_keeps_access_for_whoever_worked_in_a_case(
         assert [case.case_id for case in store.cases_of("rita")] == [1]
         assert [case.case_id for case in store.cases_of("ivan")] == [2]
         assert store.case_members(1)[0].added_at.tzinfo is not None
+
+
+def test_a_search_and_its_audit_entry_are_one_transaction(store: SqlGovernanceStore) -> None:
+    """record_search stores the search and appends its audit entry in one transaction: both, or neither."""
+    log = AuditLog(store)
+    cases = CaseService(store, log, repeat_similarity=0.9, independent_review=IndependentReview.OPTIONAL)
+    ivan = User(1, "ivan", "investigator", datetime.now(UTC))
+    case = cases.open_case(ivan, "Case A", "find the thief", "warrant 12")
+    before = log.length()
+    record = cases.record_search(ivan, case, "who is this", "a" * 64, "p.jpg", MODEL, None, [])
+    (entry,) = log.entries(after_seq=before)
+    assert entry.target == f"search:{record.search_id}" and entry.action == "search"
+    assert entry.details == {
+        "case_id": case.case_id,
+        "purpose": "who is this",
+        "probe_sha256": "a" * 64,
+        "hit_face_ids": [],
+    }
+    assert log.verify().ok
+
+    def failing_seal(target: str) -> object:
+        def seal(seq: int, at: datetime, prev_hash: str) -> str:
+            raise RuntimeError("the audit entry cannot be sealed")
+
+        return seal
+
+    draft = dataclasses.replace(log.draft("ivan", "search", lambda row: f"search:{row}"), sealer=failing_seal)
+    searches_before = len(store.searches(case.case_id))
+    with pytest.raises(RuntimeError, match="cannot be sealed"):
+        store.add_search(case.case_id, "ivan", "why", "b" * 64, "q.jpg", MODEL, None, [_hit(8, 1, 0.7)], draft)
+    assert len(store.searches(case.case_id)) == searches_before  # the search went with its entry
+    assert log.length() == before + 1

@@ -1,11 +1,14 @@
 """OnnxFaceAnalyzer end to end: real photos, hostile files, batches, thumbnails, an ArcFace pack added by path."""
 
+import csv
 import hashlib
 import io
+import itertools
 import json
 import struct
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -157,3 +160,21 @@ def test_arcface_pack_added_by_path_embeds_a_real_face(datasets: Path, tmp_path:
     weight = np.random.default_rng(11).normal(0, 1, (3, 512)).astype(np.float32)
     expected = rgb_mean @ weight
     assert float(vector @ (expected / np.linalg.norm(expected))) > 0.9999
+
+
+def test_concurrent_analyses_match_one_at_a_time(lfw: Path) -> None:
+    """Two analyses in the models at once (an OpenCV embedder gets a net for each): every face, box and embedding is
+    what the same photos give one at a time."""
+    with (lfw / "manifest.csv").open(newline="") as handle:
+        photos = [lfw / row["path"] for row in itertools.islice(csv.DictReader(handle), 12)]
+    items = [(p.read_bytes(), p.name) for p in photos]
+    assert len(items) == 12
+    concurrent = open_analyzer(AnalyzerOptions(concurrent_analyses=2))
+    alone = [open_analyzer(AnalyzerOptions(concurrent_analyses=1)).analyze(data, name) for data, name in items]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        together = list(pool.map(lambda item: concurrent.analyze(*item), items * 2))
+    for got, want in zip(together, alone * 2, strict=True):
+        assert len(got.faces) == len(want.faces) > 0
+        for a, b in zip(got.faces, want.faces, strict=True):
+            assert a.detection.box == b.detection.box
+            np.testing.assert_allclose(a.embedding.vector, b.embedding.vector, atol=1e-6)

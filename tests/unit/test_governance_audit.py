@@ -136,8 +136,10 @@ def test_suppression_list_reads_the_erased_embeddings_once_per_change() -> None:
     face = np.array([[1.0, 0.0, 0.0, 0.0]], dtype=np.float32)
     for _ in range(5):
         assert check.suppressed(face).tolist() == [False]
+    assert not check.active()  # nobody erased: a search skips reading its candidates' embeddings
     assert store.reads == 1
     store.vectors, store.version = np.eye(4, dtype=np.float32)[:1], 1  # an erasure, by any process
+    assert check.active()
     assert check.suppressed(face).tolist() == [True]
     assert check.suppressed(face).tolist() == [True]
     assert store.reads == 2

@@ -24,6 +24,9 @@ class SuppressVectors:
         flags: BoolArray = (vectors @ self.vectors.T).max(axis=1) > 0.999
         return flags
 
+    def active(self) -> bool:
+        return len(self.vectors) > 0
+
 
 def test_suppressed_faces_are_not_stored_nor_thumbnailed(tmp_path: Path) -> None:
     # b"img-2" has 3 faces (len 5 % 3 + 1), b"img-10" has 1: suppress one face of the first and the only one of

@@ -192,6 +192,9 @@ class FirstFaceErased:
         flags[0] = True
         return flags
 
+    def active(self) -> bool:
+        return True
+
 
 def test_the_label_goes_to_the_face_the_item_names_or_to_none(tmp_path: Path) -> None:
     # The fake's faces are all one size, so no face dominates: only face_index or face_box names the subject.

@@ -1,5 +1,8 @@
 """Graph repair and inference sessions, on tiny ONNX graphs built here with onnx.helper."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -137,3 +140,37 @@ def test_make_dims_dynamic_marks_batch_and_spatial_dims() -> None:
     shape = summary.inputs[0].shape
     assert shape is not None
     assert isinstance(shape[0], str) and shape[1] == 3 and isinstance(shape[2], str) and isinstance(shape[3], str)
+
+
+def test_opencv_session_runs_concurrent_callers_on_nets_of_their_own() -> None:
+    """Up to `copies` threads run the model at once, each on a net of its own, with the single net's results."""
+    data = _conv_model()
+    session = OpenCVSession(data, threads=1, label="conv", copies=3)
+    inputs = [RNG.uniform(0, 255, (1, 3, 32, 32)).astype(np.float32) for _ in range(24)]
+    expected = [OpenCVSession(data, threads=1, label="conv").run(x)[0] for x in inputs]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outputs = list(pool.map(lambda x: session.run(x)[0], inputs))
+    for got, want in zip(outputs, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert 1 <= session.nets <= 3
+
+
+def test_opencv_session_lends_at_most_copies_nets() -> None:
+    session = OpenCVSession(_conv_model(), threads=1, label="conv", copies=2)
+    first, second = session._borrow(), session._borrow()  # two callers inside the model: a second net is made
+    assert first is not second and session.nets == 2
+    third: list[object] = []
+    waiting = threading.Thread(target=lambda: third.append(session._borrow()))
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive() and not third  # a third caller waits rather than making a third net
+    session._idle.put(first)
+    waiting.join(5)
+    assert third == [first] and session.nets == 2
+
+
+def test_opencv_session_needs_a_copy() -> None:
+    with pytest.raises(ConfigError, match="copies must be at least 1"):
+        OpenCVSession(_conv_model(), threads=1, label="conv", copies=0)
+    with pytest.raises(ConfigError, match="concurrency must be at least 1"):
+        open_session(_conv_model(), "opencv", concurrency=0)

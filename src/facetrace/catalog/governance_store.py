@@ -32,7 +32,7 @@ from facetrace.catalog.tables import (
 )
 from facetrace.core.errors import CatalogError, ConflictError
 from facetrace.core.evidence import TABLE_NAMES, describe, headline
-from facetrace.core.ports import AuditSeal
+from facetrace.core.ports import AuditDraft, AuditSeal
 from facetrace.core.types import (
     CLEAN_CONDITION,
     QUALITY_CONDITIONS,
@@ -173,28 +173,7 @@ class SqlGovernanceStore:
         self, actor: str, action: str, target: str, details: dict[str, object], seal: AuditSeal
     ) -> AuditEntry:
         with self._write() as connection:
-            if connection.dialect.name == "postgresql":
-                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK})
-            last = connection.execute(
-                sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
-            ).first()
-            seq = 1 if last is None else int(last.seq) + 1
-            prev_hash = "0" * 64 if last is None else str(last.hash)
-            at = _now()
-            entry_hash = seal(seq, at, prev_hash)
-            connection.execute(
-                sa.insert(audit_log).values(
-                    seq=seq,
-                    at=at,
-                    actor=actor,
-                    action=action,
-                    target=target,
-                    details=json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
-                    prev_hash=prev_hash,
-                    hash=entry_hash,
-                )
-            )
-        return AuditEntry(seq, at, actor, action, target, dict(details), prev_hash, entry_hash)
+            return _append_audit(connection, actor, action, target, details, seal)
 
     def audit_entries(self, after_seq: int = 0, limit: int | None = None) -> list[AuditEntry]:
         query = sa.select(audit_log).where(audit_log.c.seq > after_seq).order_by(audit_log.c.seq)
@@ -314,9 +293,11 @@ class SqlGovernanceStore:
         model_id: str,
         probe_embedding: FloatArray | None,
         hits: Sequence[StoredHit],
+        audit: AuditDraft | None = None,
     ) -> SearchRecord:
         now = _now()
         embedding = None if probe_embedding is None else np.asarray(probe_embedding, dtype=np.float32)
+        entry: AuditEntry | None = None
         with self._write() as connection:
             search_id = int(
                 connection.execute(
@@ -337,6 +318,13 @@ class SqlGovernanceStore:
             )
             if hits:
                 connection.execute(sa.insert(search_hits), [_hit_row(search_id, hit) for hit in hits])
+            if audit is not None:
+                target = audit.target(search_id)
+                entry = _append_audit(
+                    connection, audit.actor, audit.action, target, audit.details, audit.sealer(target)
+                )
+        if audit is not None and entry is not None:
+            audit.recorded(entry)
         return SearchRecord(
             search_id, case_id, user, purpose, probe_sha256, probe_name, now, model_id, embedding, tuple(hits)
         )
@@ -505,6 +493,34 @@ class SqlGovernanceStore:
 
     def _write(self) -> AbstractContextManager[Connection]:
         return writing(self._engine)
+
+
+def _append_audit(
+    connection: Connection, actor: str, action: str, target: str, details: dict[str, object], seal: AuditSeal
+) -> AuditEntry:
+    """Append one audit entry after the last, in the caller's write transaction."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK})
+    last = connection.execute(
+        sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+    ).first()
+    seq = 1 if last is None else int(last.seq) + 1
+    prev_hash = "0" * 64 if last is None else str(last.hash)
+    at = _now()
+    entry_hash = seal(seq, at, prev_hash)
+    connection.execute(
+        sa.insert(audit_log).values(
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            target=target,
+            details=json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+            prev_hash=prev_hash,
+            hash=entry_hash,
+        )
+    )
+    return AuditEntry(seq, at, actor, action, target, dict(details), prev_hash, entry_hash)
 
 
 def _now() -> datetime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -42,6 +43,19 @@ IdArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 # seal(seq, at, prev_hash) -> the entry's hash; the store calls it inside the transaction that appends the entry.
 AuditSeal = Callable[[int, datetime, str], str]
+
+
+@dataclass(frozen=True)
+class AuditDraft:
+    """An audit entry the store appends in the same transaction as the row it records (one transaction for both):
+    target(row id) names that row, sealer(target) seals the entry, recorded(entry) is called after the commit."""
+
+    actor: str
+    action: str
+    details: dict[str, object]
+    target: Callable[[int], str]
+    sealer: Callable[[str], AuditSeal]
+    recorded: Callable[[AuditEntry], None]
 
 
 @runtime_checkable
@@ -132,6 +146,10 @@ class SuppressionCheck(Protocol):
 
     def suppressed(self, vectors: FloatArray) -> BoolArray:
         """One flag per row of vectors (n, dim)."""
+        ...
+
+    def active(self) -> bool:
+        """Whether anyone is erased: while nobody is, no face is suppressed and callers need not read vectors."""
         ...
 
 
@@ -274,7 +292,10 @@ class CaseStore(Protocol):
         model_id: str,
         probe_embedding: FloatArray | None,
         hits: Sequence[StoredHit],
-    ) -> SearchRecord: ...
+        audit: AuditDraft | None = None,
+    ) -> SearchRecord:
+        """Store a search and its hits; with audit, its audit entry too, in the same transaction."""
+        ...
 
     def search(self, search_id: int) -> SearchRecord | None: ...
 

@@ -38,6 +38,7 @@ from facetrace.engine.gallery import Gallery
 from facetrace.engine.ingesting import Ingestion
 from facetrace.engine.locking import DataLock
 from facetrace.engine.maintenance import IndexMaintenance
+from facetrace.engine.probe_pool import ProbePool
 from facetrace.engine.searching import Searches
 from facetrace.engine.transparency import Transparency
 from facetrace.governance.audit import AuditLog
@@ -198,6 +199,7 @@ class Engine:
                 self._search_service,
                 self.cases,
                 self.audit,
+                self._once("probe_pool", lambda: ProbePool(self.settings.analyzer_options().analysis_slots)),
                 model_id=self.model_id,
                 top_k=self.settings.top_k,
             ),
@@ -326,6 +328,9 @@ class Engine:
         }
 
     def close(self) -> None:
+        pool = self._built.get("probe_pool")
+        if isinstance(pool, ProbePool):
+            pool.close()  # searches still running finish before the index closes
         self.index.close()
         self.catalog.close()
 

@@ -1,8 +1,9 @@
 """engine.search: 1:N search, fusion and 1:1 comparison, on the operator's own (audited) or within a case.
 
 Photos are analysed before any lock is taken; the search service takes the engine's lock (shared) for the index and
-catalog reads alone. top_k is 1..MAX_TOP_K (None: the top_k setting); a face is chosen by its 0-based number in
-detector order.
+catalog reads alone. The probe work (analysis and index query) runs on the engine's probe pool (engine/probe_pool.py),
+which spreads concurrent requests over the cores; checking the case and storing the search stay on the caller's
+thread. top_k is 1..MAX_TOP_K (None: the top_k setting); a face is chosen by its 0-based number in detector order.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from facetrace.core.ports import FaceAnalyzer
 from facetrace.core.types import AnalyzedImage, ProbeOutcome, ProbeResult, SearchRecord, User
 from facetrace.core.vocabulary import AuditAction
 from facetrace.engine.actors import cli_actor
+from facetrace.engine.probe_pool import ProbePool
 from facetrace.governance.audit import AuditLog
 from facetrace.governance.cases import CaseService
 from facetrace.ingest.sources import read_uri
@@ -40,11 +42,13 @@ class Searches:
         service: Callable[[], SearchService],
         cases: CaseService,
         audit: AuditLog,
+        pool: ProbePool,
         *,
         model_id: str,
         top_k: int,
     ) -> None:
         self._analyzer = analyzer
+        self._pool = pool
         self._service = service
         self._cases = cases
         self._audit = audit
@@ -57,7 +61,7 @@ class Searches:
 
     def analyze(self, data: bytes, probe_name: str) -> AnalyzedImage:
         """Every face in a probe photo (detect, align, embed); touches no index or catalog, safe from any thread."""
-        return self._analyzer().analyze(data, probe_name)
+        return self._pool.run(lambda: self._analyzer().analyze(data, probe_name))
 
     # -- the operator's own searches (still audited) ------------------------------------------------------------------
 
@@ -75,7 +79,7 @@ class Searches:
         uri = str(probe)
         data = read_uri(uri)
         try:
-            results = self._service().search(data, uri, top_k=top_k, face_index=face_index)
+            results = self._pool.run(lambda: self._service().search(data, uri, top_k=top_k, face_index=face_index))
         except PROBE_ERRORS as exc:
             self._audit_failure(actor or cli_actor(), f"probes:{hashlib.sha256(data).hexdigest()}", purpose or "", exc)
             raise
@@ -121,7 +125,9 @@ class Searches:
         that do not show one person are refused (MixedProbesError names the odd ones) unless allow_mixed."""
         top_k = self._top_k_or_default(top_k)
         loaded = [(read_uri(str(p)), str(p)) for p in probes]
-        result = self._service().search_fused(loaded, top_k=top_k, faces=faces, allow_mixed=allow_mixed)
+        result = self._pool.run(
+            lambda: self._service().search_fused(loaded, top_k=top_k, faces=faces, allow_mixed=allow_mixed)
+        )
         self._audit_search(actor, purpose, loaded, [result])
         return result
 
@@ -137,7 +143,7 @@ class Searches:
     ) -> Comparison:
         """1:1: face number face_a of photo a against face_b of b (None: the main face of each)."""
         first, second = (read_uri(str(a)), str(a)), (read_uri(str(b)), str(b))
-        comparison = self._service().compare(first, second, face_a=face_a, face_b=face_b)
+        comparison = self._pool.run(lambda: self._service().compare(first, second, face_a=face_a, face_b=face_b))
         self._audit.record(
             actor or cli_actor(),
             AuditAction.COMPARE,
@@ -182,9 +188,14 @@ class Searches:
         top_k = self._top_k_or_default(top_k)
         case, purpose = self._cases.check_search_allowed(user, case_id, purpose)
         sha256 = hashlib.sha256(data).hexdigest()
+
+        def probe_work() -> tuple[AnalyzedImage, list[ProbeResult]]:
+            image = analyzed if analyzed is not None else self.analyze(data, probe_name)  # in place, on the pool
+            service = self._service()
+            return image, service.search_analyzed(image, top_k=top_k, faces=faces, probe_sha256=sha256)
+
         try:
-            image = analyzed if analyzed is not None else self.analyze(data, probe_name)
-            results = self._service().search_analyzed(image, top_k=top_k, faces=faces, probe_sha256=sha256)
+            image, results = self._pool.run(probe_work)
         except PROBE_ERRORS as exc:
             self._audit_failure(user.name, f"case:{case.case_id}", purpose, exc, case_id=case.case_id)
             raise
@@ -213,7 +224,7 @@ class Searches:
         face_b: int | None = None,
     ) -> Comparison:
         case, purpose = self._cases.check_search_allowed(user, case_id, purpose)
-        comparison = self._service().compare(a, b, face_a=face_a, face_b=face_b)
+        comparison = self._pool.run(lambda: self._service().compare(a, b, face_a=face_a, face_b=face_b))
         self._audit.record(
             user.name,
             AuditAction.COMPARE,

@@ -20,12 +20,12 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from facetrace.core.ports import AuditStore
+from facetrace.core.ports import AuditDraft, AuditSeal, AuditStore
 from facetrace.core.types import AuditEntry, AuditQuery
 from facetrace.core.vocabulary import AuditAction
 
@@ -200,18 +200,31 @@ class AuditLog:
 
     def record(self, actor: str, action: AuditAction | str, target: str, **details: object) -> AuditEntry:
         """Append an entry; action is one of AuditAction (a plain string is checked against it: ValueError if not)."""
+        draft = self.draft(actor, action, lambda _row: target, **details)
+        entry = self._store.append_audit(actor, draft.action, target, draft.details, draft.sealer(target))
+        self._recorded(entry)
+        return entry
+
+    def draft(
+        self, actor: str, action: AuditAction | str, target: Callable[[int], str], **details: object
+    ) -> AuditDraft:
+        """An entry for a store to append in the transaction of the row it records (target(row id) names it)."""
         action = AuditAction(action)
         # Round-trip through canonical JSON now, so what is hashed is exactly what a verifier will read back.
         clean: dict[str, object] = json.loads(canonical_json(details))
 
-        def seal(seq: int, at: datetime, prev_hash: str) -> str:
-            return entry_hash(prev_hash, seq, at, actor, action, target, clean, self.key)
+        def sealer(target_text: str) -> AuditSeal:
+            def seal(seq: int, at: datetime, prev_hash: str) -> str:
+                return entry_hash(prev_hash, seq, at, actor, action, target_text, clean, self.key)
 
-        entry = self._store.append_audit(actor, action, target, clean, seal)
+            return seal
+
+        return AuditDraft(actor, action, clean, target, sealer, self._recorded)
+
+    def _recorded(self, entry: AuditEntry) -> None:
         if self.heads is not None:
             self.heads.record(entry)
-        log.info("audit %d: %s %s %s", entry.seq, actor, action, target)
-        return entry
+        log.info("audit %d: %s %s %s", entry.seq, entry.actor, entry.action, entry.target)
 
     def entries(self, after_seq: int = 0, limit: int | None = None) -> list[AuditEntry]:
         return self._store.audit_entries(after_seq, limit)

@@ -284,19 +284,19 @@ class CaseService:
     ) -> SearchRecord:
         hits = stored_hits(results)
         probe_name = bounded(probe_name, "a probe's file name", MAX_FILE_NAME)
-        record = self._store.add_search(
-            case.case_id, user.name, purpose, probe_sha256, probe_name, model_id, probe_embedding, hits
-        )
-        self._audit.record(
+        # The search, its hits and its audit entry: one transaction (one write lock taken per search).
+        audit = self._audit.draft(
             user.name,
             action,
-            f"search:{record.search_id}",
+            lambda search_id: f"search:{search_id}",
             case_id=case.case_id,
             purpose=purpose,
             probe_sha256=probe_sha256,
             hit_face_ids=[hit.face_id for hit in hits],
         )
-        return record
+        return self._store.add_search(
+            case.case_id, user.name, purpose, probe_sha256, probe_name, model_id, probe_embedding, hits, audit
+        )
 
     def search(self, search_id: int) -> SearchRecord:
         """The search, unchecked; users reach searches through search_for."""

@@ -101,6 +101,9 @@ class SuppressionList:
         flags: BoolArray = (matrix @ erased.T).max(axis=1) >= self.min_similarity
         return flags
 
+    def active(self) -> bool:
+        return bool(self._current().shape[0])
+
     def _current(self) -> FloatArray:
         with self._lock:
             version = self._store.change_counters().suppressions

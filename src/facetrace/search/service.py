@@ -377,7 +377,8 @@ class SearchService:
         for face_id in new:
             if face_id not in records:
                 seen.withheld[face_id] = WithheldReason.NO_CATALOG_ROW
-        if self._suppression is not None and records:
+        # The candidates' embeddings are read only while someone is erased (a search reads fewer rows otherwise).
+        if self._suppression is not None and records and self._suppression.active():
             stored_ids, vectors = self._catalog.embeddings_by_id(sorted(records))
             flags = self._suppression.suppressed(vectors)
             for face_id in stored_ids[flags].tolist():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,8 +132,9 @@ class OnnxFaceAnalyzer:
         self.max_detection_side_px = max_detection_side_px
         self.min_detection_side_px = min_detection_side_px
         self.embed_batch_size = embed_batch_size
-        # Admission: at most this many photos decoded and analysed at once, whatever the number of calling threads.
-        self.concurrent_analyses = options.concurrent_analyses or max(1, os.cpu_count() or 1)
+        # Admission: at most this many photos decoded and analysed at once, whatever the number of calling threads;
+        # the models run that many at once too (an OpenCV model gets a net per concurrent analysis).
+        self.concurrent_analyses = options.analysis_slots
         self._admission = threading.BoundedSemaphore(self.concurrent_analyses)
         self._lock = threading.Lock()
         self._models: _Models | None = None
@@ -152,8 +152,9 @@ class OnnxFaceAnalyzer:
     def analyze(self, data: bytes, source: str) -> AnalyzedImage:
         """Every face in an encoded image. Raises ImageDecodeError (naming source) for unreadable input. A photo of
         more than options.max_analysis_pixels is analysed reduced; its boxes and landmarks are in its own pixels."""
-        pending = self._prepare_encoded(data, source)
-        return self._finish(pending, self.embed_aligned(pending.crops))
+        with self._admission:  # the embedding too: concurrent_analyses photos in the models at once, no more
+            pending = self._prepare_admitted(data, source)
+            return self._finish(pending, self.embed_aligned(pending.crops))
 
     def analyze_array(self, bgr: BgrImage, source: str) -> AnalyzedImage:
         """Every face in an already decoded HxWx3 BGR uint8 image (e.g. a deliberately degraded copy)."""
@@ -244,6 +245,7 @@ class OnnxFaceAnalyzer:
             preferred_runtime=detector_spec.preferred_runtime,
             label=detector_label,
             dynamic_spatial=True,
+            concurrency=self.concurrent_analyses,
         )
         embedder_spec = pack.embedder
         embedder_session = open_session(
@@ -252,6 +254,7 @@ class OnnxFaceAnalyzer:
             self.options.threads,
             preferred_runtime=embedder_spec.preferred_runtime,
             label=f"{pack.id} embedder ({embedder_spec.model.location})",
+            concurrency=self.concurrent_analyses,
         )
         log.info(
             "pack %s loaded: detector on %s, embedder on %s, %d thread(s), flip TTA %s, min detection score %.2f, "

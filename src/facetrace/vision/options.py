@@ -8,6 +8,7 @@ them.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -39,3 +40,8 @@ class AnalyzerOptions:
     subject_fallback: bool = True
     rotation_fallback: RotationFallback = "auto"  # detect on turned copies of unsure photos
     restoration: Restoration = "auto"  # denoise grainy and stretch flat photos before detection
+
+    @property
+    def analysis_slots(self) -> int:
+        """Photos analysed at once: concurrent_analyses, or the number of cores where that is 0."""
+        return self.concurrent_analyses or max(1, os.cpu_count() or 1)

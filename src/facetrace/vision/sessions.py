@@ -8,6 +8,7 @@ names a preferred runtime per model and runtime="auto" follows it.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from typing import Protocol, runtime_checkable
 
@@ -104,27 +105,38 @@ class OnnxRuntimeSession:
 class OpenCVSession:
     """OpenCV's dnn module on the file exactly as shipped (it reads int8 block-quantised graphs itself).
 
-    cv2.dnn.Net is not thread-safe, so run() holds a lock.
+    A cv2.dnn.Net is not thread-safe, so each run() borrows a net of its own: up to `copies` nets, made as concurrent
+    callers need them (the first at once), so that `copies` threads run the model at the same time. One net behind a
+    lock held the service's embeddings to one core (docs/benchmarks.md, "Using the cores").
     """
 
     runtime = "opencv"
 
-    def __init__(self, model_bytes: bytes, *, threads: int, label: str) -> None:
+    def __init__(self, model_bytes: bytes, *, threads: int, label: str, copies: int = 1) -> None:
+        if copies < 1:
+            raise ConfigError(f"copies must be at least 1, not {copies}")
         summary = summarize(parse_model(model_bytes, label))
         if len(summary.inputs) != 1:
             names = ", ".join(i.name for i in summary.inputs)
             raise ModelPackError(f"{label} must take exactly one input tensor, it takes {len(summary.inputs)}: {names}")
         self._input_name = summary.inputs[0].name
         self._output_names = tuple(o.name for o in summary.outputs)
+        self._model = np.frombuffer(model_bytes, dtype=np.uint8)
+        self._label = label
         # OpenCV's thread pool is process-wide: this also sets it for every other OpenCV call in the process.
         cv2.setNumThreads(threads)
-        try:
-            # A numpy buffer, not Python bytes: OpenCV 5.0's bytes overload of readNetFromONNX crashes the process.
-            self._net = cv2.dnn.readNetFromONNX(np.frombuffer(model_bytes, dtype=np.uint8))
-        except cv2.error as exc:
-            raise ModelPackError(f"OpenCV dnn cannot load {label}: {exc}") from None
-        self._lock = threading.Lock()
-        log.info("%s: OpenCV %s dnn, cv2.setNumThreads(%d) (process-wide)", label, cv2.__version__, threads)
+        self._idle: queue.LifoQueue[cv2.dnn.Net] = queue.LifoQueue()
+        self._idle.put(self._read_net())
+        self._made = 1
+        self.copies = copies
+        self._making = threading.Lock()
+        log.info(
+            "%s: OpenCV %s dnn, cv2.setNumThreads(%d) (process-wide), up to %d concurrent net(s)",
+            label,
+            cv2.__version__,
+            threads,
+            copies,
+        )
 
     @property
     def input_name(self) -> str:
@@ -134,14 +146,48 @@ class OpenCVSession:
     def output_names(self) -> tuple[str, ...]:
         return self._output_names
 
+    @property
+    def nets(self) -> int:
+        """How many nets were made so far (at most copies)."""
+        return self._made
+
     def run(self, x: Array) -> list[Array]:
         blob = np.ascontiguousarray(x, dtype=np.float32)
-        with self._lock:
+        net = self._borrow()
+        try:
             # The input is set by name: SFace's graph declares extra dangling inputs, and OpenCV 5 refuses an unnamed
             # setInput when a graph has more than one.
-            self._net.setInput(blob, self._input_name)
-            outputs = self._net.forward(list(self._output_names))
+            net.setInput(blob, self._input_name)
+            outputs = net.forward(list(self._output_names))
+        finally:
+            self._idle.put(net)
         return [np.array(o, dtype=np.float32, copy=True) for o in outputs]
+
+    def _borrow(self) -> cv2.dnn.Net:
+        """An idle net; a new one while fewer than copies exist; else wait for one to come back."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._making:
+            make = self._made < self.copies
+            if make:
+                self._made += 1
+        if not make:
+            return self._idle.get()
+        try:
+            return self._read_net()
+        except BaseException:
+            with self._making:
+                self._made -= 1
+            raise
+
+    def _read_net(self) -> cv2.dnn.Net:
+        try:
+            # A numpy buffer, not Python bytes: OpenCV 5.0's bytes overload of readNetFromONNX crashes the process.
+            return cv2.dnn.readNetFromONNX(self._model)
+        except cv2.error as exc:
+            raise ModelPackError(f"OpenCV dnn cannot load {self._label}: {exc}") from None
 
 
 def open_session(
@@ -152,12 +198,15 @@ def open_session(
     preferred_runtime: str = "onnxruntime",
     label: str = "model",
     dynamic_spatial: bool = False,
+    concurrency: int = 1,
 ) -> ModelSession:
     """Load a model into a session.
 
     runtime "auto" uses preferred_runtime (the pack's measured choice for this model) and falls back to the other
     runtime, with a warning, when that one cannot load the graph. threads is the runtime's intra-op thread count.
     dynamic_spatial declares the input's height and width dynamic (detectors take any padded image size).
+    concurrency is how many threads may run the model at the same time (OpenCV gets a net for each; one ONNX Runtime
+    session serves any number).
     """
     if runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
@@ -165,17 +214,19 @@ def open_session(
         raise ConfigError(f"preferred runtime must be opencv or onnxruntime, not {preferred_runtime!r}")
     if threads < 1:
         raise ConfigError(f"threads must be at least 1, not {threads}")
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
+
+    def load(name: str) -> ModelSession:
+        if name == "opencv":
+            return OpenCVSession(model_bytes, threads=threads, label=label, copies=concurrency)
+        return OnnxRuntimeSession(model_bytes, threads=threads, label=label, dynamic_spatial=dynamic_spatial)
+
     if runtime != "auto":
-        return _open(runtime, model_bytes, threads=threads, label=label, dynamic_spatial=dynamic_spatial)
+        return load(runtime)
     try:
-        return _open(preferred_runtime, model_bytes, threads=threads, label=label, dynamic_spatial=dynamic_spatial)
+        return load(preferred_runtime)
     except ModelPackError as exc:
         other = "onnxruntime" if preferred_runtime == "opencv" else "opencv"
         log.warning("%s: %s; trying %s instead", label, exc, other)
-        return _open(other, model_bytes, threads=threads, label=label, dynamic_spatial=dynamic_spatial)
-
-
-def _open(runtime: str, model_bytes: bytes, *, threads: int, label: str, dynamic_spatial: bool) -> ModelSession:
-    if runtime == "opencv":
-        return OpenCVSession(model_bytes, threads=threads, label=label)
-    return OnnxRuntimeSession(model_bytes, threads=threads, label=label, dynamic_spatial=dynamic_spatial)
+        return load(other)
