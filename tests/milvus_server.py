@@ -94,7 +94,8 @@ def unavailable() -> str | None:
 _started: subprocess.Popen[bytes] | None = None
 DEFAULT_SERVER_URI = "milvus://127.0.0.1:19530"
 SERVER_DIR = Path(tempfile.gettempdir()) / f"facetrace-test-milvus-{os.getuid()}"
-START_TIMEOUT_S = 180
+START_TIMEOUT_S = 60
+START_ATTEMPTS = 3
 
 
 def start_local_server() -> None:
@@ -107,9 +108,6 @@ def start_local_server() -> None:
     launcher = shutil.which("milvus-server", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     if launcher is None:
         return
-    shutil.rmtree(SERVER_DIR / "data", ignore_errors=True)
-    SERVER_DIR.mkdir(parents=True, exist_ok=True)
-    log = SERVER_DIR / "server.out"
     # Shorter time-tick and load-check intervals than Milvus's defaults (200 and 1000 ms): a strongly consistent read
     # waits at most 50 ms and a new collection loads in about 1.5 s instead of 2.7 s, for about 5 % of a core idle.
     command = [
@@ -123,22 +121,33 @@ def start_local_server() -> None:
         "--extra-config",
         "queryCoord.checkInterval=100",
     ]
-    with log.open("wb") as out:
-        _started = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
     atexit.register(_stop_local_server)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline and _started.poll() is None:
-        if "Welcome to use Milvus" in log.read_text(errors="replace") and unavailable() is None:
+    log = SERVER_DIR / "server.out"
+    # Now and then (seen in about one start of three inside a busy test session, never in five back-to-back starts
+    # alone) the server prints its banner but its proxy never listens: such a start is stopped, its logs kept beside
+    # the data (failed-start-N), and the server started afresh.
+    for attempt in range(1, START_ATTEMPTS + 1):
+        shutil.rmtree(SERVER_DIR / "data", ignore_errors=True)
+        SERVER_DIR.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as out:
+            _started = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            # The launcher prints its banner once the server's health check passes; then the proxy must answer.
+            if "Welcome to use Milvus" in log.read_text(errors="replace") and unavailable() is None:
+                return
+            time.sleep(1)
+        _stop_local_server()
+        if (SERVER_DIR / "logs").is_dir():
+            shutil.copytree(SERVER_DIR / "logs", SERVER_DIR / f"failed-start-{attempt}", dirs_exist_ok=True)
+        if unavailable() is None:  # another session's server, started meanwhile: use it
             return
-        time.sleep(1)
-    # Another session may have started one meanwhile (this one then lost the port): use it.
-    if unavailable() is None:
-        return
     tail = f"({unavailable()})\n" + log.read_text(errors="replace")[-2000:]
     raise RuntimeError(
-        f"the local Milvus server ({' '.join(command)}) did not answer within {START_TIMEOUT_S} s:\n{tail}"
+        f"the local Milvus server ({' '.join(command)}) did not answer in {START_ATTEMPTS} starts of "
+        f"{START_TIMEOUT_S} s each (logs: {SERVER_DIR}/failed-start-*):\n{tail}"
     )
 
 

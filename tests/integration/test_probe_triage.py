@@ -87,7 +87,10 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(small_gallery: SmallGallery, fr_examples: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    engine = open_engine(tmp_path_factory.mktemp("triage") / "data", workers=1)
+    # Many searches in a minute: past a user's search budget, whose own tests are in tests/security.
+    engine = open_engine(
+        tmp_path_factory.mktemp("triage") / "data", workers=1, api_requests_per_minute=0, search_requests_per_minute=0
+    )
     group = fr_examples / GROUP
     assert engine.ingest.run([group], manifests=[small_gallery.manifest]).errors == 0
     hasher = Argon2Hasher()
