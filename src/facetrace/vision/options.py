@@ -14,6 +14,7 @@ from typing import Literal
 
 RotationFallback = Literal["off", "auto", "always"]  # vision/detectors/rotation.py
 Restoration = Literal["off", "auto"]  # vision/restoration.py
+Landmarks = Literal["detector", "refined", "auto"]  # vision/landmarks/face_mesh.py
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,6 @@ class AnalyzerOptions:
     subject_fallback: bool = True
     rotation_fallback: RotationFallback = "auto"  # detect on turned copies of unsure photos
     restoration: Restoration = "auto"  # denoise grainy and stretch flat photos before detection
+    # Where the five alignment points come from: the detector's, the face mesh's (installed model), or the mesh's for
+    # faces the detector places poorly (turned, doubted) when the mesh model is installed.
+    landmarks: Landmarks = "auto"
