@@ -8,8 +8,10 @@ once as the engine does (restoration, detection with the rotation and subject-fa
 mesh's, and the yaw the quality module estimates from the detector's points is kept. Each policy then picks one of
 the two embeddings per photo, and the LFW 10-fold protocol and TAR at FAR 1e-3 are computed for it, on all pairs and
 on the pairs with a turned face (either photo's |yaw| at or above --turned-yaw, the subset `facetrace eval verify`
-reports). Policies: detector (every face on the detector's points), refined (every face on the mesh's), and
-auto at several yaw bounds (the mesh for faces beyond the bound or doubted by the detector). The mesh's cost per face
+reports). Policies: detector (every face on the detector's points), refined (every face on the mesh's: what
+`landmarks: auto` does with the model installed), and selective ones at several yaw bounds (the mesh only for faces
+beyond the bound or doubted by the detector: scored below the pack's confident bound, or kept by the subject-face
+fallback), the alternatives auto was measured against. The mesh's cost per face
 is timed too. Embeddings are kept in --cache (an .npz) so the report can be recomputed without the models.
 """
 
@@ -33,13 +35,12 @@ from facetrace.evaluation import metrics
 from facetrace.evaluation.datasets import read_pairs
 from facetrace.vision.analyzer import OnnxFaceAnalyzer, open_analyzer
 from facetrace.vision.images import decode_image
-from facetrace.vision.landmarks import face_mesh
 from facetrace.vision.options import AnalyzerOptions
 from facetrace.vision.quality import estimate_yaw_deg
 from facetrace.vision.restoration import restore
 
 DATASETS = Path(os.environ.get("FACETRACE_DATASETS", Path(__file__).resolve().parents[1].parent / "shared/datasets"))
-AUTO_YAW_BOUNDS = (15.0, 25.0, 35.0, 45.0)
+SELECTIVE_YAW_BOUNDS = (15.0, 25.0, 35.0, 45.0)
 DEFAULT_TURNED_YAW = 30.0
 
 _analyzer: OnnxFaceAnalyzer | None = None
@@ -75,7 +76,7 @@ def _analyse(path: str) -> dict[str, Any]:
         return {"path": path, "found": False}
     detection = report.detections[_subject(report.detections, bgr.shape[1], bgr.shape[0])]
     started = time.perf_counter()
-    refined = analyzer.alignment_points(restored, detection, doubted=report.fallback)
+    refined = analyzer.alignment_points(restored, detection)
     mesh_seconds = time.perf_counter() - started
     vectors = analyzer.embed_aligned([analyzer.align(restored, detection), analyzer.align(restored, refined)])
     return {
@@ -118,7 +119,12 @@ def embed_all(paths: Sequence[str], data_dir: Path, workers: int, cache: Path) -
 def evaluate(scores: np.ndarray, same: np.ndarray, folds: np.ndarray) -> dict[str, float]:
     kfold = metrics.kfold_accuracy(scores, same, folds)
     point = metrics.tar_at_far(scores, same, 1e-3)
-    return {"accuracy": kfold.mean, "accuracy_std": kfold.std, "tar_at_far_1e-3": point.tar, "threshold": point.threshold}
+    return {
+        "accuracy": kfold.mean,
+        "accuracy_std": kfold.std,
+        "tar_at_far_1e-3": point.tar,
+        "threshold": point.threshold,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,8 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     yaw = np.abs(data["yaw"])
     turned = (yaw[a] >= args.turned_yaw) | (yaw[b] >= args.turned_yaw)
     policies = {"detector": np.zeros(len(paths), dtype=bool), "refined": data["found"].copy()}
-    for bound in AUTO_YAW_BOUNDS:
-        policies[f"auto (yaw > {bound:g} or doubted)"] = data["found"] & ((yaw > bound) | data["doubted"])
+    for bound in SELECTIVE_YAW_BOUNDS:
+        policies[f"mesh if yaw > {bound:g} or doubted"] = data["found"] & ((yaw > bound) | data["doubted"])
     found = data["found"][a] & data["found"][b]
     results: dict[str, Any] = {
         "photos": len(paths),

@@ -130,10 +130,10 @@ class Settings(BaseSettings):
     landmarks: Landmarks = Field(
         default=_ANALYZER_DEFAULTS.landmarks,
         description="Where the five points that align a face for the embedder come from: detector (the detector's "
-        "own), refined (MediaPipe's 468-point face mesh run on the detector's face, reduced to five points; 3-6 ms a "
-        "face) or auto (the mesh's for faces turned beyond 45 degrees of yaw or doubted by the detector). The mesh "
-        "model is installed into the data directory by `python scripts/install_face_mesh.py --data DIR`; without it "
-        "auto uses the detector's points and refined is refused. See docs/accuracy.md (Turned faces).",
+        "own), refined (MediaPipe's 468-point face mesh run on each detected face, reduced to five points: turned "
+        "faces match better; about 2 ms a face) or auto (refined when the mesh model is installed, else detector). "
+        "The model is installed into the data directory by `python scripts/install_face_mesh.py --data DIR`; "
+        "without it refined is refused. See docs/accuracy.md (Turned faces).",
     )
     top_k: int = Field(default=10, ge=1, le=MAX_TOP_K, description="Candidates returned per probe face (1-1000).")
     sign_in_max_failures: int = Field(

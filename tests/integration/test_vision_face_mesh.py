@@ -135,8 +135,9 @@ def test_the_landmarks_option_changes_alignment_only(data_dir: Path, refined: On
     detector = _analyzer(data_dir, "detector").analyze(data, str(path)).faces[0]
     auto = _analyzer(data_dir, "auto").analyze(data, str(path)).faces[0]
     mesh = refined.analyze(data, str(path)).faces[0]
-    # A frontal face the detector is sure of: auto keeps the detector's points, refined does not.
-    np.testing.assert_array_equal(auto.detection.landmarks, detector.detection.landmarks)
+    # With the model installed, auto aligns on the mesh's points as refined does.
+    np.testing.assert_array_equal(auto.detection.landmarks, mesh.detection.landmarks)
+    np.testing.assert_array_equal(auto.embedding.vector, mesh.embedding.vector)
     assert not np.allclose(mesh.detection.landmarks, detector.detection.landmarks)
     # Pose is read from the detector's points in every mode; the box and score are the detector's.
     assert mesh.quality.yaw_deg == detector.quality.yaw_deg and mesh.quality.flags == detector.quality.flags

@@ -1,5 +1,5 @@
-"""Landmark refinement without the network: the five-point rule, the region the mesh reads, when auto refines, and
-what the landmarks option does without the installed model. The real model on real photos: tests/integration/
+"""Landmark refinement without the network: the five-point rule, the region the mesh reads, and what the landmarks
+option does without the installed model. The real model on real photos: tests/integration/
 test_vision_face_mesh.py."""
 
 import json
@@ -54,18 +54,6 @@ def test_the_region_turns_with_the_mouth_to_eyes_axis() -> None:
     up = to_photo[:, :2] @ np.array([0.0, -1.0])
     assert up[0] > 0 and abs(up[1]) < 1e-9
     assert math.isclose(float(np.hypot(*up)), 1.5 * 200 / 192)
-
-
-def test_auto_refines_turned_and_doubted_faces_only() -> None:
-    assert not face_mesh.worth_refining(_detection(FRONTAL), 0.8)
-    assert face_mesh.worth_refining(_detection(FRONTAL, score=0.7), 0.8)  # the detector doubts it
-    assert face_mesh.worth_refining(_detection(FRONTAL), 0.8, doubted=True)  # kept by the subject-face fallback
-    profile = FRONTAL.copy()
-    profile[2, 0] = 128.0  # the nose far towards one eye: yaw about 53 degrees
-    assert face_mesh.worth_refining(_detection(profile), 0.8)
-    half = FRONTAL.copy()
-    half[2, 0] = 110.0  # yaw about 25 degrees
-    assert not face_mesh.worth_refining(_detection(half), 0.8)
 
 
 def test_without_the_installed_model_auto_uses_the_detectors_points_and_refined_is_refused(tmp_path: Path) -> None:

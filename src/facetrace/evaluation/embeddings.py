@@ -113,7 +113,9 @@ class EmbeddingCache:
             if stored_key != self.cache_key:
                 raise ModelMismatchError(stored_key, self.cache_key, f"embedding cache {self.path}")
             if "yaw_deg" not in data.files:
-                logger.warning("ignoring %s: made before caches kept each face's yaw; its images are embedded again", self.path)
+                logger.warning(
+                    "ignoring %s: made before caches kept each face's yaw; its images are embedded again", self.path
+                )
                 return
             vectors = np.asarray(data["vectors"], dtype=np.float32)
             if vectors.ndim != 2 or vectors.shape[1] != self.dim:

@@ -39,7 +39,8 @@ from facetrace.vision.detectors.yunet import (
 )
 from facetrace.vision.embedders.manifest_embedder import DEFAULT_MAX_BATCH, ManifestEmbedder
 from facetrace.vision.images import as_bgr, decode_image, decode_reduced, encode_jpeg
-from facetrace.vision.landmarks.face_mesh import LANDMARK_MODES, FaceMeshRefiner, worth_refining
+from facetrace.vision.landmarks import face_mesh
+from facetrace.vision.landmarks.face_mesh import LANDMARK_MODES, FaceMeshRefiner
 from facetrace.vision.options import AnalyzerOptions
 from facetrace.vision.packs import ModelFile, ModelPack, load_pack
 from facetrace.vision.quality import assess_quality, eyes_visible
@@ -222,17 +223,11 @@ class OnnxFaceAnalyzer:
         spec = self.pack.embedder
         return align_face(bgr, detection.landmarks, spec.input_width, spec.input_height)
 
-    def alignment_points(self, bgr: BgrImage, detection: Detection, *, doubted: bool = False) -> Detection:
-        """The detection with the landmarks that align it: the face mesh's where the landmarks option asks for them
-        (refined: every face; auto: faces worth_refining, doubted ones among them), else the detector's own."""
+    def alignment_points(self, bgr: BgrImage, detection: Detection) -> Detection:
+        """The detection with the landmarks that align it: the face mesh's when a refinement model is in use
+        (landmarks_in_force refined or auto), else the detector's own."""
         refiner = self._load().refiner
-        if refiner is None:
-            return detection
-        if self.options.landmarks == "auto" and not worth_refining(
-            detection, self.pack.detector.confident_detection_score, doubted=doubted
-        ):
-            return detection
-        return refiner.refine(bgr, detection)
+        return detection if refiner is None else refiner.refine(bgr, detection)
 
     def embed_aligned(self, crops: Sequence[BgrImage]) -> FloatArray:
         """L2-normalised embeddings of aligned crops, (n, embedding_dim)."""
@@ -275,6 +270,7 @@ class OnnxFaceAnalyzer:
                     self.landmark_model.read_verified(),
                     self.options.runtime,
                     self.options.threads,
+                    preferred_runtime=face_mesh.PREFERRED_RUNTIME,
                     label=f"{pack.id} landmarks ({self.landmark_model.location})",
                 )
             )
@@ -366,9 +362,9 @@ class OnnxFaceAnalyzer:
         restored, steps = restore(bgr, self.options.restoration)
         report = self.detect_report(restored)
         confident = self.pack.detector.confident_detection_score
-        # Pose is read from the detector's points (what decides refinement, and what the quality flags were
-        # calibrated on); the crops, and the detections kept, carry the points that aligned them.
-        aligned_by = tuple(self.alignment_points(restored, d, doubted=report.fallback) for d in report.detections)
+        # Pose is read from the detector's points (what the quality flags were calibrated on, whatever the landmarks
+        # option); the crops, and the detections kept, carry the points that aligned them.
+        aligned_by = tuple(self.alignment_points(restored, d) for d in report.detections)
         crops = tuple(self.align(restored, d) for d in aligned_by)
         as_taken = tuple(self.align(bgr, d) for d in aligned_by) if steps else crops
         qualities = tuple(

@@ -40,6 +40,6 @@ class AnalyzerOptions:
     subject_fallback: bool = True
     rotation_fallback: RotationFallback = "auto"  # detect on turned copies of unsure photos
     restoration: Restoration = "auto"  # denoise grainy and stretch flat photos before detection
-    # Where the five alignment points come from: the detector's, the face mesh's (installed model), or the mesh's for
-    # faces the detector places poorly (turned, doubted) when the mesh model is installed.
+    # Where the five alignment points come from: the detector's, the face mesh's (its model installed in data_dir's
+    # models/), or auto: the mesh's when its model is installed, else the detector's (vision/landmarks/face_mesh.py).
     landmarks: Landmarks = "auto"

@@ -102,7 +102,14 @@ _CALIBRATION_KEYS = {
 }
 # The landmark refinement model (vision/landmarks/face_mesh.py): a file an install step puts into the data directory's
 # models/ folder, pinned here by sha256, with its own licence and where it comes from.
-_LANDMARKS_KEYS = {"kind": True, "installed_file": True, "sha256": True, "source": True, "install": True, "licence": True}
+_LANDMARKS_KEYS = {
+    "kind": True,
+    "installed_file": True,
+    "sha256": True,
+    "source": True,
+    "install": True,
+    "licence": True,
+}
 LANDMARK_KINDS = ("mediapipe-face-mesh",)
 MODELS_SUBDIR = "models"
 _CONDITIONED_KEYS = {key: True for key in ("similarities", "false_match_rates", "impostor_pairs", "measured_on")}
@@ -435,7 +442,9 @@ def _load_landmarks(data: Mapping[str, Any], where: str) -> LandmarkSpec:
     _check_keys(data, _LANDMARKS_KEYS, where)
     name = _str(data, "installed_file", where)
     if Path(name).name != name:
-        raise ModelPackError(f"{where}: installed_file must be a file name (in the data directory's models/), got {name!r}")
+        raise ModelPackError(
+            f"{where}: installed_file must be a file name (in the data directory's models/), got {name!r}"
+        )
     sha = _str(data, "sha256", where).lower()
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise ModelPackError(f"{where}: sha256 must be 64 hex digits, got {sha!r}")

@@ -17,18 +17,21 @@ import numpy as np
 import numpy.typing as npt
 
 from facetrace.core.types import Detection
-from facetrace.vision.quality import estimate_yaw_deg
 from facetrace.vision.sessions import ModelSession
 
 BgrImage = npt.NDArray[np.uint8]
 FloatArray = npt.NDArray[np.float32]
 
+# detector: the detector's points align every face; refined: the mesh's, and its model must be installed; auto: the
+# mesh's when its model is installed, else the detector's. On LFW no yaw bound (refining only faces turned beyond 15,
+# 25, 35 or 45 degrees, or doubted by the detector) did better than refining every face (bench/turned_faces.py,
+# docs/accuracy.md "Turned faces"), so auto refines every face it can.
 LANDMARK_MODES = ("detector", "refined", "auto")
-# "auto" refines a face whose yaw, as the quality module estimates it from the detector's points, exceeds this, and
-# every face the detector doubts (scored below the pack's confident bound, or kept by the subject-face fallback).
-AUTO_REFINE_YAW_DEG = 45.0
 
 INPUT_SIZE_PX = 192  # the network's square input
+# The faster runtime for the converted mesh (runtime "auto"): OpenCV's dnn ran it in 2.0 ms, ONNX Runtime in 4.3 ms
+# (fastest of 200 runs each, one thread, same input; outputs within 2e-4 px of each other).
+PREFERRED_RUNTIME = "opencv"
 MESH_POINTS = 468
 # The region read: this many times the detector box's longer side, centred on the box (MediaPipe's own scale).
 REGION_SCALE = 1.5
@@ -39,13 +42,6 @@ LEFT_EYE_CONTOUR = (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 
 NOSE_TIP = 1
 MOUTH_RIGHT_CORNER = 61
 MOUTH_LEFT_CORNER = 291
-
-
-def worth_refining(detection: Detection, confident_detection_score: float, *, doubted: bool = False) -> bool:
-    """Whether "auto" refines this face: turned (yaw beyond AUTO_REFINE_YAW_DEG) or doubted by the detector."""
-    if doubted or detection.score < confident_detection_score:
-        return True
-    return abs(estimate_yaw_deg(np.asarray(detection.landmarks, dtype=np.float64))) > AUTO_REFINE_YAW_DEG
 
 
 def five_points(mesh: FloatArray) -> FloatArray:
@@ -105,4 +101,3 @@ class FaceMeshRefiner:
         points = np.asarray(outputs[0], dtype=np.float64).reshape(MESH_POINTS, 3)[:, :2]
         mapped = points @ to_photo[:, :2].T + to_photo[:, 2]
         return mapped.astype(np.float32)
-

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -96,7 +97,8 @@ def convert_face_landmark(tflite_bytes: bytes) -> bytes:
     )
     converted.ir_version = 8
     onnx.checker.check_model(converted)
-    return converted.SerializeToString(deterministic=True)
+    serialised: bytes = converted.SerializeToString(deterministic=True)
+    return serialised
 
 
 def _constants(model: tflite.Model, subgraph: tflite.SubGraph) -> dict[int, npt.NDArray[np.generic]]:
@@ -108,7 +110,7 @@ def _constants(model: tflite.Model, subgraph: tflite.SubGraph) -> dict[int, npt.
         if buffer is None or buffer.DataLength() == 0:
             continue
         dtype = _TENSOR_DTYPES.get(tensor.Type())
-        if dtype is None or tensor.Quantization() is not None and tensor.Quantization().ScaleLength():
+        if dtype is None or (tensor.Quantization() is not None and tensor.Quantization().ScaleLength()):
             raise ConversionError(f"tensor {tensor.Name()!r}: type {tensor.Type()} or quantisation not supported")
         shape = tuple(int(d) for d in tensor.ShapeAsNumpy())
         constants[index] = np.frombuffer(buffer.DataAsNumpy().tobytes(), dtype=dtype).reshape(shape)
@@ -118,7 +120,7 @@ def _constants(model: tflite.Model, subgraph: tflite.SubGraph) -> dict[int, npt.
 def _operator_name(model: tflite.Model, operator: tflite.Operator) -> str:
     code = model.OperatorCodes(operator.OpcodeIndex())
     number = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-    names = {value: key for key, value in vars(tflite.BuiltinOperator).items() if not key.startswith("_")}
+    names = {value: str(key) for key, value in vars(tflite.BuiltinOperator).items() if not key.startswith("_")}
     return names.get(number, str(number))
 
 
@@ -148,9 +150,7 @@ def _convert_operator(
         strides = (options.StrideH(), options.StrideW())
         pads = _pads(graph.shapes[ins[0]], kernel, strides, options.Padding())
         graph.nodes.append(
-            helper.make_node(
-                "MaxPool", [graph.names[ins[0]]], [name], kernel_shape=kernel, strides=strides, pads=pads
-            )
+            helper.make_node("MaxPool", [graph.names[ins[0]]], [name], kernel_shape=kernel, strides=strides, pads=pads)
         )
         _activate(options.FusedActivationFunction(), out, name, graph)
     elif kind == "ADD":
@@ -164,8 +164,8 @@ def _convert_operator(
     elif kind == "PAD":
         paddings = np.asarray(constants[ins[1]], dtype=np.int64)  # (4, 2) NHWC begin/end
         nchw = paddings[[0, 3, 1, 2]]
-        pads = graph.constant("pads", np.concatenate([nchw[:, 0], nchw[:, 1]]))
-        graph.nodes.append(helper.make_node("Pad", [graph.names[ins[0]], pads], [name], mode="constant"))
+        widths = graph.constant("pads", np.concatenate([nchw[:, 0], nchw[:, 1]]))
+        graph.nodes.append(helper.make_node("Pad", [graph.names[ins[0]], widths], [name], mode="constant"))
         graph.names[out] = name
     else:
         raise ConversionError(f"operator {kind} is not supported by this converter")
@@ -212,7 +212,7 @@ def _convolution(
     _activate(options.FusedActivationFunction(), out, name, graph)
 
 
-def _options(operator: tflite.Operator, options_class: type) -> object:
+def _options(operator: tflite.Operator, options_class: type) -> Any:  # the flatbuffer accessors are untyped
     table = operator.BuiltinOptions()
     if table is None:
         raise ConversionError(f"operator without its {options_class.__name__}")
@@ -222,7 +222,7 @@ def _options(operator: tflite.Operator, options_class: type) -> object:
 
 
 def _pads(shape: tuple[int, ...], kernel: tuple[int, int], strides: tuple[int, int], padding: int) -> list[int]:
-    """ONNX pads (top, left, bottom, right) for TFLite's padding of an NHWC input: SAME puts the odd pixel at the end."""
+    """ONNX pads (top, left, bottom, right) for TFLite's padding of an NHWC input (SAME: the odd pixel at the end)."""
     if padding != _PADDING_SAME:
         return [0, 0, 0, 0]
     begin, end = [], []
