@@ -362,11 +362,13 @@ class OnnxFaceAnalyzer:
         restored, steps = restore(bgr, self.options.restoration)
         report = self.detect_report(restored)
         confident = self.pack.detector.confident_detection_score
-        # Pose is read from the detector's points (what the quality flags were calibrated on, whatever the landmarks
-        # option); the crops, and the detections kept, carry the points that aligned them.
+        # The embedder's crops, and the detections kept, carry the points that aligned them (landmarks option).
         aligned_by = tuple(self.alignment_points(restored, d) for d in report.detections)
         crops = tuple(self.align(restored, d) for d in aligned_by)
-        as_taken = tuple(self.align(bgr, d) for d in aligned_by) if steps else crops
+        # Quality is assessed as its bounds were measured, whatever the landmarks option: on the detector's points
+        # (pose) and the crop they align (appearance flags, sharpness).
+        refined = any(a is not d for a, d in zip(aligned_by, report.detections, strict=True))
+        as_taken = tuple(self.align(bgr, d) for d in report.detections) if steps or refined else crops
         qualities = tuple(
             assess_quality(d, crop, confident, below_threshold=report.fallback)
             for d, crop in zip(report.detections, as_taken, strict=True)
