@@ -29,7 +29,7 @@ DEFAULT_FAR_TARGETS = (1e-3, 1e-4)
 ROC_FAR_TARGETS = (1e-4, 1e-3, 1e-2, 1e-1)
 # The turned-faces subset: pairs in which either photo's subject face has at least this yaw, as the quality module
 # estimates it from the detector's points (so the subset is the same whichever points align the faces). On LFW's
-# pairs, 30 degrees takes TURNED_PAIRS_NOTE of them.
+# pairs it takes 2,082 of the 6,000 (1,475 of the 7,701 photos; the median |yaw| is 16 degrees, 275 photos exceed 45).
 TURNED_YAW_DEG = 30.0
 TURNED_FAR_TARGET = 1e-3
 
