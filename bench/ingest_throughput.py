@@ -11,6 +11,10 @@ to stored (facetrace) or returned (baselines) embeddings, including worker start
 a user waits for. Photos are read from the page cache: the first system is not penalised, one unmeasured pass reads
 them all beforehand.
 
+--face-mesh DIR runs facetrace's rows with the face mesh landmark model that DIR (a data directory) holds
+(scripts/install_face_mesh.py), as `landmarks: auto` runs once the model is installed; without it they align on the
+detector's points.
+
 A system that cannot run here (not installed, or its weights cannot be downloaded) is reported as
 "unavailable: <reason>" instead of failing the benchmark.
 
@@ -25,6 +29,7 @@ import csv
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +43,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = ("facetrace", "facetrace-analyze", "face_recognition", "deepface")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 _RESULT_PREFIX = "BENCH_RESULT "
+# --face-mesh, passed to the workers: a data directory whose models/ holds the face mesh model.
+_FACE_MESH_VARIABLE = "FACETRACE_BENCH_FACE_MESH"
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,10 @@ def run_facetrace_ingest(paths: Sequence[str], threads: int) -> dict[str, Any]:
     fresh data directory, with `threads` worker processes of one inference thread each."""
     from facetrace.engine import open_engine
 
+    mesh = os.environ.get(_FACE_MESH_VARIABLE)
     with tempfile.TemporaryDirectory(prefix="facetrace-bench-") as data_dir:
+        if mesh:  # the model installed as scripts/install_face_mesh.py installs it
+            shutil.copytree(Path(mesh) / "models", Path(data_dir) / "models")
         engine = open_engine(data_dir, workers=threads, threads=1)
         started = time.perf_counter()
         summary = engine.ingest.run(paths, description="ingest throughput benchmark")
@@ -93,7 +103,8 @@ def run_facetrace_ingest(paths: Sequence[str], threads: int) -> dict[str, Any]:
         "faces": summary.faces_added,
         "images_without_face": -1,  # the ingest summary does not break this out
         "seconds": seconds,
-        "configuration": f"engine.ingest, {threads} worker processes x 1 thread, SQLite catalog + FAISS index",
+        "configuration": f"engine.ingest, {threads} worker processes x 1 thread, SQLite catalog + FAISS index"
+        + (", face mesh landmarks" if mesh else ""),
     }
 
 
@@ -103,7 +114,8 @@ def run_facetrace_analyze(paths: Sequence[str], threads: int) -> dict[str, Any]:
 
     started = time.perf_counter()
     # The engine's pipeline (its settings, FACETRACE_* included), so this row finds the same faces as the ingest row.
-    analyzer = Pipeline.from_settings(pipeline_settings(threads=threads)).open_analyzer()
+    mesh = os.environ.get(_FACE_MESH_VARIABLE)
+    analyzer = Pipeline.from_settings(pipeline_settings(mesh, threads=threads)).open_analyzer()
     faces: list[int] = []
     for start in range(0, len(paths), 32):
         batch = [(Path(path).read_bytes(), path) for path in paths[start : start + 32]]
@@ -113,7 +125,8 @@ def run_facetrace_analyze(paths: Sequence[str], threads: int) -> dict[str, Any]:
     return {
         **_count_results(faces),
         "seconds": seconds,
-        "configuration": f"analyzer.analyze_batch, 1 process x {threads} threads, nothing stored",
+        "configuration": f"analyzer.analyze_batch, 1 process x {threads} threads, nothing stored"
+        + (", face mesh landmarks" if mesh else ""),
     }
 
 
@@ -328,6 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the systems round-robin this many times and keep each one's fastest run (on a shared machine the "
         "fastest run is the one least disturbed by other jobs)",
     )
+    parser.add_argument(
+        "--face-mesh",
+        type=Path,
+        default=None,
+        help="a data directory holding the face mesh model (scripts/install_face_mesh.py): facetrace's rows use it",
+    )
     parser.add_argument("--timeout-s", type=float, default=3600.0, help="give up on a system after this long")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.add_argument("--json-out", type=Path, default=None, help="also write the JSON results to this file")
@@ -342,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown:
         parser.error(f"unknown systems: {', '.join(unknown)}")
+    if args.face_mesh is not None:
+        os.environ[_FACE_MESH_VARIABLE] = str(args.face_mesh.resolve())
     paths = _first_photos(args.datasets, args.n)
     for path in paths:  # warm the page cache so no system pays for the first disk read
         Path(path).read_bytes()

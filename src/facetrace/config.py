@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from facetrace.core.types import MAX_TOP_K
 from facetrace.core.vocabulary import IndependentReview
-from facetrace.vision.options import AnalyzerOptions, Restoration, RotationFallback
+from facetrace.vision.options import AnalyzerOptions, Landmarks, Restoration, RotationFallback
 
 # The analyzer's settings take their defaults from its options record, so the two cannot drift apart.
 _ANALYZER_DEFAULTS = AnalyzerOptions()
@@ -127,6 +127,14 @@ class Settings(BaseSettings):
         "and stretches its grey range when it measures flat, before detection and embedding (quality flags and "
         "thumbnails still come from the photo as it came); clean photos are left alone. off never. See "
         "docs/robustness.md (Restoration).",
+    )
+    landmarks: Landmarks = Field(
+        default=_ANALYZER_DEFAULTS.landmarks,
+        description="Where the five points that align a face for the embedder come from: detector (the detector's "
+        "own), refined (MediaPipe's 468-point face mesh run on each detected face, reduced to five points: turned "
+        "faces match better; about 2 ms a face) or auto (refined when the mesh model is installed, else detector). "
+        "The model is installed into the data directory by `python scripts/install_face_mesh.py --data DIR`; "
+        "without it refined is refused. See docs/accuracy.md (Turned faces).",
     )
     top_k: int = Field(default=10, ge=1, le=MAX_TOP_K, description="Candidates returned per probe face (1-1000).")
     sign_in_max_failures: int = Field(

@@ -46,6 +46,7 @@ class ScriptedAnalyzer:
     # The detection settings a real analyzer resolves (the default pack's); the harness's cache key names them.
     min_detection_score = 0.8
     fallback_score: float | None = 0.65
+    landmarks_in_force = "detector"
 
     def __init__(self, script: dict[str, list[Face] | Exception]) -> None:
         self.script = script
@@ -158,6 +159,32 @@ def test_detection_failures_score_minus_one_and_are_reported(tmp_path: Path) -> 
     assert report.accuracy_excluding_failures == 1.0
 
 
+def test_the_turned_faces_subset_is_judged_as_the_protocol_judged_it() -> None:
+    from facetrace.evaluation import metrics
+    from facetrace.evaluation.verify import turned_subset
+
+    rng = np.random.default_rng(5)
+    same = np.tile([True, False], 2000)
+    scores = np.where(same, rng.normal(0.7, 0.1, same.size), rng.normal(0.0, 0.1, same.size))
+    folds = np.repeat(np.arange(1, 11), 400)
+    yaw_a = np.zeros(same.size, dtype=np.float32)
+    yaw_b = np.zeros(same.size, dtype=np.float32)
+    kfold = metrics.kfold_accuracy(scores, same, folds)
+    assert turned_subset(scores, same, folds, kfold, yaw_a, yaw_b) is None
+    yaw_a[:100] = 35.0  # turned in photo a
+    yaw_b[100:150] = -40.0  # turned the other way in photo b
+    yaw_b[150:200] = np.nan  # no face: not turned
+    scores[0] = 0.05  # a turned genuine pair far below every threshold
+    kfold = metrics.kfold_accuracy(scores, same, folds)
+    subset = turned_subset(scores, same, folds, kfold, yaw_a, yaw_b)
+    assert subset is not None
+    assert (subset.yaw_deg, subset.pairs, subset.same_pairs) == (30.0, 150, 75)
+    assert subset.accuracy == pytest.approx(149 / 150)
+    assert subset.threshold == metrics.tar_at_far(scores, same, 1e-3).threshold
+    assert subset.tar == pytest.approx(74 / 75)
+    assert subset.impostors_accepted == 0
+
+
 def test_embedding_cache_is_reused_across_runs(tmp_path: Path) -> None:
     analyzer, pairs = _verification_fixture(tmp_path)
     cache = tmp_path / "cache"
@@ -174,6 +201,13 @@ def test_embedding_cache_is_reused_across_runs(tmp_path: Path) -> None:
     # A different cache key (e.g. flip TTA) keeps its own file.
     embed_images(analyzer, tmp_path, paths[:4], cache_dir=cache, cache_key="scripted+flip_tta")
     assert analyzer.analyzed == 12
+    np.testing.assert_array_equal(second.yaw_deg, np.zeros(10, dtype=np.float32))  # each subject face's yaw, kept
+    # A cache made before caches kept the yaw is not trusted: its images are analysed again.
+    stored = dict(np.load(cache / "embeddings-scripted.npz"))
+    del stored["yaw_deg"]
+    np.savez(cache / "embeddings-scripted.npz", **stored)
+    embed_images(analyzer, tmp_path, paths, cache_dir=cache)
+    assert analyzer.analyzed == 22
 
 
 def _identification_fixture(tmp_path: Path, people: int) -> tuple[ScriptedAnalyzer, list[LabeledImage]]:
@@ -324,6 +358,9 @@ def test_eval_measures_the_analyzer_the_engine_runs(tmp_path: Path, monkeypatch:
     assert harness.Pipeline(AnalyzerOptions(runtime="opencv", flip_tta=True)).cache_key(resolved) == (
         "scripted+min_det=0.8+rotation=auto+restoration=auto+runtime=opencv+flip_tta"
     )
+    # The landmarks in force: auto without the face mesh model installed is the detector's, as before the option.
+    resolved.landmarks_in_force = "auto"
+    assert default.cache_key(resolved) == "scripted+min_det=0.8+rotation=auto+restoration=auto+landmarks=auto"
 
 
 def test_calibrated_operating_point_reads_the_threshold_from_the_table() -> None:

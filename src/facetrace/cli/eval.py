@@ -22,7 +22,7 @@ from facetrace.cli.options import DataOpt, JsonOpt, PackOpt
 from facetrace.core.errors import FacetraceError, error_code
 from facetrace.evaluation import harness
 from facetrace.evaluation.robustness.protocol import DEFAULT_FOLDS, DEFAULT_PAIRS_PER_FOLD
-from facetrace.vision.options import AnalyzerOptions, Restoration, RotationFallback
+from facetrace.vision.options import AnalyzerOptions, Landmarks, Restoration, RotationFallback
 
 eval_app = typer.Typer(
     help="Accuracy on public benchmarks, through the same code path users run: the pipeline flags a command is not "
@@ -85,6 +85,14 @@ RestorationOpt = Annotated[
     typer.Option(
         "--restoration",
         help="Denoise grainy and stretch flat photos before detection.",
+        show_default="setting",
+    ),
+]
+LandmarksOpt = Annotated[
+    Landmarks | None,
+    typer.Option(
+        "--landmarks",
+        help="Align on the detector's points, the face mesh's (refined), or the mesh's for turned faces (auto).",
         show_default="setting",
     ),
 ]
@@ -164,6 +172,7 @@ def eval_verify(
     subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
+    landmarks: LandmarksOpt = None,
     cache_dir: CacheDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -196,6 +205,7 @@ def eval_identify(
     subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
+    landmarks: LandmarksOpt = None,
     cache_dir: CacheDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -227,6 +237,7 @@ def eval_calibrate(
     subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
+    landmarks: LandmarksOpt = None,
     cache_dir: CacheDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -265,6 +276,7 @@ def eval_robustness(
     subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
+    landmarks: LandmarksOpt = None,
     cache_dir: CacheDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -306,6 +318,7 @@ def eval_calibrate_quality(
     subject_fallback: SubjectFallbackOpt = None,
     rotation_fallback: RotationFallbackOpt = None,
     restoration: RestorationOpt = None,
+    landmarks: LandmarksOpt = None,
     cache_dir: CacheDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

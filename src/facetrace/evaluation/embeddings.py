@@ -65,6 +65,7 @@ class ImageEmbedding:
     has_face: bool
     faces_found: int
     error: str = ""
+    yaw_deg: float = float("nan")  # the subject face's yaw as the quality module estimates it; NaN without a face
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,6 +80,7 @@ class EmbeddedImages:
     errors: tuple[tuple[str, str], ...]  # (path, message) for unreadable images
     embed_seconds: float  # time spent analysing images not found in the cache
     newly_embedded: int
+    yaw_deg: FloatArray  # (n,) the subject face's estimated yaw; NaN where has_face is False
     row_of: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -110,21 +112,27 @@ class EmbeddingCache:
             stored_key = str(data["cache_key"])
             if stored_key != self.cache_key:
                 raise ModelMismatchError(stored_key, self.cache_key, f"embedding cache {self.path}")
+            if "yaw_deg" not in data.files:
+                logger.warning(
+                    "ignoring %s: made before caches kept each face's yaw; its images are embedded again", self.path
+                )
+                return
             vectors = np.asarray(data["vectors"], dtype=np.float32)
             if vectors.ndim != 2 or vectors.shape[1] != self.dim:
                 logger.warning(
                     "ignoring %s: vectors of shape %s, expected width %d", self.path, vectors.shape, self.dim
                 )
                 return
-            for key, vector, found, count, error in zip(
+            for key, vector, found, count, error, yaw in zip(
                 data["keys"].tolist(),
                 vectors,
                 data["has_face"].tolist(),
                 data["faces_found"].tolist(),
                 data["errors"].tolist(),
+                data["yaw_deg"].tolist(),
                 strict=True,
             ):
-                self._entries[str(key)] = ImageEmbedding(vector, bool(found), int(count), str(error))
+                self._entries[str(key)] = ImageEmbedding(vector, bool(found), int(count), str(error), float(yaw))
         logger.info("embedding cache %s: %d images", self.path, len(self._entries))
 
     def __len__(self) -> int:
@@ -160,6 +168,7 @@ class EmbeddingCache:
                     has_face=np.array([entry.has_face for entry in entries], dtype=np.bool_),
                     faces_found=np.array([entry.faces_found for entry in entries], dtype=np.int64),
                     errors=np.array([entry.error for entry in entries], dtype=np.str_),
+                    yaw_deg=np.array([entry.yaw_deg for entry in entries], dtype=np.float32),
                 )
             os.replace(temp_name, self.path)
         except BaseException:
@@ -182,7 +191,9 @@ def _embedding_of(result: AnalyzedImage | Exception, dim: int) -> ImageEmbedding
     norm = float(np.linalg.norm(vector))
     if norm > 0:
         vector = vector / norm
-    return ImageEmbedding(vector.astype(np.float32), has_face=True, faces_found=len(result.faces))
+    return ImageEmbedding(
+        vector.astype(np.float32), has_face=True, faces_found=len(result.faces), yaw_deg=face.quality.yaw_deg
+    )
 
 
 def embed_images(
@@ -265,4 +276,5 @@ def embed_images(
         errors=tuple((path, entry.error) for path, entry in zip(paths, entries, strict=True) if entry.error),
         embed_seconds=embed_seconds,
         newly_embedded=len(pending),
+        yaw_deg=np.array([entry.yaw_deg for entry in entries], dtype=np.float32),
     )

@@ -72,15 +72,17 @@ class Pipeline:
 
     def cache_key(self, analyzer: OnnxFaceAnalyzer) -> str:
         """The embedding caches' key: the options that change which faces are found or their embeddings, but not the
-        model id, keep their caches apart. The detection threshold and the subject-face fallback's floor are the ones
-        the analyzer resolved (a pack's own, or the override). Options at their old defaults add nothing, so older
-        caches keep their names (those made before the rotation fallback existed had it off; before the subject-face
-        fallback, none had it)."""
+        model id, keep their caches apart. The detection threshold, the subject-face fallback's floor and the
+        landmarks in force are the ones the analyzer resolved (a pack's own, or the override; auto without the face
+        mesh model installed aligns on the detector's points, as before the option existed). Options at their old
+        defaults add nothing, so older caches keep their names (those made before the rotation fallback existed had it
+        off; before the subject-face fallback, none had it)."""
         options = self.options
         key = f"{analyzer.model_id}+min_det={analyzer.min_detection_score:g}"
         key += "" if analyzer.fallback_score is None else f"+fallback={analyzer.fallback_score:g}"
         key += "" if options.rotation_fallback == "off" else f"+rotation={options.rotation_fallback}"
         key += "" if options.restoration == "off" else f"+restoration={options.restoration}"
+        key += "" if analyzer.landmarks_in_force == "detector" else f"+landmarks={analyzer.landmarks_in_force}"
         key += "" if options.runtime == "auto" else f"+runtime={options.runtime}"
         defaults = AnalyzerOptions()
         key += (

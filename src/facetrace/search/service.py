@@ -41,9 +41,10 @@ log = logging.getLogger(__name__)
 SIMILARITY_BOUND = 1.0 + 1e-3
 
 # Fusion's one-person check: two photos' faces belong together at or above the similarity a stranger reaches with
-# this false-match rate (the pack's calibration; 0.367 for the default pack). On LFW (bench/search_marks.py,
-# docs/service.md) 98.3% of 1,500 same-person pairs reach it, 99.0% of 300 same-person triples pass the group rule
-# (odd_ones_out), and 99.7% of triples with one stranger are refused, naming the stranger in 99.0%.
+# this false-match rate (the pack's calibration: 0.376 for the default pack, 0.367 before its table was measured with
+# the face mesh). On LFW (bench/search_marks.py, docs/service.md; at 0.367, detector landmarks) 98.3% of 1,500
+# same-person pairs reach it, 99.0% of 300 same-person triples pass the group rule (odd_ones_out), and 99.7% of
+# triples with one stranger are refused, naming the stranger in 99.0%.
 FUSION_FALSE_MATCH_RATE = 1e-3
 # A hit is "likely the same photo" as the probe (a re-encoded, resized or slightly cropped copy) when its face is this
 # similar to the probe's AND their crops' pixels correlate this well once lined up (vision/signatures.py). The

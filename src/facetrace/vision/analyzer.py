@@ -38,8 +38,10 @@ from facetrace.vision.detectors.yunet import (
 )
 from facetrace.vision.embedders.manifest_embedder import DEFAULT_MAX_BATCH, ManifestEmbedder
 from facetrace.vision.images import as_bgr, decode_image, decode_reduced, encode_jpeg
+from facetrace.vision.landmarks import face_mesh
+from facetrace.vision.landmarks.face_mesh import LANDMARK_MODES, FaceMeshRefiner
 from facetrace.vision.options import AnalyzerOptions
-from facetrace.vision.packs import ModelPack, load_pack
+from facetrace.vision.packs import ModelFile, ModelPack, load_pack
 from facetrace.vision.quality import assess_quality, eyes_visible
 from facetrace.vision.restoration import RESTORATION_MODES, restore
 from facetrace.vision.sessions import RUNTIMES, open_session
@@ -59,6 +61,7 @@ def thumbnail_jpeg(data: bytes, source: str, box: BoundingBox, *, max_pixels: in
 class _Models:
     detector: RotationRobustDetector  # wraps the pack's YuNetDetector or ScrfdDetector
     embedder: ManifestEmbedder
+    refiner: FaceMeshRefiner | None  # None: the detector's landmarks align every face
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class _PendingImage:
     source: str
     width: int
     height: int
-    detections: tuple[Detection, ...]
+    detections: tuple[Detection, ...]  # with the landmarks that aligned each face
     qualities: tuple[FaceQuality, ...]
     crops: tuple[BgrImage, ...]
     thumbnails: tuple[bytes, ...]
@@ -118,8 +121,12 @@ class OnnxFaceAnalyzer:
             )
         if options.restoration not in RESTORATION_MODES:
             raise ConfigError(f"restoration must be one of {', '.join(RESTORATION_MODES)}, not {options.restoration!r}")
+        if options.landmarks not in LANDMARK_MODES:
+            raise ConfigError(f"landmarks must be one of {', '.join(LANDMARK_MODES)}, not {options.landmarks!r}")
         self.pack = pack
         self.options = options
+        # The installed landmark refinement model, when the landmarks option uses one; None: the detector's points.
+        self.landmark_model = _landmark_model(pack, options)
         # The threshold in force: the options' or, where they leave it to the pack (None), the pack's own.
         self.min_detection_score = (
             pack.detector.score_threshold if options.min_detection_score is None else float(options.min_detection_score)
@@ -148,6 +155,11 @@ class OnnxFaceAnalyzer:
     @property
     def embedding_dim(self) -> int:
         return self.pack.embedding_dim
+
+    @property
+    def landmarks_in_force(self) -> str:
+        """The landmarks option as it runs: "detector" when no refinement model is in use (auto without one)."""
+        return "detector" if self.landmark_model is None else self.options.landmarks
 
     def analyze(self, data: bytes, source: str) -> AnalyzedImage:
         """Every face in an encoded image. Raises ImageDecodeError (naming source) for unreadable input. A photo of
@@ -212,6 +224,12 @@ class OnnxFaceAnalyzer:
         spec = self.pack.embedder
         return align_face(bgr, detection.landmarks, spec.input_width, spec.input_height)
 
+    def alignment_points(self, bgr: BgrImage, detection: Detection) -> Detection:
+        """The detection with the landmarks that align it: the face mesh's when a refinement model is in use
+        (landmarks_in_force refined or auto), else the detector's own."""
+        refiner = self._load().refiner
+        return detection if refiner is None else refiner.refine(bgr, detection)
+
     def embed_aligned(self, crops: Sequence[BgrImage]) -> FloatArray:
         """L2-normalised embeddings of aligned crops, (n, embedding_dim)."""
         if not crops:
@@ -247,6 +265,17 @@ class OnnxFaceAnalyzer:
             dynamic_spatial=True,
             concurrency=self.concurrent_analyses,
         )
+        refiner = None
+        if self.landmark_model is not None:
+            refiner = FaceMeshRefiner(
+                open_session(
+                    self.landmark_model.read_verified(),
+                    self.options.runtime,
+                    self.options.threads,
+                    preferred_runtime=face_mesh.PREFERRED_RUNTIME,
+                    label=f"{pack.id} landmarks ({self.landmark_model.location})",
+                )
+            )
         embedder_spec = pack.embedder
         embedder_session = open_session(
             embedder_spec.model.read_verified(),
@@ -258,7 +287,7 @@ class OnnxFaceAnalyzer:
         )
         log.info(
             "pack %s loaded: detector on %s, embedder on %s, %d thread(s), flip TTA %s, min detection score %.2f, "
-            "subject-face fallback %s, rotation fallback %s, restoration %s",
+            "subject-face fallback %s, rotation fallback %s, restoration %s, landmarks %s",
             pack.id,
             detector_session.runtime,
             embedder_session.runtime,
@@ -268,7 +297,14 @@ class OnnxFaceAnalyzer:
             "off" if self.fallback_score is None else f"down to {self.fallback_score:.2f}",
             self.options.rotation_fallback,
             self.options.restoration,
+            self.landmarks_in_force,
         )
+        if self.landmark_model is None and self.options.landmarks == "auto" and pack.landmarks is not None:
+            log.info(
+                "landmarks auto: the face mesh model is not installed, the detector's landmarks align every face "
+                "(turned faces match better with it: %s; docs/accuracy.md)",
+                pack.landmarks.install,
+            )
         detector_class = ScrfdDetector if detector_spec.kind == "scrfd" else YuNetDetector
         detector = detector_class(
             detector_session,
@@ -304,6 +340,7 @@ class OnnxFaceAnalyzer:
                 max_batch=self.embed_batch_size,
                 label=f"{pack.id} embedder",
             ),
+            refiner=refiner,
         )
 
     def _prepare_encoded(self, data: bytes, source: str) -> _PendingImage:
@@ -327,20 +364,24 @@ class OnnxFaceAnalyzer:
         # photo as it came, so a restored face keeps the flags that say it is weak.
         restored, steps = restore(bgr, self.options.restoration)
         report = self.detect_report(restored)
-        detections = tuple(report.detections)
-        crops = tuple(self.align(restored, d) for d in detections)
-        as_taken = tuple(self.align(bgr, d) for d in detections) if steps else crops
         confident = self.pack.detector.confident_detection_score
+        # The embedder's crops, and the detections kept, carry the points that aligned them (landmarks option).
+        aligned_by = tuple(self.alignment_points(restored, d) for d in report.detections)
+        crops = tuple(self.align(restored, d) for d in aligned_by)
+        # Quality is assessed as its bounds were measured, whatever the landmarks option: on the detector's points
+        # (pose) and the crop they align (appearance flags, sharpness).
+        refined = any(a is not d for a, d in zip(aligned_by, report.detections, strict=True))
+        as_taken = tuple(self.align(bgr, d) for d in report.detections) if steps or refined else crops
         qualities = tuple(
             assess_quality(d, crop, confident, below_threshold=report.fallback)
-            for d, crop in zip(detections, as_taken, strict=True)
+            for d, crop in zip(report.detections, as_taken, strict=True)
         )
-        thumbnails = tuple(encode_jpeg(crop_thumbnail(bgr, d.box), THUMBNAIL_JPEG_QUALITY) for d in detections)
+        thumbnails = tuple(encode_jpeg(crop_thumbnail(bgr, d.box), THUMBNAIL_JPEG_QUALITY) for d in aligned_by)
         return _PendingImage(
             source=source,
             width=int(bgr.shape[1]),
             height=int(bgr.shape[0]),
-            detections=detections,
+            detections=aligned_by,
             qualities=qualities,
             crops=crops,
             thumbnails=thumbnails,
@@ -359,6 +400,24 @@ class OnnxFaceAnalyzer:
             )
         )
         return AnalyzedImage(source=pending.source, width=pending.width, height=pending.height, faces=faces)
+
+
+def _landmark_model(pack: ModelPack, options: AnalyzerOptions) -> ModelFile | None:
+    """The refinement model the landmarks option uses: None for "detector", and for "auto" when the pack has none or
+    it is not installed in options.data_dir; "refined" without one is a ConfigError saying how to install it."""
+    if options.landmarks == "detector":
+        return None
+    spec = pack.landmarks
+    model = None if spec is None else spec.installed(options.data_dir)
+    if model is None and options.landmarks == "refined":
+        if spec is None:
+            raise ConfigError(f"landmarks=refined: pack {pack.id} has no landmark refinement model")
+        where = "no data directory" if options.data_dir is None else f"{options.data_dir}"
+        raise ConfigError(
+            f"landmarks=refined: the face mesh model {spec.installed_file} is not installed ({where}); install it "
+            f"with `{spec.install}`, or set landmarks to auto or detector"
+        )
+    return model
 
 
 def open_analyzer(options: AnalyzerOptions | None = None) -> OnnxFaceAnalyzer:

@@ -59,6 +59,7 @@ _TOP_KEYS = {
     "detector": True,
     "embedder": True,
     "calibration": False,
+    "landmarks": False,
 }
 _LICENCE_KEYS = {"spdx": True, "summary": True, "url": True}
 _DETECTOR_KEYS = {
@@ -99,6 +100,18 @@ _CALIBRATION_KEYS = {
     "measured_on": True,
     "conditioned": False,  # quality-conditioned tables: {"one_flagged"|"both_flagged": {similarities, ...}}
 }
+# The landmark refinement model (vision/landmarks/face_mesh.py): a file an install step puts into the data directory's
+# models/ folder, pinned here by sha256, with its own licence and where it comes from.
+_LANDMARKS_KEYS = {
+    "kind": True,
+    "installed_file": True,
+    "sha256": True,
+    "source": True,
+    "install": True,
+    "licence": True,
+}
+LANDMARK_KINDS = ("mediapipe-face-mesh",)
+MODELS_SUBDIR = "models"
 _CONDITIONED_KEYS = {key: True for key in ("similarities", "false_match_rates", "impostor_pairs", "measured_on")}
 
 
@@ -162,6 +175,26 @@ class EmbedderSpec:
 
 
 @dataclass(frozen=True)
+class LandmarkSpec:
+    """The pack's landmark refinement model: not shipped by a package, installed into <data_dir>/models/ by an
+    explicit step (the install command), and checked against sha256 when it is read."""
+
+    kind: str  # one of LANDMARK_KINDS
+    installed_file: str  # its name in <data_dir>/models/
+    sha256: str
+    source: str  # where its bytes come from, for people
+    install: str  # the command that installs it
+    licence: Licence
+
+    def installed(self, data_dir: Path | None) -> ModelFile | None:
+        """The installed file in data_dir, or None when it is not there (or there is no data directory)."""
+        if data_dir is None:
+            return None
+        path = Path(data_dir) / MODELS_SUBDIR / self.installed_file
+        return ModelFile(location=str(path), source=path, sha256=self.sha256) if path.is_file() else None
+
+
+@dataclass(frozen=True)
 class ModelPack:
     id: str
     name: str
@@ -174,6 +207,7 @@ class ModelPack:
     calibration: ScoreCalibration | None
     location: str  # the manifest's path (or package resource) for messages and listings
     builtin: bool
+    landmarks: LandmarkSpec | None = None  # the optional landmark refinement model (setting `landmarks`)
 
     @property
     def model_id(self) -> str:
@@ -373,13 +407,7 @@ def _load_manifest(manifest: Path, base: Path, *, builtin: bool) -> ModelPack:
             f"{where}: id {pack_id!r} must be 1-100 characters of a-z, 0-9, '.', '_', '+', '-', starting with a "
             "letter or digit (it names a folder and every embedding the pack makes)"
         )
-    licence_data = _section(data, "licence", where)
-    _check_keys(licence_data, _LICENCE_KEYS, f"{where} licence")
-    licence = Licence(
-        spdx=_str(licence_data, "spdx", f"{where} licence"),
-        summary=_str(licence_data, "summary", f"{where} licence"),
-        url=_str(licence_data, "url", f"{where} licence"),
-    )
+    licence = _licence(_section(data, "licence", where), f"{where} licence")
     detector = _load_detector(_section(data, "detector", where), base, f"{where} detector")
     embedder = _load_embedder(_section(data, "embedder", where), base, f"{where} embedder")
     calibration = None
@@ -397,10 +425,37 @@ def _load_manifest(manifest: Path, base: Path, *, builtin: bool) -> ModelPack:
         calibration=calibration,
         location=where,
         builtin=builtin,
+        landmarks=_load_landmarks(_section(data, "landmarks", where), where) if "landmarks" in data else None,
     )
     if not pack.commercial_use:
         log.warning("pack %s is licensed %s: not for commercial use (%s)", pack.id, licence.spdx, licence.url)
     return pack
+
+
+def _licence(data: Mapping[str, Any], where: str) -> Licence:
+    _check_keys(data, _LICENCE_KEYS, where)
+    return Licence(spdx=_str(data, "spdx", where), summary=_str(data, "summary", where), url=_str(data, "url", where))
+
+
+def _load_landmarks(data: Mapping[str, Any], where: str) -> LandmarkSpec:
+    where = f"{where} landmarks"
+    _check_keys(data, _LANDMARKS_KEYS, where)
+    name = _str(data, "installed_file", where)
+    if Path(name).name != name:
+        raise ModelPackError(
+            f"{where}: installed_file must be a file name (in the data directory's models/), got {name!r}"
+        )
+    sha = _str(data, "sha256", where).lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise ModelPackError(f"{where}: sha256 must be 64 hex digits, got {sha!r}")
+    return LandmarkSpec(
+        kind=_choice(data, "kind", LANDMARK_KINDS, where),
+        installed_file=name,
+        sha256=sha,
+        source=_str(data, "source", where),
+        install=_str(data, "install", where),
+        licence=_licence(_section(data, "licence", where), f"{where} licence"),
+    )
 
 
 def _load_detector(data: Mapping[str, Any], base: Path, where: str) -> DetectorSpec:

@@ -1,7 +1,8 @@
 """Time a pack's models on both runtimes: the figures behind each manifest's preferred_runtime.
 
-    python -m facetrace.vision.runtime_benchmark [--pack ID_OR_DIR] [--threads 1] [--repeats 30]
+    python -m facetrace.vision.runtime_benchmark [--pack ID_OR_DIR] [--data-dir DIR] [--threads 1] [--repeats 30]
 
+With --data-dir holding the pack's landmark refinement model (scripts/install_face_mesh.py), that model is timed too.
 Inputs are random (timing does not depend on content). The median of `repeats` runs after warm-up is reported.
 """
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from facetrace.core.errors import ModelPackError
 from facetrace.vision import graph_fixes
+from facetrace.vision.landmarks import face_mesh
 from facetrace.vision.packs import load_pack
 from facetrace.vision.sessions import CONCRETE_RUNTIMES, open_session
 
@@ -95,20 +97,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         repeats=args.repeats,
         dynamic_spatial=False,
     )
+    mesh_file = pack.landmarks.installed(args.data_dir) if pack.landmarks is not None else None
+    landmarks = (
+        time_model(
+            mesh_file.read_verified(),
+            "landmarks",
+            [(1, 3, face_mesh.INPUT_SIZE_PX, face_mesh.INPUT_SIZE_PX)],
+            threads=args.threads,
+            repeats=args.repeats,
+            dynamic_spatial=False,
+        )
+        if mesh_file is not None
+        else []
+    )
     out = sys.stdout
     out.write(f"pack {pack.id}, {args.threads} thread(s), median of {args.repeats} runs\n")
     out.write(f"{'model':<9} {'runtime':<12} {'input':<18} {'ms/run':>8} {'ms/item':>8}\n")
-    for t in detector + embedder:
+    for t in detector + embedder + landmarks:
         shape = "x".join(map(str, t.input_shape))
         out.write(f"{t.model:<9} {t.runtime:<12} {shape:<18} {t.median_ms:8.1f} {t.per_item_ms:8.1f}\n")
     for name, timings, preferred in (
         ("detector", detector, pack.detector.preferred_runtime),
         ("embedder", embedder, pack.embedder.preferred_runtime),
+        ("landmarks", landmarks, face_mesh.PREFERRED_RUNTIME),
     ):
         totals = {r: sum(t.per_item_ms for t in timings if t.runtime == r) for r in {t.runtime for t in timings}}
         if totals:
             fastest = min(totals, key=lambda r: totals[r])
-            out.write(f"{name}: fastest {fastest}; manifest preferred_runtime {preferred}\n")
+            out.write(f"{name}: fastest {fastest}; preferred_runtime {preferred}\n")
     return 0
 
 
