@@ -274,6 +274,7 @@ class OnnxFaceAnalyzer:
                     self.options.threads,
                     preferred_runtime=face_mesh.PREFERRED_RUNTIME,
                     label=f"{pack.id} landmarks ({self.landmark_model.location})",
+                    concurrency=self.concurrent_analyses,
                 )
             )
         embedder_spec = pack.embedder
