@@ -2,7 +2,7 @@
 
     python scripts/install_face_mesh.py [--data DIR] [--wheel mediapipe-0.10.21-....whl]
 
-The setting `landmarks` (auto by default) aligns turned faces and faces the detector doubts on points from
+The setting `landmarks` (auto by default) then aligns every face on points from
 MediaPipe's 468-point face mesh instead of the detector's five (docs/accuracy.md, "Turned faces"). The network,
 face_landmark.tflite (1.24 MB, Apache-2.0), is shipped inside the mediapipe wheel on PyPI up to 0.10.21; mediapipe
 itself cannot be installed beside facetrace (it pins numpy<2 and protobuf<5 and brings about 1 GB), so this script
@@ -147,8 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.write(
         f"installed the face mesh model at {path}\n"
         f"licence: {licence.licence.spdx}: {licence.licence.summary} ({licence.licence.url})\n"
-        f"`landmarks: auto` (the default) now refines turned faces in {data_dir}; FACETRACE_LANDMARKS=refined "
-        "refines every face\n"
+        f"`landmarks: auto` (the default) now aligns every face in {data_dir} on the mesh's points; "
+        "FACETRACE_LANDMARKS=refined makes a missing model an error\n"
     )
     return 0
 
