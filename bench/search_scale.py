@@ -219,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--keep", type=Path, default=None, help="build the ivf index here and keep it (else a temp dir)"
+        "--keep",
+        type=Path,
+        default=None,
+        help="build the ivf index here and keep it (else a temp dir); an index kept there by an earlier run on the "
+        "same data (n, dim, noise, seed, per-identity, nlist, code) is reopened instead of rebuilt",
     )
     parser.add_argument(
         "--float16-reference",
@@ -325,31 +329,12 @@ def main(argv: list[str] | None = None) -> int:
         if "ivf" in backends:
             path = (args.keep or Path(directory)) / "ivf.faiss"
             path.parent.mkdir(parents=True, exist_ok=True)
-            structure = structure_for_size(args.n, args.dim)
-            choice = "ivf" if structure.kind == "exact" else "auto"
-            started = time.perf_counter()
-            built = FaissIndex(
-                path,
-                MODEL_ID,
-                args.dim,
-                fresh=True,
-                expected_count=args.n,
-                structure=choice,
-                nlist=args.nlist,
-                code=args.code,
-            )
-            for start, chunk in data.chunks():
-                built.add(np.arange(start, start + chunk.shape[0], dtype=np.int64), chunk)
-                if start % 1_000_000 == 0:
-                    log(f"ivf: added {start + chunk.shape[0]:,} rows in {time.perf_counter() - started:.0f}s")
-            log(f"ivf: saving after {time.perf_counter() - started:.0f}s")
-            built.save()
-            build = time.perf_counter() - started
-            log(f"built {built.structure.describe()} in {build:.1f}s, peak RSS {peak_rss_gb():.1f} GB")
-            log(f"self-tuned operating point: {built.describe()['operating_point']}")
-            default = built.structure
-            del built
+            reused = reused_build_s(args, path)
+            if reused is not None:
+                log(f"ivf: reusing the index kept in {args.keep} (built in {reused:.1f}s)")
+            build = reused if reused is not None else build_ivf(args, data, path, log)
             index = FaissIndex(path, MODEL_ID, args.dim)
+            default = index.structure
             ram = index.memory_bytes() / args.n
             disk = (vectors_path_for(path).stat().st_size + row_ids_path_for(path).stat().st_size) / args.n
             for number, setting in enumerate(args.settings.split(",")):
@@ -382,6 +367,53 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r.file_bytes_per_face:11.0f} {r.build_s:8.1f} {r.batch_qps:8.0f} {r.load_avg:5.1f}"
             )
     return 0
+
+
+# What must match for an index kept by --keep to be reused instead of rebuilt.
+BUILD_KEYS = ("n", "dim", "noise", "seed", "per_identity", "nlist", "code")
+
+
+def build_marker(path: Path) -> Path:
+    return path.with_name("bench-build.json")
+
+
+def reused_build_s(args: argparse.Namespace, path: Path) -> float | None:
+    """The build time of an index that --keep holds from an earlier run on the same data, or None (build it)."""
+    marker = build_marker(path)
+    if args.keep is None or not marker.exists() or not path.exists():
+        return None
+    recorded = json.loads(marker.read_text())
+    if any(recorded.get(key) != getattr(args, key) for key in BUILD_KEYS):
+        return None
+    return float(recorded["build_s"])
+
+
+def build_ivf(args: argparse.Namespace, data: SyntheticFaces, path: Path, log: Callable[[str], None]) -> float:
+    """Build the approximate index as a rebuild would and save it; the seconds taken (add, train, tune, save)."""
+    structure = structure_for_size(args.n, args.dim)
+    choice = "ivf" if structure.kind == "exact" else "auto"
+    started = time.perf_counter()
+    built = FaissIndex(
+        path,
+        MODEL_ID,
+        args.dim,
+        fresh=True,
+        expected_count=args.n,
+        structure=choice,
+        nlist=args.nlist,
+        code=args.code,
+    )
+    for start, chunk in data.chunks():
+        built.add(np.arange(start, start + chunk.shape[0], dtype=np.int64), chunk)
+        if start % 1_000_000 == 0:
+            log(f"ivf: added {start + chunk.shape[0]:,} rows in {time.perf_counter() - started:.0f}s")
+    log(f"ivf: saving (and tuning again) after {time.perf_counter() - started:.0f}s")
+    built.save()
+    build = time.perf_counter() - started
+    log(f"built {built.structure.describe()} in {build:.1f}s, peak RSS {peak_rss_gb():.1f} GB")
+    log(f"self-tuned operating point: {built.describe()['operating_point']}")
+    build_marker(path).write_text(json.dumps({key: getattr(args, key) for key in BUILD_KEYS} | {"build_s": build}))
+    return build
 
 
 def emit(args: argparse.Namespace, result: Record) -> None:
