@@ -1,6 +1,6 @@
 """Search at scale: facetrace's FAISS structures against raw exact FAISS on synthetic face-like embeddings.
 
-    python bench/search_scale.py --n 1000000 --dim 512 [--backend flat,ivf] [--settings 128:100,512:100]
+    python bench/search_scale.py --n 1000000 --dim 512 [--backend flat,ivf] [--settings default,512:100]
         [--queries 1000] [--noise 0.5] [--json]
 
 The gallery imitates a face gallery: n / --per-identity identities, each a random centre on the unit sphere; every
@@ -19,9 +19,11 @@ Backends (--backend, comma-separated):
     exact    facetrace's FaissIndex with structure="exact" (IDMap2,Flat plus facetrace's checks and ordering);
              holds every vector in RAM as float32, so only for small n
     ivf      facetrace's FaissIndex with the approximate structure for n (IVF + SQ8 / fast-scan PQ codes + re-ranking
-             with the float16 vectors), built as `facetrace index rebuild` would (expected_count=n, batches of 100k),
-             saved, then reopened (vectors memory-mapped) and searched at every --settings nprobe:rerank pair
-             ("default" for the index's own choice)
+             with the float16 vectors), built as `facetrace index rebuild` would (expected_count=n, batches of 100k:
+             it trains and tunes itself on its first batches, and tunes itself again at the save), saved, then
+             reopened (vectors memory-mapped) and searched at every --settings nprobe:rerank pair ("default", the
+             default, for the depth and single-query thread count the index chose itself); the setting column
+             names the thread count single queries ran on
 
 The ground truth is always computed (recall needs it); --backend only chooses which records are printed.
 
@@ -202,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--backend", default="flat,ivf", help="comma-separated: flat, exact, ivf")
     parser.add_argument(
-        "--settings", default="default,64:100,128:100,256:100", help="nprobe:rerank pairs for ivf, or default"
+        "--settings",
+        default="default",
+        help="comma-separated nprobe:rerank pairs for ivf, or default (the depth the index tuned itself to)",
     )
     parser.add_argument("--queries", type=int, default=1_000, help="queries for recall and the batch search")
     parser.add_argument("--single-queries", type=int, default=300, help="one-query searches timed (p50, p99)")
@@ -215,7 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=0.8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--keep", type=Path, default=None, help="build the ivf index here and keep it (else a temp dir)"
+        "--keep",
+        type=Path,
+        default=None,
+        help="build the ivf index here and keep it (else a temp dir); an index kept there by an earlier run on the "
+        "same data (n, dim, noise, seed, per-identity, nlist, code) is reopened instead of rebuilt",
     )
     parser.add_argument(
         "--float16-reference",
@@ -321,51 +329,91 @@ def main(argv: list[str] | None = None) -> int:
         if "ivf" in backends:
             path = (args.keep or Path(directory)) / "ivf.faiss"
             path.parent.mkdir(parents=True, exist_ok=True)
-            structure = structure_for_size(args.n, args.dim)
-            choice = "ivf" if structure.kind == "exact" else "auto"
-            started = time.perf_counter()
-            built = FaissIndex(
-                path,
-                MODEL_ID,
-                args.dim,
-                fresh=True,
-                expected_count=args.n,
-                structure=choice,
-                nlist=args.nlist,
-                code=args.code,
-            )
-            for start, chunk in data.chunks():
-                built.add(np.arange(start, start + chunk.shape[0], dtype=np.int64), chunk)
-                if start % 1_000_000 == 0:
-                    log(f"ivf: added {start + chunk.shape[0]:,} rows in {time.perf_counter() - started:.0f}s")
-            log(f"ivf: saving after {time.perf_counter() - started:.0f}s")
-            built.save()
-            build = time.perf_counter() - started
-            log(f"built {built.structure.describe()} in {build:.1f}s, peak RSS {peak_rss_gb():.1f} GB")
-            log(f"self-tuned operating point: {built.describe()['operating_point']}")
-            default = built.structure
-            del built
+            reused = reused_build_s(args, path)
+            if reused is not None:
+                log(f"ivf: reusing the index kept in {args.keep} (built in {reused:.1f}s)")
+            build = reused if reused is not None else build_ivf(args, data, path, log)
             index = FaissIndex(path, MODEL_ID, args.dim)
+            default = index.structure
             ram = index.memory_bytes() / args.n
             disk = (vectors_path_for(path).stat().st_size + row_ids_path_for(path).stat().st_size) / args.n
-            for setting in args.settings.split(","):
-                if setting == "default":
-                    nprobe, rerank = default.nprobe, default.rerank
-                else:
+            for number, setting in enumerate(args.settings.split(",")):
+                # The reopened index searches at its own depth and thread count; tune() fixes another depth (and
+                # times its thread counts again).
+                if setting != "default":
                     nprobe, rerank = (int(part) for part in setting.split(":"))
-                index.tune(nprobe=nprobe, rerank=rerank)
-                measure("facetrace", index.structure.describe(), index.search, build, ram, disk, args.single_queries)
+                    index.tune(nprobe=nprobe, rerank=rerank)
+                elif number:
+                    index.tune(nprobe=default.nprobe, rerank=default.rerank)
+                threads = index.single_query_threads
+                log(f"{index.structure.describe()}: single queries on {threads} thread(s)")
+                measure(
+                    "facetrace",
+                    f"{index.structure.describe()},threads={threads}",
+                    index.search,
+                    build,
+                    ram,
+                    disk,
+                    args.single_queries,
+                )
     if not args.json:
         print(f"n={args.n} dim={args.dim} queries={args.queries} k={args.k} on {platform.machine()}, {threads} threads")
-        header = f"{'backend':10} {'setting':42} {'p50 ms':>7} {'p99 ms':>7} {'R@1':>6} {'R@10':>6} {'id@1':>6} "
+        header = f"{'backend':10} {'setting':56} {'p50 ms':>7} {'p99 ms':>7} {'R@1':>6} {'R@10':>6} {'id@1':>6} "
         print(header + f"{'B/face':>7} {'file B/face':>11} {'build s':>8} {'qps':>8} {'load':>5}")
         for r in records:
             print(
-                f"{r.backend:10} {r.setting:42} {r.p50_ms:7.2f} {r.p99_ms:7.2f} {r.recall_at_1:6.3f} "
+                f"{r.backend:10} {r.setting:56} {r.p50_ms:7.2f} {r.p99_ms:7.2f} {r.recall_at_1:6.3f} "
                 f"{r.recall_at_10:6.3f} {r.id_at_1:6.3f} {r.bytes_per_face:7.0f} "
                 f"{r.file_bytes_per_face:11.0f} {r.build_s:8.1f} {r.batch_qps:8.0f} {r.load_avg:5.1f}"
             )
     return 0
+
+
+# What must match for an index kept by --keep to be reused instead of rebuilt.
+BUILD_KEYS = ("n", "dim", "noise", "seed", "per_identity", "nlist", "code")
+
+
+def build_marker(path: Path) -> Path:
+    return path.with_name("bench-build.json")
+
+
+def reused_build_s(args: argparse.Namespace, path: Path) -> float | None:
+    """The build time of an index that --keep holds from an earlier run on the same data, or None (build it)."""
+    marker = build_marker(path)
+    if args.keep is None or not marker.exists() or not path.exists():
+        return None
+    recorded = json.loads(marker.read_text())
+    if any(recorded.get(key) != getattr(args, key) for key in BUILD_KEYS):
+        return None
+    return float(recorded["build_s"])
+
+
+def build_ivf(args: argparse.Namespace, data: SyntheticFaces, path: Path, log: Callable[[str], None]) -> float:
+    """Build the approximate index as a rebuild would and save it; the seconds taken (add, train, tune, save)."""
+    structure = structure_for_size(args.n, args.dim)
+    choice = "ivf" if structure.kind == "exact" else "auto"
+    started = time.perf_counter()
+    built = FaissIndex(
+        path,
+        MODEL_ID,
+        args.dim,
+        fresh=True,
+        expected_count=args.n,
+        structure=choice,
+        nlist=args.nlist,
+        code=args.code,
+    )
+    for start, chunk in data.chunks():
+        built.add(np.arange(start, start + chunk.shape[0], dtype=np.int64), chunk)
+        if start % 1_000_000 == 0:
+            log(f"ivf: added {start + chunk.shape[0]:,} rows in {time.perf_counter() - started:.0f}s")
+    log(f"ivf: saving (and tuning again) after {time.perf_counter() - started:.0f}s")
+    built.save()
+    build = time.perf_counter() - started
+    log(f"built {built.structure.describe()} in {build:.1f}s, peak RSS {peak_rss_gb():.1f} GB")
+    log(f"self-tuned operating point: {built.describe()['operating_point']}")
+    build_marker(path).write_text(json.dumps({key: getattr(args, key) for key in BUILD_KEYS} | {"build_s": build}))
+    return build
 
 
 def emit(args: argparse.Namespace, result: Record) -> None:

@@ -52,8 +52,9 @@ class Settings(BaseSettings):
         default=0.99,
         ge=0.5,
         le=1.0,
-        description="Recall@1 against exact search that an approximate FAISS index tunes its nprobe to reach, "
-        "measured on its own vectors when it is trained (see docs/backends.md).",
+        description="Recall@1 against exact search that an approximate FAISS index tunes its search depth (nprobe, "
+        "re-ranking depth) to reach, measured on its own vectors when it is trained and again when it has doubled "
+        "(see docs/backends.md).",
     )
     pack: str | None = Field(
         default=_ANALYZER_DEFAULTS.pack,

@@ -182,6 +182,7 @@ def test_cli_search_compare_check_and_rebuild(tmp_path: Path, fr_examples: Path)
 
     check = runner.invoke(app, ["check", "--data", data, "--json"])
     assert check.exit_code == 0 and json.loads(check.stdout)["consistent"]
+    assert json.loads(check.stdout)["index"]["structure"] == "IDMap2,Flat"
     (tmp_path / "data" / "faces.faiss").unlink()  # lose the derived index: the catalog still knows every face
     rebuilt = runner.invoke(app, ["index", "rebuild", "--data", data])
     assert rebuilt.exit_code == 0 and "index rebuilt" in rebuilt.stdout

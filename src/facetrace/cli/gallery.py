@@ -351,10 +351,27 @@ def check(
             f"{report.thumbnails_missing} of {report.thumbnails_checked} thumbnails missing"
             + (f" (repaired; {report.thumbnails_restored} thumbnails made again)" if report.repaired else "")
         )
+        if report.index is not None:
+            typer.echo(_index_line(report.index))
         for problem in report.unrepaired:
             typer.echo(f"not repaired: {problem}", err=True)
     if not report.consistent:
         raise typer.Exit(1)
+
+
+def _index_line(described: dict[str, Any]) -> str:
+    """The index's structure and, for a tuned approximate one, its measured operating point, in one line."""
+    line = f"index: {described.get('structure')}"
+    point = described.get("operating_point")
+    if point:
+        recall = point.get("recall_at_1")
+        line += (
+            f"; operating point ({point.get('source')}, at {point.get('count', '?')} faces): nprobe {point['nprobe']}, "
+            f"rerank {point.get('rerank', '?')}, recall@1 {'?' if recall is None else recall} "
+            f"(target {point.get('target_recall')}), single-query p50 {point.get('p50_ms')} ms on "
+            f"{point.get('threads', '?')} thread(s)"
+        )
+    return line
 
 
 def stats(data: DataOpt = None, pack: PackOpt = None, as_json: JsonOpt = False) -> None:

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -91,6 +91,8 @@ class ConsistencyReport:
     thumbnails_missing: int = 0
     thumbnails_restored: int = 0
     unrepaired: tuple[str, ...] = ()
+    # The backend's own account of the index, where it gives one (FAISS: its structure and measured operating point).
+    index: dict[str, Any] | None = None
 
     @property
     def consistent(self) -> bool:
@@ -257,6 +259,7 @@ class IndexMaintenance:
             thumbnails_missing=len(lost),
             thumbnails_restored=restored,
             unrepaired=tuple(unrepaired),
+            index=describe() if callable(describe := getattr(index, "describe", None)) else None,
         )
 
     def _mismatched_vectors(self, index: VectorIndex, face_ids: IdArray) -> IdArray:

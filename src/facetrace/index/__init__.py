@@ -44,8 +44,8 @@ def open_index(
     fresh=True ignores what is stored and starts empty; the next save() replaces it (for rebuilding).
     expected_count (how many faces a new or fresh index is about to receive, e.g. the catalog's count at a rebuild)
     lets FAISS pick its structure up front (exact, or IVF with re-ranking for large galleries); others ignore it.
-    target_recall (recall@1 against exact search) is what an approximate FAISS index tunes its nprobe to reach when
-    it is trained (default 0.99); others ignore it.
+    target_recall (recall@1 against exact search) is what an approximate FAISS index tunes its search depth to reach
+    when it is trained and when it has doubled since (default 0.99); others ignore it.
     Raises ModelMismatchError if a stored index holds another model's vectors, and VectorIndexError for an
     unknown scheme or an unusable file.
     """

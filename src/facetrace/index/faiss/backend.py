@@ -23,7 +23,7 @@ from facetrace.index.faiss.sizing import (
     outgrown,
     structure_for_count,
 )
-from facetrace.index.faiss.stores import IvfStore, Store, build_store, check_code, new_store
+from facetrace.index.faiss.stores import ALL_THREADS, IvfStore, Store, build_store, check_code, new_store
 from facetrace.index.faiss.switching import BackgroundSwitch
 from facetrace.index.faiss.tuning import Tuning
 from facetrace.index.vectors import (
@@ -51,9 +51,11 @@ class FaissIndex:
     searches, adds and removes go on against the current structure meanwhile and are replayed onto the new one
     before it takes over; settle() waits for it. open_index() turns it on; a long-lived server never stops
     answering while a gallery that crossed the size bound is trained (110 s for 1M x 512 on 2 cores).
-    target_recall: an approximate structure, when trained, measures its recall@1 against exact search on noisy
-    copies of its own vectors and keeps the smallest nprobe that reaches it (facetrace.index.faiss.tuning); an
-    nprobe given here or to tune() is kept instead (and measured). describe() reports the operating point.
+    target_recall: an approximate structure, when trained (and at a save once it holds twice the faces it was tuned
+    at), measures its recall@1 against exact search on noisy copies of its own vectors, keeps the smallest nprobe and
+    re-ranking depth that reach it, and times single-query searches there on one thread and on all to keep the
+    faster (facetrace.index.faiss.tuning); an nprobe or rerank given here or to tune() is kept instead (and
+    measured). describe() reports the operating point; search() applies the thread count itself.
     """
 
     def __init__(
@@ -91,7 +93,7 @@ class FaissIndex:
             check_code(code, int(dim))
         self._code = code
         self._background = background_restructure
-        self._tuning = Tuning(float(target_recall), int(nprobe) if nprobe else None)
+        self._tuning = Tuning(float(target_recall), int(nprobe) if nprobe else None, int(rerank) if rerank else None)
         self._switch = BackgroundSwitch(self._lock, self._path, self._dim)
         self._store: Store
         if not fresh and (self._path.exists() or files.meta_path_for(self._path).exists()):
@@ -99,10 +101,7 @@ class FaissIndex:
             if self._choice == "auto":
                 self._choice = str(meta.get("choice", "auto"))
             if isinstance(self._store, IvfStore):
-                point = self._store.operating_point or {}
-                if not nprobe and point.get("source") == "given" and self._store.structure.nprobe:
-                    # A caller's nprobe, saved with the index, stays the caller's: a restructure keeps it too.
-                    self._tuning = dataclasses.replace(self._tuning, nprobe=self._store.structure.nprobe)
+                self._tuning = _kept_given(self._tuning, self._store)
                 self._store.tuning = self._tuning
         else:
             self._store = new_store(
@@ -154,16 +153,27 @@ class FaissIndex:
 
     def tune(self, *, nprobe: int | None = None, rerank: int | None = None) -> None:
         """Change an approximate index's search depth (no effect on an exact one); not persisted unless saved.
-        A given nprobe is kept from now on, also by a later restructure, instead of the measured one."""
+        A given nprobe or rerank is kept from now on, also by a later restructure or re-tuning, instead of the
+        measured one."""
         with self._lock:
             if nprobe:
                 self._tuning = dataclasses.replace(self._tuning, nprobe=int(nprobe))
+            if rerank:
+                self._tuning = dataclasses.replace(self._tuning, rerank=int(rerank))
             if isinstance(self._store, IvfStore):
                 self._store.tune(nprobe=nprobe, rerank=rerank)
 
     @property
     def target_recall(self) -> float:
         return self._tuning.target_recall
+
+    @property
+    def single_query_threads(self) -> int:
+        """faiss's thread count for a one-query search, as the approximate structure measured it (the faster of one
+        and all threads; FaissIndex.search applies it itself). An exact structure uses all threads."""
+        with self._lock:
+            store = self._store
+            return store.single_query_threads if isinstance(store, IvfStore) else ALL_THREADS
 
     def describe(self) -> dict[str, Any]:
         """The structure, its size and (approximate, trained) its measured operating point: nprobe, recall@1
@@ -279,8 +289,28 @@ class FaissIndex:
     def save(self) -> None:
         """Write the index files and the sidecar atomically: a crash leaves the previous set, never a half-written one.
 
-        With structure="auto", a gallery that has crossed the size threshold is restructured first.
+        With structure="auto", a gallery that has crossed the size threshold is restructured first; an approximate
+        one that has grown to twice the size it was tuned at (a rebuild's, which trains on its first batches, or one
+        that kept growing) is tuned again first (facetrace.index.faiss.tuning).
         """
         with self._lock:
             self._switch_if_outgrown()
+            if isinstance(self._store, IvfStore) and not self.restructuring and self._store.due_retune():
+                self._store.self_tune()
             files.save(self._path, self._store, model_id=self._model_id, dim=self._dim, choice=self._choice)
+
+
+def _kept_given(tuning: Tuning, store: IvfStore) -> Tuning:
+    """The tuning with the search depth a caller gave (saved with the index) kept, unless given again now: a later
+    restructure or re-tuning keeps it too."""
+    point = store.operating_point or {}
+    if point.get("source") != "given":
+        return tuning
+    # Sidecars written before the re-ranking depth was tuned name no field: the caller gave the nprobe.
+    given = point.get("given", ["nprobe"])
+    kept = {}
+    for name in ("nprobe", "rerank"):
+        value = getattr(store.structure, name)
+        if name in given and value and not getattr(tuning, name):
+            kept[name] = int(value)
+    return dataclasses.replace(tuning, **kept)

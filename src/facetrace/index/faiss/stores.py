@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeAlias, cast
 
@@ -21,14 +22,18 @@ from facetrace.core.ports import IdArray
 from facetrace.core.types import FloatArray
 from facetrace.index.faiss.sizing import DEFAULT_RERANK, EXACT_STRUCTURE, Structure, nlist_for, nprobe_for
 from facetrace.index.faiss.tuning import (
+    LATENCY_QUERIES,
     TUNE_QUERIES,
     TUNE_SEED,
+    Depth,
     Sample,
     Tuning,
-    choose_nprobe,
+    choose_depth,
+    due_retune,
     exact_top1,
+    fastest,
     noisy_copies,
-    p50_latency_ms,
+    p50_latencies_ms,
     recall_at_1,
 )
 from facetrace.index.vectors import MISSING_ID, MISSING_SIMILARITY
@@ -47,6 +52,23 @@ ROW_BLOCK = 65_536
 
 # Writes one file of a store to the (temporary) path given.
 Writer = Callable[[Path], None]
+# faiss's OpenMP threads for batches: every core (or OMP_NUM_THREADS), as the process started with.
+ALL_THREADS = int(faiss.omp_get_max_threads())
+
+
+@contextmanager
+def omp_threads(count: int) -> Iterator[None]:
+    """faiss's OpenMP thread count for the calling thread, for the duration (libgomp keeps it per thread, so other
+    threads searching or training meanwhile are not affected)."""
+    previous = int(faiss.omp_get_max_threads())
+    if count == previous:
+        yield
+        return
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 def new_store(dim: int, structure: Structure, tuning: Tuning | None = None) -> Store:
@@ -215,46 +237,44 @@ class IvfStore:
         return self._ids_buffer[: self._rows]
 
     def tune(self, *, nprobe: int | None = None, rerank: int | None = None) -> None:
-        """Set the search depth; a caller's nprobe is kept from now on (a later training measures, not replaces, it)."""
+        """Set the search depth; a caller's nprobe or rerank is kept from now on (a later tuning measures, not
+        replaces, it)."""
         changes: dict[str, int] = {}
         if nprobe:
             changes["nprobe"] = int(nprobe)
             self.tuning = dataclasses.replace(self.tuning, nprobe=int(nprobe))
         if rerank:
             changes["rerank"] = int(rerank)
+            self.tuning = dataclasses.replace(self.tuning, rerank=int(rerank))
         if changes:
-            self.structure = Structure(
-                "ivf",
-                nlist=self.structure.nlist,
-                code=self.structure.code,
+            self.structure = dataclasses.replace(
+                self.structure,
                 nprobe=changes.get("nprobe", self.structure.nprobe),
                 rerank=changes.get("rerank", self.structure.rerank),
             )
             self._apply_nprobe()
-            if nprobe and self._ivf is not None:
+            if self._ivf is not None:
                 self._record_given()
+
+    @property
+    def single_query_threads(self) -> int:
+        """faiss threads for a single-query search: the faster of one and all, as measured (all until measured)."""
+        threads = (self.operating_point or {}).get("threads")
+        return min(ALL_THREADS, threads) if isinstance(threads, int) and threads > 0 else ALL_THREADS
 
     def _record_given(self) -> None:
         """The operating point of a caller's search depth: measured on the last sample if there is one in RAM."""
         assert self._ivf is not None
-        nprobe = int(self._ivf.nprobe)
-        recall: float | None = None
+        depth = Depth(int(self._ivf.nprobe), self.structure.rerank, float("nan"))
         if self._sample is not None:
             similarities, ids = self.search(self._sample.queries, 1)
-            recall = round(recall_at_1(ids[:, 0], similarities[:, 0], self._sample), 4)
-        self.operating_point = {
-            "nprobe": nprobe,
-            "recall_at_1": recall,
-            "queries": int(self._sample.queries.shape[0]) if self._sample is not None else 0,
-            "p50_ms": p50_latency_ms(self.search, self._sample.queries) if self._sample is not None else None,
-            "target_recall": self.tuning.target_recall,
-            "source": "given",
-        }
+            depth = dataclasses.replace(depth, recall=recall_at_1(ids[:, 0], similarities[:, 0], self._sample))
+        self._record(depth)
 
     def self_tune(self) -> None:
-        """Measure recall@1 against exact search on noisy copies of up to TUNE_QUERIES stored vectors and keep the
-        smallest nprobe (doubling from the default) that reaches the target, or the caller's nprobe; record the
-        operating point (see facetrace.index.faiss.tuning)."""
+        """Measure recall@1 against exact search on noisy copies of up to TUNE_QUERIES stored vectors, keep the
+        smallest search depth that reaches the target (or the caller's), time single-query searches there on one
+        thread and on all, and record the operating point (see facetrace.index.faiss.tuning)."""
         if self._ivf is None or self._live == 0:
             return
         live = np.flatnonzero(self._row_ids >= 0).astype(np.int64)
@@ -263,25 +283,54 @@ class IvfStore:
         queries = noisy_copies(self.vectors_at(rows))
         truth_ids, truth_similarities = exact_top1(queries, self._all_vectors(), self._row_ids)
         self._sample = Sample(queries, truth_ids, truth_similarities)
-        nlist = int(self._ivf.nlist)
 
-        def search_at(nprobe: int, block: FloatArray) -> tuple[FloatArray, IdArray]:
+        def shortlist_at(nprobe: int, depth: int) -> IdArray:
             assert self._ivf is not None
             self._ivf.nprobe = nprobe
-            return self.search(block, 1)
+            return self._shortlist(queries, depth)
 
-        nprobe, recall = choose_nprobe(nlist, self.tuning, self._sample, search_at)
-        self.structure = dataclasses.replace(self.structure, nprobe=nprobe)
+        def rerank_top1(shortlist: IdArray) -> tuple[FloatArray, IdArray]:
+            similarities, ids = self._rerank(queries, shortlist, 1)
+            return similarities[:, 0], ids[:, 0]
+
+        depth = choose_depth(int(self._ivf.nlist), self.tuning, self._sample, shortlist_at, rerank_top1)
+        self.structure = dataclasses.replace(self.structure, nprobe=depth.nprobe, rerank=depth.rerank)
         self._apply_nprobe()
-        self.operating_point = {
-            "nprobe": nprobe,
-            "recall_at_1": round(recall, 4),
-            "queries": count,
-            "p50_ms": p50_latency_ms(self.search, queries),
-            "target_recall": self.tuning.target_recall,
-            "source": "given" if self.tuning.nprobe else "measured",
-        }
+        self._record(depth)
         logger.info("tuned %s: %s", self.structure.describe(), self.operating_point)
+
+    def _record(self, depth: Depth) -> None:
+        """Time single-query searches at this depth on one thread and on all (on the sample, if any) and record the
+        operating point with the faster thread count; its source is "given" when a caller fixed part of the depth."""
+        given = [name for name in ("nprobe", "rerank") if getattr(self.tuning, name)]
+        queries = self._sample.queries if self._sample is not None else self._latency_queries()
+        p50s = p50_latencies_ms(
+            lambda query, threads: self.search(query, 1, threads=threads), queries, sorted({1, ALL_THREADS})
+        )
+        threads = fastest(p50s)
+        self.operating_point = {
+            "nprobe": depth.nprobe,
+            "rerank": depth.rerank,
+            "recall_at_1": None if np.isnan(depth.recall) else round(depth.recall, 4),
+            "queries": int(self._sample.queries.shape[0]) if self._sample is not None else 0,
+            "count": self._live,
+            "p50_ms": p50s[threads],
+            "threads": threads,
+            "p50_ms_by_threads": {str(count): p50 for count, p50 in p50s.items()},
+            "target_recall": self.tuning.target_recall,
+            "source": "given" if given else "measured",
+            "given": given,
+        }
+
+    def _latency_queries(self) -> FloatArray:
+        """Noisy copies of up to LATENCY_QUERIES stored vectors: queries to time when there is no sample in RAM."""
+        live = np.flatnonzero(self._row_ids >= 0).astype(np.int64)
+        rows = np.random.default_rng(TUNE_SEED).choice(live, min(LATENCY_QUERIES, live.size), replace=False)
+        return noisy_copies(self.vectors_at(np.sort(rows)))
+
+    def due_retune(self) -> bool:
+        """Whether the trained IVF holds RETUNE_GROWTH times the faces it was tuned at (or was never tuned)."""
+        return self._ivf is not None and due_retune((self.operating_point or {}).get("count"), self._live)
 
     def _apply_nprobe(self) -> None:
         if self._ivf is not None:
@@ -389,18 +438,34 @@ class IvfStore:
         logger.info("trained %s on %d of %d vectors", self.structure.factory, sample.size, live.size)
         self.self_tune()
 
-    def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
+    def search(self, queries: FloatArray, k: int, *, threads: int | None = None) -> tuple[FloatArray, IdArray]:
+        """The k best faces of each query: the IVF's shortlist of `rerank` candidates re-scored against the full
+        vectors. A single query runs on single_query_threads (or `threads`), a batch on all."""
         if self._ivf is None or self._live == 0:
             return self._scan(queries, k)
-        shortlist = max(k, self.structure.rerank)
+        if threads is None:
+            threads = self.single_query_threads if queries.shape[0] == 1 else ALL_THREADS
+        with omp_threads(threads):
+            rows = self._shortlist(queries, max(k, self.structure.rerank))
+        return self._rerank(queries, rows, k)
+
+    def _shortlist(self, queries: FloatArray, depth: int) -> IdArray:
+        """The IVF's best `depth` rows for each query at its nprobe, best first (-1 where it found fewer)."""
+        assert self._ivf is not None
+        _, rows = self._ivf.search(queries, depth)
+        return cast(IdArray, rows)
+
+    def _rerank(self, queries: FloatArray, shortlist: IdArray, k: int) -> tuple[FloatArray, IdArray]:
+        """The k best of each query's shortlisted rows by exact similarity to their full vectors, as face ids."""
         similarities = np.full((queries.shape[0], k), MISSING_SIMILARITY, dtype=np.float32)
         found = np.full((queries.shape[0], k), MISSING_ID, dtype=np.int64)
+        depth = shortlist.shape[1]
         for start in range(0, queries.shape[0], 256):
             block = queries[start : start + 256]
-            _, rows = self._ivf.search(block, shortlist)
+            rows = shortlist[start : start + 256]
             valid = rows >= 0
             safe = np.where(valid, rows, 0)
-            candidates = self.vectors_at(safe.ravel()).reshape(block.shape[0], shortlist, self._dim)
+            candidates = self.vectors_at(safe.ravel()).reshape(block.shape[0], depth, self._dim)
             exact = np.einsum("qsd,qd->qs", candidates, block)
             exact[~valid] = MISSING_SIMILARITY
             labels = np.where(valid, self._row_ids[safe], MISSING_ID)

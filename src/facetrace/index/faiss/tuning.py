@@ -1,20 +1,32 @@
-"""How an approximate (IVF) store picks its own nprobe: it measures its recall@1 against exact search on noisy copies
-of its own vectors and keeps the smallest nprobe that reaches the target.
+"""How an approximate (IVF) store picks its own search depth (nprobe and re-ranking depth) and its thread count for
+single-query searches: it measures its recall@1 against exact search on noisy copies of its own vectors, keeps the
+smallest depth that reaches the target, then times single-query searches there on one thread and on all of them.
 
 The rule for the queries: query = 0.6 * v + 0.8 * u, with v a stored vector drawn at random (seeded) and u a random
 unit vector orthogonal to v, so every query has cosine exactly 0.6 to the vector it came from, like a real
 same-person pair of SFace embeddings (bench/search_scale.py's default noise 0.8 gives about the same). The ground
-truth is the exact top 1 of each query over every stored vector (computed once, in chunks); a query counts as found
-when the index's top 1 is that vector or scores the same (a tie). nprobe doubles from the default (nprobe_for(nlist))
-up to nlist; the first that reaches the target is kept, else nlist (and a warning). The operating point (nprobe,
-recall@1, how many queries, the p50 of a single-query search there) is recorded in the sidecar.
+truth is the exact top 1 of each query over every stored vector (computed once, in chunks, over the float16 full
+vectors); a query counts as found when the index's top 1 is that vector or scores the same (a tie).
+
+The depth: nprobe grows by a factor sqrt(2) from the default (nprobe_for(nlist)) up to nlist; at each nprobe one IVF
+search returns a shortlist of the deepest re-ranking depth (RERANK_DEPTHS), in the IVF's own order, and each depth's
+recall is that of re-ranking its first `depth` candidates. The first (nprobe, depth) pair, smallest nprobe first, then
+smallest depth, that reaches the target is kept, else the deepest of both (and a warning). A caller's nprobe or
+re-ranking depth is kept instead (and measured).
+
+The threads: LATENCY_QUERIES single-query searches at the kept depth, alternating one thread and all of them (so that
+a change of load on the machine hits both alike); the one with the lower median is used for every single-query
+search (batches use all threads). The operating point (nprobe, rerank, recall@1, queries, the gallery size it was
+measured at, both medians and the thread count) is recorded in the sidecar. A gallery that has grown to RETUNE_GROWTH
+times the size it was tuned at is tuned again at its next save (facetrace.index.faiss.backend).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,21 +41,29 @@ logger = logging.getLogger(__name__)
 
 # Queries drawn from the gallery to measure recall (fewer if the gallery is smaller): +-0.6 % at recall 0.99.
 TUNE_QUERIES = 300
-# Single-query searches timed for the p50 latency at the chosen nprobe.
+# Single-query searches timed per thread count for the p50 latency at the chosen depth.
 LATENCY_QUERIES = 50
 # Cosine of each query to the stored vector it was made from (about that of a real same-person pair).
 SAME_PERSON_COSINE = 0.6
 # Two similarities this close are a tie (the re-ranking and the ground truth both use the float16 vectors).
 TIE_TOLERANCE = 1e-5
 TUNE_SEED = 13
+# nprobe grows by this factor from the default: sqrt(2) overshoots the smallest sufficient nprobe by at most 41 %.
+NPROBE_STEP = math.sqrt(2.0)
+# Re-ranking depths tried at each nprobe, smallest first (50 still leaves a top 10 room to be re-ordered).
+RERANK_DEPTHS = (50, 100, 200, 400)
+# A gallery this many times the size it was tuned at is tuned again at its next save.
+RETUNE_GROWTH = 2.0
 
 
 @dataclass(frozen=True)
 class Tuning:
-    """What a store tunes to: target_recall, unless a caller gave nprobe (then it is kept, and only measured)."""
+    """What a store tunes to: target_recall, with the caller's nprobe or re-ranking depth kept where given (then it
+    is only measured)."""
 
     target_recall: float = DEFAULT_TARGET_RECALL
     nprobe: int | None = None
+    rerank: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +73,15 @@ class Sample:
     queries: FloatArray
     truth_ids: IdArray
     truth_similarities: FloatArray
+
+
+@dataclass(frozen=True)
+class Depth:
+    """A search depth and the recall@1 measured there."""
+
+    nprobe: int
+    rerank: int
+    recall: float
 
 
 def noisy_copies(vectors: FloatArray, seed: int = TUNE_SEED) -> FloatArray:
@@ -89,48 +118,73 @@ def recall_at_1(found_ids: IdArray, found_similarities: FloatArray, sample: Samp
     return float(hits.mean())
 
 
-def p50_latency_ms(search: Callable[[FloatArray, int], object], queries: FloatArray) -> float:
-    """Median wall time of a single-query search (k=1) over up to LATENCY_QUERIES of the queries, in ms."""
-    timings = []
+def p50_latencies_ms(
+    search: Callable[[FloatArray, int], object], queries: FloatArray, thread_counts: Sequence[int]
+) -> dict[int, float]:
+    """Median wall time (ms) of a single-query search over up to LATENCY_QUERIES of the queries, for each thread
+    count; search(query, threads). The counts take turns on every query, after one warm-up search each."""
+    timings: dict[int, list[float]] = {threads: [] for threads in thread_counts}
+    for threads in thread_counts:
+        search(queries[:1], threads)
     for row in range(min(LATENCY_QUERIES, queries.shape[0])):
-        started = time.perf_counter()
-        search(queries[row : row + 1], 1)
-        timings.append(time.perf_counter() - started)
-    return round(float(np.median(timings)) * 1000, 3)
+        for threads in thread_counts:
+            started = time.perf_counter()
+            search(queries[row : row + 1], threads)
+            timings[threads].append(time.perf_counter() - started)
+    return {threads: round(float(np.median(times)) * 1000, 3) for threads, times in timings.items()}
+
+
+def fastest(p50s: dict[int, float]) -> int:
+    """The thread count with the lowest median (the fewer threads on a tie: they leave cores to other work)."""
+    return min(p50s, key=lambda threads: (p50s[threads], threads))
 
 
 def candidate_nprobes(nlist: int) -> list[int]:
-    """nprobe doubling from the default up to nlist (nlist itself last)."""
-    values = []
-    nprobe = nprobe_for(nlist)
-    while nprobe < nlist:
-        values.append(nprobe)
-        nprobe *= 2
+    """nprobe growing by NPROBE_STEP from the default up to nlist (nlist itself last)."""
+    values: list[int] = []
+    nprobe = float(nprobe_for(nlist))
+    while round(nprobe) < nlist:
+        if not values or round(nprobe) > values[-1]:
+            values.append(round(nprobe))
+        nprobe *= NPROBE_STEP
     values.append(nlist)
     return values
 
 
-def choose_nprobe(
+def choose_depth(
     nlist: int,
     tuning: Tuning,
     sample: Sample,
-    search_at: Callable[[int, FloatArray], tuple[FloatArray, IdArray]],
-) -> tuple[int, float]:
-    """The smallest nprobe (of candidate_nprobes, or the one given) whose recall@1 on the sample reaches the target,
-    and that recall. search_at(nprobe, queries) is the store's top-1 search at that nprobe."""
-    candidates = [min(nlist, tuning.nprobe)] if tuning.nprobe else candidate_nprobes(nlist)
-    recall = 0.0
-    for nprobe in candidates:
-        similarities, ids = search_at(nprobe, sample.queries)
-        recall = recall_at_1(ids[:, 0], similarities[:, 0], sample)
-        logger.debug("nprobe %d of %d lists: recall@1 %.4f", nprobe, nlist, recall)
-        if recall >= tuning.target_recall:
-            return nprobe, recall
-    if not tuning.nprobe:
+    shortlist_at: Callable[[int, int], IdArray],
+    rerank_top1: Callable[[IdArray], tuple[FloatArray, IdArray]],
+) -> Depth:
+    """The smallest nprobe, and at it the smallest re-ranking depth, whose recall@1 on the sample reaches the target
+    (or the ones the caller gave). shortlist_at(nprobe, depth) is the IVF's candidate rows for the sample's queries
+    at that nprobe, best first; rerank_top1(rows) the top 1 (similarity, face id) after re-ranking those rows."""
+    nprobes = [min(nlist, tuning.nprobe)] if tuning.nprobe else candidate_nprobes(nlist)
+    depths = [tuning.rerank] if tuning.rerank else list(RERANK_DEPTHS)
+    depth = Depth(nprobes[-1], depths[-1], 0.0)
+    for nprobe in nprobes:
+        rows = shortlist_at(nprobe, depths[-1])
+        for rerank in depths:
+            similarities, ids = rerank_top1(rows[:, :rerank])
+            depth = Depth(nprobe, rerank, recall_at_1(ids, similarities, sample))
+            logger.debug("nprobe %d of %d lists, rerank %d: recall@1 %.4f", nprobe, nlist, rerank, depth.recall)
+            if depth.recall >= tuning.target_recall:
+                return depth
+    if not (tuning.nprobe or tuning.rerank):
         logger.warning(
-            "recall@1 %.4f at nprobe %d (every list) is below the target %.3f: re-ranking depth or code limit it",
-            recall,
-            candidates[-1],
+            "recall@1 %.4f at nprobe %d (every list), rerank %d is below the target %.3f: the code limits it",
+            depth.recall,
+            depth.nprobe,
+            depth.rerank,
             tuning.target_recall,
         )
-    return candidates[-1], recall
+    return depth
+
+
+def due_retune(tuned_at: object, count: int) -> bool:
+    """Whether a gallery of count faces, tuned at tuned_at faces (None: not recorded), is due to be tuned again."""
+    if not isinstance(tuned_at, int) or tuned_at <= 0:
+        return count > 0
+    return count >= RETUNE_GROWTH * tuned_at
