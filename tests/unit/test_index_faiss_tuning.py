@@ -30,6 +30,7 @@ from facetrace.index.faiss.tuning import (
     fastest,
     noisy_copies,
 )
+from facetrace.index.threads import set_query_threads
 
 MODEL = "model-t"
 DIM = 64
@@ -308,3 +309,24 @@ def test_check_shows_the_index_and_its_operating_point(tmp_path: Path) -> None:
     assert line.startswith(f"index: {index.structure.describe()}; operating point (measured, at {COUNT} faces)")
     assert f"nprobe {point['nprobe']}, rerank {point['rerank']}, recall@1 {point['recall_at_1']}" in line
     assert f"on {point['threads']} thread(s)" in line
+
+
+def test_a_serving_workers_cap_bounds_the_measured_thread_count() -> None:
+    """A probe pool worker queries on one thread (index/threads.py): an index that measured two threads faster for a
+    lone query does not raise it, while a thread without a cap gets the measured count."""
+    counts: dict[str, int] = {}
+
+    def capped() -> None:
+        set_query_threads(1)
+        with omp_threads(2):
+            counts["capped"] = faiss.omp_get_max_threads()
+
+    def free() -> None:
+        with omp_threads(2):
+            counts["free"] = faiss.omp_get_max_threads()
+
+    for name, target in (("capped", capped), ("free", free)):
+        thread = threading.Thread(target=target, name=name)
+        thread.start()
+        thread.join()
+    assert counts == {"capped": 1, "free": 2}

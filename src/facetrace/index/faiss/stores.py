@@ -36,6 +36,7 @@ from facetrace.index.faiss.tuning import (
     p50_latencies_ms,
     recall_at_1,
 )
+from facetrace.index.threads import query_thread_cap
 from facetrace.index.vectors import MISSING_ID, MISSING_SIMILARITY
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,11 @@ ALL_THREADS = int(faiss.omp_get_max_threads())
 @contextmanager
 def omp_threads(count: int) -> Iterator[None]:
     """faiss's OpenMP thread count for the calling thread, for the duration (libgomp keeps it per thread, so other
-    threads searching or training meanwhile are not affected)."""
+    threads searching or training meanwhile are not affected), never above the calling thread's cap
+    (index/threads.py: a serving pool's worker queries on one thread)."""
+    cap = query_thread_cap()
+    if cap is not None:
+        count = min(count, cap)
     previous = int(faiss.omp_get_max_threads())
     if count == previous:
         yield
