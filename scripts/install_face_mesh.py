@@ -2,8 +2,9 @@
 
     python scripts/install_face_mesh.py [--data DIR] [--wheel mediapipe-0.10.21-....whl]
 
-The setting `landmarks` (auto by default) then aligns every face on points from
-MediaPipe's 468-point face mesh instead of the detector's five (docs/accuracy.md, "Turned faces"). The network,
+The setting `landmarks` (auto by default) then aligns every face on points from MediaPipe's 468-point face mesh
+instead of the detector's five (`landmarks: turned`: only the faces turned more than 35 degrees or doubted by the
+detector, at an eighth of the cost; docs/accuracy.md, "Turned faces"). The network,
 face_landmark.tflite (1.24 MB, Apache-2.0), is shipped inside the mediapipe wheel on PyPI up to 0.10.21; mediapipe
 itself cannot be installed beside facetrace (it pins numpy<2 and protobuf<5 and brings about 1 GB), so this script
 has pip download that one wheel without its dependencies into a temporary folder (or reads one given with --wheel),
@@ -148,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"installed the face mesh model at {path}\n"
         f"licence: {licence.licence.spdx}: {licence.licence.summary} ({licence.licence.url})\n"
         f"`landmarks: auto` (the default) now aligns every face in {data_dir} on the mesh's points; "
-        "FACETRACE_LANDMARKS=refined makes a missing model an error\n"
+        "FACETRACE_LANDMARKS=refined does the same and makes a missing model an error; turned refines only turned "
+        "and doubted faces\n"
     )
     return 0
 

@@ -132,10 +132,12 @@ class Settings(BaseSettings):
     landmarks: Landmarks = Field(
         default=_ANALYZER_DEFAULTS.landmarks,
         description="Where the five points that align a face for the embedder come from: detector (the detector's "
-        "own), refined (MediaPipe's 468-point face mesh run on each detected face, reduced to five points: turned "
-        "faces match better; about 2 ms a face) or auto (refined when the mesh model is installed, else detector). "
+        "own), refined (MediaPipe's 468-point face mesh run on every detected face, reduced to five points; about 2 "
+        "ms a face), turned (the mesh's for faces turned more than 35 degrees or doubted by the detector, about one "
+        "face in eight on LFW, the detector's for the rest: turned faces gain as much, frontal ones less) or auto "
+        "(refined when the mesh model is installed, else detector). "
         "The model is installed into the data directory by `python scripts/install_face_mesh.py --data DIR`; "
-        "without it refined is refused. See docs/accuracy.md (Turned faces).",
+        "without it refined and turned are refused. See docs/accuracy.md (Turned faces).",
     )
     top_k: int = Field(default=10, ge=1, le=MAX_TOP_K, description="Candidates returned per probe face (1-1000).")
     sign_in_max_failures: int = Field(

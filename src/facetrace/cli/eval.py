@@ -92,7 +92,8 @@ LandmarksOpt = Annotated[
     Landmarks | None,
     typer.Option(
         "--landmarks",
-        help="Align on the detector's points, the face mesh's (refined), or the mesh's for turned faces (auto).",
+        help="Align on the detector's points, the face mesh's for every face (refined) or for turned and doubted "
+        "faces (turned), or auto: refined when the mesh model is installed, else the detector's.",
         show_default="setting",
     ),
 ]

@@ -33,6 +33,13 @@ def models_list(data: DataOpt = None, as_json: JsonOpt = False) -> None:
         where = "built-in" if info.builtin else info.location
         typer.echo(f"{info.id}  ({info.embedding_dim}-d, {info.licence_spdx}){use}  {where}")
         typer.echo(f"    {info.name} {info.version}: {info.licence_summary} {info.licence_url}")
+        if info.landmark_model is not None:
+            state = (
+                f"installed: {info.landmark_model_installed}"
+                if info.landmark_model_installed
+                else f"not installed (turned faces match better with it): {info.landmark_model_install}"
+            )
+            typer.echo(f"    landmark refinement {info.landmark_model}: {state}")
         if info.problem:
             typer.echo(f"    PROBLEM: {info.problem}")
 

@@ -158,8 +158,11 @@ class OnnxFaceAnalyzer:
 
     @property
     def landmarks_in_force(self) -> str:
-        """The landmarks option as it runs: "detector" when no refinement model is in use (auto without one)."""
-        return "detector" if self.landmark_model is None else self.options.landmarks
+        """The landmarks option as it runs: "detector" when no refinement model is in use (auto without one),
+        "refined" for auto with one (it refines every face), else the option."""
+        if self.landmark_model is None:
+            return "detector"
+        return "refined" if self.options.landmarks == "auto" else self.options.landmarks
 
     def analyze(self, data: bytes, source: str) -> AnalyzedImage:
         """Every face in an encoded image. Raises ImageDecodeError (naming source) for unreadable input. A photo of
@@ -224,11 +227,19 @@ class OnnxFaceAnalyzer:
         spec = self.pack.embedder
         return align_face(bgr, detection.landmarks, spec.input_width, spec.input_height)
 
-    def alignment_points(self, bgr: BgrImage, detection: Detection) -> Detection:
-        """The detection with the landmarks that align it: the face mesh's when a refinement model is in use
-        (landmarks_in_force refined or auto), else the detector's own."""
+    def alignment_points(self, bgr: BgrImage, detection: Detection, *, fallback: bool = False) -> Detection:
+        """The detection with the landmarks that align it: the face mesh's where a refinement model is in use and the
+        landmarks option refines this face (face_mesh.wants_refinement; fallback: the face was kept by the
+        subject-face fallback), else the detector's own."""
         refiner = self._load().refiner
-        return detection if refiner is None else refiner.refine(bgr, detection)
+        if refiner is None or not face_mesh.wants_refinement(
+            self.options.landmarks,
+            detection,
+            confident_score=self.pack.detector.confident_detection_score,
+            fallback=fallback,
+        ):
+            return detection
+        return refiner.refine(bgr, detection)
 
     def embed_aligned(self, crops: Sequence[BgrImage]) -> FloatArray:
         """L2-normalised embeddings of aligned crops, (n, embedding_dim)."""
@@ -367,7 +378,7 @@ class OnnxFaceAnalyzer:
         report = self.detect_report(restored)
         confident = self.pack.detector.confident_detection_score
         # The embedder's crops, and the detections kept, carry the points that aligned them (landmarks option).
-        aligned_by = tuple(self.alignment_points(restored, d) for d in report.detections)
+        aligned_by = tuple(self.alignment_points(restored, d, fallback=report.fallback) for d in report.detections)
         crops = tuple(self.align(restored, d) for d in aligned_by)
         # Quality is assessed as its bounds were measured, whatever the landmarks option: on the detector's points
         # (pose) and the crop they align (appearance flags, sharpness).
@@ -405,17 +416,19 @@ class OnnxFaceAnalyzer:
 
 def _landmark_model(pack: ModelPack, options: AnalyzerOptions) -> ModelFile | None:
     """The refinement model the landmarks option uses: None for "detector", and for "auto" when the pack has none or
-    it is not installed in options.data_dir; "refined" without one is a ConfigError saying how to install it."""
-    if options.landmarks == "detector":
+    it is not installed in options.data_dir; "refined" or "turned" without one is a ConfigError saying how to install
+    it."""
+    mode = options.landmarks
+    if mode == "detector":
         return None
     spec = pack.landmarks
     model = None if spec is None else spec.installed(options.data_dir)
-    if model is None and options.landmarks == "refined":
+    if model is None and mode != "auto":
         if spec is None:
-            raise ConfigError(f"landmarks=refined: pack {pack.id} has no landmark refinement model")
+            raise ConfigError(f"landmarks={mode}: pack {pack.id} has no landmark refinement model")
         where = "no data directory" if options.data_dir is None else f"{options.data_dir}"
         raise ConfigError(
-            f"landmarks=refined: the face mesh model {spec.installed_file} is not installed ({where}); install it "
+            f"landmarks={mode}: the face mesh model {spec.installed_file} is not installed ({where}); install it "
             f"with `{spec.install}`, or set landmarks to auto or detector"
         )
     return model

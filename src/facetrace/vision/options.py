@@ -15,7 +15,7 @@ from typing import Literal
 
 RotationFallback = Literal["off", "auto", "always"]  # vision/detectors/rotation.py
 Restoration = Literal["off", "auto"]  # vision/restoration.py
-Landmarks = Literal["detector", "refined", "auto"]  # vision/landmarks/face_mesh.py
+Landmarks = Literal["detector", "turned", "refined", "auto"]  # vision/landmarks/face_mesh.py
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,9 @@ class AnalyzerOptions:
     subject_fallback: bool = True
     rotation_fallback: RotationFallback = "auto"  # detect on turned copies of unsure photos
     restoration: Restoration = "auto"  # denoise grainy and stretch flat photos before detection
-    # Where the five alignment points come from: the detector's, the face mesh's (its model installed in data_dir's
-    # models/), or auto: the mesh's when its model is installed, else the detector's (vision/landmarks/face_mesh.py).
+    # Where the five alignment points come from: the detector's, the face mesh's for every face (refined; its model
+    # installed in data_dir's models/) or for turned and doubted faces only (turned), or auto: refined when the model
+    # is installed, else the detector's (vision/landmarks/face_mesh.py).
     landmarks: Landmarks = "auto"
 
     @property

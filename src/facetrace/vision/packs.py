@@ -234,6 +234,9 @@ class PackInfo:
     builtin: bool
     location: str
     problem: str | None = None  # why the pack cannot be loaded, when its manifest is already wrong
+    landmark_model: str | None = None  # the pack's landmark refinement model (kind, licence), when it has one
+    landmark_model_installed: str | None = None  # where it is installed in the data directory; None: not installed
+    landmark_model_install: str | None = None  # the command that installs it
 
 
 # ---- public functions ----------------------------------------------------------------------------------------------
@@ -243,12 +246,15 @@ def list_packs(data_dir: Path | None = None) -> list[PackInfo]:
     """The built-in packs, then those added to data_dir. A broken user pack is listed with its problem."""
     infos: list[PackInfo] = []
     for pack_id, manifest in _builtin_manifests().items():
-        infos.append(_info_from_manifest(pack_id, manifest, manifest.parent, builtin=True))
+        infos.append(_info_from_manifest(pack_id, manifest, manifest.parent, builtin=True, data_dir=data_dir))
     if data_dir is not None:
         root = Path(data_dir) / PACKS_SUBDIR
         if root.is_dir():
             for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                infos.append(_info_from_manifest(folder.name, folder / MANIFEST_NAME, folder, builtin=False))
+                info = _info_from_manifest(
+                    folder.name, folder / MANIFEST_NAME, folder, builtin=False, data_dir=data_dir
+                )
+                infos.append(info)
     return infos
 
 
@@ -371,13 +377,19 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     return data
 
 
-def _info_from_manifest(folder_name: str, manifest: Path, base: Path, *, builtin: bool) -> PackInfo:
+def _info_from_manifest(
+    folder_name: str, manifest: Path, base: Path, *, builtin: bool, data_dir: Path | None
+) -> PackInfo:
     try:
         data = _read_manifest(manifest)
         _check_keys(data, _TOP_KEYS, str(manifest))
         licence = _section(data, "licence", str(manifest))
         _check_keys(licence, _LICENCE_KEYS, f"{manifest} licence")
         embedder = _section(data, "embedder", str(manifest))
+        landmarks = (
+            _load_landmarks(_section(data, "landmarks", str(manifest)), str(manifest)) if "landmarks" in data else None
+        )
+        installed = None if landmarks is None else landmarks.installed(data_dir)
         return PackInfo(
             id=_str(data, "id", str(manifest)),
             name=_str(data, "name", str(manifest)),
@@ -389,6 +401,9 @@ def _info_from_manifest(folder_name: str, manifest: Path, base: Path, *, builtin
             embedding_dim=_int(embedder, "embedding_dim", f"{manifest} embedder"),
             builtin=builtin,
             location=str(base),
+            landmark_model=None if landmarks is None else f"{landmarks.kind} ({landmarks.licence.spdx})",
+            landmark_model_installed=None if installed is None else installed.location,
+            landmark_model_install=None if landmarks is None else landmarks.install,
         )
     except ModelPackError as exc:
         return PackInfo(folder_name, "?", "?", "?", "?", "?", False, 0, builtin, str(base), problem=str(exc))

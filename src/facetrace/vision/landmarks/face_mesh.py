@@ -17,16 +17,22 @@ import numpy as np
 import numpy.typing as npt
 
 from facetrace.core.types import Detection
+from facetrace.vision.quality import estimate_yaw_deg
 from facetrace.vision.sessions import ModelSession
 
 BgrImage = npt.NDArray[np.uint8]
 FloatArray = npt.NDArray[np.float32]
 
-# detector: the detector's points align every face; refined: the mesh's, and its model must be installed; auto: the
-# mesh's when its model is installed, else the detector's. On LFW no yaw bound (refining only faces turned beyond 15,
-# 25, 35 or 45 degrees, or doubted by the detector) did better than refining every face (bench/turned_faces.py,
-# docs/accuracy.md "Turned faces"), so auto refines every face it can.
-LANDMARK_MODES = ("detector", "refined", "auto")
+# detector: the detector's points align every face; refined: the mesh's align every face, and its model must be
+# installed; turned: the mesh's align only the faces whose detector points are least trusted (turned beyond
+# TURNED_YAW_DEG, or doubted by the detector), and its model must be installed; auto: refined when the model is
+# installed, else detector. Measured on LFW (docs/accuracy.md "Turned faces"): refining every face gave the best
+# identification (open-set FNIR at FPIR 1% 8.0% -> 4.35%, turned: 6.0%) and degraded-photo results (docs/robustness.md),
+# so auto refines every face; turned costs an eighth as much and matches turned faces as well.
+LANDMARK_MODES = ("detector", "turned", "refined", "auto")
+# The turned mode's yaw bound, by the quality module's estimate from the detector's points: of 15, 25, 35 and 45
+# degrees (bench/turned_faces.py), 35 did best on LFW's turned pairs while refining 12% of the photos.
+TURNED_YAW_DEG = 35.0
 
 INPUT_SIZE_PX = 192  # the network's square input
 # The faster runtime for the converted mesh (runtime "auto"): OpenCV's dnn ran it in 2.0 ms, ONNX Runtime in 4.3 ms
@@ -42,6 +48,16 @@ LEFT_EYE_CONTOUR = (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 
 NOSE_TIP = 1
 MOUTH_RIGHT_CORNER = 61
 MOUTH_LEFT_CORNER = 291
+
+
+def wants_refinement(mode: str, detection: Detection, *, confident_score: float, fallback: bool) -> bool:
+    """Whether the landmarks mode aligns this face on the mesh's points (when the mesh model is in use): refined and
+    auto every face; turned a face turned beyond TURNED_YAW_DEG, scored below the pack's confident bound, or kept by
+    the subject-face fallback; detector none."""
+    if mode != "turned":
+        return mode in ("refined", "auto")
+    turned = abs(estimate_yaw_deg(np.asarray(detection.landmarks, dtype=np.float64))) > TURNED_YAW_DEG
+    return turned or fallback or detection.score < confident_score
 
 
 def five_points(mesh: FloatArray) -> FloatArray:
