@@ -33,7 +33,7 @@ from facetrace.engine import Engine, open_engine
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BOX_TOLERANCE_PX = 0.5
 MIN_EMBEDDING_COSINE = 0.999
-FACETRACE = [sys.executable, "-c", "from facetrace.cli.main import app; app()"]
+FACETRACE = [sys.executable, "-m", "facetrace"]
 
 
 @dataclass(frozen=True)

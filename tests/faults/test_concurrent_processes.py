@@ -22,7 +22,7 @@ from facetrace.engine import open_engine
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-FACETRACE = [sys.executable, "-c", "from facetrace.cli.main import app; app()"]
+FACETRACE = [sys.executable, "-m", "facetrace"]
 CATCH_UP_S = 5.0
 
 

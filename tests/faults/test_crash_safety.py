@@ -38,7 +38,7 @@ PHOTOS = 160
 BATCH_SIZE = 8
 KILL_TIMEOUT_S = 120.0
 # The console entry point, run by this interpreter so the test does not depend on PATH.
-FACETRACE = [sys.executable, "-c", "from facetrace.cli.main import app; app()"]
+FACETRACE = [sys.executable, "-m", "facetrace"]
 
 
 @dataclass(frozen=True)

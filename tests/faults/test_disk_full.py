@@ -29,7 +29,7 @@ from facetrace.catalog.database import storage_full
 from facetrace.core.errors import StorageFullError, is_out_of_space
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mounts a tmpfs")]
-FACETRACE = [sys.executable, "-c", "from facetrace.cli.main import app; app()"]
+FACETRACE = [sys.executable, "-m", "facetrace"]
 PHOTOS = 400  # about 5 MB of thumbnails, catalog and index: well over the small disk
 SMALL_DISK = "3m"
 BIG_DISK = "64m"

@@ -26,7 +26,7 @@ from facetrace.vision import images
 from facetrace.vision.images import decode_image
 
 pillow_heif = pytest.importorskip("pillow_heif", reason="pillow-heif is a dependency (pyproject.toml)")
-FACETRACE = [sys.executable, "-c", "from facetrace.cli.main import app; app()"]
+FACETRACE = [sys.executable, "-m", "facetrace"]
 PEOPLE = ("Colin_Powell", "George_W_Bush", "Tony_Blair", "Donald_Rumsfeld")
 
 

@@ -15,7 +15,7 @@ import pytest
 from facetrace.core.errors import ManifestError
 from facetrace.ingest.sources import iter_manifest, iter_paths
 
-FACETRACE = [sys.executable, "-c", "from facetrace.cli.main import app; app()"]
+FACETRACE = [sys.executable, "-m", "facetrace"]
 
 
 def _rows(manifest: Path) -> list[tuple[str, str | None]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc (Linux)")]
-FACETRACE = [sys.executable, "-c", "from facetrace.cli.main import app; app()"]
+FACETRACE = [sys.executable, "-m", "facetrace"]
 WORKERS = 2
 
 

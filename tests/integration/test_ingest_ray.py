@@ -45,7 +45,7 @@ RAY_CPUS = 2
 # Identical arithmetic on identical bytes: only float summation order may differ between processes.
 BOX_TOLERANCE_PX = 0.5
 MIN_EMBEDDING_COSINE = 0.999
-FACETRACE = [sys.executable, "-c", "from facetrace.cli.main import app; app()"]
+FACETRACE = [sys.executable, "-m", "facetrace"]
 
 
 @dataclass(frozen=True)
