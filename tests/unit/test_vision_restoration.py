@@ -77,3 +77,15 @@ def test_small_photos_are_not_denoised() -> None:
     assert measure(small).grainy
     restored, steps = restore(small)
     assert "denoised" not in steps and restored.shape == small.shape
+
+
+def test_grey_percentiles_are_numpys_linear_percentiles() -> None:
+    """Read off the histogram, the values are np.percentile's exactly, on sizes down to one pixel and narrow ranges."""
+    rng = np.random.default_rng(7)
+    percentiles = (0.0, 0.5, 1.0, 50.0, 99.0, 99.5, 100.0)
+    samples = [np.full((1, 1), 200), rng.integers(0, 256, (37, 53)), rng.integers(100, 103, (64, 64))]
+    samples.append(rng.normal(128, 30, (250, 250)).clip(0, 255))
+    for sample in samples:
+        grey = sample.astype(np.uint8)
+        expected = np.percentile(grey, percentiles)
+        np.testing.assert_allclose(restoration.grey_percentiles(grey, percentiles), expected, rtol=0, atol=1e-9)

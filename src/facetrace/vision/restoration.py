@@ -63,11 +63,27 @@ def _grey(bgr: BgrImage) -> npt.NDArray[np.uint8]:
     return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
 
 
+def grey_percentiles(grey: npt.NDArray[np.uint8], percentiles: tuple[float, ...]) -> tuple[float, ...]:
+    """np.percentile(grey, percentiles) (its default, linear interpolation), read off the 256-bin histogram: the same
+    values, without sorting a copy of the photo (this runs on every photo ingested or searched)."""
+    counts = np.bincount(grey.ravel(), minlength=256)
+    ends = np.cumsum(counts)  # ends[v]: how many pixels are <= v
+    last = int(ends[-1]) - 1
+    values = []
+    for q in percentiles:
+        position = q / 100.0 * last
+        below = int(np.floor(position))
+        ranks = np.array([below, min(below + 1, last)])
+        low, high = np.searchsorted(ends, ranks, side="right")  # the value at each rank of the sorted pixels
+        values.append(float(low + (position - below) * (high - low)))
+    return tuple(values)
+
+
 def _grey_range(bgr: BgrImage) -> float:
     """Grey p1-p99 range, read on a strided sample (a pixel in every step x step block) of at most 512 px a side."""
     step = max(1, max(bgr.shape[:2]) // RANGE_SAMPLE_SIDE_PX)
-    low, high = np.percentile(_grey(np.ascontiguousarray(bgr[::step, ::step])), (1.0, 99.0))
-    return float(high - low)
+    low, high = grey_percentiles(_grey(np.ascontiguousarray(bgr[::step, ::step])), (1.0, 99.0))
+    return high - low
 
 
 def measure(bgr: BgrImage) -> PhotoCondition:
@@ -95,8 +111,8 @@ def restore(bgr: BgrImage, mode: str = DEFAULT_RESTORATION) -> tuple[BgrImage, t
         restored = np.asarray(cv2.medianBlur(restored, MEDIAN_KERNEL), dtype=np.uint8)
         steps.append("denoised")
     if condition.flat or (steps and _grey_range(restored) < FLAT_RANGE_BOUND):
-        low, high = np.percentile(_grey(restored), STRETCH_PERCENTILES)
-        scale = 255.0 / max(float(high - low), 1.0)
-        restored = np.clip((restored.astype(np.float32) - float(low)) * scale, 0, 255).astype(np.uint8)
+        low, high = grey_percentiles(_grey(restored), STRETCH_PERCENTILES)
+        scale = 255.0 / max(high - low, 1.0)
+        restored = np.clip((restored.astype(np.float32) - low) * scale, 0, 255).astype(np.uint8)
         steps.append("contrast_stretched")
     return restored, tuple(steps)
