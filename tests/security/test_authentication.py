@@ -7,7 +7,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,9 +18,11 @@ pytest.importorskip("fastapi")
 import httpx
 
 from facetrace.core.errors import AuthenticationError, InvalidRequestError
+from facetrace.core.types import User
 from facetrace.core.vocabulary import AuditAction, Role
 from facetrace.engine import Engine, open_engine
 from facetrace.server.app import create_app
+from facetrace.server.limits import BodyGuard, door_checked_user
 from facetrace.server.serving import proxy_options, server_config
 
 
@@ -105,3 +109,53 @@ def test_x_forwarded_for_is_believed_only_from_configured_proxies(
 def test_no_proxy_means_no_forwarded_headers() -> None:
     assert proxy_options(()) == (False, None)
     assert proxy_options(("10.0.0.2", "10.0.0.3")) == (True, "10.0.0.2,10.0.0.3")
+
+
+def test_an_api_key_is_looked_up_once_per_request_and_a_revoked_one_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request with a body has its key checked before the body is read (server/limits.py); the route reuses that
+    check rather than reading the catalog again. The reuse is per request: a key revoked in between is refused."""
+    from fastapi.testclient import TestClient
+
+    from facetrace.governance.users import UserService
+
+    looked_up: list[str] = []
+    original = UserService.authenticate_key
+
+    def counted(self: UserService, api_key: str) -> User:
+        looked_up.append(api_key)
+        return original(self, api_key)
+
+    monkeypatch.setattr(UserService, "authenticate_key", counted)
+    with open_engine(tmp_path / "data", workers=1) as engine:
+        issued = engine.users.add_user("ivan", Role.INVESTIGATOR, "test")
+        headers = {"X-API-Key": issued.api_key}
+        case = {"title": "t", "purpose": "p", "legal_basis": "l"}
+        with TestClient(create_app(engine), raise_server_exceptions=False) as client:
+            assert client.post("/api/v1/cases", headers=headers, json=case).status_code == 201
+            assert looked_up == [issued.api_key]  # at the door only
+            assert client.get("/api/v1/cases", headers=headers).status_code == 200
+            assert len(looked_up) == 2  # no body, no door check: the route looks it up
+            bearer = {"Authorization": f"Bearer {issued.api_key}"}
+            assert client.post("/api/v1/cases", headers=bearer, json=case).status_code == 201
+            assert len(looked_up) == 3
+            (key,) = engine.users.api_keys("ivan")
+            engine.users.revoke_key("ivan", key.key_id, "test")
+            assert client.post("/api/v1/cases", headers=headers, json=case).status_code == 401
+            assert client.get("/api/v1/cases", headers=headers).status_code == 401
+
+
+def test_a_door_checked_key_answers_only_for_that_key() -> None:
+    user = User(1, "ivan", Role.INVESTIGATOR, datetime.now(UTC))
+    state: dict[str, Any] = {}
+    assert door_checked_user(state, "ft_a") is None
+    BodyGuard(_no_app, check_key=lambda key: user, session_ok=lambda cookie, path: False)._unauthenticated(
+        "/api/v1/cases", {"x-api-key": "ft_a"}, state
+    )
+    assert door_checked_user(state, "ft_a") == user
+    assert door_checked_user(state, "ft_b") is None
+
+
+async def _no_app(scope: Any, receive: Any, send: Any) -> None:
+    raise AssertionError("not called")

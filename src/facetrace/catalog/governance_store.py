@@ -56,6 +56,11 @@ from facetrace.core.vocabulary import CaseStatus, ErasureMode, ReviewDecision, R
 
 # Serialises audit appenders on PostgreSQL (SQLite writers are serialised by BEGIN IMMEDIATE already).
 _AUDIT_LOCK = 0x61756469_745F6C6F & 0x7FFF_FFFF_FFFF_FFFF
+# Statements every search runs (its row, its audit entry), built once and given their values as parameters: building
+# an insert with .values() each time cost more than running it.
+_INSERT_SEARCH = sa.insert(searches).returning(searches.c.id)
+_LAST_AUDIT_ENTRY = sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+_INSERT_AUDIT_ENTRY = sa.insert(audit_log)
 
 
 class SqlGovernanceStore:
@@ -301,19 +306,18 @@ class SqlGovernanceStore:
         with self._write() as connection:
             search_id = int(
                 connection.execute(
-                    sa.insert(searches)
-                    .values(
-                        case_id=case_id,
-                        user_name=user,
-                        purpose=purpose,
-                        probe_sha256=probe_sha256,
-                        probe_name=probe_name,
-                        model_id=model_id,
-                        probe_embedding=None if embedding is None else blobs.encode_floats(embedding),
-                        dim=None if embedding is None else int(embedding.shape[0]),
-                        at=now,
-                    )
-                    .returning(searches.c.id)
+                    _INSERT_SEARCH,
+                    {
+                        "case_id": case_id,
+                        "user_name": user,
+                        "purpose": purpose,
+                        "probe_sha256": probe_sha256,
+                        "probe_name": probe_name,
+                        "model_id": model_id,
+                        "probe_embedding": None if embedding is None else blobs.encode_floats(embedding),
+                        "dim": None if embedding is None else int(embedding.shape[0]),
+                        "at": now,
+                    },
                 ).scalar_one()
             )
             if hits:
@@ -501,24 +505,23 @@ def _append_audit(
     """Append one audit entry after the last, in the caller's write transaction."""
     if connection.dialect.name == "postgresql":
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK})
-    last = connection.execute(
-        sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
-    ).first()
+    last = connection.execute(_LAST_AUDIT_ENTRY).first()
     seq = 1 if last is None else int(last.seq) + 1
     prev_hash = "0" * 64 if last is None else str(last.hash)
     at = _now()
     entry_hash = seal(seq, at, prev_hash)
     connection.execute(
-        sa.insert(audit_log).values(
-            seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            target=target,
-            details=json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
-            prev_hash=prev_hash,
-            hash=entry_hash,
-        )
+        _INSERT_AUDIT_ENTRY,
+        {
+            "seq": seq,
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "details": json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+            "prev_hash": prev_hash,
+            "hash": entry_hash,
+        },
     )
     return AuditEntry(seq, at, actor, action, target, dict(details), prev_hash, entry_hash)
 

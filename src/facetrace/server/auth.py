@@ -2,14 +2,19 @@
 
 Every route but /health depends on require(...) with the roles it allows: 401 without valid credentials,
 403 with a role not listed, 429 over the caller's rate limit or during a sign-in lockout (server/ratelimit.py).
+
+Both dependencies run on the event loop (FastAPI runs a plain function dependency on a worker thread, one hand-off
+each way per dependency and request); what blocks, a catalog read or a password's argon2 verification, is handed to
+a worker thread. A request with a body had its API key checked at the door (server/limits.py) and needs neither.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 
 from facetrace.core.errors import AuthenticationError
@@ -17,6 +22,7 @@ from facetrace.core.types import User
 from facetrace.core.vocabulary import Role
 from facetrace.engine import Engine
 from facetrace.governance.users import key_sha256, require_role
+from facetrace.server.limits import door_checked_user
 from facetrace.server.passwords import Argon2Hasher
 from facetrace.server.ratelimit import Guards, password_sign_in
 
@@ -40,7 +46,7 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def current_user(
+async def current_user(
     request: Request,
     api_key: Annotated[str | None, Depends(_api_key_header)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -50,10 +56,14 @@ def current_user(
     guards = guards_of(request)
     key = api_key or (bearer.credentials if bearer is not None else None)
     if key:
-        user = engine.users.authenticate_key(key)
+        user = door_checked_user(request.scope.setdefault("state", {}), key)
+        if user is None:
+            user = await run_in_threadpool(engine.users.authenticate_key, key)
         caller = key_sha256(key)
     elif basic is not None:
-        user = password_sign_in(engine, guards, basic.username, basic.password, _hasher, client_address(request), "api")
+        user = await run_in_threadpool(
+            password_sign_in, engine, guards, basic.username, basic.password, _hasher, client_address(request), "api"
+        )
         caller = f"user:{user.name}"
     else:
         raise AuthenticationError("authentication required: send an API key (X-API-Key or Bearer) or HTTP Basic")
@@ -62,10 +72,10 @@ def current_user(
     return user
 
 
-def require(*roles: Role) -> Callable[..., User]:
+def require(*roles: Role) -> Callable[..., Awaitable[User]]:
     """A dependency returning the calling user if their role is one of roles."""
 
-    def dependency(user: Annotated[User, Depends(current_user)]) -> User:
+    async def dependency(user: Annotated[User, Depends(current_user)]) -> User:
         require_role(user, *roles)
         return user
 

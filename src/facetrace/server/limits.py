@@ -7,7 +7,9 @@ to 1.25 GB before each got its 401. BodyGuard runs first:
 - a body larger than its route's cap is refused with 413 from its Content-Length, before it is read, and a body
   without one (chunked) is counted as it streams and cut off at the cap;
 - an API request with a body and no valid credentials gets its 401 before the body is read: an API key is checked
-  against the catalog, a password only for its syntax (the route checks it, under the sign-in lockout);
+  against the catalog, a password only for its syntax (the route checks it, under the sign-in lockout); the user a
+  key was checked as is left in the request's state (door_checked_user), so the route's authentication
+  (server/auth.py) does not read the catalog a second time for the same request;
 - a web UI form post needs a signed session cookie (the sign-in form's own pre-sign-in session included); without
   one it is sent to the sign-in page, as the UI's pages do.
 
@@ -19,11 +21,13 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import quote
 
 from facetrace.core.errors import AuthenticationError
+from facetrace.core.types import User
 from facetrace.server.api.common import MAX_UPLOAD_BYTES
 from facetrace.server.jobs import MAX_UPLOAD_TOTAL_BYTES
 
@@ -41,6 +45,18 @@ _INGEST_UPLOADS = re.compile(r"^/(api/v1/ingest/jobs|ui/admin/ingest|ui/ingest)(
 _PHOTO_ROUTES = re.compile(r"^/(api/v1/(cases/\d+/searches|compare|erasures/photo(/.*)?)|ui/.*)$")
 _OPEN_API_ROUTES = frozenset({"/api/v1/health"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# The request state's entry for (API key, user) as BodyGuard checked them.
+_DOOR_CHECKED = "facetrace_door_checked_key"
+
+
+def door_checked_user(state: MutableMapping[str, Any], api_key: str) -> User | None:
+    """The user BodyGuard checked this API key as at the start of this request (state: the request's state, the ASGI
+    scope's "state"), or None when it checked no key or another one."""
+    checked = state.get(_DOOR_CHECKED)
+    if checked is None or not secrets.compare_digest(checked[0], api_key):
+        return None
+    user: User = checked[1]
+    return user
 
 
 def body_cap(path: str) -> int:
@@ -52,13 +68,13 @@ def body_cap(path: str) -> int:
 
 
 class BodyGuard:
-    """ASGI middleware; check_key(key) raises AuthenticationError for an unknown or revoked API key, and
-    session_ok(cookie, path) says whether a UI post may go on."""
+    """ASGI middleware; check_key(key) returns the key's user or raises AuthenticationError for an unknown or revoked
+    API key, and session_ok(cookie, path) says whether a UI post may go on."""
 
     def __init__(
         self,
         app: ASGIApp,
-        check_key: Callable[[str], object],
+        check_key: Callable[[str], User],
         session_ok: Callable[[str | None, str], bool],
     ) -> None:
         self.app = app
@@ -76,7 +92,7 @@ class BodyGuard:
         if declared is not None and declared.isdigit() and int(declared) > cap:
             await _refuse(send, 413, "too_large", f"the request body is {int(declared):,} bytes; at most {cap:,} here")
             return
-        refusal = self._unauthenticated(path, headers)
+        refusal = self._unauthenticated(path, headers, scope.setdefault("state", {}))
         if refusal is not None and path.startswith("/ui/"):
             await _redirect(send, f"/ui/login?next={quote(path)}")  # as the UI's own pages send a visitor to sign in
             return
@@ -113,15 +129,16 @@ class BodyGuard:
 
         await self.app(scope, counted_receive, watched_send)
 
-    def _unauthenticated(self, path: str, headers: dict[str, str]) -> str | None:
-        """Why this request may not send its body, or None."""
+    def _unauthenticated(self, path: str, headers: dict[str, str], state: MutableMapping[str, Any]) -> str | None:
+        """Why this request may not send its body, or None (a checked API key's user noted in state)."""
         if path.startswith("/api/") and path not in _OPEN_API_ROUTES:
             key = headers.get("x-api-key") or _bearer(headers.get("authorization", ""))
             if key:
                 try:
-                    self._check_key(key)
+                    user = self._check_key(key)
                 except AuthenticationError as exc:
                     return str(exc)
+                state[_DOOR_CHECKED] = (key, user)
                 return None
             if headers.get("authorization", "").lower().startswith("basic "):
                 return None  # the route checks the password, under the sign-in lockout
