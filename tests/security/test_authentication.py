@@ -140,6 +140,9 @@ def test_an_api_key_is_looked_up_once_per_request_and_a_revoked_one_at_once(
             bearer = {"Authorization": f"Bearer {issued.api_key}"}
             assert client.post("/api/v1/cases", headers=bearer, json=case).status_code == 201
             assert len(looked_up) == 3
+            # The header twice: the door checks the last, the route the first (not a key, refused, not a 500).
+            twice = [("X-API-Key", b"ft_\xe4"), ("X-API-Key", issued.api_key.encode())]
+            assert client.post("/api/v1/cases", headers=twice, json=case).status_code == 401
             (key,) = engine.users.api_keys("ivan")
             engine.users.revoke_key("ivan", key.key_id, "test")
             assert client.post("/api/v1/cases", headers=headers, json=case).status_code == 401
@@ -155,6 +158,7 @@ def test_a_door_checked_key_answers_only_for_that_key() -> None:
     )
     assert door_checked_user(state, "ft_a") == user
     assert door_checked_user(state, "ft_b") is None
+    assert door_checked_user(state, "ft_\u00e4") is None  # a header decoded as latin-1 may hold any of its letters
 
 
 async def _no_app(scope: Any, receive: Any, send: Any) -> None:

@@ -53,7 +53,9 @@ def door_checked_user(state: MutableMapping[str, Any], api_key: str) -> User | N
     """The user BodyGuard checked this API key as at the start of this request (state: the request's state, the ASGI
     scope's "state"), or None when it checked no key or another one."""
     checked = state.get(_DOOR_CHECKED)
-    if checked is None or not secrets.compare_digest(checked[0], api_key):
+    # As bytes: compare_digest refuses a str with characters beyond ASCII, which a header may carry. The keys differ
+    # when a request repeats the header (the door reads the last, the route the first): the route looks its own up.
+    if checked is None or not secrets.compare_digest(checked[0].encode(), api_key.encode()):
         return None
     user: User = checked[1]
     return user
