@@ -11,8 +11,9 @@ on the pairs with a turned face (either photo's |yaw| at or above --turned-yaw, 
 reports). Policies: detector (every face on the detector's points), refined (every face on the mesh's: what
 `landmarks: auto` does with the model installed), and selective ones at several yaw bounds (the mesh only for faces
 beyond the bound or doubted by the detector: scored below the pack's confident bound, or kept by the subject-face
-fallback; the 35-degree one is what `landmarks: turned` does), the alternatives auto was measured against. The mesh's cost per face
-is timed too. Embeddings are kept in --cache (an .npz) so the report can be recomputed without the models.
+fallback; the 35-degree one is what `landmarks: turned` does), the alternatives auto was measured against. The
+mesh's cost per face is timed too. Embeddings are kept in --cache (an .npz) so the report can be recomputed without
+the models.
 """
 
 from __future__ import annotations
