@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from facetrace.index.faiss.files import meta_path_for
 from facetrace.index.faiss.sizing import nprobe_for
 from facetrace.index.faiss.stores import ALL_THREADS, IvfStore, omp_threads
 from facetrace.index.faiss.tuning import (
+    REFINE_BISECTIONS,
     RERANK_DEPTHS,
     SAME_PERSON_COSINE,
     Sample,
@@ -80,17 +82,16 @@ def _sample(count: int) -> Sample:
     return Sample(np.zeros((count, 2), np.float32), np.arange(count, dtype=np.int64), np.ones(count, np.float32))
 
 
-def test_the_smallest_nprobe_then_the_smallest_rerank_that_meets_the_target_is_chosen() -> None:
-    """A table of recalls by (nprobe, depth): the shortlist's rows stand for 'found at this depth'."""
-    count = 100
-    # At nprobe 16 no depth is enough; at 23 depth 200 is (100 is not); deeper nprobes are never looked at.
-    found_within = {16: 10_000, 23: 150, 32: 1}
+def _recall_table(count: int, found_within: Callable[[int], int]) -> tuple[list[tuple[int, int]], Any, Any]:
+    """A table of recalls by (nprobe, depth): every query's answer is found at position found_within(nprobe) of the
+    shortlist (the rows stand for 'found at this depth'). Returns the (nprobe, depth) pairs asked for and the two
+    callables choose_depth takes."""
     asked: list[tuple[int, int]] = []
 
     def shortlist_at(nprobe: int, depth: int) -> npt.NDArray[np.int64]:
         asked.append((nprobe, depth))
         rows = np.full((count, depth), -1, dtype=np.int64)
-        position = found_within[nprobe]
+        position = found_within(nprobe)
         if position < depth:
             rows[:, position] = np.arange(count)
         return rows
@@ -99,12 +100,34 @@ def test_the_smallest_nprobe_then_the_smallest_rerank_that_meets_the_target_is_c
         hit = (rows >= 0).any(axis=1)
         return np.where(hit, 1.0, 0.0).astype(np.float32), np.where(hit, np.arange(count), -1)
 
+    return asked, shortlist_at, rerank_top1
+
+
+def test_the_smallest_nprobe_then_the_smallest_rerank_that_meets_the_target_is_chosen() -> None:
+    count = 100
+    deepest = max(RERANK_DEPTHS)
+    # Below nprobe 21 no depth is enough; from 21 depth 200 is (100 is not); from 32 depth 50 is.
+    asked, shortlist_at, rerank_top1 = _recall_table(count, lambda nprobe: 10_000 if nprobe < 21 else 150)
     depth = choose_depth(128, Tuning(0.99), _sample(count), shortlist_at, rerank_top1)
-    assert (depth.nprobe, depth.rerank, depth.recall) == (23, 200, 1.0)
-    assert asked == [(16, max(RERANK_DEPTHS)), (23, max(RERANK_DEPTHS))]
-    # A caller's depth is kept (and measured) even when it misses the target.
+    # The root-two steps reach the target at 23 (16 falls short); bisecting 16..23 finds 21, never a deeper step.
+    assert (depth.nprobe, depth.rerank, depth.recall) == (21, 200, 1.0)
+    assert asked == [(16, deepest), (23, deepest), (19, deepest), (21, deepest), (20, deepest)]
+    # A caller's depth is kept (and measured) even when it misses the target, and not bisected.
+    asked.clear()
     given = choose_depth(128, Tuning(0.99, nprobe=23, rerank=100), _sample(count), shortlist_at, rerank_top1)
-    assert (given.nprobe, given.rerank, given.recall) == (23, 100, 0.0)
+    assert (given.nprobe, given.rerank, given.recall) == (23, 100, 0.0) and asked == [(23, 100)]
+
+
+def test_bisection_narrows_the_root_two_step_to_an_eighth() -> None:
+    count = 100
+    # The smallest sufficient nprobe is 1,100: the steps from 500 fall short at 707 and 1,000 and reach it at 1,414.
+    asked, shortlist_at, rerank_top1 = _recall_table(count, lambda nprobe: 0 if nprobe >= 1_100 else 10_000)
+    depth = choose_depth(4000, Tuning(0.99), _sample(count), shortlist_at, rerank_top1)
+    assert [nprobe for nprobe, _ in asked] == [500, 707, 1000, 1414, 1207, 1103, 1051]
+    assert (depth.nprobe, depth.rerank) == (1103, RERANK_DEPTHS[0]) and REFINE_BISECTIONS == 3
+    # When the first step (the default) already reaches the target there is nothing below it to bisect.
+    first = choose_depth(4000, Tuning(0.99), _sample(count), *_recall_table(count, lambda nprobe: 0)[1:])
+    assert first.nprobe == 500
 
 
 def test_the_faster_thread_count_wins_and_a_tie_goes_to_fewer() -> None:
@@ -330,3 +353,30 @@ def test_a_serving_workers_cap_bounds_the_measured_thread_count() -> None:
         thread.start()
         thread.join()
     assert counts == {"capped": 1, "free": 2}
+
+
+@pytest.mark.skipif(ALL_THREADS < 2, reason="one thread: nothing to spread")
+@pytest.mark.parametrize(("code", "spread", "mode"), [("SQ8", 1, "parallel_mode"), ("PQ16x4fs", 15, "implem")])
+def test_a_single_query_on_several_threads_spreads_the_lists_over_them(
+    tmp_path: Path, code: str, spread: int, mode: str
+) -> None:
+    """faiss scans one query's lists on one thread unless told to spread them (parallel_mode 1, or fast-scan
+    implementation 15 for a shortlist deeper than 20); a batch spreads its queries. Both shortlists score alike (which
+    of two candidates tied at the cut-off comes first may differ)."""
+    index = filled(tmp_path / "f.faiss", hard_vectors(), code=code)
+    store = index._store
+    assert isinstance(store, IvfStore) and store._ivf is not None
+    depth = store.structure.rerank
+    assert depth > 20
+    queries = hard_vectors(1)[:20]
+    store.search(queries, 5)
+    assert getattr(store._ivf, mode) == 0
+    batch_scores, _ = store._ivf.search(queries, depth)
+    for row in range(queries.shape[0]):
+        store.search(queries[row : row + 1], 5, threads=2)
+        assert getattr(store._ivf, mode) == spread
+        with omp_threads(2):
+            scores, _ = store._ivf.search(queries[row : row + 1], depth)
+        np.testing.assert_array_equal(np.sort(scores[0]), np.sort(batch_scores[row]))
+    store.search(queries[:1], 5, threads=1)
+    assert getattr(store._ivf, mode) == 0

@@ -51,6 +51,12 @@ PQ_TRAIN_ITERATIONS = 10
 # Rows appended since the last save are held in float16 blocks of this many rows; also the chunk of bulk passes.
 ROW_BLOCK = 65_536
 
+# faiss's fast-scan IVF implementations that spread one query's lists over the threads: 14 keeps the best k in a heap
+# (faiss's choice up to k = 20), 15 in a reservoir (above).
+FAST_SCAN_HEAP_SPREAD = 14
+FAST_SCAN_RESERVOIR_SPREAD = 15
+FAST_SCAN_HEAP_MAX_K = 20
+
 # Writes one file of a store to the (temporary) path given.
 Writer = Callable[[Path], None]
 # faiss's OpenMP threads for batches: every core (or OMP_NUM_THREADS), as the process started with.
@@ -445,7 +451,8 @@ class IvfStore:
 
     def search(self, queries: FloatArray, k: int, *, threads: int | None = None) -> tuple[FloatArray, IdArray]:
         """The k best faces of each query: the IVF's shortlist of `rerank` candidates re-scored against the full
-        vectors. A single query runs on single_query_threads (or `threads`), a batch on all."""
+        vectors. A single query runs on single_query_threads (or `threads`), its lists spread over them
+        (spread_over_lists); a batch runs on all, its queries spread over them."""
         if self._ivf is None or self._live == 0:
             return self._scan(queries, k)
         if threads is None:
@@ -457,6 +464,7 @@ class IvfStore:
     def _shortlist(self, queries: FloatArray, depth: int) -> IdArray:
         """The IVF's best `depth` rows for each query at its nprobe, best first (-1 where it found fewer)."""
         assert self._ivf is not None
+        spread_over_lists(self._ivf, queries.shape[0] == 1 and int(faiss.omp_get_max_threads()) > 1, depth)
         _, rows = self._ivf.search(queries, depth)
         return cast(IdArray, rows)
 
@@ -581,6 +589,21 @@ class IvfStore:
             "vectors_dtype": np.dtype(VECTORS_DTYPE).name,
             "operating_point": self.operating_point,
         }
+
+
+def spread_over_lists(ivf: Any, spread: bool, k: int) -> None:
+    """How the IVF shares its threads out in its next search of k: spread=True over the lists it visits (for a
+    single query, which faiss otherwise scans on one thread whatever the thread count), else over the queries.
+
+    Fast-scan IVFs choose by implementation: 14 (heap, k <= 20) or 15 (reservoir) spread the lists over the threads,
+    0 lets faiss pick its per-query one (12 or 13); the others by parallel_mode (1: over lists, 0: over queries).
+    Both ways find the same similarities (ties may come out in another order). FaissIndex holds its lock around a
+    search, so setting this on the shared IVF just before searching is not raced."""
+    if isinstance(ivf, faiss.IndexIVFFastScan):
+        spread_implem = FAST_SCAN_HEAP_SPREAD if k <= FAST_SCAN_HEAP_MAX_K else FAST_SCAN_RESERVOIR_SPREAD
+        ivf.implem = spread_implem if spread else 0
+    else:
+        ivf.parallel_mode = 1 if spread else 0
 
 
 def _top_k(similarities: FloatArray, labels: IdArray, k: int) -> tuple[FloatArray, IdArray]:

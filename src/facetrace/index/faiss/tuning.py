@@ -11,12 +11,15 @@ vectors); a query counts as found when the index's top 1 is that vector or score
 The depth: nprobe grows by a factor sqrt(2) from the default (nprobe_for(nlist)) up to nlist; at each nprobe one IVF
 search returns a shortlist of the deepest re-ranking depth (RERANK_DEPTHS), in the IVF's own order, and each depth's
 recall is that of re-ranking its first `depth` candidates. The first (nprobe, depth) pair, smallest nprobe first, then
-smallest depth, that reaches the target is kept, else the deepest of both (and a warning). A caller's nprobe or
-re-ranking depth is kept instead (and measured).
+smallest depth, that reaches the target is taken, else the deepest of both (and a warning). When a smaller step fell
+short, nprobe is then bisected (REFINE_BISECTIONS times) between that step and the one taken, and the smallest
+nprobe found to reach the target is kept, with its smallest sufficient depth. A caller's nprobe or re-ranking depth
+is kept instead (and measured).
 
 The threads: LATENCY_QUERIES single-query searches at the kept depth, alternating one thread and all of them (so that
-a change of load on the machine hits both alike); the one with the lower median is used for every single-query
-search (batches use all threads). The operating point (nprobe, rerank, recall@1, queries, the gallery size it was
+a change of load on the machine hits both alike; on several threads one query's inverted lists are spread over them,
+facetrace.index.faiss.stores.spread_over_lists); the one with the lower median is used for every single-query search
+(batches use all threads). The operating point (nprobe, rerank, recall@1, queries, the gallery size it was
 measured at, both medians and the thread count) is recorded in the sidecar. A gallery that has grown to RETUNE_GROWTH
 times the size it was tuned at is tuned again at its next save (facetrace.index.faiss.backend).
 """
@@ -50,6 +53,9 @@ TIE_TOLERANCE = 1e-5
 TUNE_SEED = 13
 # nprobe grows by this factor from the default: sqrt(2) overshoots the smallest sufficient nprobe by at most 41 %.
 NPROBE_STEP = math.sqrt(2.0)
+# After the sqrt(2) steps, nprobe is bisected this many times between the last step below the target and the first
+# at it: the kept nprobe then overshoots the smallest sufficient one by at most 41 % / 8, about 5 %.
+REFINE_BISECTIONS = 3
 # Re-ranking depths tried at each nprobe, smallest first (50 still leaves a top 10 room to be re-ordered).
 RERANK_DEPTHS = (50, 100, 200, 400)
 # A gallery this many times the size it was tuned at is tuned again at its next save.
@@ -163,15 +169,24 @@ def choose_depth(
     at that nprobe, best first; rerank_top1(rows) the top 1 (similarity, face id) after re-ranking those rows."""
     nprobes = [min(nlist, tuning.nprobe)] if tuning.nprobe else candidate_nprobes(nlist)
     depths = [tuning.rerank] if tuning.rerank else list(RERANK_DEPTHS)
-    depth = Depth(nprobes[-1], depths[-1], 0.0)
-    for nprobe in nprobes:
+
+    def measured(nprobe: int) -> Depth:
+        """The smallest re-ranking depth that reaches the target at this nprobe, else the deepest."""
         rows = shortlist_at(nprobe, depths[-1])
         for rerank in depths:
             similarities, ids = rerank_top1(rows[:, :rerank])
             depth = Depth(nprobe, rerank, recall_at_1(ids, similarities, sample))
             logger.debug("nprobe %d of %d lists, rerank %d: recall@1 %.4f", nprobe, nlist, rerank, depth.recall)
             if depth.recall >= tuning.target_recall:
-                return depth
+                break
+        return depth
+
+    short_of = 0  # the largest nprobe measured below the target
+    for nprobe in nprobes:
+        depth = measured(nprobe)
+        if depth.recall >= tuning.target_recall:
+            return depth if tuning.nprobe else refined(depth, short_of, measured, tuning.target_recall)
+        short_of = nprobe
     if not (tuning.nprobe or tuning.rerank):
         logger.warning(
             "recall@1 %.4f at nprobe %d (every list), rerank %d is below the target %.3f: the code limits it",
@@ -181,6 +196,24 @@ def choose_depth(
             tuning.target_recall,
         )
     return depth
+
+
+def refined(reached: Depth, short_of: int, measured: Callable[[int], Depth], target: float) -> Depth:
+    """The depth kept after the sqrt(2) steps: REFINE_BISECTIONS bisections of nprobe between short_of (the last
+    step below the target, 0 when the first step reached it: nothing to refine) and reached.nprobe, each keeping
+    the smaller nprobe that reaches the target."""
+    if not short_of:
+        return reached
+    for _ in range(REFINE_BISECTIONS):
+        middle = (short_of + reached.nprobe) // 2
+        if middle <= short_of:
+            break
+        depth = measured(middle)
+        if depth.recall >= target:
+            reached = depth
+        else:
+            short_of = middle
+    return reached
 
 
 def due_retune(tuned_at: object, count: int) -> bool:
