@@ -48,6 +48,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# libgomp reads its wait policy when faiss loads it: spinning OpenMP threads make a query spread over two threads very
+# slow on a busy machine (48 ms against 3 ms at load 4 on the 1M index, docs/backends.md).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import faiss
 import numpy as np
 import numpy.typing as npt
@@ -422,5 +426,4 @@ def emit(args: argparse.Namespace, result: Record) -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.exit(main())
