@@ -3,26 +3,19 @@ and synthetic faces, a few concurrent clients for a few seconds. Every request m
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from repo_files import load_module
 
 pytestmark = pytest.mark.slow
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("serve_load", REPO_ROOT / "bench" / "serve_load.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
+    return load_module("bench/serve_load.py")
 
 
 def test_smoke_load_has_no_errors(lfw: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,9 +8,7 @@ unless FACETRACE_REQUIRE_FACE_MESH=1.
 
 import csv
 import hashlib
-import importlib.util
 import os
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +24,8 @@ from facetrace.vision.landmarks import face_mesh
 from facetrace.vision.options import AnalyzerOptions
 from facetrace.vision.packs import DEFAULT_PACK_ID, MODELS_SUBDIR, list_packs, load_pack
 from facetrace.vision.quality import estimate_yaw_deg
+from repo_files import load_module
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WHEEL_FOLDER = Path("/tmp/mediapipe")
 # Each refined point lies within this share of the eye distance of the detector's on a near-frontal LFW face (measured:
 # median 0.06-0.11 per point, the nose and mouth corners furthest: the mesh's nose tip sits lower than YuNet's).
@@ -50,12 +48,7 @@ def _wheel() -> Path:
 
 
 def _install_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("install_face_mesh", REPO_ROOT / "scripts" / "install_face_mesh.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("scripts/install_face_mesh.py")
 
 
 @pytest.fixture(scope="module")

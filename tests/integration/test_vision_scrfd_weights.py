@@ -7,9 +7,7 @@ downloads nothing: these tests install the pack with scripts/install_scrfd_pack.
 """
 
 import csv
-import importlib.util
 import os
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +21,7 @@ from facetrace.vision.analyzer import OnnxFaceAnalyzer, open_analyzer
 from facetrace.vision.images import decode_image
 from facetrace.vision.options import AnalyzerOptions
 from facetrace.vision.packs import DEFAULT_PACK_ID, list_packs, load_pack
+from repo_files import load_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SDIST = Path("/tmp/scrfd/scrfd-0.3.0.tar.gz")
@@ -45,12 +44,7 @@ def _sdist() -> Path:
 
 
 def _install_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("install_scrfd_pack", REPO_ROOT / "scripts" / "install_scrfd_pack.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("scripts/install_scrfd_pack.py")
 
 
 @pytest.fixture(scope="module")

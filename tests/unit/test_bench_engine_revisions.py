@@ -3,26 +3,21 @@ source trees and real models and run by hand)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import sqlite3
-import sys
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
 import pytest
 
+from repo_files import load_module
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("engine_revisions", REPO_ROOT / "bench" / "engine_revisions.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("bench/engine_revisions.py")
 
 
 bench = _bench()

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from repo_files import load_module
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("hostile_uploads", REPO_ROOT / "bench" / "hostile_uploads.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("bench/hostile_uploads.py")
 
 
 def test_the_canvas_is_huge_in_pixels_and_holds_the_face_at_its_paste_box() -> None:

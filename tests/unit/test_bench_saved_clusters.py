@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from repo_files import load_module
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("saved_clusters", REPO_ROOT / "bench" / "saved_clusters.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("bench/saved_clusters.py")
 
 
 def test_subset_takes_whole_people_and_splits_their_photos_by_number(tmp_path: Path) -> None:

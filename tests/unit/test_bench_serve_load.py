@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from repo_files import load_module
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("serve_load", REPO_ROOT / "bench" / "serve_load.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
+    return load_module("bench/serve_load.py")
 
 
 def _report(bench: ModuleType, code: str, rps: float, p99: float, cpu: float, errors: int = 0) -> object:

@@ -6,7 +6,6 @@ tests/integration/test_attribution.py; here its cases, on boxes written by hand.
 
 from __future__ import annotations
 
-import importlib.util
 import random
 from types import ModuleType, SimpleNamespace
 
@@ -17,6 +16,7 @@ from facetrace.core import subject
 from facetrace.core.subject import box_matching, centrality, decide_subject, subject_index
 from facetrace.core.types import BoundingBox, SubjectChoice
 from facetrace.core.vocabulary import SubjectAttribution as A
+from repo_files import load_module
 
 W, H = 640.0, 480.0
 CENTRE = BoundingBox(240, 140, 400, 340)  # 160x200 at the centre
@@ -74,12 +74,7 @@ def test_box_matching_needs_overlap() -> None:
 
 
 def _migration() -> ModuleType:
-    path = MIGRATIONS_DIR / "versions" / "0007_face_attribution.py"
-    spec = importlib.util.spec_from_file_location("migration_0007", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(MIGRATIONS_DIR / "versions" / "0007_face_attribution.py")
 
 
 def test_revision_0007_applies_the_same_rule(monkeypatch: pytest.MonkeyPatch) -> None:

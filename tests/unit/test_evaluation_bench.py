@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from repo_files import load_module
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ingest_throughput", REPO_ROOT / "bench" / "ingest_throughput.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    return module
+    return load_module("bench/ingest_throughput.py")
 
 
 def test_table_shows_ratios_and_unavailable_systems() -> None:

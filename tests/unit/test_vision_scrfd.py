@@ -7,12 +7,10 @@ on the grid is a face at a known place.
 """
 
 import hashlib
-import importlib.util
 import io
 import json
 import math
 import re
-import sys
 import tarfile
 from pathlib import Path
 from types import ModuleType
@@ -37,6 +35,7 @@ from facetrace.vision.detectors.scrfd import (
 from facetrace.vision.options import AnalyzerOptions
 from facetrace.vision.packs import load_pack
 from facetrace.vision.sessions import open_session
+from repo_files import load_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXPORT_SIZE_PX = 640
@@ -403,13 +402,7 @@ def test_builtin_detector_can_only_be_yunet(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def install_script() -> ModuleType:
-    path = REPO_ROOT / "scripts" / "install_scrfd_pack.py"
-    spec = importlib.util.spec_from_file_location("install_scrfd_pack", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("scripts/install_scrfd_pack.py")
 
 
 def _fake_sdist(path: Path, members: dict[str, bytes]) -> Path:
