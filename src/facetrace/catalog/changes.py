@@ -12,6 +12,8 @@ from facetrace.core.types import ChangeCounters
 FACES_ADDED = "faces_added"
 FACES_REMOVED = "faces_removed"
 SUPPRESSIONS = "suppressions"
+# Read before every search (twice: the index's and the suppression list's catch-up checks): built once.
+_READ_ALL = sa.select(change_counters.c.name, change_counters.c.value)
 
 
 def bump(connection: Connection, name: str) -> None:
@@ -22,7 +24,7 @@ def bump(connection: Connection, name: str) -> None:
 
 
 def read(connection: Connection) -> ChangeCounters:
-    values = {str(name): int(value) for name, value in connection.execute(sa.select(change_counters))}
+    values = {str(name): int(value) for name, value in connection.execute(_READ_ALL)}
     return ChangeCounters(
         faces_added=values.get(FACES_ADDED, 0),
         faces_removed=values.get(FACES_REMOVED, 0),
