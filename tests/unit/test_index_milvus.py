@@ -241,7 +241,9 @@ def test_batch_searches_are_cut_by_work_against_a_large_collection(
     cut = index.search(gallery[:20], 3)
     assert requests == [6, 6, 6, 2]
     np.testing.assert_array_equal(cut[1], whole[1])
-    np.testing.assert_array_equal(cut[0], whole[0])
+    # The same scores, up to float32 rounding: Milvus Lite's kernel may sum a batch of 6 in another order than one of
+    # 20 (a fresh CI machine saw 16 of 60 scores differ by one unit in the last place).
+    np.testing.assert_allclose(cut[0], whole[0], rtol=0, atol=1e-6)
     requests.clear()
     index.search(gallery[:2], 3)  # a small batch goes whole, without counting the collection
     assert requests == [2]
