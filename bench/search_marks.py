@@ -46,7 +46,7 @@ from facetrace.search.service import (
 )
 from facetrace.vision.analyzer import open_analyzer
 from facetrace.vision.packs import load_pack
-from facetrace.vision.signatures import ALIGNMENT_GATE, FaceCrop, face_crop, photo_correlation, unaligned_correlation
+from facetrace.vision.signatures import ALIGNMENT_GATE, FaceCrop, face_crop, photo_correlation, shifted_correlation
 
 CANDIDATE_RATES = (1e-2, 1e-3, 1e-4, 1e-5)
 DATASETS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets"
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         value = photo_correlation(a, b) if a is not None and b is not None else None
         return float("nan") if value is None else value
 
-    def unaligned(a: FaceCrop | None, b: FaceCrop | None) -> float:
-        value = unaligned_correlation(a, b) if a is not None and b is not None else None
+    def shifted(a: FaceCrop | None, b: FaceCrop | None) -> float:
+        value = shifted_correlation(a, b) if a is not None and b is not None else None
         return float("nan") if value is None else value
 
     def marked(similarity: float, corr: float) -> bool:
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ]
     faces = [p for p in paths if vector(p) is not None]
     genuine: list[tuple[float, float, str, str]] = []
-    near_unaligned: list[float] = []  # the unaligned correlation of genuine pairs similar enough to be compared
+    near_shifted: list[float] = []  # the shifted correlation of genuine pairs similar enough to be compared
     grouped: dict[str, list[str]] = defaultdict(list)
     for path in faces:
         grouped[person(path)].append(path)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 sim = float(np.dot(subjects[pa][0], subjects[pb][0]))
                 genuine.append((sim, correlation(subjects[pa][1], subjects[pb][1]), pa, pb))
                 if sim >= NEAR_DUPLICATE_SIMILARITY:
-                    near_unaligned.append(unaligned(subjects[pa][1], subjects[pb][1]))
+                    near_shifted.append(shifted(subjects[pa][1], subjects[pb][1]))
     genuine.sort(reverse=True)
     official_arr = np.asarray(official)
 
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     # Near-duplicate copies.
     copy_sims: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    copy_unaligned: dict[str, list[float]] = defaultdict(list)
+    copy_shifted: dict[str, list[float]] = defaultdict(list)
     for path in faces[: args.copies]:
         original, signature = subjects[path]
         for kind, data in _copies((args.lfw / path).read_bytes()).items():
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 copy_sims[kind].append((float("nan"), float("nan")))
             else:
                 copy_sims[kind].append((float(np.dot(original, found[0])), correlation(signature, found[1])))
-                copy_unaligned[kind].append(unaligned(signature, found[1]))
+                copy_shifted[kind].append(shifted(signature, found[1]))
     sims = np.asarray([s for s, _, _, _ in genuine])
     corrs = np.asarray([c for _, c, _, _ in genuine])
 
@@ -194,16 +194,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             q: round(float(np.nanquantile(corrs, float(q))), 4) for q in ("0.99", "0.999")
         },
         "genuine_marked_near_duplicate": sum(marked(s, c) for s, c, _, _ in genuine),
-        # The ECC gate (vision/signatures.py): genuine pairs at or above the similarity the rule needs, compared
-        # unaligned; those at or above the gate pay for an alignment.
+        # The ECC gate (vision/signatures.py): genuine pairs at or above the similarity the rule needs, correlated
+        # with a few pixels of shift; those at or above the gate pay for an alignment.
         "alignment_gate": ALIGNMENT_GATE,
-        "genuine_compared": len(near_unaligned),
-        "genuine_compared_unaligned_quantiles": {
-            q: round(float(np.nanquantile(near_unaligned, float(q))), 4) for q in ("0.5", "0.9", "0.99")
+        "genuine_compared": len(near_shifted),
+        "genuine_compared_shifted_quantiles": {
+            q: round(float(np.nanquantile(near_shifted, float(q))), 4) for q in ("0.5", "0.9", "0.99")
         }
-        if near_unaligned
+        if near_shifted
         else {},
-        "genuine_compared_aligned": int(np.sum(np.asarray(near_unaligned) >= ALIGNMENT_GATE)),
+        "genuine_compared_aligned": int(np.sum(np.asarray(near_shifted) >= ALIGNMENT_GATE)),
         "fusion_false_match_rate": FUSION_FALSE_MATCH_RATE,
         "fusion_threshold": round(fusion_threshold, 4),
         "fusion_same_person_triples": len(complete),
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "similarity_min": round(float(np.nanmin([s for s, _ in pairs])), 4),
                 "correlation_min": round(float(np.nanmin([c for _, c in pairs])), 4),
                 "correlation_p01": round(float(np.nanquantile([c for _, c in pairs], 0.01)), 4),
-                "unaligned_correlation_min": round(float(np.nanmin(copy_unaligned[kind])), 4),
+                "shifted_correlation_min": round(float(np.nanmin(copy_shifted[kind])), 4),
                 "marked": sum(marked(s, c) for s, c in pairs),
             }
             for kind, pairs in copy_sims.items()

@@ -14,7 +14,7 @@ from facetrace.vision.signatures import (
     WARP_SIDE,
     FaceCrop,
     photo_correlation,
-    unaligned_correlation,
+    shifted_correlation,
 )
 
 
@@ -47,7 +47,7 @@ def ecc_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_a_shifted_copy_passes_the_gate_and_is_aligned_to_one(ecc_calls: list[int]) -> None:
     pixels = _texture(1)
     original, copy = _crop(pixels), _crop(pixels + 12.0, dx=3, dy=-2)  # brighter and a few pixels off
-    shifted = unaligned_correlation(original, copy)
+    shifted = shifted_correlation(original, copy)
     assert shifted is not None and shifted > 0.95 >= ALIGNMENT_GATE
     correlation = photo_correlation(original, copy)
     assert ecc_calls == [1]
@@ -56,7 +56,7 @@ def test_a_shifted_copy_passes_the_gate_and_is_aligned_to_one(ecc_calls: list[in
 
 def test_another_photo_is_answered_without_the_alignment(ecc_calls: list[int]) -> None:
     one, other = _crop(_texture(1)), _crop(_texture(2))
-    shifted = unaligned_correlation(one, other)
+    shifted = shifted_correlation(one, other)
     assert shifted is not None and shifted < ALIGNMENT_GATE
     assert photo_correlation(one, other) == pytest.approx(shifted)
     assert ecc_calls == []
@@ -64,7 +64,7 @@ def test_another_photo_is_answered_without_the_alignment(ecc_calls: list[int]) -
 
 def test_a_flat_crop_has_no_correlation(ecc_calls: list[int]) -> None:
     flat = FaceCrop(np.full((WARP_SIDE, WARP_SIDE), 128, np.float32), np.ones((WARP_SIDE, WARP_SIDE), np.uint8))
-    assert unaligned_correlation(flat, _crop(_texture(3))) is None
+    assert shifted_correlation(flat, _crop(_texture(3))) is None
     assert photo_correlation(_crop(_texture(3)), flat) is None
     assert ecc_calls == []
 

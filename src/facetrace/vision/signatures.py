@@ -94,7 +94,7 @@ def face_crop(thumbnail_jpeg: bytes, box: BoundingBox, landmarks: npt.NDArray[np
     return FaceCrop(pixels.astype(np.float32), covered)
 
 
-def unaligned_correlation(a: FaceCrop, b: FaceCrop) -> float | None:
+def shifted_correlation(a: FaceCrop, b: FaceCrop) -> float | None:
     """The best normalised cross-correlation of a's crop centre over b's crop shifted by up to SHIFT_PX pixels
     either way (no rotation or scale); None when either is flat."""
     centre = a.pixels[SHIFT_PX:-SHIFT_PX, SHIFT_PX:-SHIFT_PX]
@@ -107,14 +107,14 @@ def photo_correlation(a: FaceCrop, b: FaceCrop) -> float | None:
     """How far two faces show the same pixels: the normalised cross-correlation of their canonical crops after the
     affine warp that best lines b up with a (ECC: landmarks found on a copy can sit a few pixels and some percent of
     scale away from the original's), over the pixels both cover. About 1 for copies of one photo; None when the
-    alignment does not converge. A pair below ALIGNMENT_GATE even with a few pixels of shift (unaligned_correlation)
-    is answered with that value, unaligned."""
+    alignment does not converge. A pair below ALIGNMENT_GATE even with a few pixels of shift (shifted_correlation)
+    is answered with that value, without the alignment."""
     mask = (a.covered & b.covered).astype(np.uint8)
     if mask.mean() < MIN_COVERED_SHARE:
         return None
-    unaligned = unaligned_correlation(a, b)
-    if unaligned is None or unaligned < ALIGNMENT_GATE:
-        return unaligned
+    shifted = shifted_correlation(a, b)
+    if shifted is None or shifted < ALIGNMENT_GATE:
+        return shifted
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, ECC_ITERATIONS, 1e-4)
     try:
         start = np.eye(2, 3, dtype=np.float32)
@@ -131,12 +131,8 @@ def photo_correlation(a: FaceCrop, b: FaceCrop) -> float | None:
     both = (moved > 0) & (a.covered > 0)
     if both.mean() < MIN_COVERED_SHARE:
         return None
-    return _correlation(a.pixels[both], aligned[both])
-
-
-def _correlation(x: npt.NDArray[np.float32], y: npt.NDArray[np.float32]) -> float | None:
-    x = x - float(x.mean())
-    y = y - float(y.mean())
+    x = a.pixels[both] - float(a.pixels[both].mean())
+    y = aligned[both] - float(aligned[both].mean())
     norm = float(np.linalg.norm(x) * np.linalg.norm(y))
     return float(np.dot(x, y) / norm) if norm > 1e-6 else None
 
