@@ -318,19 +318,13 @@ class SearchClient:
         return b"".join(parts)
 
     def post(self, body: bytes) -> tuple[int, bytes]:
-        """POST one body; a dropped keep-alive connection is opened again once."""
-        for attempt in (1, 2):
-            if self._connection is None:
-                self._connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
-            try:
-                self._connection.request("POST", self._path, body=body, headers=self._headers)
-                response = self._connection.getresponse()
-                return response.status, response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.close()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        """POST one body on this client's connection (opened on first use; search_once drops it after a failure).
+        Not retried: the server may have stored the search, and a dropped connection is an error to count."""
+        if self._connection is None:
+            self._connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        self._connection.request("POST", self._path, body=body, headers=self._headers)
+        response = self._connection.getresponse()
+        return response.status, response.read()
 
     def close(self) -> None:
         if self._connection is not None:
